@@ -1,0 +1,27 @@
+# Two commands on a fresh clone: `make serve` runs Gimel locally, `make test` runs every test.
+# Both create .venv and install what they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test bench lint
+
+$(BIN)/gimel: pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+serve: $(BIN)/gimel
+	$(BIN)/gimel serve
+
+lint: $(BIN)/gimel
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(BIN)/gimel lint
+	$(BIN)/pytest
+
+bench: $(BIN)/gimel
+	$(BIN)/python -m bench

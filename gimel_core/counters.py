@@ -1,0 +1,239 @@
+"""Counting events and reading counts back, over Redis.
+
+Each event is one atomic script call (``lua/track.lua``). An experiment's counting mode
+and de-dup window are recorded when its first event arrives; the process remembers them
+per experiment, and the script tells it when it guessed wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from . import defaults, keys
+from .config import Config
+from .errors import StoreUnavailable, UnknownExperiment
+from .events import Event
+from .store import load_script, unavailable
+
+_MODES_CACHE_LIMIT = 10_000
+_DELETE_ATTEMPTS = 20
+
+
+def digest(goal: str, variant: str, uuid: str) -> bytes:
+    """8-byte de-dup record of one uuid for one counter (exact mode).
+
+    Names cannot contain control characters, so NUL separates them unambiguously. With 64
+    bits, two uuids of one experiment collide with probability about n^2 / 3.7e19: for a
+    million uuids in one window, 3 in 100 million.
+    """
+    data = f"{goal}\0{variant}\0{uuid}".encode()
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def bucket_length(window: int) -> int:
+    return max(1, math.ceil(window / defaults.DEDUP_BUCKETS))
+
+
+def seen_buckets(window: int, now: float) -> range:
+    """De-dup buckets that may hold a record younger than ``window``, newest first."""
+    length = bucket_length(window)
+    current = int(now) // length
+    oldest = (int(now) - window) // length
+    return range(current, oldest - 1, -1)
+
+
+class Counters:
+    """Gimel's counting logic over one Redis client."""
+
+    def __init__(self, client: redis.Redis, config: Config) -> None:
+        self.client = client
+        self.config = config
+        self._track = load_script(client, "track")
+        self._delete = load_script(client, "delete")
+        # (namespace, experiment) -> (mode, window) as recorded in Redis.
+        self._modes: dict[tuple[str, str], tuple[str, int]] = {}
+
+    # -- writing -----------------------------------------------------------------------
+
+    def track(self, event: Event) -> bool:
+        """Count one event; True if it was new, False if a duplicate (exact mode)."""
+        ident = (event.namespace, event.experiment)
+        mode, window = self._modes.get(ident) or (self.config.counting, self.config.dedup_window)
+        with unavailable():
+            for _ in range(3):
+                reply = self._track_as(event, mode, window)
+                if not isinstance(reply, list):
+                    if len(self._modes) >= _MODES_CACHE_LIMIT:
+                        self._modes.clear()
+                    self._modes[ident] = (mode, window)
+                    return bool(reply)
+                mode, window = reply[0].decode(), int(reply[1])
+        raise StoreUnavailable("experiment settings kept changing during tracking")
+
+    def _track_as(self, event: Event, mode: str, window: int) -> Any:
+        ns, exp = event.namespace, event.experiment
+        now = time.time()
+        head = [
+            keys.meta(ns, exp),
+            keys.experiment_registry(ns, exp),
+            keys.variants(ns, exp),
+            keys.goals(ns, exp),
+        ]
+        args: list[Any] = [
+            exp, event.variant, event.event, mode, window,
+            self.config.counting, self.config.dedup_window, int(now),
+        ]
+        if mode == "hll":
+            return self._track(
+                keys=[*head, keys.hll(ns, exp, event.event, event.variant)],
+                args=[*args, event.uuid],
+            )
+        buckets = seen_buckets(window, now)
+        expire_at = (buckets[0] + 1) * bucket_length(window) + window
+        return self._track(
+            keys=[*head, keys.counts(ns, exp), *(keys.seen(ns, exp, b) for b in buckets)],
+            args=[
+                *args,
+                digest(event.event, event.variant, event.uuid),
+                keys.counts_field(event.event, event.variant),
+                expire_at,
+            ],
+        )
+
+    def delete(self, namespace: str, experiment: str) -> None:
+        """Delete an experiment and all its counters atomically; UnknownExperiment if absent."""
+        self._modes.pop((namespace, experiment), None)
+        with unavailable():
+            for _ in range(_DELETE_ATTEMPTS):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hget(keys.meta(namespace, experiment), "window")
+                pipe.smembers(keys.variants(namespace, experiment))
+                pipe.smembers(keys.goals(namespace, experiment))
+                raw_window, raw_variants, raw_goals = pipe.execute()
+                variants, goals = sorted(raw_variants), sorted(raw_goals)
+                names = [_text(v) for v in variants], [_text(g) for g in goals]
+                result = self._delete(
+                    keys=[
+                        keys.meta(namespace, experiment),
+                        keys.experiment_registry(namespace, experiment),
+                        keys.variants(namespace, experiment),
+                        keys.goals(namespace, experiment),
+                        *self._data_keys(namespace, experiment, *names, raw_window),
+                    ],
+                    args=[experiment, len(variants), *variants, *goals],
+                )
+                if result == -1:
+                    continue  # a new variant or goal arrived meanwhile: read again
+                if result == 0:
+                    raise UnknownExperiment(experiment)
+                return
+        raise StoreUnavailable("the experiment kept changing during delete; try again")
+
+    def _data_keys(
+        self, ns: str, exp: str, variants: list[str], goals: list[str], raw_window: Any
+    ) -> list[str]:
+        counters = [
+            keys.hll(ns, exp, goal, variant)
+            for goal in (defaults.PARTICIPATE, *goals)
+            for variant in variants
+        ]
+        window = int(raw_window) if raw_window else self.config.dedup_window
+        live = seen_buckets(window, time.time())
+        # A bucket lives until (bucket + 1) * length + window, so one older than the checked
+        # ones may still exist; one newer covers clock skew between processes.
+        buckets = range(live[0] + 1, live[-1] - 2, -1)
+        return [*counters, keys.counts(ns, exp), *(keys.seen(ns, exp, b) for b in buckets)]
+
+    # -- reading -----------------------------------------------------------------------
+
+    def experiment_names(self, namespace: str) -> list[str]:
+        with unavailable():
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys.registries(namespace):
+                pipe.smembers(key)
+            shards = pipe.execute()
+        return sorted(_text(name) for members in shards for name in members)
+
+    def results(self, namespace: str, names: Iterable[str]) -> list[dict[str, Any]]:
+        """Counts of each named experiment, in the original Gimel JSON shape (plus fields).
+
+        Three round trips whatever the number of experiments: names (done by the caller),
+        then meta and names of every experiment, then every counter.
+        """
+        names = list(names)
+        with unavailable():
+            pipe = self.client.pipeline(transaction=False)
+            for exp in names:
+                pipe.hgetall(keys.meta(namespace, exp))
+                pipe.smembers(keys.variants(namespace, exp))
+                pipe.smembers(keys.goals(namespace, exp))
+            replies = pipe.execute()
+            layouts = []
+            pipe = self.client.pipeline(transaction=False)
+            for i, exp in enumerate(names):
+                meta = {_text(k): _text(v) for k, v in replies[3 * i].items()}
+                variants = sorted(_text(v) for v in replies[3 * i + 1])
+                goals = sorted(_text(g) for g in replies[3 * i + 2])
+                mode = meta.get("counting")
+                layouts.append((exp, meta, variants, goals))
+                if mode == "exact":
+                    pipe.hgetall(keys.counts(namespace, exp))
+                else:
+                    for goal in (defaults.PARTICIPATE, *goals):
+                        for variant in variants:
+                            pipe.pfcount(keys.hll(namespace, exp, goal, variant))
+            counts = iter(pipe.execute())
+        return [_shape(layout, counts) for layout in layouts]
+
+    def experiment(self, namespace: str, name: str) -> dict[str, Any]:
+        (result,) = self.results(namespace, [name])
+        if result["counting"] is None:
+            raise UnknownExperiment(name)
+        return result
+
+    def ping(self) -> bool:
+        with unavailable():
+            return bool(self.client.ping())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _shape(layout: tuple[str, dict[str, str], list[str], list[str]], counts: Any) -> dict:
+    exp, meta, variants, goals = layout
+    mode = meta.get("counting")
+    table: dict[tuple[str, str], int] = {}
+    if mode == "exact":
+        stored = next(counts)
+        for goal in (defaults.PARTICIPATE, *goals):
+            for variant in variants:
+                table[goal, variant] = int(stored.get(keys.counts_field(goal, variant).encode(), 0))
+    elif mode == "hll":
+        for goal in (defaults.PARTICIPATE, *goals):
+            for variant in variants:
+                table[goal, variant] = int(next(counts))
+    return {
+        "experiment": exp,
+        "goals": [
+            {
+                "goal": goal,
+                "results": [
+                    {
+                        "label": variant,
+                        "successes": table[goal, variant],
+                        "trials": table[defaults.PARTICIPATE, variant],
+                    }
+                    for variant in variants
+                ],
+            }
+            for goal in goals
+        ],
+        "counting": mode,
+    }

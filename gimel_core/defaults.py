@@ -1,0 +1,40 @@
+"""Every default Gimel uses, named and documented in one place."""
+
+NAMESPACE = "alephbet"
+"""Namespace used when a request names none; Alephbet's adapters default to it too."""
+
+COUNTING = "hll"
+"""Counting mode for new experiments: ``hll`` (HyperLogLog, fixed 12 KB) or ``exact``."""
+
+COUNTING_MODES = ("hll", "exact")
+"""The counting modes Gimel knows."""
+
+DEDUP_WINDOW = 86_400
+"""Seconds an ``exact`` experiment remembers a uuid, so a resent event is counted once."""
+
+DEDUP_BUCKETS = 4
+"""The de-dup window is split into this many time buckets; a record lives window..1.25 window."""
+
+MAX_NAME_LENGTH = 128
+"""Longest namespace, experiment, variant, goal or uuid, in characters."""
+
+PARTICIPATE = "participate"
+"""The pseudo-goal Alephbet sends when a visitor enters an experiment."""
+
+REDIS_TIMEOUT = 0.4
+"""Seconds to wait for Redis to connect or answer before the request fails with 503."""
+
+REDIS_RETRIES = 1
+"""Extra attempts after a connection error or timeout (tracking is idempotent, so safe)."""
+
+RETRY_AFTER = 2
+"""Seconds a client is told to wait (``Retry-After``) when the store is unavailable."""
+
+DATA_DIR = ".gimel"
+"""Folder of the embedded Redis (data, append-only file, generated API key) for local runs."""
+
+HOST = "127.0.0.1"
+"""Address ``gimel serve`` listens on."""
+
+PORT = 8000
+"""Port ``gimel serve`` listens on."""

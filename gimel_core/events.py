@@ -1,0 +1,82 @@
+"""Tracking events: parsing Alephbet's query strings and validating every field.
+
+Validation is strict and happens before anything touches Redis, so a refused event
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from . import defaults
+from .errors import InvalidEvent
+
+FIELDS = ("experiment", "variant", "event", "uuid")
+"""Fields every event must carry; ``namespace`` is optional."""
+
+TRACK_FIELDS = frozenset((*FIELDS, "namespace"))
+# C0 and C1 control characters, DEL, and lone surrogates (which only JSON can smuggle in).
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    namespace: str
+    experiment: str
+    variant: str
+    event: str
+    uuid: str
+
+
+def parse_query(raw: bytes, fields: frozenset[str] = TRACK_FIELDS) -> dict[str, str]:
+    """Decode a form-encoded query string (``+`` for spaces), keeping only ``fields``.
+
+    Unlike the usual parsers this refuses, rather than replaces, invalid UTF-8, and refuses
+    a field given twice instead of silently picking one.
+    """
+    values: dict[str, str] = {}
+    for part in raw.split(b"&"):
+        name_raw, _, value_raw = part.partition(b"=")
+        name = unquote_to_bytes(name_raw.replace(b"+", b" ")).decode("utf-8", "replace")
+        if name not in fields:
+            continue
+        if name in values:
+            raise InvalidEvent(name, f"'{name}' is given more than once")
+        try:
+            values[name] = unquote_to_bytes(value_raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent(name, f"'{name}' is not valid UTF-8") from None
+    return values
+
+
+def check_name(field: str, value: Any) -> str:
+    """Validate one name or uuid; returns it unchanged or raises :class:`InvalidEvent`."""
+    if value is None:
+        raise InvalidEvent(field, f"'{field}' is required")
+    if not isinstance(value, str):
+        raise InvalidEvent(field, f"'{field}' must be a string")
+    if not value:
+        raise InvalidEvent(field, f"'{field}' must not be empty")
+    if len(value) > defaults.MAX_NAME_LENGTH:
+        raise InvalidEvent(
+            field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters"
+        )
+    if _FORBIDDEN.search(value):
+        raise InvalidEvent(field, f"'{field}' contains control characters")
+    return value
+
+
+def validate(values: Mapping[str, Any]) -> Event:
+    """Build an :class:`Event` from decoded fields, refusing anything malformed."""
+    namespace = values.get("namespace")
+    return Event(
+        namespace=defaults.NAMESPACE if namespace is None else check_name("namespace", namespace),
+        experiment=check_name("experiment", values.get("experiment")),
+        variant=check_name("variant", values.get("variant")),
+        event=check_name("event", values.get("event")),
+        uuid=check_name("uuid", values.get("uuid")),
+    )

@@ -1,0 +1,101 @@
+"""Every Redis key Gimel uses is built here, and only here.
+
+Layout (``<x>`` is :func:`escape` of a user-supplied name)::
+
+    gimel:{<ns>:<shard>}:experiments              set   experiment names of that shard
+    gimel:{<ns>:<shard>}:<exp>:meta               hash  counting mode, window, settings
+    gimel:{<ns>:<shard>}:<exp>:variants           set   variant names
+    gimel:{<ns>:<shard>}:<exp>:goals              set   goal names (without "participate")
+    gimel:{<ns>:<shard>}:<exp>:hll:<goal>:<var>   HyperLogLog of uuids (hll mode)
+    gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode)
+    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>      set   8-byte uuid digests (exact mode)
+
+The ``{...}`` hash tag puts an experiment's keys and its registry shard in one Redis
+Cluster slot, so every script touches a single slot. Experiments of a namespace are
+spread over :data:`SHARDS` registry shards (``shard`` = CRC32 of the name), so a busy
+namespace still spreads over a cluster. Names are read back from the sets, never parsed
+out of keys.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+
+PREFIX = "gimel"
+"""First component of every key; lets Gimel share a Redis with other tools."""
+
+SHARDS = 16
+"""Registry shards per namespace (hash-tag spread of one namespace over a cluster)."""
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+@lru_cache(maxsize=65_536)
+def escape(name: str) -> str:
+    """Injective encoding of a name into a key component: no ``:``, ``{``, ``}`` or spaces.
+
+    Bytes outside ``[A-Za-z0-9-_.]`` become ``%XX`` (as in URLs), so ``%`` itself is
+    escaped too and two different names can never produce the same component.
+    """
+    raw = name.encode("utf-8")
+    if all(b in _SAFE for b in raw):
+        return name
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in raw)
+
+
+def shard(experiment: str) -> int:
+    return zlib.crc32(experiment.encode("utf-8")) % SHARDS
+
+
+def _tag(namespace: str, shard_no: int) -> str:
+    return f"{PREFIX}:{{{escape(namespace)}:{shard_no}}}"
+
+
+def registry(namespace: str, shard_no: int) -> str:
+    """Set of the experiment names of one shard of a namespace."""
+    return f"{_tag(namespace, shard_no)}:experiments"
+
+
+def registries(namespace: str) -> list[str]:
+    """All registry shards of a namespace, in shard order."""
+    return [registry(namespace, n) for n in range(SHARDS)]
+
+
+@lru_cache(maxsize=16_384)
+def _base(namespace: str, experiment: str) -> str:
+    return f"{_tag(namespace, shard(experiment))}:{escape(experiment)}"
+
+
+def experiment_registry(namespace: str, experiment: str) -> str:
+    """The registry shard that lists this experiment (same slot as its keys)."""
+    return registry(namespace, shard(experiment))
+
+
+def meta(namespace: str, experiment: str) -> str:
+    return f"{_base(namespace, experiment)}:meta"
+
+
+def variants(namespace: str, experiment: str) -> str:
+    return f"{_base(namespace, experiment)}:variants"
+
+
+def goals(namespace: str, experiment: str) -> str:
+    return f"{_base(namespace, experiment)}:goals"
+
+
+def hll(namespace: str, experiment: str, goal: str, variant: str) -> str:
+    return f"{_base(namespace, experiment)}:hll:{escape(goal)}:{escape(variant)}"
+
+
+def counts(namespace: str, experiment: str) -> str:
+    return f"{_base(namespace, experiment)}:counts"
+
+
+def counts_field(goal: str, variant: str) -> str:
+    """Field of the ``counts`` hash holding one (goal, variant) exact count."""
+    return f"{escape(goal)}:{escape(variant)}"
+
+
+def seen(namespace: str, experiment: str, bucket: int) -> str:
+    return f"{_base(namespace, experiment)}:seen:{bucket}"

@@ -1,0 +1,15 @@
+"""AWS Lambda entry point: API Gateway REST (v1) events in, the Flask app answers.
+
+The app (and its Redis client) is built once per Lambda container, at import, and reused
+by every invocation that container serves.
+"""
+
+import serverless_wsgi
+
+from gimel_core import create_app
+
+app = create_app()
+
+
+def handler(event, context):
+    return serverless_wsgi.handle_request(app, event, context)
