@@ -31,15 +31,16 @@ class Config:
         redis_url = env.get("GIMEL_REDIS_URL", "").strip() or None
         if redis_url is not None and not redis_url.startswith(REDIS_SCHEMES):
             raise ConfigError(
-                "GIMEL_REDIS_URL must start with one of " + ", ".join(REDIS_SCHEMES)
+                "GIMEL_REDIS_URL must start with one of "
+                + ", ".join(REDIS_SCHEMES)
                 + f" (got {redis_url.split('://')[0]!r}://...)"
             )
         keys = tuple(k.strip() for k in env.get("GIMEL_API_KEY", "").split(",") if k.strip())
         for key in keys:
             if len(key) < 16 or not key.isprintable():
                 raise ConfigError(
-                    "GIMEL_API_KEY: each key must be at least 16 printable characters "
-                    "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+                    "GIMEL_API_KEY: each key must be at least 16 printable characters (make one "
+                    "with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
                 )
         counting = env.get("GIMEL_COUNTING", defaults.COUNTING).strip().lower()
         if counting not in defaults.COUNTING_MODES:
@@ -63,7 +64,9 @@ class Config:
         return replace(self, **overrides)
 
 
-def _number(env: Mapping[str, str], name: str, kind: type, default: Any, low: Any, high: Any) -> Any:
+def _number(
+    env: Mapping[str, str], name: str, kind: type, default: Any, low: Any, high: Any
+) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default

@@ -86,8 +86,14 @@ class Counters:
             keys.goals(ns, exp),
         ]
         args: list[Any] = [
-            exp, event.variant, event.event, mode, window,
-            self.config.counting, self.config.dedup_window, int(now),
+            exp,
+            event.variant,
+            event.event,
+            mode,
+            window,
+            self.config.counting,
+            self.config.dedup_window,
+            int(now),
         ]
         if mode == "hll":
             return self._track(

