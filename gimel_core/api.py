@@ -9,7 +9,8 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, json, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.http import HTTP_STATUS_CODES
 
 from . import defaults
 from .counters import Counters
@@ -48,12 +49,77 @@ def query(*fields: str) -> dict[str, str]:
 # -- tracking (public, CORS-open) ----------------------------------------------------------
 
 
-@bp.route("/track", methods=["GET", "OPTIONS"])
-def track() -> Response:
-    if request.method == "OPTIONS":
-        return Response(b"", 204, headers=TRACK_HEADERS)
-    counters().track(validate(query("namespace", "experiment", "variant", "event", "uuid")))
-    return Response(_TRACKED, 200, headers=TRACK_HEADERS, mimetype="application/json")
+class TrackEndpoint:
+    """WSGI middleware answering ``GET``/``OPTIONS`` on the tracking paths before Flask.
+
+    This is the one request that runs per visitor event, so it skips Flask's per-request
+    machinery (context push, routing, sessions), which cost more than the Redis call itself.
+    Every other request goes on to the Flask app.
+    """
+
+    def __init__(self, wsgi_app: Any, counters: Counters, paths: tuple[str, ...]) -> None:
+        self.next = wsgi_app
+        self.counters = counters
+        self.paths = frozenset(paths)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") not in self.paths:
+            return self.next(environ, start_response)
+        method = environ.get("REQUEST_METHOD")
+        if method == "OPTIONS":
+            start_response("204 No Content", _TRACK_HEADER_LIST)
+            return [b""]
+        try:
+            if method != "GET":
+                raise MethodNotAllowed(valid_methods=["GET", "OPTIONS"])
+            self.counters.track(validate(parse_query(_raw_query(environ))))
+        except Exception as exc:  # every failure becomes a JSON answer, never a traceback
+            status, body, headers = refusal(exc)
+            start_response(
+                f"{status} {HTTP_STATUS_CODES[status]}",
+                [*_TRACK_HEADER_LIST, ("Content-Type", "application/json"), *headers.items()],
+            )
+            return [json.dumps(body).encode()]
+        start_response("200 OK", _TRACKED_HEADER_LIST)
+        return [_TRACKED]
+
+
+def _raw_query(environ: dict[str, Any]) -> bytes:
+    # WSGI hands over the raw query bytes as a latin-1 "native string" (PEP 3333).
+    query_string: str = environ.get("QUERY_STRING", "")
+    try:
+        return query_string.encode("latin-1")
+    except UnicodeEncodeError:  # a server that decoded it as UTF-8 already
+        return query_string.encode("utf-8", "surrogateescape")
+
+
+_TRACK_HEADER_LIST = list(TRACK_HEADERS.items())
+_TRACKED_HEADER_LIST = [
+    *_TRACK_HEADER_LIST,
+    ("Content-Type", "application/json"),
+    ("Content-Length", str(len(_TRACKED))),
+]
+
+
+def refusal(exc: Exception) -> tuple[int, dict[str, str], dict[str, str]]:
+    """Status, JSON body and headers answering an exception; shared by Flask and the fast path."""
+    if isinstance(exc, InvalidEvent):
+        return 400, {"error": exc.message, "field": exc.field}, {}
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable: %s", exc)
+        return (
+            503,
+            {"error": "the event store is unavailable, retry later"},
+            {"Retry-After": str(defaults.RETRY_AFTER)},
+        )
+    if isinstance(exc, HTTPException):
+        headers = dict(exc.get_headers())
+        headers.pop("Content-Type", None)
+        return exc.code or 500, {"error": exc.description or exc.name}, headers
+    if isinstance(exc, UnknownExperiment):
+        return 404, {"error": f"no experiment named {exc.args[0]!r} in this namespace"}, {}
+    log.error("unhandled error", exc_info=exc)
+    return 500, {"error": "internal error"}, {}
 
 
 # -- results (API key) ---------------------------------------------------------------------
@@ -133,35 +199,8 @@ def health() -> Response:
 
 
 def register_errors(app: Flask) -> None:
-    def cors(headers: dict[str, str]) -> dict[str, str]:
-        # The browser must be able to read a refusal from /track, or it cannot tell why.
-        return {**headers, **TRACK_HEADERS} if request.path == "/track" else headers
-
-    @app.errorhandler(InvalidEvent)
-    def invalid(exc: InvalidEvent) -> Response:
-        return answer({"error": exc.message, "field": exc.field}, 400, cors({}))
-
-    @app.errorhandler(StoreUnavailable)
-    def store_down(exc: StoreUnavailable) -> Response:
-        log.warning("store unavailable: %s", exc)
-        return answer(
-            {"error": "the event store is unavailable, retry later"},
-            503,
-            cors({"Retry-After": str(defaults.RETRY_AFTER)}),
-        )
-
-    @app.errorhandler(UnknownExperiment)
-    def unknown(exc: UnknownExperiment) -> Response:
-        return answer({"error": f"no experiment named {exc.args[0]!r} in this namespace"}, 404)
-
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        headers = dict(exc.get_response().headers)
-        headers.pop("Content-Type", None)
-        headers.pop("Content-Length", None)
-        return answer({"error": exc.description}, exc.code or 500, cors(headers))
-
     @app.errorhandler(Exception)
-    def crash(exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return answer({"error": "internal error"}, 500)
+    def failure(exc: Exception) -> Response:
+        status, body, headers = refusal(exc)
+        return answer(body, status, headers)

@@ -33,7 +33,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         atexit.register(server.stop)
         app.extensions["gimel_embedded"] = server
         redis_url = server.url
-    app.extensions["gimel"] = Counters(connect(redis_url, config.redis_timeout), config)
+    counters = Counters(connect(redis_url, config.redis_timeout), config)
+    app.extensions["gimel"] = counters
     app.register_blueprint(api.bp)
     api.register_errors(app)
+    app.wsgi_app = api.TrackEndpoint(app.wsgi_app, counters, config.track_paths)  # type: ignore[method-assign]
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -11,6 +12,7 @@ from . import defaults
 from .errors import ConfigError
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Config:
     dedup_window: int = defaults.DEDUP_WINDOW
     redis_timeout: float = defaults.REDIS_TIMEOUT
     data_dir: str = defaults.DATA_DIR
+    track_paths: tuple[str, ...] = ("/track",)
+    """Paths that count events; extra ones get past ad-blockers that block "track" URLs."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -51,6 +55,13 @@ class Config:
         window = _number(env, "GIMEL_DEDUP_WINDOW", int, defaults.DEDUP_WINDOW, 1, 366 * 86_400)
         timeout = _number(env, "GIMEL_REDIS_TIMEOUT", float, defaults.REDIS_TIMEOUT, 0.05, 30.0)
         data_dir = env.get("GIMEL_DATA_DIR", "").strip() or defaults.DATA_DIR
+        extra_paths = [p.strip().strip("/") for p in env.get("GIMEL_TRACK_PATHS", "").split(",")]
+        for path in extra_paths:
+            if path and not _PATH_SEGMENT.fullmatch(path):
+                raise ConfigError(
+                    "GIMEL_TRACK_PATHS must be comma-separated path names made of letters, "
+                    f"digits, '-', '_' and '/' (got {path!r})"
+                )
         return cls(
             redis_url=redis_url,
             api_keys=keys,
@@ -58,6 +69,7 @@ class Config:
             dedup_window=window,
             redis_timeout=timeout,
             data_dir=data_dir,
+            track_paths=("/track", *(f"/{p}" for p in extra_paths if p and p != "track")),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:

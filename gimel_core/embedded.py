@@ -104,6 +104,7 @@ class EmbeddedRedis:
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # it logs to redis.log; never hold a caller's pipe
                 start_new_session=True,  # Ctrl-C goes to us; we stop the server cleanly
             )
             deadline = time.monotonic() + 15

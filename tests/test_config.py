@@ -87,3 +87,27 @@ def test_handler_start_up_fails_with_a_message_naming_the_variable() -> None:
     )
     assert result.returncode != 0
     assert "GIMEL_REDIS_URL" in result.stderr.splitlines()[-1]
+
+
+def test_extra_track_paths_count_like_track(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    assert Config.from_env({}).track_paths == ("/track",)
+    monkeypatch.setenv("GIMEL_REDIS_URL", redis_url)
+    monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
+    monkeypatch.setenv("GIMEL_TRACK_PATHS", "collect, /t/ ,")
+    client = create_app().test_client()
+    query = "?experiment=e&variant=v&event=participate&uuid="
+    for path in ["/collect", "/t", "/track"]:
+        response = client.get(path + query + path)
+        assert response.status_code == 200
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert client.get("/collect?experiment=e").get_json()["field"] == "variant"
+    client.get("/t?experiment=e&variant=v&event=g&uuid=/t")
+    exp = client.get("/experiments/e", headers={"x-api-key": API_KEY}).get_json()
+    assert exp["goals"][0]["results"] == [{"label": "v", "successes": 1, "trials": 3}]
+
+
+def test_bad_track_paths_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="GIMEL_TRACK_PATHS"):
+        Config.from_env({"GIMEL_TRACK_PATHS": "collect,../x"})

@@ -1,0 +1,1 @@
+"""Gimel's benchmarks: `python -m bench` measures every figure side by side in one run."""
