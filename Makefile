@@ -12,6 +12,11 @@ $(BIN)/gimel: pyproject.toml requirements.txt
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The sls CLI (osls) and its plugins, exactly as package-lock.json pins them.
+node_modules: package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
 serve: $(BIN)/gimel
 	$(BIN)/gimel serve
 
@@ -20,7 +25,7 @@ lint: $(BIN)/gimel
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(BIN)/gimel lint
+test: $(BIN)/gimel node_modules lint
 	$(BIN)/pytest
 
 bench: $(BIN)/gimel

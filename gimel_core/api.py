@@ -6,15 +6,16 @@ import hmac
 import logging
 from collections.abc import Callable
 from functools import wraps
+from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, json, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import defaults
 from .counters import Counters
-from .errors import InvalidEvent, StoreUnavailable, UnknownExperiment
+from .errors import InvalidInput, StoreUnavailable, UnknownExperiment
 from .events import check_name, parse_query, validate
 
 log = logging.getLogger("gimel")
@@ -103,7 +104,7 @@ _TRACKED_HEADER_LIST = [
 
 def refusal(exc: Exception) -> tuple[int, dict[str, str], dict[str, str]]:
     """Status, JSON body and headers answering an exception; shared by Flask and the fast path."""
-    if isinstance(exc, InvalidEvent):
+    if isinstance(exc, InvalidInput):
         return 400, {"error": exc.message, "field": exc.field}, {}
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc)
@@ -117,7 +118,7 @@ def refusal(exc: Exception) -> tuple[int, dict[str, str], dict[str, str]]:
         headers.pop("Content-Type", None)
         return exc.code or 500, {"error": exc.description or exc.name}, headers
     if isinstance(exc, UnknownExperiment):
-        return 404, {"error": f"no experiment named {exc.args[0]!r} in this namespace"}, {}
+        return 404, {"error": str(exc)}, {}
     log.error("unhandled error", exc_info=exc)
     return 500, {"error": "internal error"}, {}
 
@@ -154,14 +155,18 @@ def namespace_of(values: dict[str, str]) -> str:
 @bp.get("/experiments")
 @require_key
 def experiments() -> Response:
-    values = query("namespace", "scope")
+    values = query("namespace", "scope", "archived")
     namespace = namespace_of(values)
     scope = values.get("scope")
     if scope:
         names = [check_name("scope", name) for name in scope.split(",") if name]
+        found = counters().results(namespace, names)
     else:
-        names = counters().experiment_names(namespace)
-    return answer([{"meta": {"scope": scope}}, *counters().results(namespace, names)])
+        archived = values.get("archived", "false").lower()
+        if archived not in ("true", "false"):
+            raise InvalidInput("archived", "'archived' must be true or false")
+        found = counters().listing(namespace, archived=archived == "true")
+    return answer([{"meta": {"scope": scope}}, *found])
 
 
 @bp.get("/experiments/<path:name>")
@@ -179,6 +184,25 @@ def delete_experiment(name: str) -> Response:
     return answer({"deleted": name, "namespace": namespace})
 
 
+@bp.patch("/experiments/<path:name>")
+@require_key
+def update_experiment(name: str) -> Response:
+    namespace = namespace_of(query("namespace"))
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidInput("body", "expected a JSON object (Content-Type: application/json)")
+    counters().update_settings(namespace, check_name("experiment", name), body)
+    return answer(counters().experiment(namespace, name))
+
+
+@bp.post("/experiments/<path:name>/reset")
+@require_key
+def reset_experiment(name: str) -> Response:
+    namespace = namespace_of(query("namespace"))
+    counters().reset(namespace, check_name("experiment", name))
+    return answer(counters().experiment(namespace, name))
+
+
 @bp.delete("/delete")
 @require_key
 def delete() -> Response:
@@ -193,6 +217,35 @@ def delete() -> Response:
 def health() -> Response:
     counters().ping()
     return answer({"status": "ok"})
+
+
+# -- dashboard (public page; it asks for the key and calls the API with it) -----------------
+
+DASHBOARD_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+DASHBOARD_HEADERS = {
+    # Everything comes from this origin; nothing inline, no third-party host, no framing.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@bp.get("/dashboard")
+@bp.get("/dashboard/<asset>")
+def dashboard(asset: str = "index.html") -> Response:
+    if asset not in DASHBOARD_FILES:
+        raise NotFound()
+    body = resources.files("gimel_core").joinpath("dashboard", asset).read_bytes()
+    return Response(body, 200, content_type=DASHBOARD_FILES[asset], headers=DASHBOARD_HEADERS)
 
 
 # -- errors: always JSON, never a bare 500 -------------------------------------------------

@@ -41,9 +41,10 @@ class Config:
             )
         keys = tuple(k.strip() for k in env.get("GIMEL_API_KEY", "").split(",") if k.strip())
         for key in keys:
-            if len(key) < 16 or not key.isprintable():
+            if len(key) < 20 or not key.isprintable() or " " in key:
                 raise ConfigError(
-                    "GIMEL_API_KEY: each key must be at least 16 printable characters (make one "
+                    "GIMEL_API_KEY: each key must be at least 20 printable characters without "
+                    "spaces, as API Gateway requires (make one "
                     "with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
                 )
         counting = env.get("GIMEL_COUNTING", defaults.COUNTING).strip().lower()

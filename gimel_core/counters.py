@@ -15,14 +15,14 @@ from typing import Any
 
 import redis
 
-from . import defaults, keys
+from . import defaults, keys, settings, stats
 from .config import Config
 from .errors import StoreUnavailable, UnknownExperiment
 from .events import Event
 from .store import load_script, unavailable
 
 _MODES_CACHE_LIMIT = 10_000
-_DELETE_ATTEMPTS = 20
+_CLEAR_ATTEMPTS = 20
 
 
 def digest(goal: str, variant: str, uuid: str) -> bytes:
@@ -55,7 +55,8 @@ class Counters:
         self.client = client
         self.config = config
         self._track = load_script(client, "track")
-        self._delete = load_script(client, "delete")
+        self._clear_script = load_script(client, "clear")
+        self._settings = load_script(client, "settings")
         # (namespace, experiment) -> (mode, window) as recorded in Redis.
         self._modes: dict[tuple[str, str], tuple[str, int]] = {}
 
@@ -115,8 +116,15 @@ class Counters:
     def delete(self, namespace: str, experiment: str) -> None:
         """Delete an experiment and all its counters atomically; UnknownExperiment if absent."""
         self._modes.pop((namespace, experiment), None)
+        self._clear("delete", namespace, experiment)
+
+    def reset(self, namespace: str, experiment: str) -> None:
+        """Zero an experiment's counters atomically, keeping its settings and names."""
+        self._clear("reset", namespace, experiment)
+
+    def _clear(self, action: str, namespace: str, experiment: str) -> None:
         with unavailable():
-            for _ in range(_DELETE_ATTEMPTS):
+            for _ in range(_CLEAR_ATTEMPTS):
                 pipe = self.client.pipeline(transaction=False)
                 pipe.hget(keys.meta(namespace, experiment), "window")
                 pipe.smembers(keys.variants(namespace, experiment))
@@ -124,7 +132,7 @@ class Counters:
                 raw_window, raw_variants, raw_goals = pipe.execute()
                 variants, goals = sorted(raw_variants), sorted(raw_goals)
                 names = [_text(v) for v in variants], [_text(g) for g in goals]
-                result = self._delete(
+                result = self._clear_script(
                     keys=[
                         keys.meta(namespace, experiment),
                         keys.experiment_registry(namespace, experiment),
@@ -132,14 +140,28 @@ class Counters:
                         keys.goals(namespace, experiment),
                         *self._data_keys(namespace, experiment, *names, raw_window),
                     ],
-                    args=[experiment, len(variants), *variants, *goals],
+                    args=[action, experiment, int(time.time()), len(variants), *variants, *goals],
                 )
-                if result == -1:
-                    continue  # a new variant or goal arrived meanwhile: read again
                 if result == 0:
                     raise UnknownExperiment(experiment)
-                return
-        raise StoreUnavailable("the experiment kept changing during delete; try again")
+                if result == 1:
+                    return
+                # -1: a new variant or goal arrived meanwhile, so read again
+        raise StoreUnavailable(f"the experiment kept changing during {action}; try again")
+
+    def update_settings(self, namespace: str, experiment: str, body: Any) -> None:
+        """Validate and store control, weights, description, archived (PATCH)."""
+        with unavailable():
+            variants = self.client.smembers(keys.variants(namespace, experiment))
+            if not variants:
+                raise UnknownExperiment(experiment)
+            fields = settings.parse(body, (_text(v) for v in variants))
+            changed = self._settings(
+                keys=[keys.meta(namespace, experiment)],
+                args=[item for pair in fields.items() for item in pair],
+            )
+        if not changed:
+            raise UnknownExperiment(experiment)
 
     def _data_keys(
         self, ns: str, exp: str, variants: list[str], goals: list[str], raw_window: Any
@@ -166,11 +188,16 @@ class Counters:
             shards = pipe.execute()
         return sorted(_text(name) for members in shards for name in members)
 
-    def results(self, namespace: str, names: Iterable[str]) -> list[dict[str, Any]]:
-        """Counts of each named experiment, in the original Gimel JSON shape (plus fields).
+    def listing(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
+        """Every experiment of a namespace (archived ones only if asked): three round trips."""
+        found = self.results(namespace, self.experiment_names(namespace))
+        return [e for e in found if e["counting"] and (archived or not e["archived"])]
 
-        Three round trips whatever the number of experiments: names (done by the caller),
-        then meta and names of every experiment, then every counter.
+    def results(self, namespace: str, names: Iterable[str]) -> list[dict[str, Any]]:
+        """Counts and statistics of each named experiment, in the original JSON shape.
+
+        Two round trips whatever the number of experiments: meta and names of every
+        experiment, then every counter. Unknown names come back with no goals.
         """
         names = list(names)
         with unavailable():
@@ -186,16 +213,15 @@ class Counters:
                 meta = {_text(k): _text(v) for k, v in replies[3 * i].items()}
                 variants = sorted(_text(v) for v in replies[3 * i + 1])
                 goals = sorted(_text(g) for g in replies[3 * i + 2])
-                mode = meta.get("counting")
                 layouts.append((exp, meta, variants, goals))
-                if mode == "exact":
+                if meta.get("counting") == "exact":
                     pipe.hgetall(keys.counts(namespace, exp))
-                else:
+                elif meta.get("counting") == "hll":
                     for goal in (defaults.PARTICIPATE, *goals):
                         for variant in variants:
                             pipe.pfcount(keys.hll(namespace, exp, goal, variant))
             counts = iter(pipe.execute())
-        return [_shape(layout, counts) for layout in layouts]
+        return [_experiment(layout, counts) for layout in layouts]
 
     def experiment(self, namespace: str, name: str) -> dict[str, Any]:
         (result,) = self.results(namespace, [name])
@@ -212,7 +238,8 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _shape(layout: tuple[str, dict[str, str], list[str], list[str]], counts: Any) -> dict:
+def _experiment(layout: tuple[str, dict[str, str], list[str], list[str]], counts: Any) -> dict:
+    """One experiment's object: the original fields, then counting, settings and statistics."""
     exp, meta, variants, goals = layout
     mode = meta.get("counting")
     table: dict[tuple[str, str], int] = {}
@@ -225,21 +252,30 @@ def _shape(layout: tuple[str, dict[str, str], list[str], list[str]], counts: Any
         for goal in (defaults.PARTICIPATE, *goals):
             for variant in variants:
                 table[goal, variant] = int(next(counts))
-    return {
+    trials = {variant: table[defaults.PARTICIPATE, variant] for variant in variants}
+    chosen = settings.stored(meta)
+    result = {
         "experiment": exp,
         "goals": [
             {
                 "goal": goal,
                 "results": [
-                    {
-                        "label": variant,
-                        "successes": table[goal, variant],
-                        "trials": table[defaults.PARTICIPATE, variant],
-                    }
+                    {"label": variant, "successes": table[goal, variant], "trials": trials[variant]}
                     for variant in variants
                 ],
             }
             for goal in goals
         ],
         "counting": mode,
+        "participants": trials,
+        **chosen,
+        "created": _timestamp(meta.get("created")),
+        "reset_at": _timestamp(meta.get("reset_at")),
     }
+    if mode is None:
+        return result
+    return stats.annotate(result, trials, control=chosen["control"], weights=chosen["weights"])
+
+
+def _timestamp(raw: str | None) -> int | None:
+    return int(raw) if raw else None

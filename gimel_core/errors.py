@@ -1,11 +1,15 @@
 """The few exceptions Gimel raises across module boundaries."""
 
 
-class ConfigError(ValueError):
+class GimelError(Exception):
+    """Something the user can fix, said in one line (the CLI prints it without a traceback)."""
+
+
+class ConfigError(GimelError, ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
-class InvalidEvent(ValueError):
+class InvalidInput(GimelError, ValueError):
     """Client input that Gimel refuses; answered with HTTP 400 and nothing written."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -14,9 +18,13 @@ class InvalidEvent(ValueError):
         self.message = message
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(GimelError, RuntimeError):
     """Redis could not be reached or did not answer in time; answered with HTTP 503."""
 
 
-class UnknownExperiment(LookupError):
+class UnknownExperiment(GimelError, LookupError):
     """The experiment has no data in that namespace; answered with HTTP 404."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no experiment named {name!r} in this namespace")
+        self.name = name

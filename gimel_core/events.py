@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from . import defaults
-from .errors import InvalidEvent
+from .errors import InvalidInput
 
 FIELDS = ("experiment", "variant", "event", "uuid")
 """Fields every event must carry; ``namespace`` is optional."""
@@ -45,26 +45,26 @@ def parse_query(raw: bytes, fields: frozenset[str] = TRACK_FIELDS) -> dict[str, 
         if name not in fields:
             continue
         if name in values:
-            raise InvalidEvent(name, f"'{name}' is given more than once")
+            raise InvalidInput(name, f"'{name}' is given more than once")
         try:
             values[name] = unquote_to_bytes(value_raw.replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidEvent(name, f"'{name}' is not valid UTF-8") from None
+            raise InvalidInput(name, f"'{name}' is not valid UTF-8") from None
     return values
 
 
 def check_name(field: str, value: Any) -> str:
-    """Validate one name or uuid; returns it unchanged or raises :class:`InvalidEvent`."""
+    """Validate one name or uuid; returns it unchanged or raises :class:`InvalidInput`."""
     if value is None:
-        raise InvalidEvent(field, f"'{field}' is required")
+        raise InvalidInput(field, f"'{field}' is required")
     if not isinstance(value, str):
-        raise InvalidEvent(field, f"'{field}' must be a string")
+        raise InvalidInput(field, f"'{field}' must be a string")
     if not value:
-        raise InvalidEvent(field, f"'{field}' must not be empty")
+        raise InvalidInput(field, f"'{field}' must not be empty")
     if len(value) > defaults.MAX_NAME_LENGTH:
-        raise InvalidEvent(field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters")
+        raise InvalidInput(field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters")
     if _FORBIDDEN.search(value):
-        raise InvalidEvent(field, f"'{field}' contains control characters")
+        raise InvalidInput(field, f"'{field}' contains control characters")
     return value
 
 

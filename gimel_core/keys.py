@@ -99,3 +99,27 @@ def counts_field(goal: str, variant: str) -> str:
 
 def seen(namespace: str, experiment: str, bucket: int) -> str:
     return f"{_base(namespace, experiment)}:seen:{bucket}"
+
+
+def import_scratch(namespace: str, experiment: str) -> str:
+    """Scratch key for a HyperLogLog copied in by import-legacy before it is merged."""
+    return f"{_base(namespace, experiment)}:import"
+
+
+# -- the original Gimel's layout (read only, by import-legacy) ----------------------------
+# "<ns>:experiments" (set), "<ns>:<exp>:counter_keys" (set of counter keys) and counters
+# "<ns>:counters:<exp>:<goal>:<variant>", HyperLogLogs in the original and integer
+# counters in its windowed successor. Its names were not escaped, which is why goal and
+# variant cannot always be told apart (see legacy.py).
+
+
+def legacy_experiments(namespace: str) -> str:
+    return f"{namespace}:experiments"
+
+
+def legacy_counter_keys(namespace: str, experiment: str) -> str:
+    return f"{namespace}:{experiment}:counter_keys"
+
+
+def legacy_counter_prefix(namespace: str, experiment: str) -> str:
+    return f"{namespace}:counters:{experiment}:"

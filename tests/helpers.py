@@ -17,3 +17,14 @@ def track(client: FlaskClient, experiment: str, variant: str, event: str, uuid: 
     return client.get(
         track_url(experiment=experiment, variant=variant, event=event, uuid=uuid, **extra)
     )
+
+
+ORIGINAL_ROW = ("label", "successes", "trials")
+
+
+def original(goals: list[dict]) -> list[dict]:
+    """Only the fields of the original Gimel results JSON (statistics are tested apart)."""
+    return [
+        {"goal": g["goal"], "results": [{k: r[k] for k in ORIGINAL_ROW} for r in g["results"]]}
+        for g in goals
+    ]

@@ -11,6 +11,7 @@ from conftest import API_KEY
 from gimel_core import create_app
 from gimel_core.config import Config
 from gimel_core.errors import ConfigError
+from helpers import original
 
 
 def test_defaults() -> None:
@@ -105,7 +106,7 @@ def test_extra_track_paths_count_like_track(
     assert client.get("/collect?experiment=e").get_json()["field"] == "variant"
     client.get("/t?experiment=e&variant=v&event=g&uuid=/t")
     exp = client.get("/experiments/e", headers={"x-api-key": API_KEY}).get_json()
-    assert exp["goals"][0]["results"] == [{"label": "v", "successes": 1, "trials": 3}]
+    assert original(exp["goals"])[0]["results"] == [{"label": "v", "successes": 1, "trials": 3}]
 
 
 def test_bad_track_paths_name_the_variable() -> None:

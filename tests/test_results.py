@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from conftest import API_KEY, AUTH
 from gimel_core import keys
-from helpers import track
+from helpers import original, track
 
 PRIVATE = [
     ("GET", "/experiments"),
@@ -75,7 +75,7 @@ def test_scope_and_namespace(client: FlaskClient) -> None:
 
     single = client.get("/experiments/b", headers=AUTH).get_json()
     assert single["experiment"] == "b"
-    assert single["goals"] == [
+    assert original(single["goals"]) == [
         {"goal": "goal", "results": [{"label": "v", "successes": 1, "trials": 1}]}
     ]
 

@@ -1,0 +1,158 @@
+'use strict';
+
+// Gimel's deploy-time settings that plain serverless.yml cannot express. It reads
+// `custom.gimel` (--param values or GIMEL_* variables, see serverless.yml) and,
+// before any command runs:
+//   - adds every extra track path (custom.gimel.trackPaths) as a copy of each /track
+//     route, and tells the function about them in GIMEL_TRACK_PATHS (the app then
+//     serves them exactly as /track);
+//   - puts the function in a VPC when subnets and security groups are given;
+// and, before packaging, refuses a package that could not work once deployed: no
+// Redis URL (or one on this machine), or an API key API Gateway would reject. `sls
+// offline` needs the key as well.
+
+const TRACK = 'track';
+// The names the app accepts in GIMEL_TRACK_PATHS (gimel_core/config.py): letters,
+// digits, - and _, in segments separated by /.
+const PATH = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
+// API Gateway wants 20 to 128 characters; the app splits GIMEL_API_KEY on commas.
+const API_KEY = /^[\x21-\x2b\x2d-\x7e]{20,128}$/;
+// The key the example events in events/ carry: public, so never deployed.
+const EXAMPLE_KEY = 'local-example-key-0123456789';
+const REDIS_URL = /^rediss?:\/\/\S+$/;
+// The host part of a Redis URL that only means something on the machine running sls.
+const LOOPBACK = /^rediss?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.]+|0\.0\.0\.0|\[::1?\])(?:[:/]|$)/i;
+
+function list(value) {
+  const items = Array.isArray(value) ? value : String(value ?? '').split(',');
+  return items.map((item) => String(item).trim()).filter(Boolean);
+}
+
+function httpEvent(event) {
+  // `http: GET /track` or `http: {method, path, ...}`, path with or without slashes.
+  const http = event && event.http;
+  if (!http) return null;
+  if (typeof http === 'string') {
+    const [method, path] = http.trim().split(/\s+/);
+    return { method, path: trimSlashes(path) };
+  }
+  return { ...http, path: trimSlashes(http.path) };
+}
+
+function trimSlashes(path) {
+  return String(path ?? '').replace(/^\/+|\/+$/g, '');
+}
+
+class GimelPlugin {
+  constructor(serverless) {
+    this.serverless = serverless;
+    this.hooks = {
+      initialize: () => this.configure(),
+      'before:package:initialize': () => this.checkDeployable(),
+      'before:deploy:function:initialize': () => this.checkDeployable(),
+      // serverless-offline checks the key like API Gateway, and the app must know it too.
+      'before:offline:start': () => this.checkApiKey(),
+      'before:offline:start:init': () => this.checkApiKey(),
+    };
+  }
+
+  settings() {
+    return (this.serverless.service.custom && this.serverless.service.custom.gimel) || {};
+  }
+
+  fail(message) {
+    throw new this.serverless.classes.Error(`Gimel: ${message}`);
+  }
+
+  configure() {
+    this.addTrackPaths(list(this.settings().trackPaths));
+    this.addVpc(list(this.settings().subnetIds), list(this.settings().securityGroupIds));
+  }
+
+  addTrackPaths(extra) {
+    if (extra.length === 0) return;
+    const functions = this.serverless.service.functions;
+    const paths = extra.map(trimSlashes);
+    for (const path of paths) {
+      if (!PATH.test(path)) {
+        this.fail(
+          `track path ${JSON.stringify(path)} may only hold letters, digits, - _ and /`
+        );
+      }
+    }
+    // A new path must not shadow or extend an existing route: API Gateway would send
+    // /experiments/collect to it instead of to experiments/{name}, for example.
+    const taken = new Set();
+    for (const fn of Object.values(functions)) {
+      for (const event of fn.events || []) {
+        const http = httpEvent(event);
+        if (http) taken.add(http.path.split('/')[0].toLowerCase());
+      }
+    }
+    for (const path of paths) {
+      if (taken.has(path.split('/')[0].toLowerCase())) {
+        this.fail(`track path ${JSON.stringify(path)} collides with an existing route`);
+      }
+      taken.add(path.split('/')[0].toLowerCase());
+    }
+
+    let found = false;
+    for (const fn of Object.values(functions)) {
+      const trackEvents = (fn.events || []).map(httpEvent).filter((e) => e && e.path === TRACK);
+      if (trackEvents.length === 0) continue;
+      found = true;
+      for (const path of paths) {
+        for (const event of trackEvents) fn.events.push({ http: { ...event, path } });
+      }
+      fn.environment = { ...fn.environment, GIMEL_TRACK_PATHS: paths.join(',') };
+    }
+    if (!found) this.fail('trackPaths is set but no function serves /track');
+  }
+
+  addVpc(subnetIds, securityGroupIds) {
+    if (subnetIds.length === 0 && securityGroupIds.length === 0) return;
+    if (subnetIds.length === 0 || securityGroupIds.length === 0) {
+      this.fail('a VPC needs both subnetIds and securityGroupIds (comma-separated)');
+    }
+    if (!subnetIds.every((id) => id.startsWith('subnet-'))) {
+      this.fail(`subnetIds must be subnet-... ids, got ${subnetIds.join(',')}`);
+    }
+    if (!securityGroupIds.every((id) => id.startsWith('sg-'))) {
+      this.fail(`securityGroupIds must be sg-... ids, got ${securityGroupIds.join(',')}`);
+    }
+    this.serverless.service.provider.vpc = { subnetIds, securityGroupIds };
+  }
+
+  checkApiKey() {
+    if (!API_KEY.test(this.settings().apiKey || '')) {
+      this.fail(
+        'set the API key with --param="apiKey=..." (or GIMEL_API_KEY): 20 to 128 printable ' +
+          'characters, no spaces or commas. Generate one with: ' +
+          'python3 -c "import secrets; print(secrets.token_urlsafe(24))"'
+      );
+    }
+  }
+
+  checkDeployable() {
+    this.checkApiKey();
+    const { apiKey, redisUrl } = this.settings();
+    if (apiKey === EXAMPLE_KEY) {
+      this.fail('that API key is the public example from events/: deploy with a key of your own');
+    }
+    if (!REDIS_URL.test(redisUrl || '')) {
+      this.fail(
+        'set the Redis URL with --param="redisUrl=redis://..." or rediss://... for TLS ' +
+          '(or GIMEL_REDIS_URL); the function has no Redis of its own'
+      );
+    }
+    if (LOOPBACK.test(redisUrl)) {
+      this.fail(
+        `the Redis URL points at this machine (${redisUrl.replace(/\/\/[^@/]*@/, '//...@')}), ` +
+          'which the function cannot reach: give the address of a Redis reachable from AWS ' +
+          '(GIMEL_REDIS_URL from a local run may still be set in this shell)'
+      );
+    }
+  }
+}
+
+module.exports = GimelPlugin;

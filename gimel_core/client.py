@@ -1,0 +1,114 @@
+"""Talking to a Gimel: over HTTP with the API key, or straight to its Redis.
+
+Both backends offer the same methods and return the same JSON-shaped objects as the API,
+so the CLI does not care where the data comes from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+
+from .config import Config
+from .counters import Counters
+from .errors import GimelError
+from .store import connect
+
+
+class Backend(Protocol):
+    def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]: ...
+    def experiment(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]: ...
+    def reset(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def delete(self, namespace: str, name: str) -> None: ...
+    def health(self) -> bool: ...
+
+
+class HttpBackend:
+    """A deployed (or `gimel serve`d) Gimel, by its base URL and API key."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float = 15) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"x-api-key": self.api_key} if self.api_key else {}
+        try:
+            response = self.session.request(
+                method, self.url + path, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise GimelError(f"cannot reach Gimel at {self.url}: {type(exc).__name__}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            message = body.get("error") if isinstance(body, dict) else None
+            if response.status_code in (401, 403):
+                raise GimelError(
+                    f"the API key was refused ({message or response.status_code}): "
+                    "pass --api-key or set GIMEL_API_KEY"
+                )
+            raise GimelError(message or f"{self.url}{path} answered {response.status_code}")
+        return body
+
+    def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
+        params = {"namespace": namespace, "archived": "true" if archived else "false"}
+        return list(self._call("GET", "/experiments", params=params)[1:])
+
+    def experiment(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", _path(name), params={"namespace": namespace}))
+
+    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self._call("PATCH", _path(name), params={"namespace": namespace}, json=settings)
+        )
+
+    def reset(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call("POST", _path(name) + "/reset", params={"namespace": namespace}))
+
+    def delete(self, namespace: str, name: str) -> None:
+        self._call("DELETE", _path(name), params={"namespace": namespace})
+
+    def health(self) -> bool:
+        try:
+            return self.session.get(self.url + "/health", timeout=self.timeout).ok
+        except requests.RequestException:
+            return False
+
+
+def _path(name: str) -> str:
+    return "/experiments/" + quote(name, safe="")
+
+
+class RedisBackend:
+    """Straight to the Redis a Gimel writes to: no HTTP, no key."""
+
+    def __init__(self, redis_url: str) -> None:
+        config = Config(redis_url=redis_url)
+        self.counters = Counters(connect(redis_url, timeout=5), config)
+
+    def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
+        return self.counters.listing(namespace, archived=archived)
+
+    def experiment(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.counters.experiment(namespace, name)
+
+    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+        self.counters.update_settings(namespace, name, settings)
+        return self.counters.experiment(namespace, name)
+
+    def reset(self, namespace: str, name: str) -> dict[str, Any]:
+        self.counters.reset(namespace, name)
+        return self.counters.experiment(namespace, name)
+
+    def delete(self, namespace: str, name: str) -> None:
+        self.counters.delete(namespace, name)
+
+    def health(self) -> bool:
+        return self.counters.ping()

@@ -1,0 +1,93 @@
+"""Experiment settings a team sets through ``PATCH /experiments/<name>``: validated here."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import InvalidInput
+from .events import check_name
+
+FIELDS = ("control", "weights", "description", "archived")
+MAX_DESCRIPTION = 1000
+# Control characters other than tab and newline, and lone surrogates (JSON can carry them).
+_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
+    """Check a settings object against the experiment's variants; returns meta-hash fields.
+
+    ``null`` clears a setting (stored as an empty value, which the script deletes).
+    """
+    if not isinstance(body, dict) or not body:
+        raise InvalidInput("body", f"expected a JSON object with some of: {', '.join(FIELDS)}")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise InvalidInput(
+            unknown[0], f"unknown setting {unknown[0]!r}; known: {', '.join(FIELDS)}"
+        )
+    known = set(variants)
+    fields: dict[str, str] = {}
+    if "control" in body:
+        control = body["control"]
+        if control is not None:
+            check_name("control", control)
+            if control not in known:
+                raise InvalidInput("control", f"{control!r} is not a variant of this experiment")
+        fields["control"] = control or ""
+    if "weights" in body:
+        fields["weights"] = (
+            "" if body["weights"] is None else json.dumps(_weights(body["weights"], known))
+        )
+    if "description" in body:
+        description = body["description"]
+        if description is not None and (
+            not isinstance(description, str)
+            or len(description) > MAX_DESCRIPTION
+            or _FORBIDDEN.search(description)
+        ):
+            raise InvalidInput(
+                "description",
+                f"must be text of at most {MAX_DESCRIPTION} characters, without control characters",
+            )
+        fields["description"] = description or ""
+    if "archived" in body:
+        if not isinstance(body["archived"], bool):
+            raise InvalidInput("archived", "must be true or false")
+        fields["archived"] = "1" if body["archived"] else ""
+    return fields
+
+
+def _weights(weights: Any, known: set[str]) -> dict[str, float]:
+    if not isinstance(weights, dict) or not weights:
+        raise InvalidInput(
+            "weights", 'expected an object of variant: weight, e.g. {"a": 1, "b": 1}'
+        )
+    missing = sorted(known - set(weights))
+    if missing:
+        raise InvalidInput("weights", f"no weight for variant {missing[0]!r}")
+    parsed: dict[str, float] = {}
+    for variant, weight in weights.items():
+        if variant not in known:
+            raise InvalidInput("weights", f"{variant!r} is not a variant of this experiment")
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise InvalidInput("weights", f"weight of {variant!r} must be a number")
+        if not math.isfinite(weight) or weight < 0:
+            raise InvalidInput("weights", f"weight of {variant!r} must be zero or positive")
+        parsed[variant] = float(weight)
+    if not any(parsed.values()):
+        raise InvalidInput("weights", "at least one weight must be positive")
+    return parsed
+
+
+def stored(meta: dict[str, str]) -> dict[str, Any]:
+    """Settings as the API shows them, from the meta hash."""
+    return {
+        "control": meta.get("control") or None,
+        "weights": json.loads(meta["weights"]) if meta.get("weights") else None,
+        "description": meta.get("description") or None,
+        "archived": bool(meta.get("archived")),
+    }
