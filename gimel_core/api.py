@@ -10,13 +10,14 @@ from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, json, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import defaults
+from .config import Config
 from .counters import Counters
-from .errors import InvalidInput, StoreUnavailable, UnknownExperiment
-from .events import check_name, parse_query, validate
+from .errors import InvalidBatch, InvalidInput, StoreUnavailable, UnknownExperiment
+from .events import check_name, parse_batch, parse_query, validate
 
 log = logging.getLogger("gimel")
 bp = Blueprint("gimel", __name__)
@@ -58,10 +59,12 @@ class TrackEndpoint:
     Every other request goes on to the Flask app.
     """
 
-    def __init__(self, wsgi_app: Any, counters: Counters, paths: tuple[str, ...]) -> None:
+    def __init__(self, wsgi_app: Any, counters: Counters, config: Config) -> None:
         self.next = wsgi_app
         self.counters = counters
-        self.paths = frozenset(paths)
+        self.paths = frozenset(config.track_paths)
+        self.max_events = config.batch_max_events
+        self.max_bytes = config.batch_max_bytes
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") not in self.paths:
@@ -71,18 +74,47 @@ class TrackEndpoint:
             start_response("204 No Content", _TRACK_HEADER_LIST)
             return [b""]
         try:
-            if method != "GET":
-                raise MethodNotAllowed(valid_methods=["GET", "OPTIONS"])
-            self.counters.track(validate(parse_query(_raw_query(environ))))
+            if method == "GET":
+                self.counters.track(validate(parse_query(_raw_query(environ))))
+                start_response("200 OK", _TRACKED_HEADER_LIST)
+                return [_TRACKED]
+            if method == "POST":
+                events = parse_batch(_body(environ, self.max_bytes), self.max_events)
+                self.counters.track_many(events)
+                return _json_reply(start_response, 200, {"accepted": len(events)}, {})
+            raise MethodNotAllowed(valid_methods=["GET", "POST", "OPTIONS"])
         except Exception as exc:  # every failure becomes a JSON answer, never a traceback
-            status, body, headers = refusal(exc)
-            start_response(
-                f"{status} {HTTP_STATUS_CODES[status]}",
-                [*_TRACK_HEADER_LIST, ("Content-Type", "application/json"), *headers.items()],
-            )
-            return [json.dumps(body).encode()]
-        start_response("200 OK", _TRACKED_HEADER_LIST)
-        return [_TRACKED]
+            return _json_reply(start_response, *refusal(exc))
+
+
+def _json_reply(
+    start_response: Callable[..., Any], status: int, body: Any, headers: dict[str, str]
+) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(
+        f"{status} {HTTP_STATUS_CODES[status]}",
+        [
+            *_TRACK_HEADER_LIST,
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *headers.items(),
+        ],
+    )
+    return [data]
+
+
+def _body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes before reading them all."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidInput("body", "invalid Content-Length") from None
+    if declared > limit:
+        raise RequestEntityTooLarge(f"a batch may carry at most {limit} bytes")
+    data: bytes = environ["wsgi.input"].read(min(declared, limit + 1) if declared else limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge(f"a batch may carry at most {limit} bytes")
+    return data
 
 
 def _raw_query(environ: dict[str, Any]) -> bytes:
@@ -102,8 +134,10 @@ _TRACKED_HEADER_LIST = [
 ]
 
 
-def refusal(exc: Exception) -> tuple[int, dict[str, str], dict[str, str]]:
+def refusal(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, JSON body and headers answering an exception; shared by Flask and the fast path."""
+    if isinstance(exc, InvalidBatch):
+        return 400, {"error": exc.message, "field": exc.field, "errors": exc.errors}, {}
     if isinstance(exc, InvalidInput):
         return 400, {"error": exc.message, "field": exc.field}, {}
     if isinstance(exc, StoreUnavailable):

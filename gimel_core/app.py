@@ -37,5 +37,5 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["gimel"] = counters
     app.register_blueprint(api.bp)
     api.register_errors(app)
-    app.wsgi_app = api.TrackEndpoint(app.wsgi_app, counters, config.track_paths)  # type: ignore[method-assign]
+    app.wsgi_app = api.TrackEndpoint(app.wsgi_app, counters, config)  # type: ignore[method-assign]
     return app

@@ -24,11 +24,12 @@ from typing import Any
 import click
 import redis
 
-from . import defaults
+from . import defaults, keys
 from .client import Backend, HttpBackend, RedisBackend
 from .config import Config
 from .errors import GimelError
 from .snippet import ADAPTERS, ALEPHBET_SRC, snippet
+from .store import connect, unavailable
 
 DEPLOY_CONFIG = "gimel.config.json"
 """Written by `gimel configure` (git-ignored); serverless.yml reads its parameters from it."""
@@ -485,17 +486,15 @@ def configure(
 
 
 def redis_check(url: str) -> tuple[bool, str]:
-    client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
-    probe = "gimel:check:" + secrets.token_hex(4)
+    probe = keys.check_probe(secrets.token_hex(4))
     try:
-        client.set(probe, "1", ex=10)
-        client.delete(probe)
-        version = client.info("server").get("redis_version", "?")
-        return True, f"reachable and writable (Redis {version})"
-    except redis.RedisError as exc:
+        client = connect(url, timeout=3)
+        with unavailable():
+            client.set(probe, "1", ex=10)
+            client.delete(probe)
+        return True, "reachable and writable"
+    except GimelError as exc:
         return False, f"not reachable from here: {exc}"
-    finally:
-        client.close()
 
 
 def sls_command() -> list[str] | None:

@@ -11,7 +11,7 @@ from typing import Any
 from . import defaults
 from .errors import ConfigError
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 
 
@@ -26,6 +26,8 @@ class Config:
     dedup_window: int = defaults.DEDUP_WINDOW
     redis_timeout: float = defaults.REDIS_TIMEOUT
     data_dir: str = defaults.DATA_DIR
+    batch_max_events: int = defaults.BATCH_MAX_EVENTS
+    batch_max_bytes: int = defaults.BATCH_MAX_BYTES
     track_paths: tuple[str, ...] = ("/track",)
     """Paths that count events; extra ones get past ad-blockers that block "track" URLs."""
 
@@ -56,6 +58,12 @@ class Config:
         window = _number(env, "GIMEL_DEDUP_WINDOW", int, defaults.DEDUP_WINDOW, 1, 366 * 86_400)
         timeout = _number(env, "GIMEL_REDIS_TIMEOUT", float, defaults.REDIS_TIMEOUT, 0.05, 30.0)
         data_dir = env.get("GIMEL_DATA_DIR", "").strip() or defaults.DATA_DIR
+        max_events = _number(
+            env, "GIMEL_BATCH_MAX_EVENTS", int, defaults.BATCH_MAX_EVENTS, 1, 10_000, "events"
+        )
+        max_bytes = _number(
+            env, "GIMEL_BATCH_MAX_BYTES", int, defaults.BATCH_MAX_BYTES, 1_000, 6_000_000, "bytes"
+        )
         extra_paths = [p.strip().strip("/") for p in env.get("GIMEL_TRACK_PATHS", "").split(",")]
         for path in extra_paths:
             if path and not _PATH_SEGMENT.fullmatch(path):
@@ -70,6 +78,8 @@ class Config:
             dedup_window=window,
             redis_timeout=timeout,
             data_dir=data_dir,
+            batch_max_events=max_events,
+            batch_max_bytes=max_bytes,
             track_paths=("/track", *(f"/{p}" for p in extra_paths if p and p != "track")),
         )
 
@@ -78,7 +88,13 @@ class Config:
 
 
 def _number(
-    env: Mapping[str, str], name: str, kind: type, default: Any, low: Any, high: Any
+    env: Mapping[str, str],
+    name: str,
+    kind: type,
+    default: Any,
+    low: Any,
+    high: Any,
+    unit: str = "seconds",
 ) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
@@ -86,7 +102,7 @@ def _number(
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds (got {raw!r})") from None
+        raise ConfigError(f"{name} must be a number of {unit} (got {raw!r})") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high} seconds (got {raw!r})")
+        raise ConfigError(f"{name} must be between {low} and {high} {unit} (got {raw!r})")
     return value

@@ -64,20 +64,60 @@ class Counters:
 
     def track(self, event: Event) -> bool:
         """Count one event; True if it was new, False if a duplicate (exact mode)."""
-        ident = (event.namespace, event.experiment)
-        mode, window = self._modes.get(ident) or (self.config.counting, self.config.dedup_window)
+        mode, window = self._assumed(event)
         with unavailable():
             for _ in range(3):
-                reply = self._track_as(event, mode, window)
+                reply = self._track(*self._call(event, mode, window))
                 if not isinstance(reply, list):
-                    if len(self._modes) >= _MODES_CACHE_LIMIT:
-                        self._modes.clear()
-                    self._modes[ident] = (mode, window)
+                    self._remember(event, mode, window)
                     return bool(reply)
                 mode, window = reply[0].decode(), int(reply[1])
         raise StoreUnavailable("experiment settings kept changing during tracking")
 
-    def _track_as(self, event: Event, mode: str, window: int) -> Any:
+    def track_many(self, events: list[Event]) -> None:
+        """Count a batch in one pipeline: one round trip per Redis node, not per event.
+
+        Counting is idempotent (PFADD, or de-dup before the counter), so a batch that
+        failed half-way can simply be sent again.
+        """
+        pending = [(event, *self._assumed(event)) for event in events]
+        with unavailable():
+            for _ in range(3):
+                pipe = self.client.pipeline(transaction=False)
+                for event, mode, window in pending:
+                    keys_, args = self._call(event, mode, window)
+                    # execute_command: cluster pipelines refuse .evalsha() but route this
+                    # by its first key like any other command.
+                    pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
+                replies = pipe.execute(raise_on_error=False)
+                retry = []
+                for (event, mode, window), reply in zip(pending, replies, strict=True):
+                    if isinstance(reply, redis.exceptions.NoScriptError):
+                        self.track(event)  # loads the script on that node, then counts
+                    elif isinstance(reply, Exception):
+                        raise reply
+                    elif isinstance(reply, list):
+                        retry.append((event, reply[0].decode(), int(reply[1])))
+                    else:
+                        self._remember(event, mode, window)
+                if not retry:
+                    return
+                pending = retry
+        raise StoreUnavailable("experiment settings kept changing during tracking")
+
+    def _assumed(self, event: Event) -> tuple[str, int]:
+        return self._modes.get((event.namespace, event.experiment)) or (
+            self.config.counting,
+            self.config.dedup_window,
+        )
+
+    def _remember(self, event: Event, mode: str, window: int) -> None:
+        if len(self._modes) >= _MODES_CACHE_LIMIT:
+            self._modes.clear()
+        self._modes[event.namespace, event.experiment] = (mode, window)
+
+    def _call(self, event: Event, mode: str, window: int) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of track.lua for one event, for the given mode and window."""
         ns, exp = event.namespace, event.experiment
         now = time.time()
         head = [
@@ -97,15 +137,12 @@ class Counters:
             int(now),
         ]
         if mode == "hll":
-            return self._track(
-                keys=[*head, keys.hll(ns, exp, event.event, event.variant)],
-                args=[*args, event.uuid],
-            )
+            return [*head, keys.hll(ns, exp, event.event, event.variant)], [*args, event.uuid]
         buckets = seen_buckets(window, now)
         expire_at = (buckets[0] + 1) * bucket_length(window) + window
-        return self._track(
-            keys=[*head, keys.counts(ns, exp), *(keys.seen(ns, exp, b) for b in buckets)],
-            args=[
+        return (
+            [*head, keys.counts(ns, exp), *(keys.seen(ns, exp, b) for b in buckets)],
+            [
                 *args,
                 digest(event.event, event.variant, event.uuid),
                 keys.counts_field(event.event, event.variant),
@@ -219,7 +256,7 @@ class Counters:
                 elif meta.get("counting") == "hll":
                     for goal in (defaults.PARTICIPATE, *goals):
                         for variant in variants:
-                            pipe.pfcount(keys.hll(namespace, exp, goal, variant))
+                            pipe.execute_command("PFCOUNT", keys.hll(namespace, exp, goal, variant))
             counts = iter(pipe.execute())
         return [_experiment(layout, counts) for layout in layouts]
 

@@ -38,3 +38,9 @@ HOST = "127.0.0.1"
 
 PORT = 8000
 """Port ``gimel serve`` listens on."""
+
+BATCH_MAX_EVENTS = 500
+"""Most events one ``POST /track`` may carry."""
+
+BATCH_MAX_BYTES = 1_000_000
+"""Largest ``POST /track`` body, in bytes; larger ones get 413 before being read."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -44,10 +46,15 @@ def redis_binary(name: str = "redis-server") -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(below: int = 65536) -> int:
+    """A free loopback port; cluster nodes need one below 55536 (their bus is port + 10000)."""
+    for _ in range(1000):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0 if below == 65536 else random.randrange(20000, below)))
+            port = int(sock.getsockname()[1])
+        if port < below:
+            return port
+    raise RuntimeError("no free port found")
 
 
 def _answers(port: int) -> bool:
@@ -63,9 +70,15 @@ def _answers(port: int) -> bool:
 class EmbeddedRedis:
     """A redis-server child process bound to 127.0.0.1, with its data in ``data_dir``."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,6 +114,7 @@ class EmbeddedRedis:
                     "",
                     "--logfile",
                     "redis.log",
+                    *self.extra_args,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

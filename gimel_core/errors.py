@@ -18,6 +18,14 @@ class InvalidInput(GimelError, ValueError):
         self.message = message
 
 
+class InvalidBatch(InvalidInput):
+    """Some events of a batch are invalid; none of the batch is recorded."""
+
+    def __init__(self, errors: list[dict[str, object]], total: int) -> None:
+        super().__init__("events", f"{len(errors)} of {total} events are invalid; none recorded")
+        self.errors = errors
+
+
 class StoreUnavailable(GimelError, RuntimeError):
     """Redis could not be reached or did not answer in time; answered with HTTP 503."""
 

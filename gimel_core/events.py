@@ -6,6 +6,7 @@ writes nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from . import defaults
-from .errors import InvalidInput
+from .errors import InvalidBatch, InvalidInput
 
 FIELDS = ("experiment", "variant", "event", "uuid")
 """Fields every event must carry; ``namespace`` is optional."""
@@ -78,3 +79,31 @@ def validate(values: Mapping[str, Any]) -> Event:
         event=check_name("event", values.get("event")),
         uuid=check_name("uuid", values.get("uuid")),
     )
+
+
+def parse_batch(body: bytes, max_events: int) -> list[Event]:
+    """A JSON event or array of events, validated all-or-nothing.
+
+    Every bad index is reported with its field and reason, so a sender can fix them all
+    at once; if any is bad, none of the batch is recorded.
+    """
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidInput("body", "expected a JSON object or an array of them") from None
+    items = data if isinstance(data, list) else [data]
+    if len(items) > max_events:
+        raise InvalidInput("body", f"a batch may carry at most {max_events} events")
+    events: list[Event] = []
+    errors: list[dict[str, object]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors.append({"index": index, "field": "event", "error": "expected a JSON object"})
+            continue
+        try:
+            events.append(validate(item))
+        except InvalidInput as exc:
+            errors.append({"index": index, "field": exc.field, "error": exc.message})
+    if errors:
+        raise InvalidBatch(errors, len(items))
+    return events

@@ -101,6 +101,11 @@ def seen(namespace: str, experiment: str, bucket: int) -> str:
     return f"{_base(namespace, experiment)}:seen:{bucket}"
 
 
+def check_probe(token: str) -> str:
+    """Short-lived key `gimel check` writes and deletes to prove the store is writable."""
+    return f"{PREFIX}:check:{token}"
+
+
 def import_scratch(namespace: str, experiment: str) -> str:
     """Scratch key for a HyperLogLog copied in by import-legacy before it is merged."""
     return f"{_base(namespace, experiment)}:import"

@@ -40,9 +40,9 @@ _SQRT2 = math.sqrt(2.0)
 _SQRT2PI = math.sqrt(2.0 * math.pi)
 _LOG_1E250 = 250.0 * math.log(10.0)
 # Chance to beat: exact sum below this smallest Beta parameter (cost: that many terms), an
-# Edgeworth expansion above (error < 0.0005 there). Below it, with counting noise: the
+# Edgeworth expansion above (error < 0.001 there). Below it, with counting noise: the
 # noise-to-posterior variance ratio under which the noise is ignored (error < 0.001), and the
-# skewness and kurtosis under which Edgeworth is still used.
+# skewness and kurtosis under which Edgeworth is still used (else: saddlepoint).
 _EXACT_BELOW = 20
 _NEGLIGIBLE_NOISE = 0.005
 _EDGEWORTH_SKEW = 0.3
@@ -324,14 +324,26 @@ def _beta_cumulants(a: float, b: float) -> tuple[float, float, float, float]:
 
 
 @lru_cache(maxsize=8)
-def _lognormal_moments(s2: float) -> tuple[float, float, float, float]:
-    """Mean and central moments 2-4 of W, log W ~ N(0, s2)."""
+def _noise_coefficients(s2: float) -> tuple[float, ...]:
+    """Moments of W, log W ~ N(0, s2), as they enter the central moments of X * W."""
     omega1 = math.expm1(s2)
     omega = 1.0 + omega1
-    c2 = omega * omega1
+    mu = math.sqrt(omega)
+    c2 = omega * omega1  # central moments of W
     c3 = omega**1.5 * omega1 * omega1 * (omega + 2.0)
     c4 = omega * omega * omega1 * omega1 * (omega**4 + 2.0 * omega**3 + 3.0 * omega * omega - 3.0)
-    return math.sqrt(omega), c2, c3, c4
+    return (
+        mu,
+        c2,
+        c3,
+        c4,
+        mu * mu + c2,  # E (mu + V)^2
+        mu**3 + 3.0 * mu * c2 + c3,  # E (mu + V)^3
+        3.0 * (2.0 * mu * c2 + c3),  # 3 E (mu + V)^2 V
+        mu**4 + 6.0 * mu * mu * c2 + 4.0 * mu * c3 + c4,  # E (mu + V)^4
+        4.0 * (3.0 * mu * mu * c2 + 3.0 * mu * c3 + c4),  # 4 E (mu + V)^3 V
+        6.0 * (mu * mu * c2 + 2.0 * mu * c3 + c4),  # 6 E (mu + V)^2 V^2
+    )
 
 
 def _cumulants(a: float, b: float, s2: float) -> tuple[float, float, float, float]:
@@ -340,16 +352,11 @@ def _cumulants(a: float, b: float, s2: float) -> tuple[float, float, float, floa
     if s2 == 0.0:
         return m, v, k3, k4
     # Y - m mu = U (mu + V) + m V, with U = X - m and V = W - mu central and independent.
-    mu, c2, c3, c4 = _lognormal_moments(s2)
-    u4 = k4 + 3.0 * v * v
-    mu2 = v * (mu * mu + c2) + m * m * c2
-    mu3 = k3 * (mu**3 + 3.0 * mu * c2 + c3) + 3.0 * v * m * (2.0 * mu * c2 + c3) + m**3 * c3
-    mu4 = (
-        u4 * (mu**4 + 6.0 * mu * mu * c2 + 4.0 * mu * c3 + c4)
-        + 4.0 * k3 * m * (3.0 * mu * mu * c2 + 3.0 * mu * c3 + c4)
-        + 6.0 * v * m * m * (mu * mu * c2 + 2.0 * mu * c3 + c4)
-        + m**4 * c4
-    )
+    mu, c2, c3, c4, e2, e3, e21, e4, e31, e22 = _noise_coefficients(s2)
+    mm = m * m
+    mu2 = v * e2 + mm * c2
+    mu3 = k3 * e3 + v * m * e21 + mm * m * c3
+    mu4 = (k4 + 3.0 * v * v) * e4 + k3 * m * e31 + v * mm * e22 + mm * mm * c4
     return m * mu, mu2, mu3, mu4 - 3.0 * mu2 * mu2
 
 
@@ -460,14 +467,13 @@ def _saddlepoint(a_v: float, b_v: float, a_c: float, b_c: float, noise: float) -
                 hi = t
             else:
                 lo = t
-            step = t - g / k[2]
+            step = t - g / k[2]  # Newton, kept inside the bracket by bisection
+            if abs(step - t) <= 1e-14 * (1.0 + abs(t)):
+                break
             if not lo < step < hi:
                 step = 0.5 * (lo + hi)
-            done = abs(step - t) <= 1e-14 * (1.0 + abs(t))
             t = step
             k = cgf(t)
-            if done:
-                break
         k0, _, k2, k3, k4 = k
         w2 = max(0.0, 2.0 * (t * x - k0))
         w = math.copysign(math.sqrt(w2), t)
@@ -514,15 +520,24 @@ def _chance(s1: int, n1: int, s0: int, n0: int, rse: float) -> float:
     a_v, b_v, a_c, b_c = 1 + s1, 1 + n1 - s1, 1 + s0, 1 + n0 - s0
     s2 = 2.0 * rse * rse
     if a_v < _EXACT_BELOW or b_v < _EXACT_BELOW or a_c < _EXACT_BELOW or b_c < _EXACT_BELOW:
-        # Counting noise is negligible when, in both arms, it is small next to the posterior
-        # width of log(rate), about b / (a (a + b + 1)).
-        if s2 == 0.0 or (
-            s2 * a_v * (n1 + 3) < _NEGLIGIBLE_NOISE * b_v
-            and s2 * a_c * (n0 + 3) < _NEGLIGIBLE_NOISE * b_c
+        if s2 == 0.0:
+            return _beta_exact(a_v, b_v, a_c, b_c)
+        # Counting noise is negligible when it is small next to the posterior variance of
+        # log(rate), about b / (a (a + b + 1)), in both arms; or next to their sum, if no
+        # posterior has the sharp edge at rate 1 that a noise of any size smooths (b < 3).
+        var_v = b_v / (a_v * (n1 + 3))
+        var_c = b_c / (a_c * (n0 + 3))
+        if (s2 < _NEGLIGIBLE_NOISE * var_v and s2 < _NEGLIGIBLE_NOISE * var_c) or (
+            b_v >= 3 and b_c >= 3 and s2 < 0.5 * _NEGLIGIBLE_NOISE * (var_v + var_c)
         ):
             return _beta_exact(a_v, b_v, a_c, b_c)
         v, c = _cumulants(a_v, b_v, s2), _cumulants(a_c, b_c, s2)
+        k1 = v[0] - c[0]
         k2 = v[1] + c[1]
+        if k1 * k1 > 499.0 * k2:  # decided: by Cantelli's inequality, P or 1 - P < 0.002
+            bound = k2 / (k2 + k1 * k1)
+            p = _edgeworth(k1, k2, v[2] - c[2], v[3] + c[3])
+            return min(p, bound) if k1 < 0.0 else max(p, 1.0 - bound)
         if (abs(v[2]) + abs(c[2])) / k2**1.5 >= _EDGEWORTH_SKEW or (abs(v[3]) + abs(c[3])) / (
             k2 * k2
         ) >= _EDGEWORTH_KURTOSIS:

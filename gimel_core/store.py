@@ -9,14 +9,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ConstantBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from . import defaults
-from .errors import StoreUnavailable
+from .errors import ConfigError, StoreUnavailable
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""``redis+cluster://host:port,host:port`` (as the ``limits`` library writes it), TLS too."""
 
 
 def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
@@ -24,16 +31,46 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
 
     Every call fails within about ``timeout * (1 + REDIS_RETRIES)`` seconds, so a client
     that sees 503 can keep its event queued; the pool reconnects by itself once Redis is
-    back, with no restart.
+    back, with no restart. A cluster URL gives a cluster client with the same interface:
+    every key of an experiment lives in one slot, so nothing else needs to know.
     """
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(ConstantBackoff(0.02), defaults.REDIS_RETRIES),
+    }
+    scheme, _, rest = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        parsed = urlsplit(f"{CLUSTER_SCHEMES[scheme]}://{rest.split(',')[0]}")
+        nodes = [ClusterNode(*_host_port(node)) for node in _netlocs(rest)]
+        cluster = RedisCluster(
+            startup_nodes=nodes,
+            username=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            ssl=scheme == "rediss+cluster",
+            **options,
+        )
+        return cast(redis.Redis, cluster)
     return redis.Redis.from_url(
         url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(ConstantBackoff(0.02), defaults.REDIS_RETRIES),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         health_check_interval=30,
+        **options,
     )
+
+
+def _netlocs(rest: str) -> list[str]:
+    hosts = rest.split("/")[0].split("?")[0]
+    return [part.rpartition("@")[2] for part in hosts.split(",") if part]
+
+
+def _host_port(netloc: str) -> tuple[str, int]:
+    host, sep, port = netloc.rpartition(":")
+    if not sep:
+        return netloc, 6379
+    if not port.isdigit():
+        raise ConfigError(f"GIMEL_REDIS_URL: {netloc!r} is not host:port")
+    return host.strip("[]"), int(port)
 
 
 def load_script(client: redis.Redis, name: str) -> Script:
@@ -49,6 +86,6 @@ def unavailable() -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
-    except redis.RedisError as exc:
-        # BUSY, LOADING, READONLY, MASTERDOWN, OOM...: the store cannot take the event now.
+    except (redis.RedisError, RedisClusterException) as exc:
+        # BUSY, LOADING, READONLY, MASTERDOWN, OOM, cluster down...: not now, retry later.
         raise StoreUnavailable(f"Redis refused the command: {exc}") from exc

@@ -1,20 +1,77 @@
-"""Fixtures: one real redis-server per test session, emptied before every test."""
+"""Fixtures: a real redis-server and a real three-master cluster, started once, emptied per test."""
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from redis.cluster import RedisCluster
 
 from gimel_core import create_app
-from gimel_core.embedded import EmbeddedRedis
+from gimel_core.embedded import EmbeddedRedis, free_port, redis_binary
+from gimel_core.store import connect
 
 API_KEY = "test-key-0123456789abcdef"
 AUTH = {"x-api-key": API_KEY}
+
+
+class RedisClusterProcess:
+    """Three masters started from the same redis-server binary, joined by redis-cli."""
+
+    def __init__(self, base: Path) -> None:
+        cluster_args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+        self.nodes = [
+            EmbeddedRedis(base / f"node{i}", port=free_port(below=55536), extra_args=cluster_args)
+            for i in range(3)
+        ]
+
+    def start(self) -> RedisClusterProcess:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            [
+                redis_binary("redis-cli"),
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 30
+        while not all(self._ok(node) for node in self.nodes):
+            assert time.monotonic() < deadline, "cluster did not become ready"
+            time.sleep(0.1)
+        return self
+
+    @staticmethod
+    def _ok(node: EmbeddedRedis) -> bool:
+        info = redis.Redis(port=node.port).execute_command("CLUSTER", "INFO")
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "cluster_state:ok" in text
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            redis.Redis(port=node.port).flushall()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +81,27 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
+    cluster = RedisClusterProcess(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on Redis runs on a single server and on a three-master cluster."""
+    if "redis_url" in metafunc.fixturenames:
+        single_only = metafunc.definition.get_closest_marker("single_redis") is not None
+        kinds = ["single"] if single_only else ["single", "cluster"]
+        metafunc.parametrize("redis_url", kinds, indirect=True)
+
+
 @pytest.fixture
-def redis_url(redis_server: EmbeddedRedis) -> str:
+def redis_url(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> str:
+    if request.param == "cluster":
+        cluster: RedisClusterProcess = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()  # a test stopped it
     client = redis.Redis.from_url(redis_server.url)
@@ -34,11 +110,27 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
 
 
+class WholeCluster:
+    """A cluster client whose KEYS and DBSIZE cover every master, like a single server's."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+
+    def keys(self, pattern: str = "*") -> list[bytes]:
+        return list(self.cluster.keys(pattern, target_nodes=RedisCluster.PRIMARIES))
+
+    def dbsize(self) -> int:
+        return int(self.cluster.dbsize(target_nodes=RedisCluster.PRIMARIES))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster, name)
+
+
 @pytest.fixture
-def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
+def raw_redis(redis_url: str) -> Any:
+    """A plain client of the test store (on the cluster, one that sees every master)."""
+    client = connect(redis_url, timeout=5)
+    return WholeCluster(client) if isinstance(client, RedisCluster) else client
 
 
 @pytest.fixture

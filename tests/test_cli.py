@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from conftest import API_KEY
 from gimel_core.cli import main
+from gimel_core.embedded import EmbeddedRedis
 from helpers import original, track
 
 
@@ -225,9 +226,9 @@ def _legacy(source: redis.Redis) -> None:
 
 
 def test_import_legacy_merges_reports_ambiguity_and_is_idempotent(
-    runner: CliRunner, redis_url: str, raw_redis: redis.Redis
+    runner: CliRunner, redis_url: str, raw_redis: redis.Redis, redis_server: EmbeddedRedis
 ) -> None:
-    legacy_url = redis_url.replace("/0", "/5")
+    legacy_url = redis_server.url.replace("/0", "/5")  # the original's data, elsewhere
     _legacy(redis.Redis.from_url(legacy_url))
 
     dry = run(runner, "import-legacy", "--from", legacy_url, "--redis-url", redis_url, "--dry-run")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis
 from flask.testing import FlaskClient
 
 from conftest import AUTH
 from gimel_core.embedded import EmbeddedRedis
 from helpers import track
+
+pytestmark = pytest.mark.single_redis  # these stop and slow down the single server
 
 
 def test_redis_down_gives_503_then_recovers(
@@ -31,6 +34,12 @@ def test_redis_down_gives_503_then_recovers(
         assert elapsed < 1.5
         assert client.get("/health").status_code == 503
         assert client.get("/experiments", headers=AUTH).status_code == 503
+        batch = client.post(
+            "/track",
+            json=[{"experiment": "e", "variant": "v", "event": "participate", "uuid": "b"}],
+        )
+        assert batch.status_code == 503
+        assert batch.headers["Retry-After"].isdigit()
     finally:
         redis_server.start()  # same port, same data dir (append-only file)
 

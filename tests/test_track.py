@@ -209,6 +209,7 @@ def test_keys_of_one_experiment_share_a_cluster_slot(client: FlaskClient, raw_re
     assert all(len(s) == 1 for s in slots.values())
 
 
+@pytest.mark.single_redis
 def test_redis_url_schemes_are_accepted(make_app: Callable[..., Flask], redis_url: str) -> None:
     client = make_app(redis_url=redis_url.replace("/0", "/3")).test_client()
     assert track(client, "e", "v", "participate", "u").status_code == 200
