@@ -63,64 +63,65 @@ class Counters:
     # -- writing -----------------------------------------------------------------------
 
     def track(self, event: Event) -> bool:
-        """Count one event; True if it was new, False if a duplicate (exact mode)."""
-        mode, window = self._assumed(event)
-        with unavailable():
-            for _ in range(3):
-                reply = self._track(*self._call(event, mode, window))
-                if not isinstance(reply, list):
-                    self._remember(event, mode, window)
-                    return bool(reply)
-                mode, window = reply[0].decode(), int(reply[1])
-        raise StoreUnavailable("experiment settings kept changing during tracking")
+        """Count one event; True if it was new (an hll count may also miss a new one)."""
+        return self.track_many([event]) > 0
 
-    def track_many(self, events: list[Event]) -> None:
-        """Count a batch in one pipeline: one round trip per Redis node, not per event.
+    def track_many(self, events: list[Event]) -> int:
+        """Count events: one script call per experiment, one pipeline, one round trip per node.
 
         Counting is idempotent (PFADD, or de-dup before the counter), so a batch that
-        failed half-way can simply be sent again.
+        failed half-way can simply be sent again. Returns how many events were new.
         """
-        pending = [(event, *self._assumed(event)) for event in events]
+        groups: dict[tuple[str, str], list[Event]] = {}
+        for event in events:
+            groups.setdefault((event.namespace, event.experiment), []).append(event)
+        pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
+        new = 0
         with unavailable():
             for _ in range(3):
-                pipe = self.client.pipeline(transaction=False)
-                for event, mode, window in pending:
-                    keys_, args = self._call(event, mode, window)
-                    # execute_command: cluster pipelines refuse .evalsha() but route this
-                    # by its first key like any other command.
-                    pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
-                replies = pipe.execute(raise_on_error=False)
+                if len(pending) == 1:  # no pipeline for a single experiment: cheaper
+                    ident, group, mode, window = pending[0]
+                    replies = [self._track(*self._call(ident, group, mode, window))]
+                else:
+                    pipe = self.client.pipeline(transaction=False)
+                    for ident, group, mode, window in pending:
+                        keys_, args = self._call(ident, group, mode, window)
+                        # execute_command: cluster pipelines refuse .evalsha() but route
+                        # this by its first key like any other command.
+                        pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
+                    replies = pipe.execute(raise_on_error=False)
                 retry = []
-                for (event, mode, window), reply in zip(pending, replies, strict=True):
+                for (ident, group, mode, window), reply in zip(pending, replies, strict=True):
                     if isinstance(reply, redis.exceptions.NoScriptError):
-                        self.track(event)  # loads the script on that node, then counts
+                        retry.append((ident, group, mode, window))
+                        self._track.sha = self.client.script_load(self._track.script)
                     elif isinstance(reply, Exception):
                         raise reply
-                    elif isinstance(reply, list):
-                        retry.append((event, reply[0].decode(), int(reply[1])))
+                    elif isinstance(reply, list):  # recorded with another mode or window
+                        retry.append((ident, group, reply[0].decode(), int(reply[1])))
                     else:
-                        self._remember(event, mode, window)
+                        self._remember(ident, mode, window)
+                        new += int(reply)
                 if not retry:
-                    return
+                    return new
                 pending = retry
         raise StoreUnavailable("experiment settings kept changing during tracking")
 
-    def _assumed(self, event: Event) -> tuple[str, int]:
-        return self._modes.get((event.namespace, event.experiment)) or (
-            self.config.counting,
-            self.config.dedup_window,
-        )
+    def _assumed(self, ident: tuple[str, str]) -> tuple[str, int]:
+        return self._modes.get(ident) or (self.config.counting, self.config.dedup_window)
 
-    def _remember(self, event: Event, mode: str, window: int) -> None:
+    def _remember(self, ident: tuple[str, str], mode: str, window: int) -> None:
         if len(self._modes) >= _MODES_CACHE_LIMIT:
             self._modes.clear()
-        self._modes[event.namespace, event.experiment] = (mode, window)
+        self._modes[ident] = (mode, window)
 
-    def _call(self, event: Event, mode: str, window: int) -> tuple[list[str], list[Any]]:
-        """Keys and arguments of track.lua for one event, for the given mode and window."""
-        ns, exp = event.namespace, event.experiment
-        now = time.time()
-        head = [
+    def _call(
+        self, ident: tuple[str, str], events: list[Event], mode: str, window: int
+    ) -> tuple[list[str], list[Any]]:
+        """Keys and arguments of track.lua for events of one experiment."""
+        ns, exp = ident
+        now = int(time.time())
+        keys_ = [
             keys.meta(ns, exp),
             keys.experiment_registry(ns, exp),
             keys.variants(ns, exp),
@@ -128,27 +129,33 @@ class Counters:
         ]
         args: list[Any] = [
             exp,
-            event.variant,
-            event.event,
             mode,
             window,
             self.config.counting,
             self.config.dedup_window,
-            int(now),
+            now,
+            0,
         ]
         if mode == "hll":
-            return [*head, keys.hll(ns, exp, event.event, event.variant)], [*args, event.uuid]
+            slots: dict[tuple[str, str], int] = {}
+            for e in events:
+                slot = slots.get((e.event, e.variant))
+                if slot is None:
+                    keys_.append(keys.hll(ns, exp, e.event, e.variant))
+                    slot = slots[e.event, e.variant] = len(keys_)
+                args += [e.variant, e.event, e.uuid, slot]
+            return keys_, args
         buckets = seen_buckets(window, now)
-        expire_at = (buckets[0] + 1) * bucket_length(window) + window
-        return (
-            [*head, keys.counts(ns, exp), *(keys.seen(ns, exp, b) for b in buckets)],
-            [
-                *args,
-                digest(event.event, event.variant, event.uuid),
-                keys.counts_field(event.event, event.variant),
-                expire_at,
-            ],
-        )
+        args[6] = (buckets[0] + 1) * bucket_length(window) + window
+        keys_ += [keys.counts(ns, exp), *(keys.seen(ns, exp, b) for b in buckets)]
+        for e in events:
+            args += [
+                e.variant,
+                e.event,
+                digest(e.event, e.variant, e.uuid),
+                keys.counts_field(e.event, e.variant),
+            ]
+        return keys_, args
 
     def delete(self, namespace: str, experiment: str) -> None:
         """Delete an experiment and all its counters atomically; UnknownExperiment if absent."""

@@ -50,7 +50,10 @@ def free_port(below: int = 65536) -> int:
     """A free loopback port; cluster nodes need one below 55536 (their bus is port + 10000)."""
     for _ in range(1000):
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0 if below == 65536 else random.randrange(20000, below)))
+            try:
+                sock.bind(("127.0.0.1", 0 if below == 65536 else random.randrange(20000, below)))
+            except OSError:
+                continue  # taken: try another
             port = int(sock.getsockname()[1])
         if port < below:
             return port

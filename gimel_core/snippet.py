@@ -26,6 +26,10 @@ def snippet(
 <script src={_attr(alephbet_src)}></script>
 <script>
   var gimel = new AlephBet.{cls}({_js(track_url)}, {_js(namespace)});
+  // Alephbet 0.27.0 looks for unsent events under the wrong name when the adapter starts,
+  // so events that failed on an earlier page were never resent: read and resend them here.
+  gimel._queue = JSON.parse(gimel._storage.get(gimel.queue_name) || "[]");
+  gimel._flush();
   var experiment = new AlephBet.Experiment({{
     name: {_js(experiment)},
     tracking_adapter: gimel,

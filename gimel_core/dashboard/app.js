@@ -55,6 +55,7 @@
     experiments: [],
     loadSeq: 0,
     retryTimer: null,
+    backoff: 0,
     toastTimer: null,
   };
 
@@ -266,7 +267,9 @@
 
   function scheduleRetry(message, seconds) {
     clearRetry();
-    let left = Math.max(2, seconds || 5);
+    // Wait what the server asks (Retry-After), doubling while it keeps failing, at most 60 s.
+    let left = Math.min(60, Math.max(2, seconds || 5, state.backoff));
+    state.backoff = left * 2;
     const button = h("button", { type: "button", class: "btn btn-small", text: "Retry now", onclick: () => load() });
     const tick = () => notice("warn", `${message} Retrying in ${left} s…`, button);
     tick();
@@ -335,10 +338,12 @@
       if (seq !== state.loadSeq) return;
       performance.mark("gimel:data");
       clearNotice();
+      state.backoff = 0;
       state.experiments = Array.isArray(data) ? data.filter((e) => e && typeof e.experiment === "string") : [];
       render();
     } catch (error) {
       if (seq !== state.loadSeq) return;
+      if (!state.experiments.length) ui.summary.textContent = "";
       if (!failed(error)) {
         notice("error", `Could not load the experiments: ${error.message}`);
         state.experiments = [];
@@ -359,6 +364,7 @@
     if (!state.experiments.length) fragment.append(emptyState());
     for (const exp of state.experiments) fragment.append(experimentCard(exp));
     performance.mark("gimel:built");
+    ui.list.classList.toggle("many", state.experiments.length > 12);
     ui.list.replaceChildren(fragment);
     applyFilter();
     performance.mark("gimel:inserted");
@@ -448,7 +454,11 @@
 
     const card = h(
       "article",
-      { class: archived ? "exp card is-archived" : "exp card", "data-experiment": exp.experiment },
+      {
+        class: archived ? "exp card is-archived" : "exp card",
+        "data-experiment": exp.experiment,
+        "data-goals": (exp.goals || []).length,
+      },
       h(
         "header",
         { class: "exp-head" },
