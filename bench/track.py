@@ -68,6 +68,61 @@ def handler_vs_pfadd(url: str, count: int = 20_000) -> dict[str, float]:
     }
 
 
+def _batch_event(template: dict[str, Any], k: int, size: int) -> dict[str, Any]:
+    event = copy.deepcopy(template)
+    event.update(
+        httpMethod="POST", queryStringParameters=None, multiValueQueryStringParameters=None
+    )
+    event["headers"]["Content-Type"] = "application/json"
+    event["multiValueHeaders"]["Content-Type"] = ["application/json"]
+    event["body"] = json.dumps(
+        [
+            {
+                "experiment": f"batch {i % 4}",
+                "variant": f"v{i % 3}",
+                "event": "participate",
+                "uuid": f"{k}-{i}",
+                "namespace": "bench",
+            }
+            for i in range(size)
+        ]
+    )
+    return event
+
+
+def batch_vs_pipelined_pfadd(url: str, batches: int = 40, size: int = 500) -> dict[str, float]:
+    """Events/s of POST /track batches through handler.handler vs pipelined PFADD batches."""
+    os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
+    import handler
+
+    template = json.loads(EVENT.read_text())
+    events = [_batch_event(template, k, size) for k in range(batches)]
+    client = redis.Redis.from_url(url)
+
+    def through_handler(n: int) -> None:
+        for event in events[: n // size]:
+            assert handler.handler(event, None)["statusCode"] == 200
+
+    def pipelined(n: int) -> None:
+        for k in range(n // size):
+            pipe = client.pipeline(transaction=False)
+            for i in range(size):
+                pipe.pfadd(f"bench:pipelined:{i % 12}", f"{k}-{i}")
+            pipe.execute()
+
+    through_handler(size)
+    pipelined(size)
+    rates = [], []
+    for _ in range(3):
+        rates[0].append(_rate(batches * size, through_handler))
+        rates[1].append(_rate(batches * size, pipelined))
+    return {
+        "batch_events_per_s": max(rates[0]),
+        "pipelined_pfadd_per_s": max(rates[1]),
+        "ratio": max(rates[0]) / max(rates[1]),
+    }
+
+
 def exact_bytes_per_uuid(url: str, count: int = 100_000) -> float:
     """Redis memory (INFO memory, used_memory) per uuid inside the de-dup window."""
     client = redis.Redis.from_url(url)
@@ -86,12 +141,18 @@ def main() -> None:
         server = EmbeddedRedis(data).start()
         try:
             speed = handler_vs_pfadd(server.url)
+            batch = batch_vs_pipelined_pfadd(server.url)
             memory = exact_bytes_per_uuid(server.url)
         finally:
             server.stop()
     print(f"handler.handler /track : {speed['handler_events_per_s']:9,.0f} events/s")
     print(f"redis-py PFADD loop    : {speed['pfadd_per_s']:9,.0f} /s")
     print(f"ratio                  : {speed['ratio']:9.2f}   (target >= 0.2)")
+    print(
+        f"POST /track batches    : {batch['batch_events_per_s']:9,.0f} events/s (target >= 50,000)"
+    )
+    print(f"pipelined PFADD        : {batch['pipelined_pfadd_per_s']:9,.0f} /s")
+    print(f"ratio                  : {batch['ratio']:9.2f}   (target >= 0.3)")
     print(f"exact mode memory      : {memory:9.1f} B per uuid in window (target <= 66)")
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from functools import wraps
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, json, request
+from flask import Blueprint, Flask, Response, current_app, redirect, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -37,7 +38,8 @@ def counters() -> Counters:
 
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = Response(json.dumps(body), status, mimetype="application/json")
+    data = json.dumps(body, ensure_ascii=False, separators=(", ", ": ")).encode()
+    response = Response(data, status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     if headers:
         response.headers.update(headers)
@@ -271,6 +273,12 @@ DASHBOARD_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+@bp.get("/dashboard/")
+def dashboard_slash() -> Response:
+    # Relative, so it also works behind API Gateway's /<stage> prefix.
+    return redirect("../dashboard", 301)  # type: ignore[return-value]
 
 
 @bp.get("/dashboard")

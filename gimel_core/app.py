@@ -25,7 +25,6 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     if not isinstance(config, Config):
         config = Config.from_env().with_overrides(config or {})
     app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the original field order
     app.config["GIMEL"] = config
     redis_url = config.redis_url
     if redis_url is None:

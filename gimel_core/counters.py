@@ -57,6 +57,7 @@ class Counters:
         self._track = load_script(client, "track")
         self._clear_script = load_script(client, "clear")
         self._settings = load_script(client, "settings")
+        self._counts = load_script(client, "counts")
         # (namespace, experiment) -> (mode, window) as recorded in Redis.
         self._modes: dict[tuple[str, str], tuple[str, int]] = {}
 
@@ -64,7 +65,16 @@ class Counters:
 
     def track(self, event: Event) -> bool:
         """Count one event; True if it was new (an hll count may also miss a new one)."""
-        return self.track_many([event]) > 0
+        ident = (event.namespace, event.experiment)
+        mode, window = self._assumed(ident)
+        with unavailable():
+            for _ in range(3):
+                reply = self._track(*self._call(ident, [event], mode, window))
+                if not isinstance(reply, list):
+                    self._remember(ident, mode, window)
+                    return bool(reply)
+                mode, window = reply[0].decode(), int(reply[1])  # recorded otherwise
+        raise StoreUnavailable("experiment settings kept changing during tracking")
 
     def track_many(self, events: list[Event]) -> int:
         """Count events: one script call per experiment, one pipeline, one round trip per node.
@@ -79,22 +89,18 @@ class Counters:
         new = 0
         with unavailable():
             for _ in range(3):
-                if len(pending) == 1:  # no pipeline for a single experiment: cheaper
-                    ident, group, mode, window = pending[0]
-                    replies = [self._track(*self._call(ident, group, mode, window))]
-                else:
-                    pipe = self.client.pipeline(transaction=False)
-                    for ident, group, mode, window in pending:
-                        keys_, args = self._call(ident, group, mode, window)
-                        # execute_command: cluster pipelines refuse .evalsha() but route
-                        # this by its first key like any other command.
-                        pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
-                    replies = pipe.execute(raise_on_error=False)
+                pipe = self.client.pipeline(transaction=False)
+                for ident, group, mode, window in pending:
+                    keys_, args = self._call(ident, group, mode, window)
+                    # execute_command: cluster pipelines refuse .evalsha() but route this
+                    # by its first key like any other command.
+                    pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
+                replies = pipe.execute(raise_on_error=False)
                 retry = []
                 for (ident, group, mode, window), reply in zip(pending, replies, strict=True):
                     if isinstance(reply, redis.exceptions.NoScriptError):
                         retry.append((ident, group, mode, window))
-                        self._track.sha = self.client.script_load(self._track.script)
+                        self.client.script_load(self._track.script)  # lost on a restart
                     elif isinstance(reply, Exception):
                         raise reply
                     elif isinstance(reply, list):  # recorded with another mode or window
@@ -237,7 +243,9 @@ class Counters:
         found = self.results(namespace, self.experiment_names(namespace))
         return [e for e in found if e["counting"] and (archived or not e["archived"])]
 
-    def results(self, namespace: str, names: Iterable[str]) -> list[dict[str, Any]]:
+    def results(
+        self, namespace: str, names: Iterable[str], retry: bool = True
+    ) -> list[dict[str, Any]]:
         """Counts and statistics of each named experiment, in the original JSON shape.
 
         Two round trips whatever the number of experiments: meta and names of every
@@ -261,10 +269,23 @@ class Counters:
                 if meta.get("counting") == "exact":
                     pipe.hgetall(keys.counts(namespace, exp))
                 elif meta.get("counting") == "hll":
-                    for goal in (defaults.PARTICIPATE, *goals):
-                        for variant in variants:
-                            pipe.execute_command("PFCOUNT", keys.hll(namespace, exp, goal, variant))
-            counts = iter(pipe.execute())
+                    hlls = [
+                        keys.hll(namespace, exp, goal, variant)
+                        for goal in (defaults.PARTICIPATE, *goals)
+                        for variant in variants
+                    ]
+                    # One call per experiment rather than one PFCOUNT per counter.
+                    pipe.execute_command("EVALSHA", self._counts.sha, len(hlls), *hlls)
+            replies = pipe.execute(raise_on_error=False)
+            if any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                if not retry:
+                    raise StoreUnavailable("the counts script could not be loaded")
+                self.client.script_load(self._counts.script)  # lost on a Redis restart
+                return self.results(namespace, names, retry=False)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        counts = iter(replies)
         return [_experiment(layout, counts) for layout in layouts]
 
     def experiment(self, namespace: str, name: str) -> dict[str, Any]:
@@ -293,9 +314,10 @@ def _experiment(layout: tuple[str, dict[str, str], list[str], list[str]], counts
             for variant in variants:
                 table[goal, variant] = int(stored.get(keys.counts_field(goal, variant).encode(), 0))
     elif mode == "hll":
+        hll_counts = iter(next(counts))
         for goal in (defaults.PARTICIPATE, *goals):
             for variant in variants:
-                table[goal, variant] = int(next(counts))
+                table[goal, variant] = int(next(hll_counts))
     trials = {variant: table[defaults.PARTICIPATE, variant] for variant in variants}
     chosen = settings.stored(meta)
     result = {
@@ -313,6 +335,7 @@ def _experiment(layout: tuple[str, dict[str, str], list[str], list[str]], counts
         "counting": mode,
         "participants": trials,
         **chosen,
+        "dedup_window": int(meta["window"]) if mode == "exact" and meta.get("window") else None,
         "created": _timestamp(meta.get("created")),
         "reset_at": _timestamp(meta.get("reset_at")),
     }

@@ -135,3 +135,20 @@ def test_events_during_delete_leave_no_orphaned_counter(
         assert raw_redis.sismember(keys.experiment_registry("alephbet", "busy"), "busy")
     deleter.delete("/experiments/busy", headers=AUTH)
     assert not {k for k in raw_redis.keys("*") if b":busy:" in k}
+
+
+def test_dashboard_is_served_with_a_strict_policy(client: FlaskClient) -> None:
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    for asset, mimetype in [("app.js", "text/javascript"), ("app.css", "text/css")]:
+        response = client.get(f"/dashboard/{asset}")
+        assert response.status_code == 200 and response.mimetype == mimetype
+    assert client.get("/dashboard/../api.py").status_code == 404
+    assert client.get("/dashboard/secret.py").status_code == 404
+    slash = client.get("/dashboard/")
+    assert slash.status_code == 301 and slash.headers["Location"].endswith("dashboard")

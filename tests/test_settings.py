@@ -150,6 +150,7 @@ def test_reset_zeroes_counters_and_keeps_settings(
     assert exp["description"] == "keep me"
     assert exp["counting"] == mode
     assert exp["reset_at"] is not None
+    assert exp["dedup_window"] == (86_400 if mode == "exact" else None)
 
     # uuids seen before the reset count again after it
     track(client, "exp", "red", "participate", "red0")

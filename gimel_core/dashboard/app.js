@@ -49,9 +49,9 @@
   };
 
   const state = {
-    key: storage(sessionStorage, "get", KEY_STORE),
-    namespace: storage(localStorage, "get", NAMESPACE_STORE) || DEFAULT_NAMESPACE,
-    showArchived: storage(localStorage, "get", ARCHIVED_STORE) === "1",
+    key: storage("session", "get", KEY_STORE),
+    namespace: storage("local", "get", NAMESPACE_STORE) || DEFAULT_NAMESPACE,
+    showArchived: storage("local", "get", ARCHIVED_STORE) === "1",
     experiments: [],
     loadSeq: 0,
     retryTimer: null,
@@ -59,8 +59,10 @@
     toastTimer: null,
   };
 
-  function storage(area, op, name, value) {
+  function storage(which, op, name, value) {
     try {
+      // Reading window.sessionStorage itself throws when storage is disabled.
+      const area = which === "session" ? window.sessionStorage : window.localStorage;
       if (op === "get") return area.getItem(name);
       if (op === "set") area.setItem(name, value);
       if (op === "remove") area.removeItem(name);
@@ -223,7 +225,7 @@
 
   function forgetKey(message) {
     state.key = null;
-    storage(sessionStorage, "remove", KEY_STORE);
+    storage("session", "remove", KEY_STORE);
     showLogin(message);
   }
 
@@ -239,7 +241,7 @@
       return;
     }
     state.key = key;
-    storage(sessionStorage, "set", KEY_STORE, key);
+    storage("session", "set", KEY_STORE, key);
     ui.apiKey.value = "";
     ui.login.hidden = true;
     load();
@@ -772,15 +774,19 @@
       body: "The experiment and all its counts are removed for good. If your pages still send events for it, it will reappear, empty. This cannot be undone.",
       ok: "Delete",
       danger: true,
-      run: (n) => api("DELETE", experimentPath(n), { namespace: state.namespace }),
+      // "." and ".." cannot be in a path: the query form of the original API takes any name.
+      run: (n) =>
+        experimentPath(n)
+          ? api("DELETE", experimentPath(n), { namespace: state.namespace })
+          : api("DELETE", "delete", { namespace: state.namespace, experiment: n }),
       done: (n) => `Deleted “${n}”.`,
     },
   };
 
   async function act(button, action, name) {
     const spec = ACTIONS[action];
-    if (experimentPath(name) === null) {
-      notice("error", `“${name}” cannot be changed from a browser: a name of “.” or “..” cannot appear in a URL path.`);
+    if (experimentPath(name) === null && action !== "delete") {
+      notice("error", `“${name}” can only be deleted from a browser: a name of “.” or “..” cannot appear in a URL path.`);
       return;
     }
     if (!(await confirmAction(spec.title(name), spec.body, spec.ok, spec.danger))) return;
@@ -792,9 +798,12 @@
       applyResult(action, name, result);
       toast(spec.done(name), action === "archive" ? () => unarchiveNow(name) : null);
     } catch (error) {
-      if (!failed(error)) {
-        notice("error", error.status === 404 ? `“${name}” no longer exists: the list was refreshed.` : `Could not ${action} “${name}”: ${error.message}`);
-        if (error.status === 404) load();
+      if (failed(error)) return;
+      if (error.status === 404) {
+        toast(`“${name}” no longer exists: the list was refreshed.`);
+        load();
+      } else {
+        notice("error", `Could not ${action} “${name}”: ${error.message}`);
       }
     } finally {
       buttons.forEach((b) => (b.disabled = false));
@@ -811,20 +820,31 @@
     }
   }
 
+  // Update the list after an action: only the card concerned changes (no full re-render, so
+  // the scroll position and the rest of the page stay put).
   function applyResult(action, name, result) {
     const index = state.experiments.findIndex((e) => e.experiment === name);
-    if (action === "delete" || (action === "archive" && !state.showArchived)) {
+    const card = [...ui.list.querySelectorAll(".exp")].find((c) => c.dataset.experiment === name);
+    const gone = action === "delete" || (action === "archive" && !state.showArchived);
+    if (gone) {
       if (index >= 0) state.experiments.splice(index, 1);
+      if (card) card.remove();
     } else if (result && typeof result.experiment === "string") {
-      if (index >= 0) state.experiments[index] = result;
-      else {
-        state.experiments.push(result);
+      if (index >= 0 && card) {
+        state.experiments[index] = result;
+        card.replaceWith(experimentCard(result));
+      } else {
+        if (index >= 0) state.experiments[index] = result;
+        else state.experiments.push(result);
         state.experiments.sort((a, b) => (a.experiment < b.experiment ? -1 : a.experiment > b.experiment ? 1 : 0));
+        const scroll = window.scrollY;
+        render();
+        window.scrollTo(0, scroll);
+        return;
       }
     }
-    const scroll = window.scrollY;
-    render();
-    window.scrollTo(0, scroll);
+    if (!state.experiments.length) render();
+    else applyFilter();
   }
 
   function confirmAction(title, body, ok, danger) {
@@ -878,7 +898,7 @@
     if (value === state.namespace) return;
     state.namespace = value;
     state.experiments = [];
-    storage(localStorage, "set", NAMESPACE_STORE, value);
+    storage("local", "set", NAMESPACE_STORE, value);
     load();
   }
 
@@ -889,7 +909,7 @@
   ui.filter.addEventListener("input", applyFilter);
   ui.showArchived.addEventListener("change", () => {
     state.showArchived = ui.showArchived.checked;
-    storage(localStorage, "set", ARCHIVED_STORE, state.showArchived ? "1" : "0");
+    storage("local", "set", ARCHIVED_STORE, state.showArchived ? "1" : "0");
     load();
   });
   ui.refresh.addEventListener("click", () => load());

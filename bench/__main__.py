@@ -1,0 +1,95 @@
+"""`python -m bench` (or `make bench`): every figure with its target, measured in one run.
+
+Prints a Markdown table, ready for the README. Ratios are measured side by side against the
+same redis-server, so they hold on a noisy machine; absolute rates move with the machine.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+from gimel_core.embedded import EmbeddedRedis
+
+from . import dashboard, deploy, load, track
+
+
+def main() -> None:
+    rows: list[tuple[str, str, str, bool]] = []
+
+    def row(figure: str, measured: str, target: str, ok: bool) -> None:
+        rows.append((figure, measured, target, ok))
+        print(f"  measured: {figure}: {measured}", file=sys.stderr, flush=True)
+
+    print("tracking through handler.handler...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as data:
+        server = EmbeddedRedis(data).start()
+        try:
+            single = track.handler_vs_pfadd(server.url)
+            batch = track.batch_vs_pipelined_pfadd(server.url)
+            memory = track.exact_bytes_per_uuid(server.url)
+        finally:
+            server.stop()
+    row(
+        "single events through `handler.handler`, and ratio to a redis-py PFADD loop",
+        f"{single['handler_events_per_s']:,.0f}/s vs {single['pfadd_per_s']:,.0f}/s, "
+        f"ratio {single['ratio']:.2f}",
+        "ratio ≥ 0.2",
+        single["ratio"] >= 0.2,
+    )
+    row(
+        "batches of 500 through `POST /track`, and ratio to pipelined PFADD",
+        f"{batch['batch_events_per_s']:,.0f} events/s vs {batch['pipelined_pfadd_per_s']:,.0f}/s"
+        f", ratio {batch['ratio']:.2f}",
+        "≥ 50,000/s, ratio ≥ 0.3",
+        batch["batch_events_per_s"] >= 50_000 and batch["ratio"] >= 0.3,
+    )
+    print("results and dashboard (100 x 3 x 4)...", file=sys.stderr, flush=True)
+    dash = dashboard.measure()
+    row(
+        "results for 100 experiments × 3 variants × 4 goals: Redis round trips, time in-process",
+        f"{dash['round_trips']:.0f} round trips, {dash['results_ms']:.1f} ms",
+        "≤ 3, ≤ 30 ms",
+        dash["round_trips"] <= 3 and dash["results_ms"] <= 30,
+    )
+    row(
+        "dashboard load in headless Chromium for that data",
+        f"{dash['load_ms']:.0f} ms",
+        "≤ 1 s",
+        dash["load_ms"] <= 1000,
+    )
+    print("gimel serve under wrk for 10 s...", file=sys.stderr, flush=True)
+    served = load.run(seconds=10)
+    row(
+        "`gimel serve` under wrk (16 connections, loopback): /track req/s, errors, p99",
+        f"{served['requests_per_s']:,.0f}/s, {served['errors']:.0f} errors, "
+        f"p99 {served['p99_ms']:.1f} ms",
+        "≥ 2,000/s, 0 errors, p99 ≤ 25 ms",
+        served["requests_per_s"] >= 2000 and served["errors"] == 0 and served["p99_ms"] <= 25,
+    )
+    row(
+        "`exact` mode Redis memory per uuid in the window",
+        f"{memory:.1f} B",
+        "≤ 66 B",
+        memory <= 66,
+    )
+    print("cold start and package size...", file=sys.stderr, flush=True)
+    cold = deploy.cold_start()
+    row(
+        "cold start: `import handler` vs `import flask, redis, serverless_wsgi`",
+        f"{cold['handler_s'] * 1000:.0f} ms vs {cold['baseline_s'] * 1000:.0f} ms, "
+        f"ratio {cold['ratio']:.2f}",
+        "≤ 1.3",
+        cold["ratio"] <= 1.3,
+    )
+    size = deploy.zip_size()
+    row("Lambda zip size", f"{size / 1e6:.2f} MB", "≤ 3 MB", size <= 3e6)
+
+    print("\n| figure | measured | target | |")
+    print("|---|---|---|---|")
+    for figure, measured, target, ok in rows:
+        print(f"| {figure} | {measured} | {target} | {'met' if ok else 'MISSED'} |")
+
+
+if __name__ == "__main__":
+    main()

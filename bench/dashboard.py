@@ -1,0 +1,221 @@
+"""Dashboard load time in Chromium, and the cost of the results endpoint behind it.
+
+100 experiments x 3 variants x 4 goals are counted through ``Counters.track`` (the same
+atomic script as ``/track``) on an embedded redis-server, then:
+
+- the page is opened in Debian's chromium (Playwright, no download) with the API key already
+  in sessionStorage, and timed from navigation start until every experiment is rendered and
+  painted (the page sets ``performance.mark("gimel:rendered")`` and ``data-ready``);
+- ``GET /experiments`` is timed in-process through Flask's test client, and the Redis round
+  trips it makes are counted (every ``send_packed_command``: one per command or pipeline).
+
+Run: ``.venv/bin/python -m bench.dashboard``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis.connection
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from gimel_core import create_app
+from gimel_core.counters import Counters
+from gimel_core.embedded import EmbeddedRedis
+from gimel_core.events import Event
+
+API_KEY = "bench-key-0123456789abcdef"
+NAMESPACE = "alephbet"
+EXPERIMENTS = 100
+VARIANTS = ("control", "red", "blue")
+GOALS = ("signup", "purchase", "share", "subscribe")
+LOADS = 5
+CALLS = 10
+TARGETS = {"load_ms": 1000.0, "results_ms": 30.0, "round_trips": 3}
+CHROMIUM = os.environ.get("GIMEL_CHROMIUM", "/usr/bin/chromium")
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def seed(counters: Counters) -> int:
+    """A few dozen visitors per variant, a varying share of them per goal; returns events."""
+    events = 0
+    for e in range(EXPERIMENTS):
+        experiment = f"experiment-{e:03d}"
+        for v, variant in enumerate(VARIANTS):
+            trials = 20 + (7 * e + 11 * v) % 25
+            for i in range(trials):
+                uuid = f"{experiment}-{variant}-{i}"
+                counters.track(Event(NAMESPACE, experiment, variant, "participate", uuid))
+                events += 1
+                for g, goal in enumerate(GOALS):
+                    if i % (2 + (e + v + g) % 5) == 0:
+                        counters.track(Event(NAMESPACE, experiment, variant, goal, uuid))
+                        events += 1
+    return events
+
+
+@contextmanager
+def counted_round_trips() -> Iterator[list[int]]:
+    """Counts what is written to Redis: one send per command, one per whole pipeline."""
+    calls = [0]
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(self, *args, **kwargs)
+
+    redis.connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+
+
+def results_endpoint(app: Flask) -> dict[str, float]:
+    """Median in-process time of GET /experiments, and its Redis round trips."""
+    client = app.test_client()
+    headers = {"x-api-key": API_KEY}
+    url = f"/experiments?namespace={NAMESPACE}"
+    response = client.get(url, headers=headers)  # warm: scripts, connection, imports
+    assert response.status_code == 200, response.data
+    assert len(response.get_json()) == EXPERIMENTS + 1
+    with counted_round_trips() as calls:
+        assert client.get(url, headers=headers).status_code == 200
+    times = []
+    for _ in range(CALLS):
+        started = time.perf_counter()
+        client.get(url, headers=headers)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"results_ms": statistics.median(times), "round_trips": calls[0]}
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any) -> None:
+        pass
+
+
+def page_load(app: Flask) -> dict[str, float]:
+    """Median time from navigation start to the rendered board, over LOADS fresh pages."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise SystemExit("bench.dashboard needs the playwright package") from exc
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/dashboard"
+    loads, fetches, renders = [], [], []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.add_init_script(f"sessionStorage.setItem('gimel.apiKey', {API_KEY!r});")
+            for attempt in range(LOADS + 1):  # the first one warms the server and the browser
+                page = context.new_page()
+                page.goto(url)
+                # Poll on a timer: a selector wait would observe every DOM mutation and slow
+                # down the very rendering being measured.
+                page.wait_for_function(
+                    "() => document.body.dataset.ready === 'board'", polling=50, timeout=30_000
+                )
+                figures = page.evaluate(
+                    """() => {
+                      const api = performance.getEntriesByType("resource")
+                        .find((e) => new URL(e.name).pathname === "/experiments");
+                      return {
+                        cards: document.querySelectorAll("article.exp").length,
+                        tables: document.querySelectorAll("article.exp table").length,
+                        rendered: performance.getEntriesByName("gimel:rendered")[0].startTime,
+                        data: performance.getEntriesByName("gimel:data")[0].startTime,
+                        fetch: api ? api.responseEnd - api.startTime : null,
+                      };
+                    }"""
+                )
+                page.close()
+                assert figures["cards"] == EXPERIMENTS, figures
+                assert figures["tables"] == EXPERIMENTS * len(GOALS), figures
+                if attempt:
+                    loads.append(figures["rendered"])
+                    fetches.append(figures["fetch"])
+                    renders.append(figures["rendered"] - figures["data"])
+            browser.close()
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    return {
+        "load_ms": statistics.median(loads),
+        "load_fetch_ms": statistics.median(fetches),
+        "load_render_ms": statistics.median(renders),
+    }
+
+
+def measure() -> dict[str, float]:
+    """Every figure of this benchmark, on a fresh embedded Redis."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = EmbeddedRedis(folder).start()
+        try:
+            app = create_app({"redis_url": store.url, "api_keys": (API_KEY,)})
+            started = time.perf_counter()
+            events = seed(app.extensions["gimel"])
+            figures: dict[str, float] = {
+                "events": events,
+                "seed_s": time.perf_counter() - started,
+            }
+            figures.update(results_endpoint(app))
+            figures.update(page_load(app))
+            return figures
+        finally:
+            store.stop()
+
+
+def main() -> None:
+    figures = measure()
+    shape = f"{EXPERIMENTS} experiments x {len(VARIANTS)} variants x {len(GOALS)} goals"
+    print(f"dashboard: {shape} ({figures['events']:,} events, seeded in {figures['seed_s']:.1f} s)")
+    rows = [
+        (
+            f"page load in Chromium, median of {LOADS}",
+            f"{figures['load_ms']:.0f} ms",
+            f"<= {TARGETS['load_ms']:.0f} ms",
+        ),
+        (
+            "  of which GET /experiments, as the page saw it",
+            f"{figures['load_fetch_ms']:.0f} ms",
+            "",
+        ),
+        ("  of which building and painting the page", f"{figures['load_render_ms']:.0f} ms", ""),
+        (
+            f"GET /experiments in-process, median of {CALLS}",
+            f"{figures['results_ms']:.1f} ms",
+            f"<= {TARGETS['results_ms']:.0f} ms",
+        ),
+        (
+            "Redis round trips per GET /experiments",
+            f"{figures['round_trips']:.0f}",
+            f"<= {TARGETS['round_trips']}",
+        ),
+    ]
+    for label, value, target in rows:
+        print(f"  {label:<48} {value:>9}   {target}")
+
+
+if __name__ == "__main__":
+    main()

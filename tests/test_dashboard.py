@@ -1,0 +1,499 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright, no download.
+
+The app is served over real HTTP in a thread and seeded through ``/track``; every check
+compares what the page shows with what the API answers. Without chromium or the
+``playwright`` package the tests are skipped, unless GIMEL_REQUIRE_BROWSER=1 (CI) makes
+that a failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError
+from urllib.parse import quote, urlencode, urlsplit
+
+import pytest
+from flask import Flask
+from werkzeug.exceptions import NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from conftest import API_KEY
+from gimel_core.embedded import free_port
+
+# The page only speaks HTTP to the API, whose behaviour on a cluster is tested elsewhere.
+pytestmark = pytest.mark.single_redis
+
+BUILD = Path(__file__).resolve().parent.parent / "build"
+CHROMIUM = os.environ.get("GIMEL_CHROMIUM", "/usr/bin/chromium")
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 10_000
+WEIRD = "checkout: {new} / flow ✓ ü"  # a name that needs escaping everywhere
+MINUS = "\u2212"
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("GIMEL_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (GIMEL_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    executable = shutil.which(CHROMIUM)
+    if executable is None:
+        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium, or set GIMEL_CHROMIUM)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=BROWSER_ARGS, headless=True
+        )
+        yield launched
+        launched.close()
+
+
+# -- serving and seeding ---------------------------------------------------------------------
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(wsgi_app: Any, prefix: str = "") -> Iterator[str]:
+    """Serve over HTTP on a free port in a thread; yields the app's root URL ending in '/'."""
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{prefix}/"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def send_events(root: str, events: Iterable[dict[str, str]]) -> None:
+    """GET /track for each event on one keep-alive connection, as Alephbet would."""
+    parts = urlsplit(root)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    try:
+        for fields in events:
+            connection.request("GET", f"{parts.path}track?{urlencode(fields)}")
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == 200, body
+    finally:
+        connection.close()
+
+
+def visitors(
+    experiment: str, variant: str, trials: int, goals: dict[str, int]
+) -> Iterator[dict[str, str]]:
+    for i in range(trials):
+        uuid = f"{experiment}-{variant}-{i}"
+        yield {"experiment": experiment, "variant": variant, "event": "participate", "uuid": uuid}
+        for goal, successes in goals.items():
+            if i < successes:
+                yield {"experiment": experiment, "variant": variant, "event": goal, "uuid": uuid}
+
+
+def seed(root: str) -> None:
+    send_events(root, visitors("button", "control", 120, {"signup": 18, "purchase": 6}))
+    send_events(root, visitors("button", "green", 120, {"signup": 36, "purchase": 7}))
+    send_events(root, visitors("split", "a", 150, {"signup": 15}))  # 150 vs 90: SRM
+    send_events(root, visitors("split", "b", 90, {"signup": 9}))
+    send_events(root, visitors(WEIRD, "A 1", 20, {"buy now": 3}))
+    send_events(root, visitors(WEIRD, "B/2", 20, {"buy now": 5}))
+    send_events(root, visitors("tiny", "only", 3, {}))
+
+
+def api_get(root: str, path: str, key: str = API_KEY) -> Any:
+    request = urllib.request.Request(root + path, headers={"x-api-key": key})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def server(make_app: Callable[..., Flask]) -> Iterator[str]:
+    """The app served over HTTP, empty; yields its root URL."""
+    with serving(make_app()) as root:
+        yield root
+
+
+@pytest.fixture
+def served(server: str, make_app: Callable[..., Flask]) -> str:
+    """The app served over HTTP with a few experiments in it."""
+    seed(server)
+    # One experiment counted in exact mode (the mode is recorded with its first event).
+    exact = make_app(counting="exact").test_client()
+    for fields in visitors("pricing", "cheap", 12, {"buy": 4}):
+        assert exact.get("/track?" + urlencode(fields)).status_code == 200
+    return server
+
+
+# -- the browser side ------------------------------------------------------------------------
+
+RECORD_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+READ_PAGE = """() => Array.from(document.querySelectorAll("article.exp")).map((card) => ({
+  name: card.dataset.experiment,
+  srm: card.querySelector(".srm") ? card.querySelector(".srm").textContent : null,
+  caveat: card.querySelector(".caveat").textContent,
+  archived: !!card.querySelector(".badge-muted"),
+  goals: Array.from(card.querySelectorAll("section.goal")).map((goal) => ({
+    goal: goal.dataset.goal,
+    verdicts: Array.from(goal.querySelectorAll(".verdict")).map(
+      (v) => (v.querySelector(".verdict-text") || v).textContent),
+    rows: Array.from(goal.querySelectorAll("tbody tr")).map((tr) => ({
+      label: tr.dataset.variant,
+      cells: Object.fromEntries(Array.from(tr.querySelectorAll("td[data-field]")).map((td) => [
+        td.dataset.field, {
+          value: td.dataset.value, low: td.dataset.low, high: td.dataset.high,
+          adjusted: td.dataset.adjusted,
+          text: td.firstChild ? td.firstChild.textContent : "",
+          sub: td.querySelector(".sub") ? td.querySelector(".sub").textContent : "",
+        }])),
+    })),
+  })),
+}))"""
+
+
+class Watched:
+    """A page whose requests, failures, console errors and CSP violations are recorded."""
+
+    def __init__(self, browser: Any, root: str) -> None:
+        self.root = root
+        self.origin = "{0.scheme}://{0.netloc}".format(urlsplit(root))
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.context.add_init_script(RECORD_CSP)
+        self.page = self.context.new_page()
+        self.requests: list[Any] = []
+        self.failed: list[str] = []
+        self.console: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r))
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} {r.failure}"))
+        self.page.on(
+            "console", lambda m: self.console.append(m.text) if m.type == "error" else None
+        )
+        self.page.on("pageerror", lambda e: self.console.append(f"page error: {e}"))
+
+    def open(self, key: str | None = API_KEY) -> None:
+        self.page.goto(self.root + "dashboard")
+        self.wait_ready("login")
+        if key is not None:
+            self.login(key)
+
+    def login(self, key: str, expect: str = "board") -> None:
+        self.page.fill("#api-key", key)
+        self.page.click("#login-form button[type=submit]")
+        self.wait_ready(expect)
+
+    def wait_ready(self, state: str) -> None:
+        self.page.wait_for_selector(f'body[data-ready="{state}"]', state="attached")
+
+    def card(self, name: str) -> Any:
+        return self.page.locator(f'article.exp[data-experiment="{css_string(name)}"]')
+
+    def confirm(self, name: str, action: str, accept: bool = True) -> None:
+        self.card(name).locator(f'button[data-action="{action}"]').click()
+        self.page.wait_for_selector("#confirm[open]")
+        self.page.click("#confirm-ok" if accept else "#confirm-cancel")
+        self.page.wait_for_selector("#confirm", state="hidden")
+
+    def read(self) -> list[dict[str, Any]]:
+        return self.page.evaluate(READ_PAGE)
+
+    def assert_clean(self, allowed_console: str | None = None) -> None:
+        """Nothing blocked, nothing failed, every request to the app, the key in no URL."""
+        assert self.page.evaluate("window.__csp") == []
+        console = [m for m in self.console if not (allowed_console and allowed_console in m)]
+        assert console == []
+        assert self.failed == []
+        assert self.requests
+        for request in self.requests:
+            assert request.url.startswith(self.origin + "/"), request.url
+            assert API_KEY not in request.url and quote(API_KEY) not in request.url
+            if request.resource_type in ("fetch", "xhr"):
+                assert request.url.startswith(self.root), request.url
+                assert request.headers.get("x-api-key"), request.url
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def watch(browser: Any) -> Iterator[Callable[[str], Watched]]:
+    opened: list[Watched] = []
+
+    def make(root: str) -> Watched:
+        opened.append(Watched(browser, root))
+        return opened[-1]
+
+    yield make
+    for watched in opened:
+        watched.close()
+
+
+def css_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# -- reading numbers back from their text ------------------------------------------------
+
+
+def shown_number(text: str) -> float:
+    return float(text.replace(",", "").replace("%", "").replace(MINUS, "-").replace("+", ""))
+
+
+def assert_percent(text: str, value: float) -> None:
+    """``text`` shows ``value`` (a fraction) as a percentage, rounded as the page rounds."""
+    text = text.strip()
+    if text.startswith(">"):
+        assert value * 100 >= shown_number(text[1:]), (text, value)
+    elif text.startswith("<"):
+        assert value * 100 <= shown_number(text[1:]), (text, value)
+    else:
+        decimals = len(text.rstrip("%").partition(".")[2])
+        assert math.isclose(shown_number(text), value * 100, abs_tol=0.5 * 10**-decimals + 1e-9), (
+            text,
+            value,
+        )
+
+
+def assert_p(text: str, value: float) -> None:
+    if text.startswith("<"):
+        assert value < float(text[1:])
+    else:
+        decimals = len(text.partition(".")[2])
+        assert math.isclose(float(text), value, abs_tol=0.5 * 10**-decimals + 1e-12), (text, value)
+
+
+def assert_row(cells: dict[str, dict[str, str]], row: dict[str, Any], control: bool) -> None:
+    for field in ("trials", "successes"):
+        assert int(cells[field]["value"]) == row[field]
+        assert int(cells[field]["text"].replace(",", "")) == row[field]
+    rate = cells["conversion_rate"]
+    assert float(rate["value"]) == row["conversion_rate"]
+    assert_percent(rate["text"], row["conversion_rate"])
+    assert [float(rate["low"]), float(rate["high"])] == row["ci"]
+    low, high = rate["sub"].split(" to ")
+    assert_percent(low, row["ci"][0])
+    assert_percent(high, row["ci"][1])
+    p_value, chance = cells["p_value"], cells["chance_to_beat_control"]
+    if control:
+        assert row["p_value"] is None and row["chance_to_beat_control"] is None
+        assert p_value["value"] == chance["value"] == cells["uplift"]["value"] == ""
+        assert p_value["text"] == chance["text"] == cells["uplift"]["text"] == "\u2014"
+        return
+    assert float(p_value["value"]) == row["p_value"]
+    assert float(p_value["adjusted"]) == row["p_value_adjusted"]
+    assert_p(p_value["text"], row["p_value"])
+    assert float(chance["value"]) == row["chance_to_beat_control"]
+    assert_percent(chance["text"], row["chance_to_beat_control"])
+    if row["uplift"] is not None:
+        assert float(cells["uplift"]["value"]) == row["uplift"]
+        assert_percent(cells["uplift"]["text"], row["uplift"])
+
+
+VERDICT = re.compile(r"(?P<chance>[<>]?[\d.]+%) chance.*, p=?(?P<p><?[\d.]+)")
+
+
+def assert_verdict(text: str, start: str, row: dict[str, Any], flip: bool = False) -> None:
+    assert text.startswith(start), text
+    found = VERDICT.search(text)
+    assert found, text
+    chance = row["chance_to_beat_control"]
+    assert_percent(found["chance"], 1 - chance if flip else chance)
+    assert_p(found["p"], row["p_value_adjusted"])
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_api_numbers(served: str, watch: Callable[[str], Watched]) -> None:
+    page = watch(served)
+    page.open()
+    api = api_get(served, "experiments")[1:]
+    shown = page.read()
+    assert [card["name"] for card in shown] == [e["experiment"] for e in api]
+    assert {e["experiment"] for e in api} == {"button", "pricing", "split", "tiny", WEIRD}
+    for card, exp in zip(shown, api, strict=True):
+        assert [g["goal"] for g in card["goals"]] == [g["goal"] for g in exp["goals"]]
+        for goal, api_goal in zip(card["goals"], exp["goals"], strict=True):
+            rows = {r["label"]: r["cells"] for r in goal["rows"]}
+            assert list(rows) == [r["label"] for r in api_goal["results"]]
+            for row in api_goal["results"]:
+                assert_row(rows[row["label"]], row, control=row["label"] == exp["control"])
+
+    by_name = {card["name"]: card for card in shown}
+    api_rows = {
+        (e["experiment"], g["goal"]): {r["label"]: r for r in g["results"]}
+        for e in api
+        for g in e["goals"]
+    }
+    signup, purchase = by_name["button"]["goals"][1], by_name["button"]["goals"][0]
+    assert (signup["goal"], purchase["goal"]) == ("signup", "purchase")
+    green = api_rows["button", "signup"]["green"]
+    assert green["chance_to_beat_control"] >= 0.95 and green["p_value_adjusted"] < 0.05
+    assert_verdict(signup["verdicts"][0], "green beats control on signup, ", green)
+    assert purchase["verdicts"][0].startswith(
+        "No clear difference between green and control on purchase yet"
+    )
+    assert_verdict(purchase["verdicts"][0], "No clear", api_rows["button", "purchase"]["green"])
+    (weird,) = by_name[WEIRD]["goals"][0]["verdicts"]
+    assert weird.startswith("B/2 vs A 1 on buy now: not enough data yet"), weird
+
+    # SRM: flagged by the API for the 150/90 split only, and shown there only.
+    assert [e["experiment"] for e in api if e["srm"]["mismatch"]] == ["split"]
+    assert [card["name"] for card in shown if card["srm"]] == ["split"]
+    split = next(e for e in api if e["experiment"] == "split")
+    srm = by_name["split"]["srm"]
+    assert "Sample ratio mismatch" in srm
+    assert split["srm"]["p_value"] < 0.001 and "p<0.001" in srm
+    share = split["participants"]["a"] / sum(split["participants"].values())
+    found = re.search(r"a ([\d.]+%) \(expected 50.0%\), b ([\d.]+%) \(expected 50.0%\)", srm)
+    assert found, srm
+    assert_percent(found[1], share)
+    assert_percent(found[2], 1 - share)
+    assert "Unreliable" in by_name["split"]["goals"][0]["verdicts"][-1]
+
+    assert "about ±0.8% counting error" in by_name["button"]["caveat"]
+    assert "Exact unique counts" in by_name["pricing"]["caveat"]
+
+    # The key lives in this tab's sessionStorage only.
+    assert page.page.evaluate("sessionStorage.getItem('gimel.apiKey')") == API_KEY
+    assert API_KEY not in page.page.evaluate("JSON.stringify(localStorage)")
+    assert API_KEY not in page.page.url
+    BUILD.mkdir(exist_ok=True)
+    page.page.screenshot(path=str(BUILD / "dashboard.png"), full_page=True)
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    page.page.screenshot(path=str(BUILD / "dashboard-narrow.png"))
+    page.assert_clean()
+
+
+def test_archive_reset_and_delete(served: str, watch: Callable[[str], Watched]) -> None:
+    page = watch(served)
+    page.open()
+    assert page.card(WEIRD).count() == 1
+
+    page.confirm(WEIRD, "archive", accept=False)  # cancelled: nothing happens
+    assert page.card(WEIRD).count() == 1
+    page.confirm(WEIRD, "archive")
+    page.card(WEIRD).wait_for(state="detached")
+    assert WEIRD not in [e["experiment"] for e in api_get(served, "experiments")[1:]]
+    archived = {e["experiment"]: e for e in api_get(served, "experiments?archived=true")[1:]}
+    assert archived[WEIRD]["archived"] is True
+
+    page.page.check("#show-archived")
+    page.wait_ready("board")
+    assert page.card(WEIRD).locator(".badge-muted").inner_text().lower() == "archived"
+    assert page.card(WEIRD).locator('button[data-action="unarchive"]').count() == 1
+
+    page.confirm("split", "reset")
+    page.page.wait_for_selector('article[data-experiment="split"] td[data-value="0"]')
+    split = api_get(served, "experiments/split")
+    assert split["participants"] == {"a": 0, "b": 0}
+    trials = page.card("split").locator('td[data-field="trials"]').all_inner_texts()
+    assert trials == ["0", "0"]
+
+    page.confirm("tiny", "delete")
+    page.card("tiny").wait_for(state="detached")
+    with pytest.raises(HTTPError) as missing:
+        api_get(served, "experiments/tiny")
+    assert missing.value.code == 404
+
+    page.page.reload()
+    page.wait_ready("board")
+    names = [card["name"] for card in page.read()]
+    assert names == ["button", WEIRD, "pricing", "split"]
+    methods = {(r.method, urlsplit(r.url).path) for r in page.requests}
+    assert ("PATCH", "/experiments/" + quote(WEIRD, safe="")) in methods
+    assert ("POST", "/experiments/split/reset") in methods
+    assert ("DELETE", "/experiments/tiny") in methods
+    page.assert_clean()
+
+
+def test_wrong_key_asks_again_and_logout_forgets(
+    server: str, watch: Callable[[str], Watched]
+) -> None:
+    send_events(server, visitors("button", "control", 3, {"signup": 1}))
+    page = watch(server)
+    page.open(key=None)
+    page.login("not-the-key-0123456789", expect="login")
+    assert "wrong API key" in page.page.inner_text("#login-message")
+    assert page.page.evaluate("sessionStorage.getItem('gimel.apiKey')") is None
+    page.login(API_KEY)
+    assert page.card("button").count() == 1
+    page.page.click("#logout")
+    page.wait_ready("login")
+    assert page.page.is_visible("#login") and not page.page.is_visible("#board")
+    assert page.page.evaluate("sessionStorage.getItem('gimel.apiKey')") is None
+    assert page.page.locator("article.exp").count() == 0
+    page.assert_clean(allowed_console="status of 403")
+
+
+def test_under_a_stage_prefix_with_the_empty_state(
+    make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    """As on API Gateway (/prod/dashboard): relative URLs, and the how-to that works."""
+    app = DispatcherMiddleware(NotFound(), {"/prod": make_app()})
+    with serving(app, prefix="/prod") as root:
+        page = watch(root)
+        page.open()
+        empty = page.page.inner_text(".empty")
+        assert "No experiments yet" in empty
+        assert f'"{root}track"' in empty
+        curl = page.page.locator(".empty pre").nth(1).inner_text()
+        sample = re.fullmatch(r"curl '(.+)'", curl)
+        assert sample and sample[1].startswith(root + "track?")
+        with urllib.request.urlopen(sample[1], timeout=10) as response:
+            assert response.status == 200
+        page.page.click("#refresh")
+        page.card("demo").wait_for()
+        assert all(r.url.startswith(root) for r in page.requests)
+        page.assert_clean()
+
+
+def test_store_down_shows_a_retry(
+    make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    app = make_app(redis_url=f"redis://127.0.0.1:{free_port()}", redis_timeout=0.05)
+    with serving(app) as root:
+        page = watch(root)
+        page.open(key=None)
+        page.login(API_KEY, expect="error")
+        text = page.page.inner_text("#notice")
+        assert "unavailable" in text and "Retrying in" in text
+        assert page.page.is_visible("#notice button")
+        assert page.page.evaluate("sessionStorage.getItem('gimel.apiKey')") == API_KEY
+        page.assert_clean(allowed_console="status of 503")
