@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable
 from functools import wraps
 from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, redirect, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    RequestURITooLarge,
+)
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import defaults
 from .config import Config
 from .counters import Counters
-from .errors import InvalidBatch, InvalidInput, StoreUnavailable, UnknownExperiment
+from .errors import InvalidBatch, InvalidInput, Refused, StoreUnavailable, UnknownExperiment
 from .events import check_name, parse_batch, parse_query, validate
 
 log = logging.getLogger("gimel")
@@ -67,6 +75,7 @@ class TrackEndpoint:
         self.paths = frozenset(config.track_paths)
         self.max_events = config.batch_max_events
         self.max_bytes = config.batch_max_bytes
+        self.bots = re.compile(config.bot_pattern, re.IGNORECASE) if config.bot_pattern else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") not in self.paths:
@@ -77,16 +86,35 @@ class TrackEndpoint:
             return [b""]
         try:
             if method == "GET":
-                self.counters.track(validate(parse_query(_raw_query(environ))))
+                event = validate(parse_query(_raw_query(environ)))
+                if self._bot(environ, 1):
+                    return _json_reply(start_response, 200, {"ok": True, "counted": False}, {})
+                self.counters.track(event)
                 start_response("200 OK", _TRACKED_HEADER_LIST)
                 return [_TRACKED]
             if method == "POST":
                 events = parse_batch(_body(environ, self.max_bytes), self.max_events)
-                self.counters.track_many(events)
-                return _json_reply(start_response, 200, {"accepted": len(events)}, {})
+                if self._bot(environ, len(events)):
+                    return _json_reply(
+                        start_response, 200, {"accepted": 0, "filtered": len(events)}, {}
+                    )
+                tally = self.counters.track_many(events)
+                body: dict[str, Any] = {"accepted": tally.counted}
+                if tally.refused:
+                    body["dropped"] = [{"field": r.field, "error": str(r)} for r in tally.refused]
+                return _json_reply(start_response, 200, body, {})
             raise MethodNotAllowed(valid_methods=["GET", "POST", "OPTIONS"])
         except Exception as exc:  # every failure becomes a JSON answer, never a traceback
             return _json_reply(start_response, *refusal(exc))
+
+    def _bot(self, environ: dict[str, Any], events: int) -> bool:
+        """Requests from known bots are answered 200 (so they stop) and only tallied."""
+        agent = environ.get("HTTP_USER_AGENT", "")
+        if self.bots is None or not agent or not self.bots.search(agent):
+            return False
+        with contextlib.suppress(StoreUnavailable):
+            self.counters.count_filtered(events)
+        return True
 
 
 def _json_reply(
@@ -122,6 +150,10 @@ def _body(environ: dict[str, Any], limit: int) -> bytes:
 def _raw_query(environ: dict[str, Any]) -> bytes:
     # WSGI hands over the raw query bytes as a latin-1 "native string" (PEP 3333).
     query_string: str = environ.get("QUERY_STRING", "")
+    if len(query_string) > defaults.MAX_QUERY_BYTES:
+        raise RequestURITooLarge(
+            f"the query string is longer than {defaults.MAX_QUERY_BYTES} bytes"
+        )
     try:
         return query_string.encode("latin-1")
     except UnicodeEncodeError:  # a server that decoded it as UTF-8 already
@@ -149,6 +181,8 @@ def refusal(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
             {"error": "the event store is unavailable, retry later"},
             {"Retry-After": str(defaults.RETRY_AFTER)},
         )
+    if isinstance(exc, Refused):
+        return 422, {"error": str(exc), "field": exc.field}, {}
     if isinstance(exc, HTTPException):
         headers = dict(exc.get_headers())
         headers.pop("Content-Type", None)
@@ -188,6 +222,19 @@ def namespace_of(values: dict[str, str]) -> str:
     return defaults.NAMESPACE if ns is None else check_name("namespace", ns)
 
 
+@bp.after_app_request
+def data_cors(response: Response) -> Response:
+    """Data endpoints are readable cross-origin only by the origins in GIMEL_CORS_ORIGINS."""
+    origin = request.headers.get("Origin")
+    if origin and origin in current_app.config["GIMEL"].cors_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = "x-api-key, content-type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, PATCH, POST, DELETE, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.vary.add("Origin")
+    return response
+
+
 @bp.get("/experiments")
 @require_key
 def experiments() -> Response:
@@ -197,12 +244,13 @@ def experiments() -> Response:
     if scope:
         names = [check_name("scope", name) for name in scope.split(",") if name]
         found = counters().results(namespace, names)
+        abuse = counters().abuse_counts()
     else:
         archived = values.get("archived", "false").lower()
         if archived not in ("true", "false"):
             raise InvalidInput("archived", "'archived' must be true or false")
-        found = counters().listing(namespace, archived=archived == "true")
-    return answer([{"meta": {"scope": scope}}, *found])
+        found, abuse = counters().listing(namespace, archived=archived == "true")
+    return answer([{"meta": {"scope": scope, **abuse}}, *found])
 
 
 @bp.get("/experiments/<path:name>")
@@ -288,6 +336,24 @@ def dashboard(asset: str = "index.html") -> Response:
         raise NotFound()
     body = resources.files("gimel_core").joinpath("dashboard", asset).read_bytes()
     return Response(body, 200, content_type=DASHBOARD_FILES[asset], headers=DASHBOARD_HEADERS)
+
+
+# -- Lambda: events that are not API Gateway HTTP events ----------------------------------
+
+
+def malformed_event(event: Any) -> dict[str, Any]:
+    """The answer to an event serverless-wsgi could not turn into a request.
+
+    A test event typed into the Lambda console, a mis-wired trigger or a truncated payload
+    fails before the app is reached; it still gets a well-formed HTTP answer.
+    """
+    log.warning("not an API Gateway HTTP event: %s", type(event).__name__)
+    return {
+        "statusCode": 400,
+        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "body": json.dumps({"error": "not an API Gateway HTTP event"}),
+        "isBase64Encoded": False,
+    }
 
 
 # -- errors: always JSON, never a bare 500 -------------------------------------------------

@@ -94,7 +94,7 @@ class RedisBackend:
         self.counters = Counters(connect(redis_url, timeout=5), config)
 
     def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
-        return self.counters.listing(namespace, archived=archived)
+        return self.counters.listing(namespace, archived=archived)[0]
 
     def experiment(self, namespace: str, name: str) -> dict[str, Any]:
         return self.counters.experiment(namespace, name)

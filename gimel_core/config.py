@@ -29,6 +29,16 @@ class Config:
     batch_max_events: int = defaults.BATCH_MAX_EVENTS
     batch_max_bytes: int = defaults.BATCH_MAX_BYTES
     track_paths: tuple[str, ...] = ("/track",)
+    max_namespaces: int = defaults.MAX_NAMESPACES
+    max_experiments: int = defaults.MAX_EXPERIMENTS
+    max_variants: int = defaults.MAX_VARIANTS
+    max_goals: int = defaults.MAX_GOALS
+    allowed_namespaces: frozenset[str] | None = None
+    """Only these namespaces are counted (None: any, up to max_namespaces)."""
+    allowed_experiments: frozenset[str] | None = None
+    bot_pattern: str = defaults.BOT_PATTERN
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to read the data endpoints from a browser (the dashboard needs none)."""
     """Paths that count events; extra ones get past ad-blockers that block "track" URLs."""
 
     @classmethod
@@ -64,6 +74,28 @@ class Config:
         max_bytes = _number(
             env, "GIMEL_BATCH_MAX_BYTES", int, defaults.BATCH_MAX_BYTES, 1_000, 6_000_000, "bytes"
         )
+        caps = {
+            field: _number(env, f"GIMEL_MAX_{field.upper()}", int, default, 1, 1_000_000, "")
+            for field, default in (
+                ("namespaces", defaults.MAX_NAMESPACES),
+                ("experiments", defaults.MAX_EXPERIMENTS),
+                ("variants", defaults.MAX_VARIANTS),
+                ("goals", defaults.MAX_GOALS),
+            )
+        }
+        bot_pattern = env.get("GIMEL_BOT_PATTERN", defaults.BOT_PATTERN)
+        try:
+            re.compile(bot_pattern)
+        except re.error as exc:
+            raise ConfigError(
+                f"GIMEL_BOT_PATTERN is not a valid regular expression: {exc}"
+            ) from None
+        origins = tuple(o.strip().rstrip("/") for o in env.get("GIMEL_CORS_ORIGINS", "").split(","))
+        for origin in origins:
+            if origin and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ConfigError(
+                    f"GIMEL_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
+                )
         extra_paths = [p.strip().strip("/") for p in env.get("GIMEL_TRACK_PATHS", "").split(",")]
         for path in extra_paths:
             if path and not _PATH_SEGMENT.fullmatch(path):
@@ -81,10 +113,23 @@ class Config:
             batch_max_events=max_events,
             batch_max_bytes=max_bytes,
             track_paths=("/track", *(f"/{p}" for p in extra_paths if p and p != "track")),
+            max_namespaces=caps["namespaces"],
+            max_experiments=caps["experiments"],
+            max_variants=caps["variants"],
+            max_goals=caps["goals"],
+            allowed_namespaces=_names(env, "GIMEL_NAMESPACES"),
+            allowed_experiments=_names(env, "GIMEL_EXPERIMENTS"),
+            bot_pattern=bot_pattern,
+            cors_origins=tuple(o for o in origins if o),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         return replace(self, **overrides)
+
+
+def _names(env: Mapping[str, str], name: str) -> frozenset[str] | None:
+    names = frozenset(n.strip() for n in env.get(name, "").split(",") if n.strip())
+    return names or None
 
 
 def _number(
@@ -102,7 +147,11 @@ def _number(
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of {unit} (got {raw!r})") from None
+        raise ConfigError(
+            f"{name} must be a number{' of ' + unit if unit else ''} (got {raw!r})"
+        ) from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high} {unit} (got {raw!r})")
+        raise ConfigError(
+            f"{name} must be between {low} and {high} {unit} (got {raw!r})".replace("  ", " ")
+        )
     return value

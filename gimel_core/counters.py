@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from . import defaults, keys, settings, stats
 from .config import Config
-from .errors import StoreUnavailable, UnknownExperiment
+from .errors import Refused, StoreUnavailable, UnknownExperiment
 from .events import Event
 from .store import load_script, unavailable
 
@@ -60,34 +62,37 @@ class Counters:
         self._counts = load_script(client, "counts")
         # (namespace, experiment) -> (mode, window) as recorded in Redis.
         self._modes: dict[tuple[str, str], tuple[str, int]] = {}
+        self._namespaces: set[str] = set()  # namespaces known to be admitted
+        self._namespace = load_script(client, "namespace")
 
     # -- writing -----------------------------------------------------------------------
 
     def track(self, event: Event) -> bool:
-        """Count one event; True if it was new (an hll count may also miss a new one)."""
-        ident = (event.namespace, event.experiment)
-        mode, window = self._assumed(ident)
-        with unavailable():
-            for _ in range(3):
-                reply = self._track(*self._call(ident, [event], mode, window))
-                if not isinstance(reply, list):
-                    self._remember(ident, mode, window)
-                    return bool(reply)
-                mode, window = reply[0].decode(), int(reply[1])  # recorded otherwise
-        raise StoreUnavailable("experiment settings kept changing during tracking")
+        """Count one event; True if it was new. Refused if past a cap or an allowlist."""
+        tally = self.track_many([event])
+        if tally.refused:
+            raise tally.refused[0]
+        return tally.new > 0
 
-    def track_many(self, events: list[Event]) -> int:
+    def track_many(self, events: list[Event]) -> Tally:
         """Count events: one script call per experiment, one pipeline, one round trip per node.
 
         Counting is idempotent (PFADD, or de-dup before the counter), so a batch that
-        failed half-way can simply be sent again. Returns how many events were new.
+        failed half-way can simply be sent again. Events past a cap or outside the
+        allowlists are not counted; they are tallied (and added to the ``dropped`` counts).
         """
+        tally = Tally()
         groups: dict[tuple[str, str], list[Event]] = {}
-        for event in events:
-            groups.setdefault((event.namespace, event.experiment), []).append(event)
-        pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
-        new = 0
         with unavailable():
+            for event in events:
+                ident = (event.namespace, event.experiment)
+                if ident not in groups:
+                    refusal = self._admit(*ident)
+                    if refusal:
+                        tally.refuse(refusal)
+                        continue
+                groups.setdefault(ident, []).append(event)
+            pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
             for _ in range(3):
                 pipe = self.client.pipeline(transaction=False)
                 for ident, group, mode, window in pending:
@@ -103,15 +108,57 @@ class Counters:
                         self.client.script_load(self._track.script)  # lost on a restart
                     elif isinstance(reply, Exception):
                         raise reply
-                    elif isinstance(reply, list):  # recorded with another mode or window
+                    elif isinstance(reply[0], bytes) and len(reply) == 2:
+                        # recorded with another mode or window: rebuild the keys, call again
                         retry.append((ident, group, reply[0].decode(), int(reply[1])))
+                    elif isinstance(reply[0], bytes):
+                        for _ in group:
+                            tally.refuse(_refused("experiments", ident[1], self.config))
                     else:
                         self._remember(ident, mode, window)
-                        new += int(reply)
+                        new, dropped_variants, dropped_goals = (int(n) for n in reply)
+                        tally.new += new
+                        tally.counted += len(group) - dropped_variants - dropped_goals
+                        for _ in range(dropped_variants):
+                            tally.refuse(_refused("variants", ident[1], self.config))
+                        for _ in range(dropped_goals):
+                            tally.refuse(_refused("goals", ident[1], self.config))
                 if not retry:
-                    return new
+                    break
                 pending = retry
-        raise StoreUnavailable("experiment settings kept changing during tracking")
+            else:
+                raise StoreUnavailable("experiment settings kept changing during tracking")
+            if tally.refused:
+                for reason, n in Counter(r.reason for r in tally.refused).items():
+                    self.client.hincrby(keys.abuse(), f"dropped:{reason}", n)
+        return tally
+
+    def _admit(self, namespace: str, experiment: str) -> Refused | None:
+        """Allowlists and the cap on namespaces (checked in Redis once per process)."""
+        allowed = self.config.allowed_namespaces
+        if allowed is not None and namespace not in allowed:
+            return Refused("namespace", "allowlist", f"namespace {namespace!r} is not allowed")
+        allowed = self.config.allowed_experiments
+        if allowed is not None and experiment not in allowed:
+            return Refused("experiment", "allowlist", f"experiment {experiment!r} is not allowed")
+        if namespace not in self._namespaces:
+            known = self._namespace(
+                keys=[keys.namespaces()], args=[namespace, self.config.max_namespaces]
+            )
+            if not known:
+                return _refused("namespaces", namespace, self.config)
+            if len(self._namespaces) < _MODES_CACHE_LIMIT:
+                self._namespaces.add(namespace)
+        return None
+
+    def count_filtered(self, n: int) -> None:
+        """Tally requests from bots, answered 200 but not counted."""
+        with unavailable():
+            self.client.hincrby(keys.abuse(), "filtered", n)
+
+    def abuse_counts(self) -> dict[str, Any]:
+        with unavailable():
+            return _abuse(self.client.hgetall(keys.abuse()))
 
     def _assumed(self, ident: tuple[str, str]) -> tuple[str, int]:
         return self._modes.get(ident) or (self.config.counting, self.config.dedup_window)
@@ -140,7 +187,10 @@ class Counters:
             self.config.counting,
             self.config.dedup_window,
             now,
-            0,
+            0,  # exact: expiry of the current de-dup bucket, set below
+            math.ceil(self.config.max_experiments / keys.SHARDS),
+            self.config.max_variants,
+            self.config.max_goals,
         ]
         if mode == "hll":
             slots: dict[tuple[str, str], int] = {}
@@ -230,18 +280,26 @@ class Counters:
 
     # -- reading -----------------------------------------------------------------------
 
-    def experiment_names(self, namespace: str) -> list[str]:
+    def experiment_names(self, namespace: str) -> tuple[list[str], dict[str, Any]]:
+        """Names of a namespace's experiments, and the abuse counts, in one round trip."""
         with unavailable():
             pipe = self.client.pipeline(transaction=False)
             for key in keys.registries(namespace):
                 pipe.smembers(key)
-            shards = pipe.execute()
-        return sorted(_text(name) for members in shards for name in members)
+            pipe.hgetall(keys.abuse())
+            *shards, abuse = pipe.execute()
+        return sorted(_text(name) for members in shards for name in members), _abuse(abuse)
 
-    def listing(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
-        """Every experiment of a namespace (archived ones only if asked): three round trips."""
-        found = self.results(namespace, self.experiment_names(namespace))
-        return [e for e in found if e["counting"] and (archived or not e["archived"])]
+    def listing(
+        self, namespace: str, archived: bool = False
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Experiments of a namespace (with archived ones if asked) and the abuse counts.
+
+        Three round trips whatever the number of experiments.
+        """
+        names, abuse = self.experiment_names(namespace)
+        found = self.results(namespace, names)
+        return [e for e in found if e["counting"] and (archived or not e["archived"])], abuse
 
     def results(
         self, namespace: str, names: Iterable[str], retry: bool = True
@@ -297,6 +355,48 @@ class Counters:
     def ping(self) -> bool:
         with unavailable():
             return bool(self.client.ping())
+
+
+@dataclass
+class Tally:
+    """What became of a list of events."""
+
+    counted: int = 0
+    """Events counted (duplicates included: they are delivered, just not new)."""
+    new: int = 0
+    refused: list[Refused] = field(default_factory=list)
+
+    def refuse(self, refusal: Refused) -> None:
+        self.refused.append(refusal)
+
+
+def _refused(reason: str, name: str, config: Config) -> Refused:
+    cap = {
+        "namespaces": ("namespace", config.max_namespaces, "GIMEL_MAX_NAMESPACES", "namespaces"),
+        "experiments": (
+            "experiment",
+            config.max_experiments,
+            "GIMEL_MAX_EXPERIMENTS",
+            "experiments in this namespace",
+        ),
+        "variants": (
+            "variant",
+            config.max_variants,
+            "GIMEL_MAX_VARIANTS",
+            f"variants in experiment {name!r}",
+        ),
+        "goals": ("event", config.max_goals, "GIMEL_MAX_GOALS", f"goals in experiment {name!r}"),
+    }[reason]
+    field_, limit, variable, what = cap
+    return Refused(field_, reason, f"not counted: at most {limit} {what} ({variable})")
+
+
+def _abuse(raw: dict[Any, Any]) -> dict[str, Any]:
+    counts = {_text(k): int(v) for k, v in raw.items()}
+    return {
+        "filtered": counts.get("filtered", 0),
+        "dropped": {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if ":" in k},
+    }
 
 
 def _text(value: bytes | str) -> str:

@@ -44,3 +44,26 @@ BATCH_MAX_EVENTS = 500
 
 BATCH_MAX_BYTES = 1_000_000
 """Largest ``POST /track`` body, in bytes; larger ones get 413 before being read."""
+
+MAX_QUERY_BYTES = 4096
+"""Longest query string ``/track`` reads (Alephbet's are a few hundred bytes); longer: 414."""
+
+MAX_NAMESPACES = 100
+"""Namespaces Gimel will create; events for more are dropped (key-space explosion guard)."""
+
+MAX_EXPERIMENTS = 1000
+"""Experiments per namespace (enforced per registry shard, so about this many)."""
+
+MAX_VARIANTS = 20
+"""Variants per experiment."""
+
+MAX_GOALS = 50
+"""Goals per experiment."""
+
+BOT_PATTERN = (
+    r"bot\b|crawl|spider|slurp|scrap|archiver|bingpreview|facebookexternalhit|embedly"
+    r"|preview|lighthouse|pagespeed|pingdom|uptimerobot|statuscake|phantomjs"
+    r"|headlesschrome|python-requests|go-http-client|okhttp|java/|libwww|httpclient"
+    r"|ahrefs|semrush|yandex|baidu|bytespider|petalbot|gptbot|ccbot|claudebot|applebot"
+)
+"""User agents answered 200 but not counted (case-insensitive regex; empty disables)."""

@@ -26,6 +26,15 @@ class InvalidBatch(InvalidInput):
         self.errors = errors
 
 
+class Refused(GimelError):
+    """A valid event Gimel will not count: past a cap, or outside the allowlists (422)."""
+
+    def __init__(self, field: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+
 class StoreUnavailable(GimelError, RuntimeError):
     """Redis could not be reached or did not answer in time; answered with HTTP 503."""
 

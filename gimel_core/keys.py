@@ -101,6 +101,16 @@ def seen(namespace: str, experiment: str, bucket: int) -> str:
     return f"{_base(namespace, experiment)}:seen:{bucket}"
 
 
+def namespaces() -> str:
+    """Set of every namespace that has received an event (capped)."""
+    return f"{PREFIX}:namespaces"
+
+
+def abuse() -> str:
+    """Hash of events not counted on purpose: ``filtered`` (bots), ``dropped:<reason>``."""
+    return f"{PREFIX}:abuse"
+
+
 def check_probe(token: str) -> str:
     """Short-lived key `gimel check` writes and deletes to prove the store is writable."""
     return f"{PREFIX}:check:{token}"

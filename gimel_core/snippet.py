@@ -26,8 +26,8 @@ def snippet(
 <script src={_attr(alephbet_src)}></script>
 <script>
   var gimel = new AlephBet.{cls}({_js(track_url)}, {_js(namespace)});
-  // Alephbet 0.27.0 looks for unsent events under the wrong name when the adapter starts,
-  // so events that failed on an earlier page were never resent: read and resend them here.
+  // Alephbet 0.27.0 reads its queue of unsent events from the wrong place when the adapter
+  // is created, so events that failed on an earlier page would be lost: read it, send it.
   gimel._queue = JSON.parse(gimel._storage.get(gimel.queue_name) || "[]");
   gimel._flush();
   var experiment = new AlephBet.Experiment({{

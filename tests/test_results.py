@@ -65,7 +65,7 @@ def test_scope_and_namespace(client: FlaskClient) -> None:
     track(client, "a", "v", "participate", "u", namespace="other")
 
     scoped = client.get("/experiments?scope=c,a,missing", headers=AUTH).get_json()
-    assert scoped[0] == {"meta": {"scope": "c,a,missing"}}
+    assert scoped[0] == {"meta": {"scope": "c,a,missing", "filtered": 0, "dropped": {}}}
     assert [e["experiment"] for e in scoped[1:]] == ["c", "a", "missing"]
     assert scoped[3]["goals"] == []
 

@@ -13,17 +13,25 @@
 -- ARGV[2]  counting mode the keys were built for, ARGV[3] its de-dup window
 -- ARGV[4]  counting mode for a new experiment, ARGV[5] its de-dup window
 -- ARGV[6]  now (unix seconds)      ARGV[7]  exact only: expiry (unix seconds) of KEYS[6]
--- ARGV[8..] per event, in fours: variant, goal, then
+-- ARGV[8]  most experiments in this registry shard, ARGV[9] most variants, ARGV[10] most
+--          goals (caps against a client inventing names without end)
+-- ARGV[11..] per event, in fours: variant, goal, then
 --          hll: the uuid, and the index in KEYS of its HyperLogLog
 --          exact: an 8-byte digest of goal, variant and uuid, and its field in the counts hash
 --
--- Returns how many events were new (duplicates count 0), or {mode, window} with nothing
--- written when the experiment was recorded with another mode or window: the caller
--- rebuilds its keys for those and calls again.
+-- Returns {new, dropped_variants, dropped_goals}: how many events were new (duplicates
+-- count 0), and how many were dropped because they would add a variant or a goal past its
+-- cap. Or, with nothing written:
+-- {mode, window} when the experiment was recorded with another mode or window (the caller
+-- rebuilds its keys for those and calls again), or {"experiments"} when a new experiment
+-- would pass the cap of its registry shard.
 
 local recorded = redis.call('HMGET', KEYS[1], 'counting', 'window')
 local mode, window = recorded[1], recorded[2]
 if not mode then
+  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[8]) then
+    return {'experiments'}
+  end
   mode, window = ARGV[4], ARGV[5]
   redis.call('HSET', KEYS[1], 'name', ARGV[1], 'counting', mode, 'window', window,
              'created', ARGV[6])
@@ -33,15 +41,28 @@ if mode ~= ARGV[2] or (mode == 'exact' and window ~= ARGV[3]) then
   return {mode, window}
 end
 
-local new = 0
-local exact = mode == 'exact'
-for i = 8, #ARGV, 4 do
-  local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  redis.call('SADD', KEYS[3], variant)
-  if goal ~= 'participate' then
-    redis.call('SADD', KEYS[4], goal)
+-- Adds a name to a set unless that would pass the cap; false when refused.
+local function admit(key, name, cap)
+  if redis.call('SISMEMBER', key, name) == 1 then
+    return true
   end
-  if not exact then
+  if redis.call('SCARD', key) >= cap then
+    return false
+  end
+  redis.call('SADD', key, name)
+  return true
+end
+
+local new, dropped_variants, dropped_goals = 0, 0, 0
+local exact = mode == 'exact'
+local max_variants, max_goals = tonumber(ARGV[9]), tonumber(ARGV[10])
+for i = 11, #ARGV, 4 do
+  local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if not admit(KEYS[3], variant, max_variants) then
+    dropped_variants = dropped_variants + 1
+  elseif goal ~= 'participate' and not admit(KEYS[4], goal, max_goals) then
+    dropped_goals = dropped_goals + 1
+  elseif not exact then
     new = new + redis.call('PFADD', KEYS[tonumber(target)], member)
   else
     local seen = false
@@ -61,4 +82,4 @@ end
 if exact and new > 0 then
   redis.call('EXPIREAT', KEYS[6], ARGV[7])
 end
-return new
+return {new, dropped_variants, dropped_goals}

@@ -1,0 +1,185 @@
+"""The public endpoint under abuse: caps, allowlists, bots, sizes, cross-origin reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from conftest import API_KEY, AUTH
+from gimel_core import keys
+from helpers import track
+
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0"
+
+
+def meta(client: FlaskClient) -> dict:
+    return client.get("/experiments", headers=AUTH).get_json()[0]["meta"]
+
+
+def test_inventing_variants_and_goals_stops_at_the_caps(
+    make_app: Callable[..., Flask], raw_redis: redis.Redis
+) -> None:
+    client = make_app(max_variants=3, max_goals=2).test_client()
+    statuses = [track(client, "e", f"v{i}", "participate", f"u{i}").status_code for i in range(50)]
+    assert statuses == [200] * 3 + [422] * 47
+    refused = track(client, "e", "v99", "participate", "u")
+    assert refused.get_json() == {
+        "error": "not counted: at most 3 variants in experiment 'e' (GIMEL_MAX_VARIANTS)",
+        "field": "variant",
+    }
+    goals = [track(client, "e", "v0", f"g{i}", "u0").status_code for i in range(10)]
+    assert goals == [200] * 2 + [422] * 8
+    assert track(client, "e", "v1", "g1", "u1").status_code == 200  # known names still count
+
+    exp = client.get("/experiments/e", headers=AUTH).get_json()
+    assert sorted(exp["participants"]) == ["v0", "v1", "v2"]
+    assert [g["goal"] for g in exp["goals"]] == ["g0", "g1"]
+    assert meta(client)["dropped"] == {"goals": 8, "variants": 48}
+    assert len(raw_redis.keys("gimel:{*:hll:*")) == 3 + 2 * 1 + 1  # nothing past the caps
+
+
+def test_the_experiment_cap_holds_per_namespace(make_app: Callable[..., Flask]) -> None:
+    client = make_app(max_experiments=keys.SHARDS).test_client()  # one per registry shard
+    names = [f"exp-{i}" for i in range(60)]
+    statuses = {n: track(client, n, "v", "participate", "u").status_code for n in names}
+    first_per_shard = {}
+    for n in names:
+        first_per_shard.setdefault(keys.shard(n), n)
+    assert {n for n, status in statuses.items() if status == 200} == set(first_per_shard.values())
+    assert set(statuses.values()) == {200, 422}
+    listed = client.get("/experiments", headers=AUTH).get_json()
+    assert len(listed) - 1 == len(first_per_shard) <= keys.SHARDS
+    assert listed[0]["meta"]["dropped"] == {"experiments": 60 - len(first_per_shard)}
+
+
+def test_the_namespace_cap(make_app: Callable[..., Flask]) -> None:
+    client = make_app(max_namespaces=2).test_client()
+    assert track(client, "e", "v", "participate", "u", namespace="a").status_code == 200
+    assert track(client, "e", "v", "participate", "u", namespace="b").status_code == 200
+    refused = track(client, "e", "v", "participate", "u", namespace="c")
+    assert refused.status_code == 422
+    assert refused.get_json()["field"] == "namespace"
+    # a fresh process knows "a" is admitted and "c" is not
+    again = make_app(max_namespaces=2).test_client()
+    assert track(again, "e", "v", "participate", "u2", namespace="a").status_code == 200
+    assert track(again, "e", "v", "participate", "u2", namespace="c").status_code == 422
+
+
+def test_allowlists(make_app: Callable[..., Flask], raw_redis: redis.Redis) -> None:
+    client = make_app(
+        allowed_namespaces=frozenset({"shop"}), allowed_experiments=frozenset({"button"})
+    ).test_client()
+    assert track(client, "button", "v", "participate", "u", namespace="shop").status_code == 200
+    other_ns = track(client, "button", "v", "participate", "u", namespace="blog")
+    assert other_ns.status_code == 422 and other_ns.get_json()["field"] == "namespace"
+    other_exp = track(client, "banner", "v", "participate", "u", namespace="shop")
+    assert other_exp.status_code == 422 and other_exp.get_json()["field"] == "experiment"
+    batch = client.post(
+        "/track",
+        json=[
+            {
+                "experiment": "button",
+                "variant": "v",
+                "event": "participate",
+                "uuid": "b1",
+                "namespace": "shop",
+            },
+            {
+                "experiment": "banner",
+                "variant": "v",
+                "event": "participate",
+                "uuid": "b2",
+                "namespace": "shop",
+            },
+        ],
+    )
+    assert batch.status_code == 200
+    assert batch.get_json()["accepted"] == 1
+    assert [d["field"] for d in batch.get_json()["dropped"]] == ["experiment"]
+    listed = client.get("/experiments?namespace=shop", headers=AUTH).get_json()
+    assert [e["experiment"] for e in listed[1:]] == ["button"]
+    assert listed[0]["meta"]["dropped"] == {"allowlist": 3}
+
+
+@pytest.mark.parametrize("agent", [BOT, "facebookexternalhit/1.1", "python-requests/2.31"])
+def test_bots_are_answered_200_and_not_counted(client: FlaskClient, agent: str) -> None:
+    url = "/track?experiment=e&variant=v&event=participate&uuid=u"
+    response = client.get(url, headers={"User-Agent": agent})
+    assert response.status_code == 200
+    assert response.get_json() == {"ok": True, "counted": False}
+    batch = client.post(
+        "/track",
+        json=[{"experiment": "e", "variant": "v", "event": "participate", "uuid": "b"}] * 3,
+        headers={"User-Agent": agent},
+    )
+    assert batch.get_json() == {"accepted": 0, "filtered": 3}
+    assert (
+        client.get(
+            "/track?experiment=e&variant=v&event=g&uuid=u", headers={"User-Agent": BROWSER}
+        ).status_code
+        == 200
+    )
+    listed = client.get("/experiments", headers=AUTH).get_json()
+    assert listed[0]["meta"]["filtered"] == 4
+    assert listed[1]["participants"] == {"v": 0}  # only the browser's goal event is there
+
+
+def test_the_bot_pattern_is_configurable(make_app: Callable[..., Flask]) -> None:
+    client = make_app(bot_pattern="").test_client()
+    url = "/track?experiment=e&variant=v&event=participate&uuid=u"
+    assert client.get(url, headers={"User-Agent": BOT}).get_json() == {"ok": True}
+
+
+def test_oversized_query_strings_are_refused(client: FlaskClient, raw_redis: redis.Redis) -> None:
+    response = client.get(
+        "/track?experiment=e&variant=v&event=participate&uuid=u&pad=" + "x" * 5000
+    )
+    assert response.status_code == 414
+    assert "longer than 4096" in response.get_json()["error"]
+    assert raw_redis.dbsize() == 0
+
+
+def test_data_is_not_readable_cross_origin_unless_configured(
+    make_app: Callable[..., Flask],
+) -> None:
+    origin = {"Origin": "https://evil.example"}
+    closed = make_app().test_client()
+    assert (
+        "Access-Control-Allow-Origin"
+        not in closed.get("/experiments", headers={**AUTH, **origin}).headers
+    )
+    opened = make_app(cors_origins=("https://admin.example",)).test_client()
+    good = opened.get("/experiments", headers={**AUTH, "Origin": "https://admin.example"})
+    assert good.headers["Access-Control-Allow-Origin"] == "https://admin.example"
+    assert "Origin" in good.headers["Vary"]
+    preflight = opened.options(
+        "/experiments/e",
+        headers={"Origin": "https://admin.example", "Access-Control-Request-Method": "PATCH"},
+    )
+    assert preflight.status_code == 200
+    assert "x-api-key" in preflight.headers["Access-Control-Allow-Headers"]
+    assert (
+        "Access-Control-Allow-Origin"
+        not in opened.get("/experiments", headers={**AUTH, **origin}).headers
+    )
+
+
+def test_keys_are_never_logged_and_refusals_carry_no_data(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    track(client, "secret-experiment", "v", "participate", "u")
+    wrong = client.get("/experiments", headers={"x-api-key": "not-the-key-000000000"})
+    missing = client.get("/experiments")
+    assert (wrong.status_code, missing.status_code) == (403, 401)
+    for response in (wrong, missing):
+        assert "secret-experiment" not in response.get_data(as_text=True)
+    client.get("/experiments", headers=AUTH)
+    assert API_KEY not in caplog.text
+    assert "not-the-key" not in caplog.text
