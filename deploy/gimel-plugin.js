@@ -19,9 +19,9 @@ const PATH = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
 const API_KEY = /^[\x21-\x2b\x2d-\x7e]{20,128}$/;
 // The key the example events in events/ carry: public, so never deployed.
 const EXAMPLE_KEY = 'local-example-key-0123456789';
-const REDIS_URL = /^rediss?:\/\/\S+$/;
+const REDIS_URL = /^rediss?(\+cluster)?:\/\/\S+$/;
 // The host part of a Redis URL that only means something on the machine running sls.
-const LOOPBACK = /^rediss?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.]+|0\.0\.0\.0|\[::1?\])(?:[:/]|$)/i;
+const LOOPBACK = /^rediss?(?:\+cluster)?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.]+|0\.0\.0\.0|\[::1?\])(?:[:/]|$)/i;
 
 function list(value) {
   const items = Array.isArray(value) ? value : String(value ?? '').split(',');

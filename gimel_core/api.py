@@ -338,6 +338,15 @@ def dashboard(asset: str = "index.html") -> Response:
     return Response(body, 200, content_type=DASHBOARD_FILES[asset], headers=DASHBOARD_HEADERS)
 
 
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The API's contract (OpenAPI 3), kept true by tests/test_openapi.py."""
+    body = resources.files("gimel_core").joinpath("openapi.json").read_bytes()
+    return Response(
+        body, 200, content_type="application/json", headers={"Cache-Control": "no-cache"}
+    )
+
+
 # -- Lambda: events that are not API Gateway HTTP events ----------------------------------
 
 
