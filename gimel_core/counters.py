@@ -94,13 +94,16 @@ class Counters:
                 groups.setdefault(ident, []).append(event)
             pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
             for _ in range(3):
-                pipe = self.client.pipeline(transaction=False)
-                for ident, group, mode, window in pending:
-                    keys_, args = self._call(ident, group, mode, window)
-                    # execute_command: cluster pipelines refuse .evalsha() but route this
-                    # by its first key like any other command.
-                    pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
-                replies = pipe.execute(raise_on_error=False)
+                if len(pending) == 1:  # the common case, one event: no pipeline needed
+                    replies = [self._track(*self._call(*pending[0]))]
+                else:
+                    pipe = self.client.pipeline(transaction=False)
+                    for ident, group, mode, window in pending:
+                        keys_, args = self._call(ident, group, mode, window)
+                        # execute_command: cluster pipelines refuse .evalsha() but route
+                        # this by its first key like any other command.
+                        pipe.execute_command("EVALSHA", self._track.sha, len(keys_), *keys_, *args)
+                    replies = pipe.execute(raise_on_error=False)
                 retry = []
                 for (ident, group, mode, window), reply in zip(pending, replies, strict=True):
                     if isinstance(reply, redis.exceptions.NoScriptError):
