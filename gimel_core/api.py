@@ -46,7 +46,7 @@ def counters() -> Counters:
 
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    data = json.dumps(body, ensure_ascii=False, separators=(", ", ": ")).encode()
+    data = json.dumps(body).encode()  # ASCII: a lone surrogate in a name cannot break it
     response = Response(data, status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     if headers:
@@ -241,14 +241,14 @@ def experiments() -> Response:
     values = query("namespace", "scope", "archived")
     namespace = namespace_of(values)
     scope = values.get("scope")
+    archived = values.get("archived", "false").lower()
+    if archived not in ("true", "false"):
+        raise InvalidInput("archived", "'archived' must be true or false")
     if scope:
         names = [check_name("scope", name) for name in scope.split(",") if name]
         found = counters().results(namespace, names)
         abuse = counters().abuse_counts()
     else:
-        archived = values.get("archived", "false").lower()
-        if archived not in ("true", "false"):
-            raise InvalidInput("archived", "'archived' must be true or false")
         found, abuse = counters().listing(namespace, archived=archived == "true")
     return answer([{"meta": {"scope": scope, **abuse}}, *found])
 

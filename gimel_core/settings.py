@@ -75,11 +75,17 @@ def _weights(weights: Any, known: set[str]) -> dict[str, float]:
             raise InvalidInput("weights", f"{variant!r} is not a variant of this experiment")
         if isinstance(weight, bool) or not isinstance(weight, int | float):
             raise InvalidInput("weights", f"weight of {variant!r} must be a number")
-        if not math.isfinite(weight) or weight < 0:
+        try:
+            value = float(weight)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value) or value < 0:
             raise InvalidInput("weights", f"weight of {variant!r} must be zero or positive")
-        parsed[variant] = float(weight)
+        parsed[variant] = value
     if not any(parsed.values()):
         raise InvalidInput("weights", "at least one weight must be positive")
+    if not math.isfinite(sum(parsed.values())):
+        raise InvalidInput("weights", "weights are too large: use relative sizes like 1 and 3")
     return parsed
 
 
