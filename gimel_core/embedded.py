@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ConfigError
 
@@ -61,7 +63,10 @@ def free_port(below: int = 65536) -> int:
 
 
 def _answers(port: int) -> bool:
-    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    # No retries: redis-py's default would spend seconds on a port nobody listens on.
+    client = redis.Redis(
+        port=port, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
     try:
         return bool(client.ping())
     except redis.RedisError:
