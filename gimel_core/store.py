@@ -29,7 +29,8 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
     """One client (and connection pool) for the whole process, reused across requests.
 
-    Every call fails within about ``timeout * (1 + REDIS_RETRIES)`` seconds, so a client
+    Every call fails within about ``timeout * (1 + REDIS_RETRIES)`` seconds (no periodic
+    health-check PING: it would run its own retries inside each attempt), so a client
     that sees 503 can keep its event queued; the pool reconnects by itself once Redis is
     back, with no restart. A cluster URL gives a cluster client with the same interface:
     every key of an experiment lives in one slot, so nothing else needs to know.
@@ -54,7 +55,6 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
     return redis.Redis.from_url(
         url,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        health_check_interval=30,
         **options,
     )
 

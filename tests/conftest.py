@@ -15,11 +15,29 @@ from flask.testing import FlaskClient
 from redis.cluster import RedisCluster
 
 from gimel_core import create_app
-from gimel_core.embedded import EmbeddedRedis, free_port, redis_binary
+from gimel_core.embedded import EmbeddedRedis, redis_binary
 from gimel_core.store import connect
 
 API_KEY = "test-key-0123456789abcdef"
 AUTH = {"x-api-key": API_KEY}
+
+
+def cluster_port() -> int:
+    """A port whose cluster bus (port + 10000) is free too, both below the kernel's
+    ephemeral range (32768-60999 on Linux), where client sockets would take them."""
+    import random
+    import socket
+
+    for _ in range(1000):
+        port = random.randrange(20000, 22768)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class RedisClusterProcess:
@@ -28,13 +46,17 @@ class RedisClusterProcess:
     def __init__(self, base: Path) -> None:
         cluster_args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
         self.nodes = [
-            EmbeddedRedis(base / f"node{i}", port=free_port(below=55536), extra_args=cluster_args)
+            EmbeddedRedis(base / f"node{i}", port=cluster_port(), extra_args=cluster_args)
             for i in range(3)
         ]
 
     def start(self) -> RedisClusterProcess:
-        for node in self.nodes:
-            node.start()
+        try:
+            for node in self.nodes:
+                node.start()
+        except BaseException:
+            self.stop()  # no node left running (nor a Popen warning) when one fails
+            raise
         subprocess.run(
             [
                 redis_binary("redis-cli"),

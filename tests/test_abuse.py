@@ -138,10 +138,10 @@ def test_the_bot_pattern_is_configurable(make_app: Callable[..., Flask]) -> None
 
 def test_oversized_query_strings_are_refused(client: FlaskClient, raw_redis: redis.Redis) -> None:
     response = client.get(
-        "/track?experiment=e&variant=v&event=participate&uuid=u&pad=" + "x" * 5000
+        "/track?experiment=e&variant=v&event=participate&uuid=u&pad=" + "x" * 9000
     )
     assert response.status_code == 414
-    assert "longer than 4096" in response.get_json()["error"]
+    assert "longer than 8192" in response.get_json()["error"]
     assert raw_redis.dbsize() == 0
 
 

@@ -229,7 +229,7 @@ def test_tracking_answers_conform(make_app: Callable[..., Flask]) -> None:
     assert missing["field"] == "variant"
     twice = conforms(client.get(track_query(**EVENT) + "&uuid=u2"), "/track")
     assert twice["field"] == "uuid"
-    too_long = client.get(track_query(**EVENT, pad="x" * 5000))
+    too_long = client.get(track_query(**EVENT, pad="x" * 9000))
     assert too_long.status_code == 414
     assert conforms(too_long, "/track")["error"]
     assert conforms(client.options("/track"), "/track", "OPTIONS") is None
