@@ -12,7 +12,7 @@ from functools import wraps
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, redirect, request
+from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import (
     HTTPException,
     MethodNotAllowed,
@@ -329,12 +329,6 @@ DASHBOARD_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-
-
-@bp.get("/dashboard/")
-def dashboard_slash() -> Response:
-    # Relative, so it also works behind API Gateway's /<stage> prefix.
-    return redirect("../dashboard", 301)  # type: ignore[return-value]
 
 
 @bp.get("/dashboard")
