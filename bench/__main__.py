@@ -59,7 +59,7 @@ def main() -> None:
         dash["load_ms"] <= 1000,
     )
     print("gimel serve under wrk for 10 s...", file=sys.stderr, flush=True)
-    served = load.run(seconds=10)
+    served = load.run(seconds=10, workers=1)
     row(
         "`gimel serve` under wrk (16 connections, loopback): /track req/s, errors, p99",
         f"{served['requests_per_s']:,.0f}/s, {served['errors']:.0f} errors, "

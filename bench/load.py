@@ -1,7 +1,8 @@
 """`gimel serve` under HTTP load from a second process (wrk), on loopback.
 
-Reports requests/s, errors, p99 latency, and the server's memory (RSS of gimel serve and of
-its redis-server) at the start and the end. `python -m bench.load --seconds 60` is the
+Reports requests/s, errors, p99 latency, and the server's memory (RSS of gimel serve, its
+worker processes and its redis-server) at the start and the end. Two workers: one waitress
+process tops out at one core. `python -m bench.load --seconds 60` is the
 soak run; the suite runs a shorter one.
 """
 
@@ -43,20 +44,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def redis_pid(data_dir: Path) -> int | None:
-    port = (data_dir / "redis.port").read_text().strip()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"redis-server" in cmdline and f":{port}".encode() in cmdline:
-                return int(proc.name)
-    return None
-
-
-def run(seconds: int = 10, connections: int = 16, threads: int = 8) -> dict[str, float]:
+def run(
+    seconds: int = 10, connections: int = 16, workers: int = 2, threads: int = 2
+) -> dict[str, float]:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -92,7 +82,7 @@ def run(seconds: int = 10, connections: int = 16, threads: int = 8) -> dict[str,
                     if time.monotonic() > deadline or server.poll() is not None:
                         raise SystemExit("gimel serve did not start") from None
                     time.sleep(0.1)
-            store = redis_pid(data)
+            processes = [server.pid, *_children(server.pid)]
             # Warm up (imports, script cache, connection pool), then measure memory.
             script = Path(tmp) / "track.lua"
             script.write_text(WRK_SCRIPT)
@@ -101,7 +91,7 @@ def run(seconds: int = 10, connections: int = 16, threads: int = 8) -> dict[str,
                 capture_output=True,
                 check=True,
             )
-            start = rss_kb(server.pid) + (rss_kb(store) if store else 0)
+            start = sum(rss_kb(pid) for pid in processes)
             out = subprocess.run(
                 [
                     wrk,
@@ -117,7 +107,7 @@ def run(seconds: int = 10, connections: int = 16, threads: int = 8) -> dict[str,
                 text=True,
                 check=True,
             ).stdout
-            end = rss_kb(server.pid) + (rss_kb(store) if store else 0)
+            end = sum(rss_kb(pid) for pid in processes)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -129,6 +119,12 @@ def run(seconds: int = 10, connections: int = 16, threads: int = 8) -> dict[str,
         "rss_start_mb": start / 1024,
         "rss_end_mb": end / 1024,
     }
+
+
+def _children(pid: int) -> list[int]:
+    """Worker processes and the embedded redis-server of a `gimel serve`."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def _errors(out: str) -> float:
@@ -149,9 +145,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    print(f"loading gimel serve for {args.seconds} s with {args.connections} connections...")
-    r = run(args.seconds, args.connections)
+    print(
+        f"loading gimel serve --workers {args.workers} for {args.seconds} s "
+        f"with {args.connections} connections..."
+    )
+    r = run(args.seconds, args.connections, args.workers)
     growth = (r["rss_end_mb"] / r["rss_start_mb"] - 1) * 100
     print(f"requests     : {r['requests']:,.0f} ({r['requests_per_s']:,.0f}/s, target >= 2,000)")
     print(f"errors       : {r['errors']:.0f} (target 0)")

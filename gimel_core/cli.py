@@ -6,6 +6,7 @@ on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -13,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import webbrowser
@@ -148,16 +150,22 @@ def main() -> None:
 @click.option("--host", default=defaults.HOST, show_default=True, envvar="GIMEL_HOST")
 @click.option("--port", default=defaults.PORT, show_default=True, type=int, envvar="GIMEL_PORT")
 @_data_dir
-@click.option("--threads", default=8, show_default=True, type=int, help="Worker threads.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per process.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    envvar="GIMEL_WORKERS",
+    help="Processes sharing the listening socket (one waitress is one core at most).",
+)
 @one_line_errors
-def serve(host: str, port: int, data_dir: str, threads: int) -> None:
+def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> None:
     """Run Gimel locally under a production WSGI server (waitress).
 
     With no GIMEL_REDIS_URL, an embedded Redis keeps the data in --data-dir, in an
     append-only file fsynced every second.
     """
-    import waitress
-
     from .app import create_app
 
     config = Config.from_env()
@@ -168,11 +176,12 @@ def serve(host: str, port: int, data_dir: str, threads: int) -> None:
     store = app.extensions.get("gimel_embedded")
     try:
         # Bind before printing, so the URLs in the banner answer as soon as they appear.
-        server = waitress.create_server(app, host=host, port=port, threads=threads, ident="gimel")
+        listener = socket.create_server((host, port), backlog=1024)
     except OSError as exc:
         if store is not None:
             store.stop()
         raise GimelError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    children = [_fork_worker(app, listener, threads) for _ in range(workers - 1)]
     base = f"http://{host}:{port}"
     where = f"embedded, data in {store.data_dir}" if store else "GIMEL_REDIS_URL"
     click.echo(f"Gimel is listening on {base}")
@@ -187,14 +196,40 @@ def serve(host: str, port: int, data_dir: str, threads: int) -> None:
     # SIGTERM (systemd, CI) stops as cleanly as Ctrl-C: the embedded Redis flushes its AOF.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server.run()
+        _run_waitress(app, listener, threads)
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
+        listener.close()
         if store is not None:
             store.stop()
         click.echo("Gimel stopped.")
+
+
+def _run_waitress(app: Any, listener: socket.socket, threads: int) -> None:
+    import waitress
+
+    server = waitress.create_server(app, sockets=[listener], threads=threads, ident="gimel")
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
+def _fork_worker(app: Any, listener: socket.socket, threads: int) -> int:
+    """A child process serving the same socket; it leaves the embedded Redis to its parent."""
+    pid = os.fork()
+    if pid:
+        return pid
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+        _run_waitress(app, listener, threads)
+    os._exit(0)  # no atexit handlers: those stop the embedded Redis, which is the parent's
 
 
 @main.command(name="snippet")

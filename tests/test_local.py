@@ -39,7 +39,7 @@ def test_a_second_process_reuses_the_running_server(tmp_path: Path) -> None:
         first.stop()
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
     return subprocess.Popen(
         [
@@ -51,6 +51,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
             str(port),
             "--data-dir",
             str(data_dir),
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -111,3 +112,39 @@ def test_gimel_serve_prints_url_and_key_counts_and_keeps_data(tmp_path: Path) ->
         assert b'"successes": 1, "trials": 2' in body
     finally:
         assert _stop(process, signal.SIGINT) == 0
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def test_gimel_serve_with_several_workers_shares_one_store(tmp_path: Path) -> None:
+    port = free_port()
+    process = _serve(tmp_path, port, "--workers", "3", "--threads", "2")
+    try:
+        banner = _banner(process)
+        key = re.search(r"API key\s*:\s*(\S+)", banner).group(1)  # type: ignore[union-attr]
+        workers = _children(process.pid) - {int(_redis_pid(tmp_path))}
+        assert len(workers) == 2  # plus the parent: three processes answer on one socket
+        base = f"http://127.0.0.1:{port}"
+        for i in range(60):
+            status, _ = _get(f"{base}/track?experiment=w&variant=v&event=participate&uuid={i}")
+            assert status == 200
+        _get(f"{base}/track?experiment=w&variant=v&event=goal&uuid=0")
+    finally:
+        assert _stop(process, signal.SIGTERM) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert not (tmp_path / "redis.port").exists()  # stopped once, by the parent
+    process = _serve(tmp_path, port)
+    try:
+        _banner(process)
+        status, body = _get(f"http://127.0.0.1:{port}/experiments/w", key)
+        assert b'"successes": 1, "trials": 60' in body
+    finally:
+        _stop(process, signal.SIGTERM)
+
+
+def _redis_pid(data_dir: Path) -> int:
+    port = (data_dir / "redis.port").read_text().strip()
+    return int(redis.Redis(port=int(port)).info("server")["process_id"])
