@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from flask.testing import FlaskClient
 
 
@@ -28,3 +34,46 @@ def original(goals: list[dict]) -> list[dict]:
         {"goal": g["goal"], "results": [{k: r[k] for k in ORIGINAL_ROW} for r in g["results"]]}
         for g in goals
     ]
+
+
+CHROMIUM = os.environ.get("GIMEL_CHROMIUM", "/usr/bin/chromium")
+"""Debian's chromium: the browser tests never download a browser of their own."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # this machine's network is closed: no phoning home
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_unavailable(reason: str) -> None:
+    """Skip a browser test, or fail it when CI says a browser must be there."""
+    if os.environ.get("GIMEL_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (GIMEL_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Debian chromium driven by Playwright."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        browser_unavailable("the playwright package is not installed")
+    executable = shutil.which(CHROMIUM)
+    if executable is None:
+        browser_unavailable(
+            f"no chromium at {CHROMIUM} (apt-get install chromium, or set GIMEL_CHROMIUM)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

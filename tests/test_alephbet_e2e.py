@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,21 +43,11 @@ from redis.retry import Retry
 from gimel_core import cli
 from gimel_core.embedded import EmbeddedRedis, free_port
 from gimel_core.snippet import ALEPHBET_VERSION
+from helpers import browser_unavailable, chromium
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = Path(__file__).resolve().parent / "e2e"
 ALEPHBET_JS = REPO / "node_modules" / "alephbet" / "dist" / "alephbet.min.js"
-CHROMIUM = os.environ.get("GIMEL_CHROMIUM", "/usr/bin/chromium")
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 10_000
 VISITOR_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -75,12 +64,6 @@ READ_QUEUE = """(name) => {
   return JSON.parse(store[name] || "[]").map((item) => item.properties);
 }"""
 QUEUE_EMPTY = f"(name) => ({READ_QUEUE})(name).length === 0"
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("GIMEL_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (GIMEL_REQUIRE_BROWSER=1)")
-    pytest.skip(reason)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -277,21 +260,10 @@ def published_page(site: Site, gimel: Gimel, adapter: str, experiment: str) -> s
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
-    executable = shutil.which(CHROMIUM)
-    if executable is None:
-        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium, or set GIMEL_CHROMIUM)")
     if not ALEPHBET_JS.exists():
-        unavailable(f"{ALEPHBET_JS.relative_to(REPO)} is missing: run `npm ci`")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=BROWSER_ARGS, headless=True
-        )
+        browser_unavailable(f"{ALEPHBET_JS.relative_to(REPO)} is missing: run `npm ci`")
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

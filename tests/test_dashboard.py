@@ -11,9 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import os
 import re
-import shutil
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -31,48 +29,21 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from conftest import API_KEY
 from gimel_core.embedded import free_port
+from helpers import chromium
 
 # The page only speaks HTTP to the API, whose behaviour on a cluster is tested elsewhere.
 pytestmark = pytest.mark.single_redis
 
 BUILD = Path(__file__).resolve().parent.parent / "build"
-CHROMIUM = os.environ.get("GIMEL_CHROMIUM", "/usr/bin/chromium")
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 10_000
 WEIRD = "checkout: {new} / flow ✓ ü"  # a name that needs escaping everywhere
 MINUS = "\u2212"
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get("GIMEL_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (GIMEL_REQUIRE_BROWSER=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("the playwright package is not installed")
-    executable = shutil.which(CHROMIUM)
-    if executable is None:
-        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium, or set GIMEL_CHROMIUM)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=BROWSER_ARGS, headless=True
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 # -- serving and seeding ---------------------------------------------------------------------
