@@ -17,6 +17,7 @@ from redis.cluster import RedisCluster
 from gimel_core import create_app
 from gimel_core.embedded import EmbeddedRedis, redis_binary
 from gimel_core.store import connect
+from helpers import serving
 
 API_KEY = "test-key-0123456789abcdef"
 AUTH = {"x-api-key": API_KEY}
@@ -149,22 +150,27 @@ class WholeCluster:
 
 
 @pytest.fixture
-def raw_redis(redis_url: str) -> Any:
+def raw_redis(redis_url: str) -> Iterator[Any]:
     """A plain client of the test store (on the cluster, one that sees every master)."""
     client = connect(redis_url, timeout=5)
-    return WholeCluster(client) if isinstance(client, RedisCluster) else client
+    yield WholeCluster(client) if isinstance(client, RedisCluster) else client
+    client.close()  # no socket left for the garbage collector to warn about
 
 
 @pytest.fixture
-def make_app(redis_url: str) -> Callable[..., Flask]:
+def make_app(redis_url: str) -> Iterator[Callable[..., Flask]]:
     """Build an app on the test Redis; keyword arguments override Config fields."""
+    made: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
         settings: dict[str, Any] = {"redis_url": redis_url, "api_keys": (API_KEY,)}
         settings.update(overrides)
-        return create_app(settings)
+        made.append(create_app(settings))
+        return made[-1]
 
-    return make
+    yield make
+    for app in made:  # close every connection now, not whenever the collector gets to it
+        app.extensions["gimel"].client.close()
 
 
 @pytest.fixture
@@ -180,14 +186,5 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     """The test app over real HTTP on a free loopback port; yields its base URL."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
-    server.server_close()
+    with serving(app) as address:
+        yield f"http://{address}"

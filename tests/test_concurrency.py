@@ -9,7 +9,6 @@ equal the ground truth exactly; HyperLogLog counts must be within 2% of it.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import random
@@ -23,6 +22,7 @@ import pytest
 from flask import Flask
 
 from conftest import AUTH
+from helpers import serving
 
 SENDERS = 8
 EVENTS_PER_SENDER = 5_000
@@ -80,22 +80,6 @@ def ground_truth(plans: list[list[Event]]) -> tuple[Counter[tuple[str, str, str]
     sent += [barrier_event(r) for r in range(BARRIER_ROUNDS) for _ in range(SENDERS)]
     unique = set(sent)
     return Counter((exp, event, variant) for exp, variant, event, _ in unique), len(sent)
-
-
-@contextlib.contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """The app over real HTTP (threaded Werkzeug server) on a free port; yields host:port."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 def sender(host: str, events: list[Event], barrier: threading.Barrier, errors: list[str]) -> None:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,24 +37,9 @@ from conftest import API_KEY, AUTH
 from gimel_core import defaults, keys
 from gimel_core.counters import digest, seen_buckets
 from gimel_core.embedded import EmbeddedRedis, free_port
+from helpers import serving
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """An app over real HTTP (threaded Werkzeug server) on a free port; yields host:port."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
 
 
 def request(
