@@ -23,7 +23,6 @@ class Backend(Protocol):
     def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]: ...
     def reset(self, namespace: str, name: str) -> dict[str, Any]: ...
     def delete(self, namespace: str, name: str) -> None: ...
-    def health(self) -> bool: ...
 
 
 class HttpBackend:
@@ -75,12 +74,6 @@ class HttpBackend:
     def delete(self, namespace: str, name: str) -> None:
         self._call("DELETE", _path(name), params={"namespace": namespace})
 
-    def health(self) -> bool:
-        try:
-            return self.session.get(self.url + "/health", timeout=self.timeout).ok
-        except requests.RequestException:
-            return False
-
 
 def _path(name: str) -> str:
     return "/experiments/" + quote(name, safe="")
@@ -109,6 +102,3 @@ class RedisBackend:
 
     def delete(self, namespace: str, name: str) -> None:
         self.counters.delete(namespace, name)
-
-    def health(self) -> bool:
-        return self.counters.ping()

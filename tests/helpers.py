@@ -81,11 +81,11 @@ def chromium() -> Iterator[Any]:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
+def serving(app: Any, request_handler: Any = None) -> Iterator[str]:
     """An app over real HTTP (threaded Werkzeug server) on a free port; yields host:port."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=request_handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -12,7 +12,6 @@ import http.client
 import json
 import math
 import re
-import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -25,8 +24,9 @@ import pytest
 from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 
+import helpers
 from conftest import API_KEY
 from gimel_core.embedded import free_port
 from helpers import chromium
@@ -57,15 +57,8 @@ class QuietHandler(WSGIRequestHandler):
 @contextmanager
 def serving(wsgi_app: Any, prefix: str = "") -> Iterator[str]:
     """Serve over HTTP on a free port in a thread; yields the app's root URL ending in '/'."""
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}{prefix}/"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    with helpers.serving(wsgi_app, QuietHandler) as address:
+        yield f"http://{address}{prefix}/"
 
 
 def send_events(root: str, events: Iterable[dict[str, str]]) -> None:
