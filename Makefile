@@ -20,10 +20,11 @@ node_modules: package-lock.json
 serve: $(BIN)/gimel
 	$(BIN)/gimel serve
 
-lint: $(BIN)/gimel
+lint: $(BIN)/gimel node_modules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	npx --no-install eslint --max-warnings 0 gimel_core/dashboard
 
 test: $(BIN)/gimel node_modules lint
 	$(BIN)/pytest

@@ -313,10 +313,13 @@ def health() -> Response:
 
 # -- dashboard (public page; it asks for the key and calls the API with it) -----------------
 
-DASHBOARD_FILES = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
+# Any .js, .css or .html file of the dashboard folder, by a plain name (no dot-file, no
+# subfolder, no ".."); the extension gives the content type.
+DASHBOARD_ASSET = re.compile(r"[a-z][a-z0-9-]*\.(js|css|html)")
+DASHBOARD_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "html": "text/html; charset=utf-8",
 }
 DASHBOARD_HEADERS = {
     # Everything comes from this origin; nothing inline, no third-party host, no framing.
@@ -334,10 +337,12 @@ DASHBOARD_HEADERS = {
 @bp.get("/dashboard")
 @bp.get("/dashboard/<asset>")
 def dashboard(asset: str = "index.html") -> Response:
-    if asset not in DASHBOARD_FILES:
+    match = DASHBOARD_ASSET.fullmatch(asset)
+    file = resources.files("gimel_core").joinpath("dashboard", asset)
+    if not match or not file.is_file():
         raise NotFound()
-    body = resources.files("gimel_core").joinpath("dashboard", asset).read_bytes()
-    return Response(body, 200, content_type=DASHBOARD_FILES[asset], headers=DASHBOARD_HEADERS)
+    content_type = DASHBOARD_TYPES[match[1]]
+    return Response(file.read_bytes(), 200, content_type=content_type, headers=DASHBOARD_HEADERS)
 
 
 @bp.get("/openapi.json")

@@ -22,10 +22,12 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import WSGIRequestHandler
 
+import gimel_core
 import helpers
 from conftest import API_KEY
 from gimel_core.embedded import free_port
@@ -35,6 +37,8 @@ from helpers import chromium
 pytestmark = pytest.mark.single_redis
 
 BUILD = Path(__file__).resolve().parent.parent / "build"
+DASHBOARD = Path(gimel_core.__file__).parent / "dashboard"
+MODULES = sorted(path.name for path in DASHBOARD.glob("*.js"))
 TIMEOUT_MS = 10_000
 WEIRD = "checkout: {new} / flow ✓ ü"  # a name that needs escaping everywhere
 MINUS = "\u2212"
@@ -304,6 +308,44 @@ def assert_verdict(text: str, start: str, row: dict[str, Any], flip: bool = Fals
 # -- tests -----------------------------------------------------------------------------------
 
 
+IMPORTED = re.compile(r'\bfrom "\./([^"]+)"')
+
+
+def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
+    """The page loads main.js as a module; every module it imports, and only those, exists."""
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert '<script type="module" src="dashboard/main.js"></script>' in page
+    reached: set[str] = set()
+    todo = ["main.js"]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        response = client.get(f"/dashboard/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["Content-Type"] == "text/javascript; charset=utf-8", name
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        todo += IMPORTED.findall(response.get_data(as_text=True))
+    assert sorted(reached) == MODULES  # none missing, none unused
+    assert client.get("/dashboard/app.css").headers["Content-Type"] == "text/css; charset=utf-8"
+    index = client.get("/dashboard/index.html")
+    assert index.headers["Content-Type"] == "text/html; charset=utf-8"
+    for unknown in (
+        "app.js",  # the single script the modules replaced
+        "nothing.js",
+        "Main.js",
+        "main.mjs",
+        "main.js.map",
+        "index.htm",
+        "README.md",
+        "..",
+        "%2e%2e%2fapi.py",
+    ):
+        assert client.get(f"/dashboard/{unknown}").status_code == 404, unknown
+
+
 def test_the_page_shows_the_api_numbers(served: str, watch: Callable[[str], Watched]) -> None:
     page = watch(served)
     page.open()
@@ -461,3 +503,73 @@ def test_store_down_shows_a_retry(
         assert page.page.is_visible("#notice button")
         assert page.page.evaluate("sessionStorage.getItem('gimel.apiKey')") == API_KEY
         page.assert_clean(allowed_console="status of 503")
+
+
+READ_VERDICTS = """() => Array.from(document.querySelectorAll("section.goal")).map((goal) => ({
+  experiment: goal.closest("article.exp").dataset.experiment,
+  goal: goal.dataset.goal,
+  verdicts: Array.from(goal.querySelectorAll(".verdict[data-kind]")).map(
+    (v) => [v.dataset.kind, v.querySelector(".verdict-text").textContent]),
+  rows: Object.fromEntries(Array.from(goal.querySelectorAll("tbody tr")).map(
+    (tr) => [tr.dataset.variant, tr.className])),
+}))"""
+
+KINDS = ("win", "lose", "even", "wait")
+
+
+def expected_verdicts(experiments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the page must show: the API's verdict of each row; "wait" when it has none."""
+    out = []
+    for exp in experiments:
+        control = exp["control"]
+        for goal in exp["goals"]:
+            verdicts, rows = [], {}
+            for row in goal["results"]:
+                label, given = row["label"], row.get("verdict")
+                if label == control:
+                    rows[label] = "row-control"
+                    continue
+                kind = given["kind"] if given and given["kind"] in KINDS else "wait"
+                text = f"{label} vs {control} on {goal['goal']}: not enough data yet"
+                verdicts.append([kind, given["text"] if given else text])
+                rows[label] = f"row-{kind}"
+            if not verdicts:
+                verdicts = [["wait", "Only one variant so far: nothing to compare yet."]]
+            out.append(
+                {"experiment": exp["experiment"], "goal": goal["goal"], "verdicts": verdicts}
+                | {"rows": rows}
+            )
+    return out
+
+
+def test_verdicts_are_the_apis(served: str, watch: Callable[[str], Watched]) -> None:
+    """The page decides nothing: it shows each row's verdict as the API sends it."""
+    page = watch(served)
+    page.open()
+    api = api_get(served, "experiments")[1:]
+    assert page.page.evaluate(READ_VERDICTS) == expected_verdicts(api)
+    scripts = {urlsplit(r.url).path for r in page.requests if r.resource_type == "script"}
+    assert scripts == {f"/dashboard/{name}" for name in MODULES}
+
+    # Every kind, an unknown kind, null and no verdict at all, each on a goal of its own.
+    givens: list[Any] = [{"kind": kind, "text": f"{kind}: {WEIRD}"} for kind in KINDS]
+    givens += [{"kind": "<b>odd</b>", "text": "<i>not markup</i>"}, None, "missing"]
+    button = next(e for e in api if e["experiment"] == "button")
+    control, green = (button["goals"][0]["results"][i] for i in (0, 1))
+    assert (control["label"], green["label"]) == ("control", "green")
+    for i, given in enumerate(givens):
+        row = {k: v for k, v in green.items() if k != "verdict"}
+        if given != "missing":
+            row["verdict"] = given
+        button["goals"].append({"goal": f"goal {i}", "results": [control, row]})
+
+    def answer(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json=[*response.json()[:1], *api])
+
+    page.page.route(lambda url: urlsplit(url).path == "/experiments", answer)
+    page.page.click("#refresh")
+    page.wait_ready("board")
+    assert page.page.evaluate(READ_VERDICTS) == expected_verdicts(api)
+    assert page.page.locator(".verdict-text i, .verdict-text b").count() == 0
+    page.assert_clean()

@@ -404,7 +404,7 @@ def test_results_refusals_conform(make_app: Callable[..., Flask]) -> None:
 def test_service_answers_conform(client: FlaskClient) -> None:
     assert conforms(client.get("/health"), "/health") == {"status": "ok"}
     assert "<html" in conforms(client.get("/dashboard"), "/dashboard")
-    for asset in ("app.js", "app.css", "index.html"):
+    for asset in ("main.js", "app.css", "index.html"):
         conforms(client.get(f"/dashboard/{asset}"), "/dashboard/{asset}")
     missing = client.get("/dashboard/secret.txt")
     assert missing.status_code == 404

@@ -1,0 +1,139 @@
+// One experiment's card: title, badges, action buttons, SRM warning, caveat, then a section
+// per goal (or the participants alone while no goal has been reached).
+import { h } from "./dom.js";
+import { DASH, count, day, pct, pText, raw } from "./format.js";
+import { goalSection, variantLabel } from "./goal.js";
+
+const EXACT_CAVEAT = "Exact unique counts: a visitor is counted once within the de-dup window.";
+const HLL_CAVEAT =
+  "HyperLogLog counts: about ±0.8% counting error, already included in the intervals and " +
+  "p-values.";
+const NO_GOALS = "No goal has been reached yet: only participants are counted so far.";
+
+const sum = (counts) => Object.values(counts).reduce((a, b) => a + (b || 0), 0);
+
+// Buttons only: actions.js handles their clicks, by data-action, for every card at once.
+function actionButtons(archived) {
+  const button = (action, text, danger) =>
+    h("button", {
+      type: "button",
+      class: danger ? "btn btn-small btn-danger" : "btn btn-small",
+      "data-action": action,
+      text,
+    });
+  return [
+    archived ? button("unarchive", "Unarchive") : button("archive", "Archive"),
+    button("reset", "Reset"),
+    button("delete", "Delete", true),
+  ];
+}
+
+function header(exp) {
+  const archived = !!exp.archived;
+  const exact = exp.counting === "exact";
+  const meta = [
+    exp.created ? `started ${day(exp.created)}` : null,
+    exp.reset_at ? `counts reset ${day(exp.reset_at)}` : null,
+    `${count(sum(exp.participants || {}))} participants`,
+    exp.control ? `control: ${exp.control}` : null,
+  ].filter(Boolean);
+  const title = h(
+    "h2",
+    {},
+    h("span", { class: "exp-name", text: exp.experiment }),
+    archived ? h("span", { class: "badge badge-muted", text: "archived" }) : null,
+    h("span", {
+      class: `badge badge-${exact ? "exact" : "hll"}`,
+      text: exact ? "exact counts" : "HyperLogLog",
+    }),
+  );
+  return h(
+    "header",
+    { class: "exp-head" },
+    h(
+      "div",
+      { class: "exp-title" },
+      title,
+      exp.description ? h("p", { class: "exp-desc", text: exp.description }) : null,
+      h("p", { class: "exp-meta", text: meta.join(" · ") }),
+    ),
+    h("div", { class: "exp-actions" }, actionButtons(archived)),
+  );
+}
+
+function srmWarning(exp) {
+  const participants = exp.participants || {};
+  const expected = exp.srm.expected || {};
+  const total = sum(participants) || 1;
+  const split = Object.keys(expected)
+    .map((v) => `${v} ${pct((participants[v] || 0) / total)} (expected ${pct(expected[v])})`)
+    .join(", ");
+  return h(
+    "div",
+    { class: "alert alert-error srm", role: "alert", "data-srm-p": raw(exp.srm.p_value) },
+    h("strong", { text: "Sample ratio mismatch. " }),
+    `Participants split ${split}; ${pText(exp.srm.p_value)}. ` +
+      "Assignment or tracking is probably broken: " +
+      "do not trust these results until the cause is found.",
+  );
+}
+
+function participantsTable(exp) {
+  const participants = exp.participants || {};
+  const expected = (exp.srm && exp.srm.expected) || {};
+  const total = sum(participants);
+  const heading = (text, num) => h("th", { scope: "col", class: num && "num", text });
+  const rows = Object.keys(participants).map((v) =>
+    h(
+      "tr",
+      { "data-variant": v },
+      h("th", { scope: "row", class: "variant" }, variantLabel(v, v === exp.control)),
+      h(
+        "td",
+        { class: "num", "data-field": "trials", "data-value": raw(participants[v]) },
+        count(participants[v]),
+      ),
+      h("td", { class: "num" }, total ? pct(participants[v] / total) : DASH),
+      h("td", { class: "num" }, expected[v] === undefined ? DASH : pct(expected[v])),
+    ),
+  );
+  const head = h(
+    "tr",
+    {},
+    heading("Variant"),
+    heading("Participants", true),
+    heading("Share", true),
+    heading("Expected", true),
+  );
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h("table", { class: "results" }, h("thead", {}, head), h("tbody", {}, rows)),
+  );
+}
+
+export function experimentCard(exp) {
+  const card = h(
+    "article",
+    {
+      class: exp.archived ? "exp card is-archived" : "exp card",
+      "data-experiment": exp.experiment,
+      "data-goals": (exp.goals || []).length,
+    },
+    header(exp),
+  );
+  if (exp.srm && exp.srm.mismatch) card.append(srmWarning(exp));
+  card.append(
+    h(
+      "p",
+      { class: "caveat", "data-counting": exp.counting || "" },
+      exp.counting === "exact" ? EXACT_CAVEAT : HLL_CAVEAT,
+    ),
+  );
+  const goals = exp.goals || [];
+  if (!goals.length) {
+    card.append(h("p", { class: "muted no-goals", text: NO_GOALS }), participantsTable(exp));
+  }
+  for (const goal of goals) card.append(goalSection(exp, goal));
+  return card;
+}

@@ -1,0 +1,63 @@
+// How numbers, rates, p-values and dates read on the page.
+
+export const DASH = "\u2014"; // a value that does not exist (yet)
+const MINUS = "\u2212";
+
+const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+const dates = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+});
+
+const missing = (x) => x === null || x === undefined;
+
+export function count(n) {
+  return missing(n) ? DASH : integer.format(n);
+}
+
+export function pct(x) {
+  if (missing(x)) return DASH;
+  const v = x * 100;
+  const digits = v !== 0 && Math.abs(v) < 1 ? 2 : 1;
+  return v.toFixed(digits).replace("-", MINUS) + "%";
+}
+
+export function signedPct(x) {
+  if (missing(x)) return DASH;
+  const text = pct(x);
+  return x > 0 ? "+" + text : text;
+}
+
+export function pValue(p) {
+  if (missing(p)) return DASH;
+  if (p < 0.001) return "<0.001";
+  return p < 0.1 ? p.toFixed(3) : p.toFixed(2);
+}
+
+// "p=0.034" or "p<0.001", for sentences.
+export function pText(p) {
+  const text = pValue(p);
+  return text.startsWith("<") ? `p${text}` : `p=${text}`;
+}
+
+export function chance(c) {
+  if (missing(c)) return DASH;
+  if (c >= 0.999) return ">99.9%";
+  if (c <= 0.001) return "<0.1%";
+  return (c * 100).toFixed(1) + "%";
+}
+
+export function interval(ci) {
+  return ci ? `${pct(ci[0])} to ${pct(ci[1])}` : "";
+}
+
+// A Unix timestamp as a day in the reader's locale.
+export function day(ts) {
+  return ts ? dates.format(new Date(ts * 1000)) : null;
+}
+
+// The exact value behind a shown one, for data-value attributes.
+export function raw(x) {
+  return missing(x) ? "" : String(x);
+}

@@ -1,0 +1,143 @@
+// One goal of an experiment: the server's verdicts in words, the results table, the chart.
+import { chart } from "./chart.js";
+import { h } from "./dom.js";
+import { DASH, chance, count, interval, pct, pValue, raw, signedPct } from "./format.js";
+
+const VERDICT_ICONS = { win: "▲", lose: "▼", even: "=", wait: "…" };
+
+// The server decides (row.verdict: {kind, text}, null for the control); a row it has not
+// judged, or judged in a way this page does not know, waits.
+function verdictOf(row, control, goal) {
+  const given = row.verdict;
+  const text =
+    given && typeof given.text === "string"
+      ? given.text
+      : `${row.label} vs ${control} on ${goal}: not enough data yet`;
+  const kind = given && Object.hasOwn(VERDICT_ICONS, given.kind) ? given.kind : "wait";
+  return { kind, text };
+}
+
+function verdictItem(kind, text) {
+  return h(
+    "li",
+    { class: `verdict verdict-${kind}`, "data-kind": kind },
+    h("span", { class: "verdict-icon", "aria-hidden": "true", text: VERDICT_ICONS[kind] }),
+    h("span", { class: "verdict-text", text }),
+  );
+}
+
+function verdictList(verdicts, srmMismatch) {
+  const list = h(
+    "ul",
+    { class: "verdicts" },
+    [...verdicts.values()].map((v) => verdictItem(v.kind, v.text)),
+  );
+  if (!verdicts.size) {
+    list.append(verdictItem("wait", "Only one variant so far: nothing to compare yet."));
+  } else if (srmMismatch) {
+    const text = "Unreliable while the sample ratio mismatch above is unexplained.";
+    list.append(h("li", { class: "verdict verdict-suspect", text }));
+  }
+  return list;
+}
+
+export function variantLabel(name, isControl) {
+  return [
+    h("span", { class: "variant-name", text: name }),
+    isControl ? h("span", { class: "badge badge-control", text: "control" }) : null,
+  ];
+}
+
+const HEADINGS = [
+  ["Variant"],
+  ["Participants", "trials: unique participants"],
+  ["Conversions", "successes: unique visitors who reached the goal"],
+  ["Rate (95% interval)"],
+  ["Uplift vs control"],
+  ["p-value", "two-sided, Holm-adjusted across variants when there are several"],
+  ["Chance to beat control"],
+];
+
+// The same header for every goal table: built once, cloned (a hundred experiments have
+// hundreds of tables, and cloning is much cheaper than building).
+let resultsHead = null;
+
+function resultsHeader() {
+  resultsHead ||= h(
+    "thead",
+    {},
+    h(
+      "tr",
+      {},
+      HEADINGS.map(([text, title], i) =>
+        h("th", { scope: "col", class: i ? "num" : null, title, text }),
+      ),
+    ),
+  );
+  return resultsHead.cloneNode(true);
+}
+
+// A numeric cell: the shown text first, an optional second line, the raw value in data-value.
+function cell(field, value, text, sub, attrs) {
+  const td = h("td", { "data-field": field, "data-value": raw(value), ...attrs }, text);
+  if (sub) td.append(h("span", { class: "sub", text: sub }));
+  return td;
+}
+
+function resultRow(row, isControl, kind) {
+  const p = row.p_value;
+  const adjusted = row.p_value_adjusted;
+  const isAdjusted = adjusted !== p && adjusted !== null && adjusted !== undefined;
+  const uplift = row.uplift;
+  const upliftCi = row.uplift_ci;
+  return h(
+    "tr",
+    { "data-variant": row.label, class: `row-${kind}` },
+    h("th", { scope: "row", class: "variant" }, variantLabel(row.label, isControl)),
+    cell("trials", row.trials, count(row.trials)),
+    cell("successes", row.successes, count(row.successes)),
+    cell("conversion_rate", row.conversion_rate, pct(row.conversion_rate), interval(row.ci), {
+      "data-low": raw(row.ci && row.ci[0]),
+      "data-high": raw(row.ci && row.ci[1]),
+    }),
+    cell(
+      "uplift",
+      uplift,
+      isControl ? DASH : signedPct(uplift),
+      upliftCi && `${signedPct(upliftCi[0])} to ${signedPct(upliftCi[1])}`,
+      uplift > 0 ? { class: "pos" } : uplift < 0 ? { class: "neg" } : null,
+    ),
+    cell("p_value", p, pValue(p), isAdjusted && `adjusted ${pValue(adjusted)}`, {
+      "data-adjusted": raw(adjusted),
+    }),
+    cell("chance_to_beat_control", row.chance_to_beat_control, chance(row.chance_to_beat_control)),
+  );
+}
+
+export function goalSection(exp, goal) {
+  const rows = goal.results || [];
+  const control = exp.control;
+  const verdicts = new Map();
+  for (const row of rows) {
+    if (row.label !== control) verdicts.set(row.label, verdictOf(row, control, goal.goal));
+  }
+  const kindOf = (row) => (row.label === control ? "control" : verdicts.get(row.label).kind);
+  const body = rows.map((row) => resultRow(row, row.label === control, kindOf(row)));
+  return h(
+    "section",
+    { class: "goal", "data-goal": goal.goal },
+    h(
+      "h3",
+      {},
+      h("span", { class: "goal-label", text: "Goal" }),
+      h("span", { class: "goal-name", text: goal.goal }),
+    ),
+    verdictList(verdicts, exp.srm && exp.srm.mismatch),
+    h(
+      "div",
+      { class: "table-wrap" },
+      h("table", { class: "results" }, resultsHeader(), h("tbody", {}, body)),
+    ),
+    chart(rows, control, kindOf, goal.goal),
+  );
+}
