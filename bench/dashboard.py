@@ -1,6 +1,6 @@
 """Dashboard load time in Chromium, and the cost of the results endpoint behind it.
 
-100 experiments x 3 variants x 4 goals are counted through ``Counters.track`` (the same
+100 experiments x 3 variants x 4 goals are counted through ``Tracker.track`` (the same
 atomic script as ``/track``) on an embedded redis-server, then:
 
 - the page is opened in Debian's chromium (Playwright, no download) with the API key already
@@ -28,9 +28,9 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from gimel_core import create_app
-from gimel_core.counters import Counters
 from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
+from gimel_core.tracking import Tracker
 
 API_KEY = "bench-key-0123456789abcdef"
 NAMESPACE = "alephbet"
@@ -53,7 +53,7 @@ BROWSER_ARGS = [
 ]
 
 
-def seed(counters: Counters) -> int:
+def seed(counters: Tracker) -> int:
     """A few dozen visitors per variant, a varying share of them per goal; returns events."""
     events = 0
     for e in range(EXPERIMENTS):
@@ -174,7 +174,7 @@ def measure() -> dict[str, float]:
         try:
             app = create_app({"redis_url": store.url, "api_keys": (API_KEY,)})
             started = time.perf_counter()
-            events = seed(app.extensions["gimel"])
+            events = seed(app.extensions["gimel"].tracker)
             figures: dict[str, float] = {
                 "events": events,
                 "seed_s": time.perf_counter() - started,

@@ -16,11 +16,10 @@ from typing import Any
 
 import redis
 
+from gimel_core.app import Gimel
 from gimel_core.config import Config
-from gimel_core.counters import Counters
 from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
-from gimel_core.store import connect
 
 EVENT = Path(__file__).parent.parent / "tests" / "events" / "track_participate.json"
 API_KEY = "bench-key-0123456789abcdef"
@@ -127,7 +126,7 @@ def exact_bytes_per_uuid(url: str, count: int = 100_000) -> float:
     """Redis memory (INFO memory, used_memory) per uuid inside the de-dup window."""
     client = redis.Redis.from_url(url)
     client.flushall()
-    counters = Counters(connect(url), Config(redis_url=url, counting="exact"))
+    counters = Gimel.connect(url, Config(redis_url=url, counting="exact")).tracker
     counters.track(Event("alephbet", "mem", "v", "participate", "warm-up"))
     before = client.info("memory")["used_memory"]
     for i in range(count):

@@ -3,42 +3,66 @@
 from __future__ import annotations
 
 import atexit
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import redis
 from flask import Flask
 
-from . import api
+from . import api, track_endpoint
 from .config import Config
-from .counters import Counters
-from .embedded import EmbeddedRedis
-from .store import connect
+from .experiments import Experiments
+from .scripts import Scripts
+from .store import connect, local_or
+from .tracking import Tracker
 
 
-def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+@dataclass(frozen=True)
+class Gimel:
+    """What one process shares across requests: one Redis client, and what uses it."""
+
+    client: redis.Redis
+    tracker: Tracker
+    experiments: Experiments
+
+    @classmethod
+    def connect(
+        cls, redis_url: str, config: Config, clock: Callable[[], float] = time.time
+    ) -> Gimel:
+        client = connect(redis_url, config.redis_timeout)
+        scripts = Scripts(client)
+        return cls(client, Tracker(scripts, config, clock), Experiments(scripts, config, clock))
+
+
+def create_app(
+    config: Config | Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time
+) -> Flask:
     """Build the app: settings from the environment unless given, one Redis client.
 
     ``config`` is a whole :class:`Config`, or overrides of ``Config`` fields applied to the
     environment's settings (as tests do). With no Redis URL the embedded Redis is started
-    in ``data_dir`` and stopped when the process exits.
+    in ``data_dir`` and stopped when the process exits. ``clock`` gives the time (Unix
+    seconds) for everything the app timestamps.
     """
     if not isinstance(config, Config):
         config = Config.from_env().with_overrides(config or {})
     app = Flask(__name__)
     app.config["GIMEL"] = config
-    redis_url = config.redis_url
-    if redis_url is None:
-        server = EmbeddedRedis(config.data_dir).start()
+    redis_url, server = local_or(config.redis_url, config.data_dir)
+    if server is not None:
         atexit.register(server.stop)
         app.extensions["gimel_embedded"] = server
-        redis_url = server.url
-    counters = Counters(connect(redis_url, config.redis_timeout), config)
-    app.extensions["gimel"] = counters
+    gimel = Gimel.connect(redis_url, config, clock)
+    app.extensions["gimel"] = gimel
     # Experiment names may contain "/" anywhere, even first: match any path, and never merge
     # "//" with a redirect (that would send /experiments/%2Fa to experiment "a").
     app.url_map.converters["path"] = api.NameConverter
     app.url_map.merge_slashes = False
     app.register_blueprint(api.bp)
     api.register_errors(app)
-    app.wsgi_app = api.TrackEndpoint(app.wsgi_app, counters, config)  # type: ignore[method-assign]
+    endpoint = track_endpoint.TrackEndpoint(app.wsgi_app, gimel.tracker, config)
+    track_endpoint.register(app, endpoint)
+    app.wsgi_app = endpoint  # type: ignore[method-assign]
     return app

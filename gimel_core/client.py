@@ -1,7 +1,8 @@
 """Talking to a Gimel: over HTTP with the API key, or straight to its Redis.
 
-Both backends offer the same methods and return the same JSON-shaped objects as the API,
-so the CLI does not care where the data comes from.
+Both backends offer the same methods and return the same results model
+(:mod:`gimel_core.results`) as the API renders, so the CLI does not care where the data
+comes from.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from urllib.parse import quote
 import requests
 
 from .config import Config
-from .counters import Counters
 from .errors import GimelError
+from .experiments import Experiments
+from .results import ExperimentResult, Listing
+from .scripts import Scripts
 from .store import connect
 
 
 class Backend(Protocol):
-    def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]: ...
-    def experiment(self, namespace: str, name: str) -> dict[str, Any]: ...
-    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]: ...
-    def reset(self, namespace: str, name: str) -> dict[str, Any]: ...
+    def experiments(self, namespace: str, archived: bool = False) -> Listing: ...
+    def experiment(self, namespace: str, name: str) -> ExperimentResult: ...
+    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> ExperimentResult: ...
+    def reset(self, namespace: str, name: str) -> ExperimentResult: ...
     def delete(self, namespace: str, name: str) -> None: ...
 
 
@@ -56,20 +59,21 @@ class HttpBackend:
             raise GimelError(message or f"{self.url}{path} answered {response.status_code}")
         return body
 
-    def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
+    def experiments(self, namespace: str, archived: bool = False) -> Listing:
         params = {"namespace": namespace, "archived": "true" if archived else "false"}
-        return list(self._call("GET", "/experiments", params=params)[1:])
+        return Listing.from_json(self._call("GET", "/experiments", params=params))
 
-    def experiment(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", _path(name), params={"namespace": namespace}))
+    def experiment(self, namespace: str, name: str) -> ExperimentResult:
+        found = self._call("GET", _path(name), params={"namespace": namespace})
+        return ExperimentResult.from_json(found)
 
-    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
-        return dict(
-            self._call("PATCH", _path(name), params={"namespace": namespace}, json=settings)
-        )
+    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> ExperimentResult:
+        found = self._call("PATCH", _path(name), params={"namespace": namespace}, json=settings)
+        return ExperimentResult.from_json(found)
 
-    def reset(self, namespace: str, name: str) -> dict[str, Any]:
-        return dict(self._call("POST", _path(name) + "/reset", params={"namespace": namespace}))
+    def reset(self, namespace: str, name: str) -> ExperimentResult:
+        found = self._call("POST", _path(name) + "/reset", params={"namespace": namespace})
+        return ExperimentResult.from_json(found)
 
     def delete(self, namespace: str, name: str) -> None:
         self._call("DELETE", _path(name), params={"namespace": namespace})
@@ -83,22 +87,22 @@ class RedisBackend:
     """Straight to the Redis a Gimel writes to: no HTTP, no key."""
 
     def __init__(self, redis_url: str) -> None:
-        config = Config(redis_url=redis_url)
-        self.counters = Counters(connect(redis_url, timeout=5), config)
+        self.client = connect(redis_url, timeout=5)
+        self.store = Experiments(Scripts(self.client), Config(redis_url=redis_url))
 
-    def experiments(self, namespace: str, archived: bool = False) -> list[dict[str, Any]]:
-        return self.counters.listing(namespace, archived=archived)[0]
+    def experiments(self, namespace: str, archived: bool = False) -> Listing:
+        return self.store.listing(namespace, archived=archived)
 
-    def experiment(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.counters.experiment(namespace, name)
+    def experiment(self, namespace: str, name: str) -> ExperimentResult:
+        return self.store.experiment(namespace, name)
 
-    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> dict[str, Any]:
-        self.counters.update_settings(namespace, name, settings)
-        return self.counters.experiment(namespace, name)
+    def update(self, namespace: str, name: str, settings: dict[str, Any]) -> ExperimentResult:
+        self.store.update_settings(namespace, name, settings)
+        return self.store.experiment(namespace, name)
 
-    def reset(self, namespace: str, name: str) -> dict[str, Any]:
-        self.counters.reset(namespace, name)
-        return self.counters.experiment(namespace, name)
+    def reset(self, namespace: str, name: str) -> ExperimentResult:
+        self.store.reset(namespace, name)
+        return self.store.experiment(namespace, name)
 
     def delete(self, namespace: str, name: str) -> None:
-        self.counters.delete(namespace, name)
+        self.store.delete(namespace, name)

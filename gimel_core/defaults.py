@@ -39,6 +39,22 @@ HOST = "127.0.0.1"
 PORT = 8000
 """Port ``gimel serve`` listens on."""
 
+
+def local_url(host: str = HOST, port: int = PORT) -> str:
+    """Base URL of ``gimel serve`` on this machine, where the CLI looks when told no other."""
+    return f"http://{host}:{port}"
+
+
+API_KEY_FILE = "api-key"
+"""File in the data folder holding the key ``gimel serve`` generates when none is configured
+(owner-only); the CLI reads it, so ``--url`` needs no ``--api-key`` against a local server."""
+
+REGION = "us-east-1"
+"""AWS region of a deployment; serverless.yml falls back to the same value."""
+
+STAGE = "dev"
+"""Deployment stage (API Gateway stage, ``gimel-<stage>`` names); as in serverless.yml."""
+
 BATCH_MAX_EVENTS = 500
 """Most events one ``POST /track`` may carry."""
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import redis
 
-from . import defaults, keys
-from .store import load_script, unavailable
+from . import defaults, keys, scripts
+from .scripts import Scripts
+from .store import unavailable
 
 PARTICIPATE_PREFIX = defaults.PARTICIPATE + ":"
 
@@ -97,25 +98,12 @@ def write(target: redis.Redis, exp: LegacyExperiment, window: int) -> str | None
     mode = exp.mode
     if mode is None or not exp.counters:
         return "nothing to import"
-    ns, name = exp.namespace, exp.name
-    items = sorted(exp.counters.items())
-    head = [
-        keys.meta(ns, name),
-        keys.experiment_registry(ns, name),
-        keys.variants(ns, name),
-        keys.goals(ns, name),
-    ]
-    args: list[Any] = [mode, name, int(time.time()), window]
-    if mode == "hll":
-        extra = [keys.import_scratch(ns, name), *(keys.hll(ns, name, g, v) for (g, v), _ in items)]
-        for (goal, variant), value in items:
-            args += [goal, variant, "", value]
-    else:
-        extra = [keys.counts(ns, name)]
-        for (goal, variant), value in items:
-            args += [goal, variant, keys.counts_field(goal, variant), value]
+    counters = [(goal, variant, value) for (goal, variant), value in sorted(exp.counters.items())]
+    call = scripts.import_counters(
+        exp.namespace, exp.name, mode, int(time.time()), window, counters
+    )
     with unavailable():
-        reply = load_script(target, "import")(keys=[*head, *extra], args=args)
-    if isinstance(reply, list):
-        return f"already here with counting {_text(reply[0])}, legacy counters are {mode}"
+        recorded = Scripts(target).run_one(call)
+    if recorded is not None:
+        return f"already here with counting {recorded}, legacy counters are {mode}"
     return None

@@ -10,6 +10,8 @@ from typing import Any
 
 from .errors import InvalidInput
 from .events import check_name
+from .results import Settings
+from .scripts import Meta
 
 FIELDS = ("control", "weights", "description", "archived")
 MAX_DESCRIPTION = 1000
@@ -37,9 +39,9 @@ def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
             check_name("control", control)
             if control not in known:
                 raise InvalidInput("control", f"{control!r} is not a variant of this experiment")
-        fields["control"] = control or ""
+        fields[Meta.CONTROL] = control or ""
     if "weights" in body:
-        fields["weights"] = (
+        fields[Meta.WEIGHTS] = (
             "" if body["weights"] is None else json.dumps(_weights(body["weights"], known))
         )
     if "description" in body:
@@ -53,11 +55,11 @@ def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
                 "description",
                 f"must be text of at most {MAX_DESCRIPTION} characters, without control characters",
             )
-        fields["description"] = description or ""
+        fields[Meta.DESCRIPTION] = description or ""
     if "archived" in body:
         if not isinstance(body["archived"], bool):
             raise InvalidInput("archived", "must be true or false")
-        fields["archived"] = "1" if body["archived"] else ""
+        fields[Meta.ARCHIVED] = "1" if body["archived"] else ""
     return fields
 
 
@@ -89,11 +91,11 @@ def _weights(weights: Any, known: set[str]) -> dict[str, float]:
     return parsed
 
 
-def stored(meta: dict[str, str]) -> dict[str, Any]:
-    """Settings as the API shows them, from the meta hash."""
-    return {
-        "control": meta.get("control") or None,
-        "weights": json.loads(meta["weights"]) if meta.get("weights") else None,
-        "description": meta.get("description") or None,
-        "archived": bool(meta.get("archived")),
-    }
+def stored(meta: dict[str, str]) -> Settings:
+    """The settings recorded in an experiment's meta hash."""
+    return Settings(
+        control=meta.get(Meta.CONTROL) or None,
+        weights=json.loads(meta[Meta.WEIGHTS]) if meta.get(Meta.WEIGHTS) else None,
+        description=meta.get(Meta.DESCRIPTION) or None,
+        archived=bool(meta.get(Meta.ARCHIVED)),
+    )

@@ -1,21 +1,21 @@
 """The Redis client: built once per process from one URL, with short timeouts.
 
-Redis errors never leave this package as redis exceptions: :func:`unavailable` turns
+Redis errors never leave this package as redis exceptions: every public method of a
+:class:`StoreBacked` class is wrapped once (as :func:`unavailable` does for a block), turning
 them into :class:`StoreUnavailable`, which the API answers with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ConstantBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.commands.core import Script
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
@@ -73,10 +73,11 @@ def _host_port(netloc: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def load_script(client: redis.Redis, name: str) -> Script:
-    """Register ``gimel_core/lua/<name>.lua``; redis-py runs it by SHA and reloads if needed."""
-    source = resources.files("gimel_core").joinpath("lua", f"{name}.lua").read_text("utf-8")
-    return client.register_script(source)
+def _unavailable(exc: redis.RedisError | RedisClusterException) -> StoreUnavailable:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return StoreUnavailable(f"Redis is unreachable: {exc}")
+    # BUSY, LOADING, READONLY, MASTERDOWN, OOM, cluster down...: not now, retry later.
+    return StoreUnavailable(f"Redis refused the command: {exc}")
 
 
 @contextmanager
@@ -84,8 +85,42 @@ def unavailable() -> Iterator[None]:
     """Map every Redis failure inside the block to :class:`StoreUnavailable`."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc
     except (redis.RedisError, RedisClusterException) as exc:
-        # BUSY, LOADING, READONLY, MASTERDOWN, OOM, cluster down...: not now, retry later.
-        raise StoreUnavailable(f"Redis refused the command: {exc}") from exc
+        raise _unavailable(exc) from exc
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _wrapped(method: F) -> F:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise _unavailable(exc) from exc
+
+    return cast(F, call)
+
+
+class StoreBacked:
+    """Base of the classes that talk to Redis: their public methods never raise a redis
+    exception, only :class:`StoreUnavailable` (wrapped once here, not at each call site)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            if callable(member) and not name.startswith("_"):
+                setattr(cls, name, _wrapped(member))
+
+
+def local_or(redis_url: str | None, data_dir: str) -> tuple[str, Any]:
+    """The Redis a process uses: ``redis_url``, or with none the embedded Redis in
+    ``data_dir`` (started, or the running one attached to). Returns the URL and the
+    embedded server (None for a URL), which the caller stops when it is done."""
+    if redis_url is not None:
+        return redis_url, None
+    from .embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(data_dir).start()
+    return server.url, server

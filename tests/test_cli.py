@@ -12,10 +12,11 @@ import redis
 from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
-from conftest import API_KEY
+from conftest import API_KEY, AUTH
+from gimel_core import defaults
 from gimel_core.cli import main
 from gimel_core.embedded import EmbeddedRedis
-from helpers import original, track
+from helpers import original, track, track_url
 
 
 @pytest.fixture
@@ -42,13 +43,21 @@ def test_results_as_json_csv_and_table_from_redis(
     runner: CliRunner, client: FlaskClient, redis_url: str
 ) -> None:
     seed(client)
-    api = client.get("/experiments/button", headers={"x-api-key": API_KEY}).get_json()
+    listing = client.get("/experiments", headers=AUTH).get_json()
+    api = client.get("/experiments/button", headers=AUTH).get_json()
 
+    # --format json prints what the API answers: the listing with its meta element first...
     as_json = run(runner, "results", "--redis-url", redis_url, "--format", "json")
     assert as_json.exit_code == 0
-    assert json.loads(as_json.output) == [api]
+    assert json.loads(as_json.output) == listing
+    # ...and one experiment as GET /experiments/<name> answers it.
+    one = run(runner, "results", "button", "--redis-url", redis_url, "--format", "json")
+    assert json.loads(one.output) == api
 
     as_csv = run(runner, "results", "button", "--redis-url", redis_url, "--format", "csv")
+    header = as_csv.output.splitlines()[0].split(",")
+    assert header[:4] == ["experiment", "counting", "control", "goal"]
+    assert header[-3:] == ["srm_p_value", "srm_mismatch", "verdict"]
     rows = list(csv.DictReader(io.StringIO(as_csv.output)))
     assert [(r["variant"], r["trials"], r["successes"]) for r in rows] == [
         ("blue", "30", "9"),
@@ -59,8 +68,66 @@ def test_results_as_json_csv_and_table_from_redis(
     table = run(runner, "results", "--redis-url", redis_url).output
     lines = table.splitlines()
     assert lines[0].startswith("button  (hll, control blue")
-    red = next(line for line in lines if line.strip().startswith("red"))
-    assert red.split()[:4] == ["red", "30", "3", "10.0%"]
+    red = next(i for i, line in enumerate(lines) if line.strip().startswith("red"))
+    assert lines[red].split()[:4] == ["red", "30", "3", "10.0%"]
+
+
+def seed_two_goals(client: FlaskClient) -> None:
+    """Control blue; red loses clearly on signup and is even on buy."""
+    for variant, signups in [("blue", 80), ("red", 20)]:
+        for i in range(200):
+            uuid = f"{variant}{i}"
+            track(client, "page", variant, "participate", uuid)
+            if i < signups:
+                track(client, "page", variant, "signup", uuid)
+            if i < 50:
+                track(client, "page", variant, "buy", uuid)
+
+
+def test_table_and_csv_show_the_servers_verdict_under_each_goal(
+    runner: CliRunner, client: FlaskClient, redis_url: str
+) -> None:
+    seed_two_goals(client)
+    api = client.get("/experiments/page", headers=AUTH).get_json()
+    verdicts: dict[str, dict[str, str | None]] = {
+        g["goal"]: {r["label"]: r["verdict"] and r["verdict"]["text"] for r in g["results"]}
+        for g in api["goals"]
+    }
+    assert verdicts["signup"]["blue"] is None  # the control has none
+    assert str(verdicts["signup"]["red"]).startswith("blue beats red on signup")
+    assert str(verdicts["buy"]["red"]).startswith("No clear difference between red and blue on buy")
+
+    lines = run(runner, "results", "page", "--redis-url", redis_url).output.splitlines()
+    for goal in ("buy", "signup"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"  goal {goal} "))
+        # the goal's header, its two rows (blue, red), then red's verdict: the server's words
+        assert [line.split()[0] for line in lines[start + 1 : start + 3]] == ["blue", "red"]
+        assert lines[start + 3] == f"  verdict: {verdicts[goal]['red']}"
+    assert sum(line.startswith("  verdict: ") for line in lines) == 2  # none for the control
+
+    as_csv = run(runner, "results", "page", "--redis-url", redis_url, "--format", "csv").output
+    rows = {(r["goal"], r["variant"]): r["verdict"] for r in csv.DictReader(io.StringIO(as_csv))}
+    assert rows == {
+        (goal, label): text or "" for goal, by in verdicts.items() for label, text in by.items()
+    }
+
+
+def test_results_json_starts_with_the_meta_element(
+    runner: CliRunner, client: FlaskClient, redis_url: str
+) -> None:
+    seed(client)
+    bot = {"User-Agent": "Googlebot/2.1"}
+    client.get(
+        track_url(experiment="button", variant="red", event="participate", uuid="b"), headers=bot
+    )
+    found = json.loads(run(runner, "results", "--redis-url", redis_url, "--format", "json").output)
+    assert found[0] == {"meta": {"scope": None, "filtered": 1, "dropped": {}}}
+    assert [e["experiment"] for e in found[1:]] == ["button"]
+
+    empty = json.loads(
+        run(runner, "results", "--redis-url", redis_url, "-n", "none", "--format", "json").output
+    )
+    assert list(empty[0]) == ["meta"] and empty[1:] == []
 
 
 def test_results_over_http_with_the_key(
@@ -69,7 +136,9 @@ def test_results_over_http_with_the_key(
     seed(client)
     result = run(runner, "results", "--url", live_server, "--api-key", API_KEY, "--format", "json")
     assert result.exit_code == 0
-    assert original(json.loads(result.output)[0]["goals"])[0]["results"][0]["trials"] == 30
+    listing = json.loads(result.output)
+    assert "meta" in listing[0]
+    assert original(listing[1]["goals"])[0]["results"][0]["trials"] == 30
 
     wrong = runner.invoke(main, ["results", "--url", live_server, "--api-key", "x" * 24])
     assert wrong.exit_code == 1
@@ -77,22 +146,43 @@ def test_results_over_http_with_the_key(
     assert "Traceback" not in wrong.output
 
 
+def test_url_without_api_key_sends_the_local_key(
+    runner: CliRunner, client: FlaskClient, live_server: str
+) -> None:
+    seed(client)
+    refused = runner.invoke(main, ["results", "--url", live_server])
+    assert refused.exit_code == 1 and "API key was refused" in refused.output
+
+    Path(".gimel").mkdir()
+    Path(".gimel/api-key").write_text(API_KEY + "\n")  # as `gimel serve` leaves it
+    result = run(runner, "results", "--url", live_server, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[1]["experiment"] == "button"
+
+    help_text = " ".join(run(runner, "results", "--help").output.split())
+    assert "Not needed against a local `gimel serve`" in help_text
+    assert ".gimel/api-key" in help_text
+
+
 def test_archive_reset_delete(runner: CliRunner, client: FlaskClient, redis_url: str) -> None:
     seed(client)
     common = ["--redis-url", redis_url]
     assert run(runner, "archive", "button", *common).exit_code == 0
-    assert json.loads(run(runner, "results", *common, "--format", "json").output) == []
+    assert json.loads(run(runner, "results", *common, "--format", "json").output)[1:] == []
     archived = json.loads(run(runner, "results", *common, "--archived", "--format", "json").output)
-    assert archived[0]["archived"] is True
+    assert archived[1]["archived"] is True
+    assert run(runner, "unarchive", "button", *common).exit_code == 0
+    listed = json.loads(run(runner, "results", *common, "--format", "json").output)
+    assert [e["experiment"] for e in listed[1:]] == ["button"]
 
     declined = runner.invoke(main, ["reset", "button", *common], input="n\n")
     assert declined.exit_code == 1
     counts = json.loads(run(runner, "results", "button", *common, "--format", "json").output)
-    assert counts[0]["participants"] == {"blue": 30, "red": 30}
+    assert counts["participants"] == {"blue": 30, "red": 30}
 
     assert run(runner, "reset", "button", *common, input="y\n").exit_code == 0
     counts = json.loads(run(runner, "results", "button", *common, "--format", "json").output)
-    assert counts[0]["participants"] == {"blue": 0, "red": 0}
+    assert counts["participants"] == {"blue": 0, "red": 0}
 
     assert run(runner, "delete", "button", "--yes", *common).exit_code == 0
     gone = runner.invoke(main, ["results", "button", *common])
@@ -107,6 +197,8 @@ def test_archive_reset_delete(runner: CliRunner, client: FlaskClient, redis_url:
         (["results", "--url", "http://127.0.0.1:1"], "cannot reach Gimel"),
         (["results", "--format", "xml"], "Invalid value for '--format'"),
         (["snippet", "--adapter", "google"], "Invalid value for '--adapter'"),
+        (["import-legacy", "--from", "http://old-host/"], "--from must be a Redis URL"),
+        (["import-legacy", "--from", "redis://127.0.0.1:1/0"], "--from: Redis is unreachable"),
     ],
 )
 def test_errors_are_one_line_without_traceback(
@@ -171,21 +263,88 @@ def test_configure_saves_reruns_with_defaults_and_checks_redis(
     assert json.loads(Path("gimel.config.json").read_text()) == saved
 
 
-def test_check_reports_each_item(
+def _check_lines(output: str) -> dict[str, str]:
+    """Each check's line by what it checks, e.g. "Redis" -> "ok    Redis (keeps ...): ..."."""
+    by_name = {}
+    for line in output.splitlines():
+        what = line[6:].removeprefix("for deploying: ").split(" (")[0].split(":")[0]
+        by_name[what] = line
+    return by_name
+
+
+def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     runner: CliRunner, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
     result = runner.invoke(main, ["check", "--redis-url", redis_url])
-    lines = result.output.splitlines()
-    assert lines[0].startswith("ok    configuration")
-    assert lines[1].startswith("ok    Redis") and "writable" in lines[1]
-    assert lines[2] == "ok    API key: configured"
-    assert lines[3].startswith("FAIL  sls: not installed")  # no node_modules in this folder
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output  # no node_modules, no gimel.config.json here
+    lines = _check_lines(result.output)
+    assert lines["configuration"] == "ok    configuration (the GIMEL_* variables): counting hll"
+    assert lines["Redis"].startswith("ok    Redis (keeps the counts): ")
+    assert lines["Redis"].endswith("reachable and writable")
+    assert lines["API key"] == "ok    API key (opens the results and the dashboard): GIMEL_API_KEY"
+    assert lines["sls"] == (
+        "--    for deploying: sls (runs the AWS deployment): "
+        "not installed (run `npm ci` in the Gimel checkout)"
+    )
+    assert lines["gimel.config.json"].startswith("--    for deploying: gimel.config.json (")
+    assert lines["gimel.config.json"].endswith("none (run `gimel configure`)")
 
+    # With --deploy, what deploying needs decides too.
+    deploying = runner.invoke(main, ["check", "--redis-url", redis_url, "--deploy"])
+    assert deploying.exit_code == 1
+    lines = _check_lines(deploying.output)
+    assert lines["sls"].startswith("FAIL  for deploying: sls")
+    assert lines["gimel.config.json"].startswith("FAIL  for deploying: gimel.config.json")
+    assert lines["Redis"].startswith("ok    ")
+
+    Path("gimel.config.json").write_text(
+        json.dumps({"redisUrl": "rediss://:secret@cache.example:6380/0", "apiKey": API_KEY})
+    )
+    configured = _check_lines(runner.invoke(main, ["check", "--redis-url", redis_url]).output)
+    assert configured["gimel.config.json"].startswith("ok    for deploying: gimel.config.json")
+    assert configured["gimel.config.json"].endswith(
+        f"stage {defaults.STAGE} in {defaults.REGION}, Redis cache.example:6380/0"
+    )  # never the password
+
+
+def test_check_fails_on_a_local_problem(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     down = runner.invoke(main, ["check", "--redis-url", "redis://127.0.0.1:1/0"])
-    assert "FAIL  Redis" in down.output
     assert down.exit_code == 1
+    assert _check_lines(down.output)["Redis"].startswith("FAIL  Redis")
+
+    monkeypatch.setenv("GIMEL_API_KEY", "short")
+    bad_key = runner.invoke(main, ["check"])
+    assert bad_key.exit_code == 1
+    lines = _check_lines(bad_key.output)
+    assert lines["API key"].startswith("FAIL  API key") and "20 printable" in lines["API key"]
+    assert lines["Redis"].startswith("ok    Redis (keeps the counts): embedded")
+
+
+def test_check_without_any_key_yet_points_at_gimel_serve(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check"])
+    assert result.exit_code == 0, result.output
+    assert _check_lines(result.output)["API key"].endswith(
+        "none yet; `gimel serve` makes one in .gimel/api-key"
+    )
+    redis_line = _check_lines(result.output)["Redis"]
+    assert redis_line.startswith("ok    Redis (keeps the counts): embedded, data in .gimel")
+    assert redis_line.endswith("reachable and writable")  # started, written to, stopped
+    assert not Path(".gimel/redis.port").exists()
+    Path(".gimel/api-key").write_text(API_KEY)
+    assert _check_lines(runner.invoke(main, ["check"]).output)["API key"].endswith(
+        ": .gimel/api-key"
+    )
+
+
+def test_deploy_defaults_are_serverless_ymls(runner: CliRunner, redis_url: str) -> None:
+    serverless = (Path(__file__).parent.parent / "serverless.yml").read_text()
+    assert f"file(./gimel.config.json):stage, '{defaults.STAGE}'}}" in serverless
+    assert f"file(./gimel.config.json):region, '{defaults.REGION}'}}" in serverless
+    done = run(runner, "configure", "--redis-url", redis_url, "--no-input")
+    assert done.exit_code == 0, done.output
+    saved = json.loads(Path("gimel.config.json").read_text())
+    assert (saved["stage"], saved["region"]) == (defaults.STAGE, defaults.REGION)
 
 
 def test_deploy_needs_configuration_and_sls(runner: CliRunner) -> None:
@@ -245,7 +404,7 @@ def test_import_legacy_merges_reports_ambiguity_and_is_idempotent(
         found = json.loads(
             run(runner, "results", "--redis-url", redis_url, "--format", "json").output
         )
-        by_name = {e["experiment"]: e for e in found}
+        by_name = {e["experiment"]: e for e in found[1:]}
         assert by_name["int exp"]["counting"] == "exact"
         assert original(by_name["int exp"]["goals"]) == [
             {"goal": "buy", "results": [{"label": "x", "successes": 3, "trials": 7}]}

@@ -73,7 +73,7 @@ def test_importing_reads_no_configuration() -> None:
     # A broken environment must not break `import gimel_core`; only create_app() reads it.
     env = {"GIMEL_COUNTING": "nonsense", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-c", "import gimel_core, gimel_core.api, gimel_core.counters"],
+        [sys.executable, "-c", "import gimel_core, gimel_core.api, gimel_core.tracking"],
         env=env,
         capture_output=True,
         text=True,

@@ -35,7 +35,7 @@ from flask import Flask
 
 from conftest import API_KEY, AUTH
 from gimel_core import defaults, keys
-from gimel_core.counters import digest, seen_buckets
+from gimel_core.dedup import digest, seen_buckets
 from gimel_core.embedded import EmbeddedRedis, free_port
 from helpers import serving
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -39,25 +41,41 @@ def test_a_second_process_reuses_the_running_server(tmp_path: Path) -> None:
         first.stop()
 
 
-def _serve(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
+@contextmanager
+def _serving(
+    data_dir: Path, port: int, *options: str, sigint_ignored: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """`gimel serve` in its own process group. Whatever the test does, nothing outlives it:
+    if it is still running at the end, its group (workers too) and its embedded
+    redis-server (in a session of its own) are killed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gimel_core.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            *options,
-        ],
+    command = [sys.executable, "-m", "gimel_core.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(data_dir), *options],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        start_new_session=True,
+        # As a shell script's `gimel serve &` (or nohup) starts it: SIGINT ignored.
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            redis_pid = _redis_pid(data_dir)
+            if redis_pid is not None:
+                os.kill(redis_pid, signal.SIGKILL)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _banner(process: subprocess.Popen[str]) -> str:
@@ -70,13 +88,11 @@ def _banner(process: subprocess.Popen[str]) -> str:
     raise AssertionError("gimel serve exited: " + "".join(lines))
 
 
-def _stop(process: subprocess.Popen[str], sig: int) -> int:
+def _stop(process: subprocess.Popen[str], sig: int) -> tuple[int, str]:
+    """Send ``sig``; the exit code and the last line it printed."""
     process.send_signal(sig)
-    try:
-        return process.wait(timeout=20)
-    finally:
-        assert process.stdout is not None
-        process.stdout.close()
+    rest, _ = process.communicate(timeout=20)
+    return process.returncode, rest.splitlines()[-1] if rest else ""
 
 
 def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
@@ -87,8 +103,7 @@ def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
 
 def test_gimel_serve_prints_url_and_key_counts_and_keeps_data(tmp_path: Path) -> None:
     port = free_port()
-    process = _serve(tmp_path, port)
-    try:
+    with _serving(tmp_path, port) as process:
         banner = _banner(process)
         assert f"http://127.0.0.1:{port}/track" in banner
         key = re.search(r"API key\s*:\s*(\S+)", banner).group(1)  # type: ignore[union-attr]
@@ -98,20 +113,42 @@ def test_gimel_serve_prints_url_and_key_counts_and_keeps_data(tmp_path: Path) ->
             status, _ = _get(f"{base}/track?experiment=e&variant=v&event=participate&uuid={uuid}")
             assert status == 200
         _get(f"{base}/track?experiment=e&variant=v&event=goal&uuid=a")
-    finally:
-        assert _stop(process, signal.SIGTERM) == 0
+        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
 
     assert not (tmp_path / "redis.port").exists()  # the embedded Redis was stopped too
-    process = _serve(tmp_path, port)
-    try:
+    with _serving(tmp_path, port) as process:
         banner = _banner(process)
         assert key in banner  # the same key on the next start
         time.sleep(0.2)
         status, body = _get(f"http://127.0.0.1:{port}/experiments/e", key)
         assert status == 200
         assert b'"successes": 1, "trials": 2' in body
-    finally:
-        assert _stop(process, signal.SIGINT) == 0
+        assert _stop(process, signal.SIGINT) == (0, "Gimel stopped.")
+
+
+def test_ctrl_c_stops_gimel_serve_even_when_started_with_sigint_ignored(tmp_path: Path) -> None:
+    port = free_port()
+    with _serving(tmp_path, port, "--workers", "2", sigint_ignored=True) as process:
+        _banner(process)
+        redis_pid = _redis_pid(tmp_path)
+        assert redis_pid is not None
+        workers = _children(process.pid) - {redis_pid}
+        assert len(workers) == 1
+        status, _ = _get(f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid=a")
+        assert status == 200
+        assert _stop(process, signal.SIGINT) == (0, "Gimel stopped.")
+    assert not (tmp_path / "redis.port").exists()
+    assert not _alive(redis_pid)  # the embedded redis-server is gone, and the worker too
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its new parent, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def _children(pid: int) -> set[int]:
@@ -121,30 +158,36 @@ def _children(pid: int) -> set[int]:
 
 def test_gimel_serve_with_several_workers_shares_one_store(tmp_path: Path) -> None:
     port = free_port()
-    process = _serve(tmp_path, port, "--workers", "3", "--threads", "2")
-    try:
+    with _serving(tmp_path, port, "--workers", "3", "--threads", "2") as process:
         banner = _banner(process)
         key = re.search(r"API key\s*:\s*(\S+)", banner).group(1)  # type: ignore[union-attr]
-        workers = _children(process.pid) - {int(_redis_pid(tmp_path))}
+        workers = _children(process.pid) - {_redis_pid(tmp_path)}
         assert len(workers) == 2  # plus the parent: three processes answer on one socket
         base = f"http://127.0.0.1:{port}"
         for i in range(60):
             status, _ = _get(f"{base}/track?experiment=w&variant=v&event=participate&uuid={i}")
             assert status == 200
         _get(f"{base}/track?experiment=w&variant=v&event=goal&uuid=0")
-    finally:
-        assert _stop(process, signal.SIGTERM) == 0
-    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
+    assert not any(_alive(pid) for pid in workers)
     assert not (tmp_path / "redis.port").exists()  # stopped once, by the parent
-    process = _serve(tmp_path, port)
-    try:
+    with _serving(tmp_path, port) as process:
         _banner(process)
         status, body = _get(f"http://127.0.0.1:{port}/experiments/w", key)
         assert b'"successes": 1, "trials": 60' in body
+        assert _stop(process, signal.SIGTERM)[0] == 0
+
+
+def _redis_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded redis-server serving ``data_dir``, if one answers."""
+    try:
+        port = int((data_dir / "redis.port").read_text())
+    except (OSError, ValueError):
+        return None
+    client = redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return int(client.info("server")["process_id"])
+    except redis.RedisError:
+        return None
     finally:
-        _stop(process, signal.SIGTERM)
-
-
-def _redis_pid(data_dir: Path) -> int:
-    port = (data_dir / "redis.port").read_text().strip()
-    return int(redis.Redis(port=int(port)).info("server")["process_id"])
+        client.close()

@@ -35,7 +35,7 @@ from openapi_spec_validator import validate as validate_spec
 from werkzeug.test import TestResponse
 
 from conftest import API_KEY, AUTH
-from gimel_core import api, create_app
+from gimel_core import create_app, track_endpoint
 from gimel_core.config import Config
 from gimel_core.embedded import free_port
 
@@ -45,8 +45,8 @@ DOC: dict[str, Any] = json.loads(
     resources.files("gimel_core").joinpath("openapi.json").read_text("utf-8")
 )
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-TRACK_METHODS = {m.strip() for m in api.TRACK_HEADERS["Access-Control-Allow-Methods"].split(",")}
-"""The methods the /track fast path answers; any other gets 405."""
+TRACK_METHODS = set(track_endpoint.METHODS)
+"""The methods /track answers; any other gets 405."""
 
 
 def resolve(node: Any) -> Any:
@@ -155,9 +155,6 @@ def test_every_route_is_documented_with_its_methods(app: Flask) -> None:
             continue
         path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
         routes.setdefault(path, set()).update(rule.methods or ())
-    for path in Config().track_paths:  # answered by the WSGI fast path, before Flask routing
-        routes[path] = set(TRACK_METHODS)
-
     assert set(routes) == set(documented), "documented paths differ from the app's routes"
     for path, methods in routes.items():
         # HEAD is implied by GET. Flask answers OPTIONS on every route by itself; the document

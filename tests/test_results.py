@@ -145,7 +145,7 @@ def test_dashboard_is_served_with_a_strict_policy(client: FlaskClient) -> None:
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy
     assert page.headers["X-Content-Type-Options"] == "nosniff"
-    for asset, mimetype in [("app.js", "text/javascript"), ("app.css", "text/css")]:
+    for asset, mimetype in [("main.js", "text/javascript"), ("app.css", "text/css")]:
         response = client.get(f"/dashboard/{asset}")
         assert response.status_code == 200 and response.mimetype == mimetype
     assert client.get("/dashboard/../api.py").status_code == 404

@@ -113,7 +113,7 @@ def test_same_uuid_from_many_threads_at_once_counts_once(mode_client: FlaskClien
 
 def test_exact_counts_are_exact_past_hll_precision(make_app: Callable[..., Flask]) -> None:
     client = make_app(counting="exact").test_client()
-    counters = client.application.extensions["gimel"]
+    counters = client.application.extensions["gimel"].tracker
     from gimel_core.events import Event
 
     for i in range(3000):

@@ -12,36 +12,38 @@
 --          exact: the legacy count; only its growth since the last import is added, so a
 --                 re-run adds nothing twice and events counted here meanwhile are kept
 --
+-- PARTICIPATE, META and MODE come from the prelude gimel_core/scripts.py prepends.
+--
 -- Returns the number of counters imported, or {mode} (nothing written) when the
 -- experiment already exists here with another counting mode.
 
-local mode = redis.call('HGET', KEYS[1], 'counting')
+local mode = redis.call('HGET', KEYS[1], META.counting)
 if mode and mode ~= ARGV[1] then
   return {mode}
 end
 if not mode then
-  redis.call('HSET', KEYS[1], 'name', ARGV[2], 'counting', ARGV[1], 'window', ARGV[4],
-             'created', ARGV[3])
+  redis.call('HSET', KEYS[1], META.name, ARGV[2], META.counting, ARGV[1], META.window, ARGV[4],
+             META.created, ARGV[3])
   redis.call('SADD', KEYS[2], ARGV[2])
 end
-redis.call('HSET', KEYS[1], 'imported_at', ARGV[3])
+redis.call('HSET', KEYS[1], META.imported_at, ARGV[3])
 
 local n = 0
 for i = 5, #ARGV, 4 do
   local goal, variant, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   n = n + 1
   redis.call('SADD', KEYS[3], variant)
-  if goal ~= 'participate' then
+  if goal ~= PARTICIPATE then
     redis.call('SADD', KEYS[4], goal)
   end
-  if ARGV[1] == 'hll' then
+  if ARGV[1] == MODE.hll then
     redis.call('SET', KEYS[5], value)
     redis.call('PFMERGE', KEYS[5 + n], KEYS[5 + n], KEYS[5])
     redis.call('DEL', KEYS[5])
   else
-    local before = tonumber(redis.call('HGET', KEYS[1], 'imported:' .. field) or '0')
+    local before = tonumber(redis.call('HGET', KEYS[1], META.imported_prefix .. field) or '0')
     redis.call('HINCRBY', KEYS[5], field, tonumber(value) - before)
-    redis.call('HSET', KEYS[1], 'imported:' .. field, value)
+    redis.call('HSET', KEYS[1], META.imported_prefix .. field, value)
   end
 end
 return n

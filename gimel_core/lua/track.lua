@@ -19,26 +19,28 @@
 --          hll: the uuid, and the index in KEYS of its HyperLogLog
 --          exact: an 8-byte digest of goal, variant and uuid, and its field in the counts hash
 --
--- Returns {new, dropped_variants, dropped_goals}: how many events were new (duplicates
--- count 0), and how many were dropped because they would add a variant or a goal past its
--- cap. Or, with nothing written:
--- {mode, window} when the experiment was recorded with another mode or window (the caller
--- rebuilds its keys for those and calls again), or {"experiments"} when a new experiment
--- would pass the cap of its registry shard.
+-- Returns {TRACK.counted, new, dropped_variants, dropped_goals}: how many events were new
+-- (duplicates count 0), and how many were dropped because they would add a variant or a goal
+-- past its cap. Or, with nothing written: {TRACK.recorded_otherwise, mode, window} when the
+-- experiment was recorded with another mode or window (the caller rebuilds its keys for those
+-- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
+-- registry shard.
+--
+-- PARTICIPATE, META, MODE and TRACK come from the prelude gimel_core/scripts.py prepends.
 
-local recorded = redis.call('HMGET', KEYS[1], 'counting', 'window')
+local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window)
 local mode, window = recorded[1], recorded[2]
 if not mode then
   if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[8]) then
-    return {'experiments'}
+    return {TRACK.shard_full}
   end
   mode, window = ARGV[4], ARGV[5]
-  redis.call('HSET', KEYS[1], 'name', ARGV[1], 'counting', mode, 'window', window,
-             'created', ARGV[6])
+  redis.call('HSET', KEYS[1], META.name, ARGV[1], META.counting, mode, META.window, window,
+             META.created, ARGV[6])
   redis.call('SADD', KEYS[2], ARGV[1])
 end
-if mode ~= ARGV[2] or (mode == 'exact' and window ~= ARGV[3]) then
-  return {mode, window}
+if mode ~= ARGV[2] or (mode == MODE.exact and window ~= ARGV[3]) then
+  return {TRACK.recorded_otherwise, mode, window}
 end
 
 -- Adds a name to a set unless that would pass the cap; false when refused.
@@ -54,13 +56,13 @@ local function admit(key, name, cap)
 end
 
 local new, dropped_variants, dropped_goals = 0, 0, 0
-local exact = mode == 'exact'
+local exact = mode == MODE.exact
 local max_variants, max_goals = tonumber(ARGV[9]), tonumber(ARGV[10])
 for i = 11, #ARGV, 4 do
   local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if not admit(KEYS[3], variant, max_variants) then
     dropped_variants = dropped_variants + 1
-  elseif goal ~= 'participate' and not admit(KEYS[4], goal, max_goals) then
+  elseif goal ~= PARTICIPATE and not admit(KEYS[4], goal, max_goals) then
     dropped_goals = dropped_goals + 1
   elseif not exact then
     new = new + redis.call('PFADD', KEYS[tonumber(target)], member)
@@ -82,4 +84,4 @@ end
 if exact and new > 0 then
   redis.call('EXPIREAT', KEYS[6], ARGV[7])
 end
-return {new, dropped_variants, dropped_goals}
+return {TRACK.counted, new, dropped_variants, dropped_goals}

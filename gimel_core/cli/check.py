@@ -1,0 +1,159 @@
+"""`gimel check`: a preflight, one line per check, saying what each is for.
+
+The local checks (configuration, Redis, API key) decide the exit code. What only deploying
+needs (the sls CLI, gimel.config.json) is reported as "for deploying: ..." and fails the
+check only with ``--deploy``, so a machine that only runs Gimel locally passes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .. import defaults, keys
+from ..config import Config
+from ..errors import ConfigError, GimelError
+from ..store import connect, local_or, unavailable
+from . import deploy_config, local_key
+from .options import data_dir_option, one_line_errors
+
+SLS = Path("node_modules/.bin/sls")
+"""The sls CLI (osls) `npm ci` installs from package-lock.json, in the Gimel checkout."""
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    line: str
+
+
+def redis_check(url: str) -> tuple[bool, str]:
+    """Whether a Redis answers a write from here (a probe key, deleted at once)."""
+    probe = keys.check_probe(secrets.token_hex(4))
+    try:
+        Config.from_env({"GIMEL_REDIS_URL": url})  # the app's checks of the URL, and messages
+        client = connect(url, timeout=3)
+    except GimelError as exc:
+        return False, f"not usable: {exc}"
+    try:
+        with unavailable():
+            client.set(probe, "1", ex=10)
+            client.delete(probe)
+        return True, "reachable and writable"
+    except GimelError as exc:
+        return False, f"not reachable from here: {exc}"
+    finally:
+        client.close()
+
+
+def sls_command() -> list[str] | None:
+    return [str(SLS)] if SLS.exists() else None
+
+
+def _without_password(url: str) -> str:
+    return url.rpartition("@")[2]
+
+
+@click.command()
+@click.option(
+    "--redis-url",
+    envvar="GIMEL_REDIS_URL",
+    help="Redis to check (default: the embedded one in --data-dir).",
+)
+@data_dir_option
+@click.option(
+    "--deploy",
+    "for_deploy",
+    is_flag=True,
+    help="Also fail if something `gimel deploy` needs is missing (sls, gimel.config.json).",
+)
+@one_line_errors
+def check(redis_url: str | None, data_dir: str, for_deploy: bool) -> None:
+    """Preflight: configuration, Redis and API key; then what deploying needs.
+
+    The Redis is --redis-url, or with none the embedded one (started for the check if
+    `gimel serve` does not run). Exit code 1 if a local check fails, or with --deploy if a
+    deploying one does. Lines marked "--" are missing but not needed to run Gimel locally.
+    """
+    local = [_configuration(), _redis(redis_url, data_dir), _api_key(data_dir)]
+    deploying = [_deploy_config(), _sls()]
+    for item in local:
+        click.echo(("ok    " if item.ok else "FAIL  ") + item.line)
+    for item in deploying:
+        mark = "ok    " if item.ok else "FAIL  " if for_deploy else "--    "
+        click.echo(mark + "for deploying: " + item.line)
+    ready_locally = all(item.ok for item in local)
+    ready_to_deploy = all(item.ok for item in deploying)
+    if ready_locally and not ready_to_deploy and not for_deploy:
+        click.echo("Ready to run locally; `gimel check --deploy` also requires the deploy items.")
+    if not ready_locally or (for_deploy and not ready_to_deploy):
+        sys.exit(1)
+
+
+def _configuration() -> Check:
+    what = "configuration (the GIMEL_* variables)"
+    try:
+        config = Config.from_env()
+    except GimelError as exc:
+        return Check(False, f"{what}: {exc}")
+    return Check(True, f"{what}: counting {config.counting}")
+
+
+def _redis(redis_url: str | None, data_dir: str) -> Check:
+    what = "Redis (keeps the counts)"
+    where = _without_password(redis_url) if redis_url else f"embedded, data in {data_dir}"
+    try:
+        url, server = local_or(redis_url, data_dir)
+    except (GimelError, RuntimeError) as exc:  # no redis-server binary, or it did not start
+        return Check(False, f"{what}: {where}: {exc}")
+    try:
+        ok, detail = redis_check(url)
+    finally:
+        if server is not None:
+            server.stop()
+    return Check(ok, f"{what}: {where}, {detail}")
+
+
+def _api_key(data_dir: str) -> Check:
+    what = "API key (opens the results and the dashboard)"
+    try:
+        env = {"GIMEL_API_KEY": os.environ.get("GIMEL_API_KEY", "")}
+        if Config.from_env(env).api_keys:
+            return Check(True, f"{what}: GIMEL_API_KEY")
+        if local_key.read(data_dir):
+            return Check(True, f"{what}: {local_key.path(data_dir)}")
+    except GimelError as exc:
+        return Check(False, f"{what}: {exc}")
+    return Check(True, f"{what}: none yet; `gimel serve` makes one in {local_key.path(data_dir)}")
+
+
+def _deploy_config() -> Check:
+    what = f"{deploy_config.DEPLOY_CONFIG} (the deployment's Redis, key, region and stage)"
+    try:
+        values = deploy_config.read()
+    except GimelError as exc:
+        return Check(False, f"{what}: {exc}")
+    missing = [name for name in ("redisUrl", "apiKey") if not values.get(name)]
+    if not values:
+        return Check(False, f"{what}: none (run `gimel configure`)")
+    if missing:
+        return Check(False, f"{what}: no {' or '.join(missing)} (run `gimel configure`)")
+    try:
+        Config.from_env({"GIMEL_REDIS_URL": values["redisUrl"], "GIMEL_API_KEY": values["apiKey"]})
+    except ConfigError as exc:
+        return Check(False, f"{what}: {exc} (run `gimel configure`)")
+    stage, region = values.get("stage", defaults.STAGE), values.get("region", defaults.REGION)
+    redis = _without_password(values["redisUrl"])
+    return Check(True, f"{what}: stage {stage} in {region}, Redis {redis}")
+
+
+def _sls() -> Check:
+    what = "sls (runs the AWS deployment)"
+    if sls_command() is None:
+        return Check(False, f"{what}: not installed (run `npm ci` in the Gimel checkout)")
+    return Check(True, f"{what}: {SLS}")

@@ -1,0 +1,44 @@
+"""gimel.config.json: the deployment's settings, written by `gimel configure` and `gimel deploy`.
+
+serverless.yml reads its parameters from this file (it is git-ignored and owner-only, as it
+holds the API key and the Redis URL); the CLI reads the deployed endpoint back from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import GimelError
+
+DEPLOY_CONFIG = "gimel.config.json"
+"""In the current folder, the Gimel checkout, where serverless.yml looks for it."""
+
+
+def read() -> dict[str, Any]:
+    """The saved settings; empty when there are none yet."""
+    path = Path(DEPLOY_CONFIG)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        raise GimelError(
+            f"{DEPLOY_CONFIG} is not valid JSON: fix it or run `gimel configure`"
+        ) from None
+    return data if isinstance(data, dict) else {}
+
+
+def write(values: dict[str, Any]) -> None:
+    fd = os.open(DEPLOY_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(values, out, indent=2)
+        out.write("\n")
+
+
+def endpoint() -> str | None:
+    """The base URL `gimel deploy` found, if it has run."""
+    found = read().get("endpoint")
+    return found if isinstance(found, str) and found else None

@@ -1,0 +1,77 @@
+"""`gimel import-legacy`: the original Gimel's counters merged into this Gimel's store."""
+
+from __future__ import annotations
+
+import click
+
+from .. import defaults, legacy
+from ..config import REDIS_SCHEMES, Config
+from ..errors import GimelError, StoreUnavailable
+from ..store import connect, unavailable
+from .options import data_dir_option, one_line_errors, open_store, redis_url_option
+
+
+@click.command(name="import-legacy")
+@click.option("--from", "source", required=True, help="Redis URL of the original Gimel's data.")
+@click.option(
+    "--namespace",
+    "-n",
+    "namespaces",
+    multiple=True,
+    default=[defaults.NAMESPACE],
+    show_default=True,
+    help="Legacy namespace to import (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Only print what would be imported.")
+@redis_url_option
+@data_dir_option
+@one_line_errors
+def import_legacy(
+    source: str, namespaces: tuple[str, ...], dry_run: bool, redis_url: str | None, data_dir: str
+) -> None:
+    """Import the original Gimel's (or its windowed successor's) counters; safe to re-run.
+
+    Writes to --redis-url, or with none to the local store in --data-dir.
+    """
+    found = _scan(source, namespaces)
+    click.echo(f"Found {len(found)} experiment(s) in {', '.join(namespaces)}:")
+    for exp in found:
+        click.echo(
+            f"  {exp.namespace}/{exp.name}: {len(exp.counters)} counter(s), {exp.mode or '-'}"
+        )
+        for key in exp.ambiguous:
+            click.echo(f"    ambiguous (a ':' in a goal or variant name), skipped: {key}")
+        for problem in exp.problems:
+            click.echo(f"    problem: {problem}")
+    ambiguous = sum(len(exp.ambiguous) for exp in found)
+    if ambiguous:
+        click.echo(f"{ambiguous} counter(s) are ambiguous and will not be imported.")
+    if dry_run:
+        click.echo("Dry run: nothing written.")
+        return
+    window = Config.from_env().dedup_window
+    imported = 0
+    with open_store(redis_url, data_dir) as store:
+        for exp in found:
+            if not (exp.counters and exp.mode):
+                continue
+            refused = legacy.write(store.client, exp, window)
+            if refused:
+                click.echo(f"  {exp.namespace}/{exp.name}: not imported: {refused}")
+            else:
+                imported += 1
+    click.echo(f"Imported {imported} experiment(s).")
+
+
+def _scan(source: str, namespaces: tuple[str, ...]) -> list[legacy.LegacyExperiment]:
+    """Every experiment of the legacy namespaces; nothing is written there."""
+    if not source.startswith(REDIS_SCHEMES):
+        raise GimelError(f"--from must be a Redis URL: {', '.join(REDIS_SCHEMES)}")
+    client = connect(source, timeout=10)
+    try:
+        with unavailable():
+            return [exp for ns in namespaces for exp in legacy.scan(client, ns)]
+    except StoreUnavailable as exc:
+        raise GimelError(f"--from: {exc}") from None
+    finally:
+        client.close()

@@ -1,0 +1,70 @@
+"""`gimel archive|unarchive|reset|delete EXPERIMENT`: an experiment's life after it starts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from ..client import Backend
+from .options import WHERE, data_options, one_line_errors, open_backend
+
+
+def _command(
+    name: str, summary: str, done: str, act: Callable[[Backend, str, str], object], confirm: bool
+) -> click.Command:
+    asks = " Asks first unless --yes." if confirm else ""
+
+    @click.command(name=name, help=f"{summary}{asks}\n\n{WHERE}")
+    @click.argument("experiment")
+    @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+    @data_options
+    @one_line_errors
+    def command(
+        experiment: str,
+        yes: bool,
+        url: str | None,
+        api_key: str | None,
+        redis_url: str | None,
+        data_dir: str,
+        namespace: str,
+    ) -> None:
+        if confirm and not yes:
+            click.confirm(f"{name.capitalize()} experiment {experiment!r}?", abort=True)
+        with open_backend(url, api_key, redis_url, data_dir) as backend:
+            act(backend, namespace, experiment)
+        click.echo(f"{experiment}: {done}")
+
+    return command
+
+
+COMMANDS = [
+    _command(
+        "archive",
+        "Hide an experiment from the listing (it keeps counting).",
+        "archived",
+        lambda backend, ns, name: backend.update(ns, name, {"archived": True}),
+        confirm=False,
+    ),
+    _command(
+        "unarchive",
+        "Show an archived experiment in the listing again.",
+        "back in the listing",
+        lambda backend, ns, name: backend.update(ns, name, {"archived": False}),
+        confirm=False,
+    ),
+    _command(
+        "reset",
+        "Zero an experiment's counters, keeping its settings.",
+        "counters zeroed",
+        lambda backend, ns, name: backend.reset(ns, name),
+        confirm=True,
+    ),
+    _command(
+        "delete",
+        "Delete an experiment and all its counts.",
+        "deleted",
+        lambda backend, ns, name: backend.delete(ns, name),
+        confirm=True,
+    ),
+]

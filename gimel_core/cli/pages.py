@@ -1,0 +1,54 @@
+"""`gimel snippet` and `gimel dashboard`: what to paste into a page, and where to look."""
+
+from __future__ import annotations
+
+import webbrowser
+
+import click
+
+from .. import defaults
+from ..snippet import ADAPTERS, ALEPHBET_SRC, snippet
+from . import deploy_config
+from .options import namespace_option, one_line_errors
+
+_base_url_option = click.option(
+    "--url",
+    envvar="GIMEL_URL",
+    help="Base URL of Gimel (default: the deployed one, else the local one).",
+)
+
+
+def base_url(url: str | None) -> str:
+    """--url, else the endpoint `gimel deploy` saved, else the local `gimel serve`."""
+    return (url or deploy_config.endpoint() or defaults.local_url()).rstrip("/")
+
+
+@click.command(name="snippet")
+@_base_url_option
+@namespace_option
+@click.option("--adapter", type=click.Choice(sorted(ADAPTERS)), default="gimel", show_default=True)
+@click.option("--experiment", default="my first experiment", show_default=True)
+@click.option("--alephbet-src", default=ALEPHBET_SRC, show_default=True)
+@one_line_errors
+def snippet_command(
+    url: str | None, namespace: str, adapter: str, experiment: str, alephbet_src: str
+) -> None:
+    """Print an HTML snippet that loads Alephbet and counts an experiment in Gimel."""
+    text = snippet(
+        base_url(url) + "/track",
+        namespace=namespace,
+        adapter=adapter,
+        alephbet_src=alephbet_src,
+        experiment=experiment,
+    )
+    click.echo(text, nl=False)
+
+
+@click.command()
+@_base_url_option
+@one_line_errors
+def dashboard(url: str | None) -> None:
+    """Open the dashboard in a browser (the page asks for the key; it is never in the URL)."""
+    target = base_url(url) + "/dashboard"
+    click.echo(target)
+    webbrowser.open(target)

@@ -1,0 +1,185 @@
+"""`gimel results`: the results model rendered as an aligned table, CSV, or the API's JSON.
+
+Everything is rendered from :mod:`gimel_core.results`, as the API and the dashboard are; the
+verdict sentences are the server's, so the terminal says what the dashboard says.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
+
+import click
+
+from ..results import ExperimentResult, GoalResult, VariantResult
+from .options import WHERE, data_options, one_line_errors, open_backend
+
+
+@click.command(
+    help="Results with their statistics and verdicts, of one EXPERIMENT or all of them.\n\n" + WHERE
+)
+@click.argument("experiment", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="json: the same JSON as GET /experiments (with its meta element first), or as "
+    "GET /experiments/<name> for one EXPERIMENT.",
+)
+@click.option("--archived", is_flag=True, help="Include archived experiments.")
+@data_options
+@one_line_errors
+def results(
+    experiment: str | None,
+    fmt: str,
+    archived: bool,
+    url: str | None,
+    api_key: str | None,
+    redis_url: str | None,
+    data_dir: str,
+    namespace: str,
+) -> None:
+    body: Any
+    with open_backend(url, api_key, redis_url, data_dir) as backend:
+        if experiment:
+            one = backend.experiment(namespace, experiment)
+            found, body = [one], one.to_json()
+        else:
+            listing = backend.experiments(namespace, archived)
+            found, body = listing.experiments, listing.to_json()
+    if fmt == "json":
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        write_csv(found, sys.stdout)
+    else:
+        click.echo(render_table(found) if found else "No experiments yet.")
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+TABLE_HEADER = [
+    "trials",
+    "successes",
+    "rate",
+    "95% interval",
+    "uplift",
+    "p",
+    "p (Holm)",
+    "chance to beat",
+]
+
+
+def render_table(found: Iterable[ExperimentResult]) -> str:
+    """Per experiment a title line, then per goal a table and the verdict of each variant."""
+    lines: list[str] = []
+    for exp in found:
+        lines.append(f"{exp.experiment}  ({', '.join(_flags(exp))})")
+        if not exp.goals:
+            participants = ", ".join(f"{v} {n}" for v, n in exp.participants.items())
+            lines.append(f"  no goals yet; participants: {participants or 'none'}")
+        for goal in exp.goals:
+            lines += _goal_table(goal)
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _flags(exp: ExperimentResult) -> list[str]:
+    flags = [exp.counting or "?", f"control {exp.control}"]
+    if exp.settings.archived:
+        flags.append("archived")
+    if exp.srm is not None and exp.srm.mismatch:
+        flags.append(f"SAMPLE RATIO MISMATCH p={_num(exp.srm.p_value)}")
+    return flags
+
+
+def _goal_table(goal: GoalResult) -> list[str]:
+    rows = [["goal " + goal.goal, *TABLE_HEADER]] + [_cells(row) for row in goal.results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  " + "  ".join(cells).rstrip())
+    lines += [f"  verdict: {row.verdict.text}" for row in goal.results if row.verdict]
+    return lines
+
+
+def _cells(row: VariantResult) -> list[str]:
+    ci = row.ci
+    return [
+        row.label,
+        str(row.trials),
+        str(row.successes),
+        _pct(row.conversion_rate),
+        f"{_pct(ci[0])} - {_pct(ci[1])}" if ci else "-",
+        _pct(row.uplift),
+        _num(row.p_value),
+        _num(row.p_value_adjusted),
+        _pct(row.chance_to_beat_control, 0),
+    ]
+
+
+CSV_FIELDS = [
+    "experiment",
+    "counting",
+    "control",
+    "goal",
+    "variant",
+    "trials",
+    "successes",
+    "conversion_rate",
+    "ci_low",
+    "ci_high",
+    "uplift",
+    "p_value",
+    "p_value_adjusted",
+    "chance_to_beat_control",
+    "srm_p_value",
+    "srm_mismatch",
+    "verdict",
+]
+"""One row per experiment, goal and variant; ``verdict`` is empty for the control."""
+
+
+def write_csv(found: Iterable[ExperimentResult], out: IO[str]) -> None:
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for exp in found:
+        for goal in exp.goals:
+            writer.writerows(_csv_row(exp, goal, row) for row in goal.results)
+
+
+def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dict[str, Any]:
+    low, high = row.ci if row.ci else (None, None)
+    return {
+        "experiment": exp.experiment,
+        "counting": exp.counting,
+        "control": exp.control,
+        "goal": goal.goal,
+        "variant": row.label,
+        "trials": row.trials,
+        "successes": row.successes,
+        "conversion_rate": row.conversion_rate,
+        "ci_low": low,
+        "ci_high": high,
+        "uplift": row.uplift,
+        "p_value": row.p_value,
+        "p_value_adjusted": row.p_value_adjusted,
+        "chance_to_beat_control": row.chance_to_beat_control,
+        "srm_p_value": exp.srm.p_value if exp.srm else None,
+        "srm_mismatch": exp.srm.mismatch if exp.srm else None,
+        "verdict": row.verdict.text if row.verdict else None,
+    }

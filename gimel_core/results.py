@@ -1,0 +1,231 @@
+"""The results model: what was counted, and what the statistics and verdicts make of it.
+
+Storage reads :class:`ExperimentCounts`; :func:`gimel_core.analysis.analyse` turns them into an
+:class:`ExperimentResult`; the API's JSON, the CLI's table and CSV, and the dashboard are all
+rendered from that one object, so they can never disagree. ``to_json`` writes the original
+Gimel's results shape (``experiment``, ``goals[].goal``, ``goals[].results[].label``,
+``successes``, ``trials``) with Gimel's fields added; ``from_json`` reads it back (the CLI
+reading a deployed Gimel over HTTP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import defaults
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the team declared for an experiment (``PATCH /experiments/<name>``)."""
+
+    control: str | None = None
+    weights: dict[str, float] | None = None
+    description: str | None = None
+    archived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentCounts:
+    """One experiment as stored: names, settings and unique counts, no statistics."""
+
+    name: str
+    counting: str | None
+    """``hll`` or ``exact``; None for an experiment that does not exist."""
+    variants: tuple[str, ...] = ()
+    goals: tuple[str, ...] = ()
+    """Goal names, without the ``participate`` pseudo-goal."""
+    counts: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """(goal, variant) -> unique count; goal ``participate`` holds the trials."""
+    settings: Settings = Settings()
+    dedup_window: int | None = None
+    created: int | None = None
+    reset_at: int | None = None
+
+    def count(self, goal: str, variant: str) -> int:
+        return self.counts.get((goal, variant), 0)
+
+    @property
+    def participants(self) -> dict[str, int]:
+        return {v: self.count(defaults.PARTICIPATE, v) for v in self.variants}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision on one variant against the control for one goal, as a sentence."""
+
+    kind: str
+    """``win`` (the variant beats the control), ``lose``, ``even`` or ``wait``."""
+    text: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "text": self.text}
+
+
+@dataclass(slots=True)
+class VariantResult:
+    """One variant on one goal. Built by :mod:`gimel_core.analysis`, read-only after that."""
+
+    label: str
+    successes: int
+    trials: int
+    conversion_rate: float | None = None
+    ci: list[float] | None = None
+    uplift: float | None = None
+    uplift_ci: list[float] | None = None
+    p_value: float | None = None
+    p_value_adjusted: float | None = None
+    chance_to_beat_control: float | None = None
+    verdict: Verdict | None = None
+    """None for the control itself."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "successes": self.successes,
+            "trials": self.trials,
+            "conversion_rate": self.conversion_rate,
+            "ci": self.ci,
+            "uplift": self.uplift,
+            "uplift_ci": self.uplift_ci,
+            "p_value": self.p_value,
+            "p_value_adjusted": self.p_value_adjusted,
+            "chance_to_beat_control": self.chance_to_beat_control,
+            "verdict": self.verdict.to_json() if self.verdict else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VariantResult:
+        verdict = data.get("verdict")
+        return cls(
+            label=data["label"],
+            successes=data["successes"],
+            trials=data["trials"],
+            conversion_rate=data.get("conversion_rate"),
+            ci=data.get("ci"),
+            uplift=data.get("uplift"),
+            uplift_ci=data.get("uplift_ci"),
+            p_value=data.get("p_value"),
+            p_value_adjusted=data.get("p_value_adjusted"),
+            chance_to_beat_control=data.get("chance_to_beat_control"),
+            verdict=Verdict(verdict["kind"], verdict["text"]) if verdict else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GoalResult:
+    goal: str
+    results: tuple[VariantResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"goal": self.goal, "results": [row.to_json() for row in self.results]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GoalResult:
+        return cls(data["goal"], tuple(VariantResult.from_json(r) for r in data["results"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Srm:
+    """Sample-ratio mismatch: the participants' split against the expected one."""
+
+    p_value: float | None
+    expected: dict[str, float]
+    mismatch: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"p_value": self.p_value, "expected": self.expected, "mismatch": self.mismatch}
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResult:
+    experiment: str
+    counting: str | None
+    goals: tuple[GoalResult, ...] = ()
+    participants: dict[str, int] = field(default_factory=dict)
+    control: str | None = None
+    settings: Settings = Settings()
+    dedup_window: int | None = None
+    created: int | None = None
+    reset_at: int | None = None
+    srm: Srm | None = None
+    """None for an experiment that does not exist."""
+
+    @property
+    def exists(self) -> bool:
+        return self.counting is not None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "experiment": self.experiment,
+            "goals": [goal.to_json() for goal in self.goals],
+            "counting": self.counting,
+            "participants": self.participants,
+            "control": self.control,
+            "weights": self.settings.weights,
+            "description": self.settings.description,
+            "archived": self.settings.archived,
+            "dedup_window": self.dedup_window,
+            "created": self.created,
+            "reset_at": self.reset_at,
+        }
+        if self.srm is not None:
+            body["srm"] = self.srm.to_json()
+        return body
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExperimentResult:
+        srm = data.get("srm")
+        return cls(
+            experiment=data["experiment"],
+            counting=data.get("counting"),
+            goals=tuple(GoalResult.from_json(g) for g in data.get("goals", [])),
+            participants=dict(data.get("participants") or {}),
+            control=data.get("control"),
+            settings=Settings(
+                control=data.get("control"),
+                weights=data.get("weights"),
+                description=data.get("description"),
+                archived=bool(data.get("archived")),
+            ),
+            dedup_window=data.get("dedup_window"),
+            created=data.get("created"),
+            reset_at=data.get("reset_at"),
+            srm=Srm(srm["p_value"], srm["expected"], srm["mismatch"]) if srm else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Abuse:
+    """Events answered but not counted on purpose."""
+
+    filtered: int = 0
+    """From known bots."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Past a cap or outside an allowlist, by reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """``GET /experiments``: a ``meta`` element first, then one object per experiment."""
+
+    experiments: list[ExperimentResult]
+    abuse: Abuse = Abuse()
+    scope: str | None = None
+
+    def meta(self) -> dict[str, Any]:
+        return {"scope": self.scope, "filtered": self.abuse.filtered, "dropped": self.abuse.dropped}
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [{"meta": self.meta()}, *(exp.to_json() for exp in self.experiments)]
+
+    @classmethod
+    def from_json(cls, data: list[dict[str, Any]]) -> Listing:
+        meta = data[0].get("meta", {}) if data else {}
+        return cls(
+            experiments=[ExperimentResult.from_json(exp) for exp in data[1:]],
+            abuse=Abuse(meta.get("filtered", 0), dict(meta.get("dropped") or {})),
+            scope=meta.get("scope"),
+        )

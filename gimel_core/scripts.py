@@ -1,0 +1,336 @@
+"""Gimel's Lua scripts: the names they share with Python, and one typed call per script.
+
+Each ``lua/<name>.lua`` file starts by naming its ``KEYS`` and ``ARGV``; here, each has one
+function that builds those from Python values and parses the reply into a small typed value
+(a :class:`Call`). :meth:`Scripts.run` sends any list of calls in one round trip (directly
+for one, pipelined for more) and reloads a script Redis has lost (NOSCRIPT, after a restart
+or a failover) once, the same way for both.
+
+The names both sides use (the ``participate`` pseudo-goal, the meta hash's fields, the
+counting modes, reply tags) are defined here only: every script is prefixed with
+:data:`PRELUDE`, generated from these constants, and spells none of them itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from functools import cache
+from importlib import resources
+from typing import Any, Generic, TypeVar, cast
+
+import redis
+
+from . import defaults, keys
+from .errors import StoreUnavailable
+
+
+class Meta:
+    """Field names of an experiment's meta hash (``keys.meta``)."""
+
+    NAME = "name"
+    COUNTING = "counting"
+    WINDOW = "window"
+    """De-dup window of an exact experiment, seconds."""
+    CREATED = "created"
+    RESET_AT = "reset_at"
+    IMPORTED_AT = "imported_at"
+    IMPORTED_PREFIX = "imported:"
+    """``imported:<counts field>``: the legacy count imported last (import-legacy)."""
+    CONTROL = "control"
+    WEIGHTS = "weights"
+    DESCRIPTION = "description"
+    ARCHIVED = "archived"
+
+
+CLEAR_ACTIONS = ("delete", "reset")
+"""What clear.lua does: delete an experiment, or zero its counters and keep its settings."""
+
+
+class TrackTag(IntEnum):
+    """First element of track.lua's reply, telling its three shapes apart."""
+
+    COUNTED = 0
+    RECORDED_OTHERWISE = 1
+    SHARD_FULL = 2
+
+
+class ClearTag(IntEnum):
+    """clear.lua's reply."""
+
+    DONE = 1
+    MISSING = 0
+    CHANGED = -1
+    """A variant or goal appeared since the caller read the sets: read again and retry."""
+
+
+def _lua(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _table(items: dict[str, Any]) -> str:
+    fields = (f"{k} = {_lua(v) if isinstance(v, str) else v}" for k, v in items.items())
+    return "{" + ", ".join(fields) + "}"
+
+
+PRELUDE = "\n".join(
+    [
+        "-- Prepended by gimel_core/scripts.py: the names Python and the scripts share.",
+        f"local PARTICIPATE = {_lua(defaults.PARTICIPATE)}",
+        "local META = " + _table({k.lower(): v for k, v in vars(Meta).items() if k.isupper()}),
+        f"local MODE = {_table({m: m for m in defaults.COUNTING_MODES})}",
+        f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
+        f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
+        f"local ACTION = {_table({a: a for a in CLEAR_ACTIONS})}",
+        "",
+    ]
+)
+
+
+@cache
+def _source(name: str) -> tuple[str, str]:
+    """The script as Redis runs it (prelude + file), and its SHA1."""
+    body = resources.files("gimel_core").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    text = PRELUDE + body
+    return text, hashlib.sha1(text.encode()).hexdigest()
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One script call (or, with ``script`` None, one plain command: ``args``), its keys and
+    arguments, and how to read its reply."""
+
+    script: str | None
+    keys: list[str]
+    args: list[Any]
+    parse: Callable[[Any], T]
+
+
+def command(parse: Callable[[Any], T], *args: Any) -> Call[T]:
+    """A plain Redis command, to send in the same round trip as script calls."""
+    return Call(None, [], list(args), parse)
+
+
+class Scripts:
+    """Runs calls over one client (a single server or a cluster)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def run_one(self, call: Call[T]) -> T:
+        return self.run([call])[0]
+
+    def run(self, calls: Sequence[Call[Any]]) -> list[Any]:
+        """Every call in one round trip per node; their parsed replies, in order."""
+        replies = self._send(calls)
+        lost = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+        if lost:  # flushed or restarted since the last call: load once, send those again
+            for name in {calls[i].script for i in lost}:
+                self.client.script_load(_source(str(name))[0])
+            for i, reply in zip(lost, self._send([calls[i] for i in lost]), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                raise StoreUnavailable("a Lua script could not be loaded")
+            if isinstance(reply, Exception):
+                raise reply
+        return [call.parse(reply) for call, reply in zip(calls, replies, strict=True)]
+
+    def _send(self, calls: Sequence[Call[Any]]) -> list[Any]:
+        if len(calls) == 1:  # the common case, one event: no pipeline
+            try:
+                return [self.client.execute_command(*_command(calls[0]))]
+            except redis.exceptions.NoScriptError as exc:
+                return [exc]
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            # execute_command: cluster pipelines refuse .evalsha(), but route this by its
+            # first key like any other command.
+            pipe.execute_command(*_command(call))
+        return cast(list[Any], pipe.execute(raise_on_error=False))
+
+
+def _command(call: Call[Any]) -> list[Any]:
+    if call.script is None:
+        return call.args
+    return ["EVALSHA", _source(call.script)[1], len(call.keys), *call.keys, *call.args]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def experiment_keys(namespace: str, experiment: str) -> list[str]:
+    """KEYS[1..4] of track, clear and import: meta hash, registry shard, variants, goals."""
+    return [
+        keys.meta(namespace, experiment),
+        keys.experiment_registry(namespace, experiment),
+        keys.variants(namespace, experiment),
+        keys.goals(namespace, experiment),
+    ]
+
+
+# -- track.lua --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    new: int
+    """Events that were new (a duplicate counts 0)."""
+    dropped_variants: int
+    """Events dropped because their variant would pass the cap."""
+    dropped_goals: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedOtherwise:
+    """The experiment was recorded with another mode or window: rebuild the keys, call again."""
+
+    mode: str
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardFull:
+    """A new experiment would pass the cap of its registry shard; nothing written."""
+
+
+TrackReply = Counted | RecordedOtherwise | ShardFull
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSettings:
+    """What a new experiment is created with, and the caps on names."""
+
+    mode: str
+    window: int
+    max_experiments_per_shard: int
+    max_variants: int
+    max_goals: int
+
+
+def _track_reply(reply: list[Any]) -> TrackReply:
+    tag = int(reply[0])
+    if tag == TrackTag.COUNTED:
+        return Counted(int(reply[1]), int(reply[2]), int(reply[3]))
+    if tag == TrackTag.RECORDED_OTHERWISE:
+        return RecordedOtherwise(_text(reply[1]), int(reply[2]))
+    return ShardFull()
+
+
+def track(
+    namespace: str,
+    experiment: str,
+    mode: str,
+    window: int,
+    new: TrackSettings,
+    now: int,
+    counters: list[str],
+    events: list[tuple[str, str, str | bytes, int | str]],
+    bucket_expiry: int = 0,
+) -> Call[TrackReply]:
+    """Count ``events`` of one experiment whose keys were built for ``mode`` and ``window``.
+
+    ``counters``: hll, the HyperLogLogs; exact, the counts hash then the de-dup buckets,
+    current first. ``events``: (variant, goal, member, target) with member the uuid (hll)
+    or its digest (exact) and target the HyperLogLog's index in KEYS (hll) or the field of
+    the counts hash (exact). ``bucket_expiry``: when the current de-dup bucket expires.
+    """
+    head = experiment_keys(namespace, experiment)
+    args: list[Any] = [
+        experiment,
+        mode,
+        window,
+        new.mode,
+        new.window,
+        now,
+        bucket_expiry,
+        new.max_experiments_per_shard,
+        new.max_variants,
+        new.max_goals,
+    ]
+    for event in events:
+        args += event
+    return Call("track", [*head, *counters], args, _track_reply)
+
+
+TRACK_FIRST_COUNTER = 5
+"""KEYS index (1-based) of track.lua's first counter key."""
+
+
+# -- counts.lua -------------------------------------------------------------------------------
+
+
+def hll_counts(counters: list[str]) -> Call[list[int]]:
+    """The cardinalities of HyperLogLogs, in their order (0 for a missing key)."""
+    return Call("counts", counters, [], lambda reply: [int(n) for n in reply])
+
+
+# -- namespace.lua ----------------------------------------------------------------------------
+
+
+def admit_namespace(namespace: str, most: int) -> Call[bool]:
+    """True if the namespace is known, or new and under the cap (then it is recorded)."""
+    return Call("namespace", [keys.namespaces()], [namespace, most], bool)
+
+
+# -- settings.lua -----------------------------------------------------------------------------
+
+
+def settings(namespace: str, experiment: str, fields: dict[str, str]) -> Call[bool]:
+    """Set meta fields of an existing experiment (an empty value removes one); False if absent."""
+    args = [item for pair in fields.items() for item in pair]
+    return Call("settings", [keys.meta(namespace, experiment)], args, bool)
+
+
+# -- clear.lua --------------------------------------------------------------------------------
+
+
+def clear(
+    action: str,
+    namespace: str,
+    experiment: str,
+    variants: list[bytes],
+    goals: list[bytes],
+    data_keys: list[str],
+    now: int,
+) -> Call[ClearTag]:
+    """Delete (``delete``) or zero (``reset``) an experiment, if its names are still these."""
+    head = experiment_keys(namespace, experiment)
+    args = [action, experiment, now, len(variants), *variants, *goals]
+    return Call("clear", [*head, *data_keys], args, lambda reply: ClearTag(int(reply)))
+
+
+# -- import.lua -------------------------------------------------------------------------------
+
+
+def import_counters(
+    namespace: str,
+    experiment: str,
+    mode: str,
+    now: int,
+    window: int,
+    counters: list[tuple[str, str, bytes | int]],
+) -> Call[str | None]:
+    """Import legacy counters ((goal, variant, value)); the mode already recorded if it differs."""
+    head = experiment_keys(namespace, experiment)
+    args: list[Any] = [mode, experiment, now, window]
+    if mode == "hll":
+        extra = [keys.import_scratch(namespace, experiment)]
+        extra += [keys.hll(namespace, experiment, g, v) for g, v, _ in counters]
+        for goal, variant, value in counters:
+            args += [goal, variant, "", value]
+    else:
+        extra = [keys.counts(namespace, experiment)]
+        for goal, variant, value in counters:
+            args += [goal, variant, keys.counts_field(goal, variant), value]
+
+    def parse(reply: Any) -> str | None:
+        return _text(reply[0]) if isinstance(reply, list) else None
+
+    return Call("import", [*head, *extra], args, parse)

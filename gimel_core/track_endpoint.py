@@ -1,0 +1,146 @@
+"""``/track``: the public endpoint Alephbet calls for every event, CORS-open to any origin.
+
+``GET`` counts one event from Alephbet's query string; ``POST`` counts a JSON event or array
+(a batch); ``OPTIONS`` answers the CORS preflight. Known bots get 200 and are only tallied.
+
+This is the one request that runs per visitor event, so :class:`TrackEndpoint` answers it as
+WSGI middleware in front of Flask, skipping Flask's per-request machinery (context push,
+routing, sessions), which costs more than the Redis call itself. The same answers are also
+registered as a Flask view (:func:`register`), so the route table, OpenAPI and tests see
+``/track`` like any route; the middleware only gets there first. Flask's request hooks do
+not run for the tracking paths: tests/test_track_endpoint.py fails when one is added, so a
+hook that must cover ``/track`` is added here too. Status lines, lengths and the 413/414
+refusals are werkzeug's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge, RequestURITooLarge
+
+from . import defaults
+from .answers import error_response, json_response
+from .config import Config
+from .errors import InvalidInput, StoreUnavailable
+from .events import parse_batch, parse_query, validate
+from .tracking import Tracker
+
+TRACK_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+    "Cache-Control": "no-store",
+}
+METHODS = ["GET", "POST", "OPTIONS"]
+
+
+class TrackEndpoint:
+    """Answers the tracking paths before Flask; every other request goes on to ``wsgi_app``."""
+
+    def __init__(self, wsgi_app: Any, tracker: Tracker, config: Config) -> None:
+        self.next = wsgi_app
+        self.tracker = tracker
+        self.paths = frozenset(config.track_paths)
+        self.max_events = config.batch_max_events
+        self.max_bytes = config.batch_max_bytes
+        self.bots = re.compile(config.bot_pattern, re.IGNORECASE) if config.bot_pattern else None
+        # The answer to almost every request, built once.
+        self.tracked = _answer({"ok": True})
+        self.preflight = Response(b"", 204, headers=TRACK_HEADERS)
+        self.preflight.headers.remove("Content-Type")
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") not in self.paths:
+            return self.next(environ, start_response)
+        return self.respond(environ)(environ, start_response)
+
+    def respond(self, environ: dict[str, Any]) -> Response:
+        """The answer to one request on a tracking path."""
+        method = environ.get("REQUEST_METHOD")
+        try:
+            if method == "GET":
+                event = validate(parse_query(_query(environ)))
+                if self._bot(environ, 1):
+                    return _answer({"ok": True, "counted": False})
+                self.tracker.track(event)
+                return self.tracked
+            if method == "POST":
+                events = parse_batch(_body(environ, self.max_bytes), self.max_events)
+                if self._bot(environ, len(events)):
+                    return _answer({"accepted": 0, "filtered": len(events)})
+                tally = self.tracker.track_many(events)
+                body: dict[str, Any] = {"accepted": tally.counted}
+                if tally.refused:
+                    body["dropped"] = [{"field": r.field, "error": str(r)} for r in tally.refused]
+                return _answer(body)
+            if method == "OPTIONS":
+                return self.preflight
+            raise MethodNotAllowed(valid_methods=METHODS)
+        except Exception as exc:  # every failure becomes a JSON answer, never a traceback
+            return error_response(exc, TRACK_HEADERS)
+
+    def _bot(self, environ: dict[str, Any], events: int) -> bool:
+        """Requests from known bots are answered 200 (so they stop) and only tallied."""
+        agent = environ.get("HTTP_USER_AGENT", "")
+        if self.bots is None or not agent or not self.bots.search(agent):
+            return False
+        with contextlib.suppress(StoreUnavailable):
+            self.tracker.count_filtered(events)
+        return True
+
+
+def register(app: Flask, endpoint: TrackEndpoint) -> None:
+    """The tracking paths in Flask's route table, answered exactly as the middleware does."""
+
+    def track() -> Response:
+        answer = endpoint.respond(request.environ)
+        # A copy: the middleware's prebuilt answers are shared, and Flask's hooks may add
+        # headers to what a view returns.
+        copied = Response(answer.get_data(), answer.status_code)
+        copied.headers = Headers(answer.headers)
+        return copied
+
+    for path in sorted(endpoint.paths):
+        app.add_url_rule(
+            path, f"track{path}", track, methods=METHODS, provide_automatic_options=False
+        )
+
+
+def _answer(body: Any) -> Response:
+    return json_response(body, 200, TRACK_HEADERS)
+
+
+def _body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body, refusing (413) more than ``limit`` bytes before reading them all."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidInput("body", "invalid Content-Length") from None
+    if declared > limit:
+        raise RequestEntityTooLarge(f"a batch may carry at most {limit} bytes")
+    data: bytes = environ["wsgi.input"].read(min(declared, limit + 1) if declared else limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge(f"a batch may carry at most {limit} bytes")
+    return data
+
+
+def _query(environ: dict[str, Any]) -> bytes:
+    # WSGI hands over the raw query bytes as a latin-1 "native string" (PEP 3333).
+    query_string: str = environ.get("QUERY_STRING", "")
+    if len(query_string) > defaults.MAX_QUERY_BYTES:
+        raise RequestURITooLarge(
+            f"the query string is longer than {defaults.MAX_QUERY_BYTES} bytes"
+        )
+    try:
+        return query_string.encode("latin-1")
+    except UnicodeEncodeError:  # a server that decoded it as UTF-8 already
+        return query_string.encode("utf-8", "surrogateescape")

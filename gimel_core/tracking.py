@@ -1,0 +1,236 @@
+"""Counting events: admission (allowlists and caps), then one atomic script call.
+
+An event goes: :meth:`Tracker.track` -> :meth:`Tracker._admit` (allowlists, the namespace
+cap) -> one ``track.lua`` call (:func:`gimel_core.scripts.track`), which records a new
+experiment, admits its variant and goal under their caps, and counts the uuid (PFADD, or
+de-dup then a counter in exact mode). A batch groups its events by experiment and sends one
+call per experiment in one pipeline.
+
+An experiment's counting mode and de-dup window are recorded when its first event arrives;
+the process remembers them per experiment, and the script tells it when it guessed wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import dedup, keys, scripts
+from .config import Config
+from .errors import Refused, StoreUnavailable
+from .events import Event
+from .scripts import Counted, RecordedOtherwise, Scripts, ShardFull, TrackSettings
+from .store import StoreBacked
+
+_CACHE_LIMIT = 10_000
+_ATTEMPTS = 3
+"""Calls per experiment before giving up (its mode changed under us each time)."""
+
+
+@dataclass
+class Tally:
+    """What became of a list of events."""
+
+    counted: int = 0
+    """Events counted (duplicates included: they are delivered, just not new)."""
+    new: int = 0
+    refused: list[Refused] = field(default_factory=list)
+
+
+Ident = tuple[str, str]
+"""(namespace, experiment)"""
+
+
+class Tracker(StoreBacked):
+    """Counts events in Redis."""
+
+    def __init__(
+        self, scripts_: Scripts, config: Config, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.scripts = scripts_
+        self.client = scripts_.client
+        self.config = config
+        self.clock = clock
+        self.new = TrackSettings(
+            mode=config.counting,
+            window=config.dedup_window,
+            max_experiments_per_shard=math.ceil(config.max_experiments / keys.SHARDS),
+            max_variants=config.max_variants,
+            max_goals=config.max_goals,
+        )
+        self._modes: dict[Ident, tuple[str, int]] = {}  # as recorded in Redis
+        self._namespaces: set[str] = set()  # known to be admitted
+
+    def track(self, event: Event) -> bool:
+        """Count one event; True if it was new. Refused if past a cap or an allowlist."""
+        ident = (event.namespace, event.experiment)
+        refusal = self._admit(*ident)
+        if refusal is None:
+            tally = Tally()
+            self._count(ident, [event], tally, *self._assumed(ident))
+            if not tally.refused:
+                return tally.new > 0
+            refusal = tally.refused[0]
+        self._record_dropped([refusal])
+        raise refusal
+
+    def track_many(self, events: list[Event]) -> Tally:
+        """Count events: one script call per experiment, one pipeline, one round trip per node.
+
+        Counting is idempotent (PFADD, or de-dup before the counter), so a batch that
+        failed half-way can simply be sent again. Events past a cap or outside the
+        allowlists are not counted; they are tallied (and added to the ``dropped`` counts).
+        """
+        tally = Tally()
+        groups: dict[Ident, list[Event]] = {}
+        for event in events:
+            ident = (event.namespace, event.experiment)
+            if ident not in groups:
+                refusal = self._admit(*ident)
+                if refusal:
+                    tally.refused.append(refusal)
+                    continue
+            groups.setdefault(ident, []).append(event)
+        pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
+        for _ in range(_ATTEMPTS):
+            calls = [
+                self._call(ident, group, mode, window) for ident, group, mode, window in pending
+            ]
+            replies = self.scripts.run(calls)
+            retry = []
+            for (ident, group, mode, window), reply in zip(pending, replies, strict=True):
+                moved = self._settle(ident, group, mode, window, reply, tally)
+                if moved:
+                    retry.append((ident, group, moved.mode, moved.window))
+            if not retry:
+                break
+            pending = retry
+        else:
+            raise StoreUnavailable("experiment settings kept changing during tracking")
+        self._record_dropped(tally.refused)
+        return tally
+
+    def count_filtered(self, n: int) -> None:
+        """Tally requests from bots, answered 200 but not counted."""
+        self.client.hincrby(keys.abuse(), "filtered", n)
+
+    # -- one experiment -----------------------------------------------------------------
+
+    def _count(
+        self, ident: Ident, events: list[Event], tally: Tally, mode: str, window: int
+    ) -> None:
+        for _ in range(_ATTEMPTS):
+            reply = self.scripts.run_one(self._call(ident, events, mode, window))
+            moved = self._settle(ident, events, mode, window, reply, tally)
+            if moved is None:
+                return
+            mode, window = moved.mode, moved.window
+        raise StoreUnavailable("experiment settings kept changing during tracking")
+
+    def _settle(
+        self,
+        ident: Ident,
+        events: list[Event],
+        mode: str,
+        window: int,
+        reply: scripts.TrackReply,
+        tally: Tally,
+    ) -> RecordedOtherwise | None:
+        """Add a reply to the tally; the recorded mode if the call must be made again."""
+        if isinstance(reply, RecordedOtherwise):
+            return reply
+        if isinstance(reply, ShardFull):
+            tally.refused += [_refused("experiments", ident[1], self.config)] * len(events)
+            return None
+        assert isinstance(reply, Counted)
+        self._remember(ident, mode, window)
+        tally.new += reply.new
+        tally.counted += len(events) - reply.dropped_variants - reply.dropped_goals
+        tally.refused += [_refused("variants", ident[1], self.config)] * reply.dropped_variants
+        tally.refused += [_refused("goals", ident[1], self.config)] * reply.dropped_goals
+        return None
+
+    def _call(
+        self, ident: Ident, events: list[Event], mode: str, window: int
+    ) -> scripts.Call[scripts.TrackReply]:
+        ns, exp = ident
+        now = int(self.clock())
+        if mode == "hll":
+            counters: list[str] = []
+            slots: dict[tuple[str, str], int] = {}
+            hll_events: list[tuple[str, str, str | bytes, int | str]] = []
+            for e in events:
+                slot = slots.get((e.event, e.variant))
+                if slot is None:
+                    counters.append(keys.hll(ns, exp, e.event, e.variant))
+                    slot = slots[e.event, e.variant] = scripts.TRACK_FIRST_COUNTER + len(slots)
+                hll_events.append((e.variant, e.event, e.uuid, slot))
+            return scripts.track(ns, exp, mode, window, self.new, now, counters, hll_events)
+        counters = [
+            keys.counts(ns, exp),
+            *(keys.seen(ns, exp, b) for b in dedup.seen_buckets(window, now)),
+        ]
+        exact_events: list[tuple[str, str, str | bytes, int | str]] = [
+            (
+                e.variant,
+                e.event,
+                dedup.digest(e.event, e.variant, e.uuid),
+                keys.counts_field(e.event, e.variant),
+            )
+            for e in events
+        ]
+        expiry = dedup.expiry(window, now)
+        return scripts.track(ns, exp, mode, window, self.new, now, counters, exact_events, expiry)
+
+    # -- admission and caches -----------------------------------------------------------
+
+    def _admit(self, namespace: str, experiment: str) -> Refused | None:
+        """Allowlists and the cap on namespaces (checked in Redis once per process)."""
+        allowed = self.config.allowed_namespaces
+        if allowed is not None and namespace not in allowed:
+            return Refused("namespace", "allowlist", f"namespace {namespace!r} is not allowed")
+        allowed = self.config.allowed_experiments
+        if allowed is not None and experiment not in allowed:
+            return Refused("experiment", "allowlist", f"experiment {experiment!r} is not allowed")
+        if namespace not in self._namespaces:
+            call = scripts.admit_namespace(namespace, self.config.max_namespaces)
+            if not self.scripts.run_one(call):
+                return _refused("namespaces", namespace, self.config)
+            if len(self._namespaces) < _CACHE_LIMIT:
+                self._namespaces.add(namespace)
+        return None
+
+    def _record_dropped(self, refused: list[Refused]) -> None:
+        for reason, n in Counter(r.reason for r in refused).items():
+            self.client.hincrby(keys.abuse(), f"dropped:{reason}", n)
+
+    def _assumed(self, ident: Ident) -> tuple[str, int]:
+        return self._modes.get(ident) or (self.config.counting, self.config.dedup_window)
+
+    def _remember(self, ident: Ident, mode: str, window: int) -> None:
+        if len(self._modes) >= _CACHE_LIMIT:
+            self._modes.clear()
+        self._modes[ident] = (mode, window)
+
+
+def _refused(reason: str, name: str, config: Config) -> Refused:
+    field_, limit, variable, what = {
+        "namespaces": ("namespace", config.max_namespaces, "GIMEL_MAX_NAMESPACES", "namespaces"),
+        "experiments": (
+            "experiment",
+            config.max_experiments,
+            "GIMEL_MAX_EXPERIMENTS",
+            "experiments in this namespace",
+        ),
+        "variants": (
+            "variant",
+            config.max_variants,
+            "GIMEL_MAX_VARIANTS",
+            f"variants in experiment {name!r}",
+        ),
+        "goals": ("event", config.max_goals, "GIMEL_MAX_GOALS", f"goals in experiment {name!r}"),
+    }[reason]
+    return Refused(field_, reason, f"not counted: at most {limit} {what} ({variable})")

@@ -1,0 +1,87 @@
+"""/track: the WSGI fast path and the Flask route answer every request the same way."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from werkzeug.test import Client
+
+from gimel_core import api
+from helpers import track_url
+
+pytestmark = pytest.mark.single_redis  # HTTP details, not storage
+
+EVENT = {"experiment": "e", "variant": "v", "event": "participate"}
+
+
+def requests(uuid: str) -> list[tuple[str, str, dict]]:
+    """(method, path, keyword arguments of the test client) covering every answer of /track."""
+    batch = [{**EVENT, "uuid": f"{uuid}-{i}"} for i in range(3)]
+    return [
+        ("GET", track_url(**EVENT, uuid=uuid), {}),
+        ("GET", track_url(**EVENT, uuid=uuid), {}),  # a duplicate
+        ("GET", track_url(experiment="e", variant="v"), {}),  # fields missing: 400
+        ("GET", track_url(**EVENT, uuid=uuid), {"headers": {"User-Agent": "Googlebot/2.1"}}),
+        ("GET", "/track?" + "x" * 9000, {}),  # 414
+        ("POST", "/track", {"data": json.dumps(batch), "content_type": "application/json"}),
+        ("POST", "/track", {"data": b"[{", "content_type": "application/json"}),  # 400
+        ("POST", "/track", {"data": b"[" + b" " * 1_000_001 + b"]"}),  # 413
+        ("OPTIONS", "/track", {"headers": {"Origin": "https://shop.example"}}),
+    ]
+
+
+def answers(client: Client, uuid: str) -> list[tuple[int, dict[str, str], bytes]]:
+    found = []
+    for method, path, kwargs in requests(uuid):
+        response = client.open(path, method=method, **kwargs)
+        headers = dict(response.headers)
+        found.append((response.status_code, headers, response.get_data()))
+    return found
+
+
+def test_fast_path_and_flask_route_answer_alike(app: Flask) -> None:
+    fast = answers(Client(app), "u1")
+    routed = answers(Client(app.wsgi_app.next), "u2")  # type: ignore[attr-defined]
+    statuses = [status for status, _, _ in fast]
+    assert statuses == [200, 200, 400, 200, 414, 200, 400, 413, 204]
+    for (status, headers, body), other in zip(fast, routed, strict=True):
+        assert (status, headers, body) == other
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        assert headers["Cache-Control"] == "no-store"
+        if status != 204:
+            assert int(headers["Content-Length"]) == len(body)
+            assert headers["Content-Type"] == "application/json"
+            json.loads(body)
+    # Both counted: the route is not a stub.
+    client = app.test_client()
+    exp = client.get("/experiments/e", headers={"x-api-key": app.config["GIMEL"].api_keys[0]})
+    assert exp.get_json()["participants"] == {"v": 8}
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD"])
+def test_other_methods_are_refused(client, method: str) -> None:
+    response = client.open(track_url(**EVENT, uuid="u"), method=method)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST", "OPTIONS"}
+
+
+def test_tracking_paths_are_in_the_route_table(make_app) -> None:
+    app = make_app(track_paths=("/track", "/t/p"))
+    rules = {rule.rule: rule.methods for rule in app.url_map.iter_rules()}
+    for path in ("/track", "/t/p"):
+        assert {"GET", "POST", "OPTIONS"} <= set(rules[path] or ())
+
+
+def test_no_request_hook_is_skipped_silently(app: Flask) -> None:
+    """Flask's request hooks do not run for /track (the fast path answers before Flask).
+
+    A hook added to the app must also be added to track_endpoint.py (or be meant only for the
+    other routes): then update this list.
+    """
+    assert not any(app.before_request_funcs.values())
+    after = {name: [f.__name__ for f in funcs] for name, funcs in app.after_request_funcs.items()}
+    assert after == {None: [api.data_cors.__name__]}  # data endpoints only, by design
+    assert not any(app.teardown_request_funcs.values())
+    assert not any(app.url_value_preprocessors.values())
