@@ -79,7 +79,13 @@ def main() -> None:
                 order = [("before", before), ("after", ROOT)]
                 for name, tree in order if round_ % 2 == 0 else reversed(order):
                     runs[name].append(measure(tree, server.url))
-                    print(f"  round {round_ + 1}: {name} measured", file=sys.stderr, flush=True)
+                    one = runs[name][-1]["single"]
+                    print(
+                        f"  round {round_ + 1}, {name}: handler {one['handler_events_per_s']:,.0f}"
+                        f"/s, PFADD {one['pfadd_per_s']:,.0f}/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         finally:
             server.stop()
         sizes = {"before": zip_size(before), "after": zip_size(ROOT)} if args.zip else {}
