@@ -5,6 +5,8 @@
   adjustment across the variants of a goal.
 - :mod:`.bayes`: the chance to beat the control (Beta(1, 1) priors).
 - :mod:`.srm`: the sample-ratio-mismatch test of the participants' split.
+- :mod:`.sequential`: the always-valid (sequential) interval and p-value of the relative
+  uplift, valid however often the results are looked at, and their running values over looks.
 - :mod:`.counting_error`: the error a HyperLogLog count carries, which every statistic adds
   to its variance, so intervals never look tighter than the counters allow.
 
@@ -17,12 +19,15 @@ HLL counters, or goals without participation) are counted as trials: every rate 
 from .bayes import chance_to_beat
 from .counting_error import HLL_RSE, relative_error
 from .proportions import CONFIDENCE, Z, holm, two_proportion_p, uplift_interval, wilson
+from .sequential import Running, Sequential, running, sequential_uplift
 from .srm import SRM_ALPHA, chi2_sf, expected_split, gamma_q, srm_p_value
 
 __all__ = [
     "CONFIDENCE",
     "HLL_RSE",
+    "Running",
     "SRM_ALPHA",
+    "Sequential",
     "Z",
     "chance_to_beat",
     "chi2_sf",
@@ -30,6 +35,8 @@ __all__ = [
     "gamma_q",
     "holm",
     "relative_error",
+    "running",
+    "sequential_uplift",
     "srm_p_value",
     "two_proportion_p",
     "uplift_interval",
