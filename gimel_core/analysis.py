@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from . import decisions, stats
 from .results import ExperimentCounts, ExperimentResult, GoalResult, Srm, VariantResult
+from .stats.counting_error import count_variance, rate_variance
 from .stats.proportions import clamp
 
 CONTROL_NAMES = ("control", "original")
@@ -42,23 +43,31 @@ def analyse(counts: ExperimentCounts) -> ExperimentResult:
     }
     if counts.counting is None:
         return ExperimentResult(control=counts.settings.control, **common)  # type: ignore[arg-type]
-    rse = stats.relative_error(counts.counting)
+    counting = counts.counting
     control = choose_control(counts.variants, counts.settings.control)
     goals = tuple(
-        _goal(goal, [(v, counts.count(goal, v), trials[v]) for v in counts.variants], control, rse)
+        _goal(
+            goal,
+            [(v, counts.count(goal, v), trials[v]) for v in counts.variants],
+            control,
+            counting,
+        )
         for goal in counts.goals
     )
     expected = stats.expected_split(trials, counts.settings.weights)
-    p = stats.srm_p_value([trials.get(v, 0) for v in expected], list(expected.values()), rse)
+    observed = [trials.get(v, 0) for v in expected]
+    # Participants of different variants are disjoint sets: independent counting errors.
+    variances = [count_variance(n, counting) for n in observed]
+    p = stats.srm_p_value(observed, list(expected.values()), variances)
     srm = Srm(p, expected, p is not None and p < stats.SRM_ALPHA)
     return ExperimentResult(goals=goals, control=control, srm=srm, **common)  # type: ignore[arg-type]
 
 
 def _goal(
-    goal: str, rows: list[tuple[str, int, int]], control: str | None, rse: float
+    goal: str, rows: list[tuple[str, int, int]], control: str | None, counting: str | None
 ) -> GoalResult:
     s0, n0 = clamp(*next(((s, n) for label, s, n in rows if label == control), (0, 0)))
-    results = [_compare(label, s, n, s0, n0, label == control, rse) for label, s, n in rows]
+    results = [_compare(label, s, n, s0, n0, label == control, counting) for label, s, n in rows]
     p_values = [row.p_value for row in results]
     # One comparison at most: nothing to adjust.
     adjusted = stats.holm(p_values) if len(results) > 2 else p_values
@@ -71,14 +80,24 @@ def _goal(
 
 
 def _compare(
-    label: str, successes: int, trials: int, s0: int, n0: int, is_control: bool, rse: float
+    label: str,
+    successes: int,
+    trials: int,
+    s0: int,
+    n0: int,
+    is_control: bool,
+    counting: str | None,
 ) -> VariantResult:
     """One variant's rate and, unless it is the control, its comparison with the control."""
     s, n = clamp(successes, trials)
     rate = s / n if n else None
-    ci = stats.wilson(s, n, rse)
+    # The counting variance of each arm's log rate: a goal's uuids are a subset of its
+    # variant's participants, so the two counts' errors correlate (counting_error).
+    var = rate_variance(s, n, counting)
+    ci = stats.wilson(s, n, var)
     if is_control or not (n and n0):
         return VariantResult(label, successes, trials, rate, ci)
+    var0 = rate_variance(s0, n0, counting)
     return VariantResult(
         label,
         successes,
@@ -86,7 +105,7 @@ def _compare(
         rate,
         ci,
         uplift=(s * n0) / (s0 * n) - 1.0 if s0 else None,
-        uplift_ci=stats.uplift_interval(s, n, s0, n0, rse),
-        p_value=stats.two_proportion_p(s, n, s0, n0, rse),
-        chance_to_beat_control=stats.chance_to_beat(s, n, s0, n0, rse),
+        uplift_ci=stats.uplift_interval(s, n, s0, n0, var, var0),
+        p_value=stats.two_proportion_p(s, n, s0, n0, var, var0),
+        chance_to_beat_control=stats.chance_to_beat(s, n, s0, n0, var, var0),
     )

@@ -1,6 +1,7 @@
 """Bayesian chance to beat the control: P(rate_variant > rate_control), Beta(1, 1) priors.
 
-With counting error (``hll``) each posterior is multiplied by a log-normal counting factor.
+With counting error (``hll``) each posterior is multiplied by a log-normal counting factor
+whose log has the arm's counting variance (:func:`.counting_error.rate_variance`).
 """
 
 from __future__ import annotations
@@ -249,36 +250,42 @@ def _saddlepoint(a_v: float, b_v: float, a_c: float, b_c: float, noise: float) -
 
 
 def chance_to_beat(
-    successes: int, trials: int, control_successes: int, control_trials: int, rse: float = 0.0
+    successes: int,
+    trials: int,
+    control_successes: int,
+    control_trials: int,
+    variance: float = 0.0,
+    control_variance: float = 0.0,
 ) -> float | None:
     """Posterior probability that the variant's rate exceeds the control's, Beta(1, 1) priors.
 
     Exact (a finite sum) when a Beta parameter is small, a second-order Edgeworth expansion
     otherwise: within 0.001 of the exact value at any counts, in a few microseconds. With
-    counting error each posterior is multiplied by its log-normal counting factor (variance
-    of the log 2 rse^2); where that noise meets a strongly skewed posterior, a saddlepoint
-    approximation takes over (within 0.005; slower, ~50-100 microseconds, and rare: a rate
-    near 1 in a small hll experiment, or a tiny variant against a huge control).
+    counting error each posterior is multiplied by its log-normal counting factor (the
+    variance of its log: ``variance``, ``control_variance``); where that noise meets a
+    strongly skewed posterior, a saddlepoint approximation takes over (within 0.005; slower,
+    ~50-100 microseconds, and rare: a rate near 1 in a small hll experiment, or a tiny variant
+    against a huge control).
     """
     s1, n1 = clamp(successes, trials)
     s0, n0 = clamp(control_successes, control_trials)
     if not (n1 and n0):
         return None
     a_v, b_v, a_c, b_c = 1 + s1, 1 + n1 - s1, 1 + s0, 1 + n0 - s0
-    s2 = 2.0 * rse * rse
+    s2_v, s2_c = variance, control_variance
     if a_v < _EXACT_BELOW or b_v < _EXACT_BELOW or a_c < _EXACT_BELOW or b_c < _EXACT_BELOW:
-        if s2 == 0.0:
+        if s2_v == 0.0 and s2_c == 0.0:
             return _beta_exact(a_v, b_v, a_c, b_c)
         # Counting noise is negligible when it is small next to the posterior variance of
         # log(rate), about b / (a (a + b + 1)), in both arms; or next to their sum, if no
         # posterior has the sharp edge at rate 1 that a noise of any size smooths (b < 3).
         var_v = b_v / (a_v * (n1 + 3))
         var_c = b_c / (a_c * (n0 + 3))
-        if (s2 < _NEGLIGIBLE_NOISE * var_v and s2 < _NEGLIGIBLE_NOISE * var_c) or (
-            b_v >= 3 and b_c >= 3 and s2 < 0.5 * _NEGLIGIBLE_NOISE * (var_v + var_c)
+        if (s2_v < _NEGLIGIBLE_NOISE * var_v and s2_c < _NEGLIGIBLE_NOISE * var_c) or (
+            b_v >= 3 and b_c >= 3 and s2_v + s2_c < _NEGLIGIBLE_NOISE * (var_v + var_c)
         ):
             return _beta_exact(a_v, b_v, a_c, b_c)
-        v, c = _cumulants(a_v, b_v, s2), _cumulants(a_c, b_c, s2)
+        v, c = _cumulants(a_v, b_v, s2_v), _cumulants(a_c, b_c, s2_c)
         k1 = v[0] - c[0]
         k2 = v[1] + c[1]
         if k1 * k1 > 499.0 * k2:  # decided: by Cantelli's inequality, P or 1 - P < 0.002
@@ -288,9 +295,9 @@ def chance_to_beat(
         if (abs(v[2]) + abs(c[2])) / k2**1.5 >= _EDGEWORTH_SKEW or (abs(v[3]) + abs(c[3])) / (
             k2 * k2
         ) >= _EDGEWORTH_KURTOSIS:
-            return _saddlepoint(a_v, b_v, a_c, b_c, 2.0 * s2)
-    elif s2 == 0.0:
+            return _saddlepoint(a_v, b_v, a_c, b_c, s2_v + s2_c)
+    elif s2_v == 0.0 and s2_c == 0.0:
         v, c = _beta_cumulants(a_v, b_v), _beta_cumulants(a_c, b_c)
     else:
-        v, c = _cumulants(a_v, b_v, s2), _cumulants(a_c, b_c, s2)
+        v, c = _cumulants(a_v, b_v, s2_v), _cumulants(a_c, b_c, s2_c)
     return _edgeworth(v[0] - c[0], v[1] + c[1], v[2] - c[2], v[3] + c[3])

@@ -81,25 +81,34 @@ def _solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
 
 
 def srm_p_value(
-    counts: Sequence[int], weights: Sequence[float] | None = None, rse: float = 0.0
+    counts: Sequence[int],
+    weights: Sequence[float] | None = None,
+    variances: Sequence[float] | None = None,
 ) -> float | None:
     """P-value of the observed split of participants against the expected weights.
 
-    Deviations d = o - w * sum(o) have covariance N (diag(w) - w w') (multinomial) plus, with
-    counting error, the projection of diag((rse E_i)^2); the statistic d' C^-1 d on k - 1
-    cells is chi-square with k - 1 degrees of freedom. With rse = 0 it is exactly Pearson's
-    X^2. A cell expected empty but holding participants is a mismatch for certain (p = 0).
-    None with fewer than two variants or no participants.
+    ``variances`` are the counting variances of the log of each count
+    (:func:`.counting_error.count_variance`): the participants of different variants are
+    disjoint sets of uuids, so their counting errors are independent. Deviations
+    d = o - w * sum(o) have covariance N (diag(w) - w w') (multinomial) plus, with counting
+    error, the projection of diag(variance_i E_i^2); the statistic d' C^-1 d on k - 1 cells
+    is chi-square with k - 1 degrees of freedom. Without counting error (None or zeros) it is
+    exactly Pearson's X^2. A cell expected empty but holding participants is a mismatch for
+    certain (p = 0). None with fewer than two variants or no participants.
     """
     if weights is None:
         weights = [1.0] * len(counts)
-    if len(weights) != len(counts):
-        raise ValueError("one weight per count")
+    if variances is None:
+        variances = [0.0] * len(counts)
+    if len(weights) != len(counts) or len(variances) != len(counts):
+        raise ValueError("one weight and one variance per count")
     cells = []
-    for count, weight in zip(counts, weights, strict=True):
+    cell_variances = []
+    for count, weight, variance in zip(counts, weights, variances, strict=True):
         count = max(0, int(count))
         if weight > 0.0:
             cells.append((count, weight))
+            cell_variances.append(variance)
         elif count > 0:
             return 0.0
     total = sum(count for count, _ in cells)
@@ -109,10 +118,11 @@ def srm_p_value(
     weight_sum = sum(weight for _, weight in cells)
     w = [weight / weight_sum for _, weight in cells]
     d = [count - total * wi for (count, _), wi in zip(cells, w, strict=True)]
-    if rse == 0.0:
+    if not any(cell_variances):
         stat = sum(di * di / (total * wi) for di, wi in zip(d, w, strict=True))
     else:
-        delta = [(rse * total * wi) ** 2 for wi in w]  # counting variance of each cell
+        # counting variance of each cell, at its expected count
+        delta = [v * (total * wi) ** 2 for v, wi in zip(cell_variances, w, strict=True)]
         delta_sum = sum(delta)
         cov = [
             [
