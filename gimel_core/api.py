@@ -61,7 +61,9 @@ def require_key(view: Callable[..., Response]) -> Callable[..., Response]:
         given = request.headers.get("x-api-key")
         if not given:
             return answer({"error": "missing API key: send it in the x-api-key header"}, 401)
-        given_bytes = given.encode("utf-8", "surrogateescape")
+        # surrogatepass: a header can carry any lone surrogate (a Lambda event's JSON can),
+        # and one that matches no key must be "wrong", not an encoding error.
+        given_bytes = given.encode("utf-8", "surrogatepass")
         matches = [hmac.compare_digest(given_bytes, key.encode()) for key in configured]
         if not any(matches):
             return answer({"error": "wrong API key"}, 403)
@@ -124,7 +126,10 @@ def delete_experiment(name: str) -> Response:
 @require_key
 def update_experiment(name: str) -> Response:
     namespace = namespace_of(query("namespace"))
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # silent covers ValueError only; deep nesting is bad input too
+        body = None
     if body is None:
         raise InvalidInput("body", "expected a JSON object (Content-Type: application/json)")
     store().update_settings(namespace, check_name("experiment", name), body)

@@ -93,3 +93,28 @@ def test_malformed_or_non_http_events_get_a_well_formed_answer(
 
 def test_warm_up_pings_are_answered_without_a_request(handler: ModuleType) -> None:
     assert handler.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None) == {}
+
+
+def test_a_lone_surrogate_api_key_is_refused_not_500(handler: ModuleType) -> None:
+    event = load("experiments.json")
+    event["headers"]["x-api-key"] = "\ud800"
+    event["multiValueHeaders"]["x-api-key"] = ["\ud800"]
+    answer = handler.handler(event, None)
+    assert answer["statusCode"] == 403
+    assert json.loads(answer["body"]) == {"error": "wrong API key"}
+
+
+def test_a_deeply_nested_settings_body_through_the_handler_is_400(handler: ModuleType) -> None:
+    assert call(handler, "track_participate.json")["statusCode"] == 200
+    event = load("experiments.json")
+    event.update(
+        httpMethod="PATCH",
+        path="/experiments/checkout button",
+        resource="/experiments/{name+}",
+        body="[" * 100_000,
+    )
+    event["headers"]["Content-Type"] = "application/json"
+    event["multiValueHeaders"]["Content-Type"] = ["application/json"]
+    answer = handler.handler(event, None)
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["field"] == "body"

@@ -106,3 +106,18 @@ def test_other_errors_are_json(client: FlaskClient, method: str, path: str, stat
     assert response.status_code == status
     assert response.is_json
     assert response.get_json()["error"]
+
+
+def test_a_deeply_nested_settings_body_is_400_not_500(client: FlaskClient) -> None:
+    client.get("/track?" + GOOD)
+    response = client.patch(
+        "/experiments/e", data="[" * 100_000, content_type="application/json", headers=AUTH
+    )
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "body"
+
+
+def test_a_lone_surrogate_api_key_is_refused_not_500(client: FlaskClient) -> None:
+    response = client.get("/experiments", headers={"x-api-key": "\ud800"})
+    assert response.status_code == 403
+    assert response.get_json() == {"error": "wrong API key"}
