@@ -84,3 +84,7 @@ BOT_PATTERN = (
     r"|ahrefs|semrush|yandex|baidu|bytespider|petalbot|gptbot|ccbot|claudebot|applebot"
 )
 """User agents answered 200 but not counted (case-insensitive regex; empty disables)."""
+
+BOT_AGENT_CHARS = 512
+"""Only this many leading characters of a User-Agent are matched against the bot pattern, so
+a huge header costs a bounded scan (a 250 KB agent took 0.27 s); real agents are shorter."""

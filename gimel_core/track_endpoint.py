@@ -90,7 +90,8 @@ class TrackEndpoint:
 
     def _bot(self, environ: dict[str, Any], events: int) -> bool:
         """Requests from known bots are answered 200 (so they stop) and only tallied."""
-        agent = environ.get("HTTP_USER_AGENT", "")
+        # Bounded: a regex over a 250 KB header would cost every other client latency.
+        agent = environ.get("HTTP_USER_AGENT", "")[: defaults.BOT_AGENT_CHARS]
         if self.bots is None or not agent or not self.bots.search(agent):
             return False
         with contextlib.suppress(StoreUnavailable):

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import API_KEY, AUTH
-from gimel_core import keys
+from gimel_core import defaults, keys
 from helpers import track
 
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -183,3 +183,17 @@ def test_keys_are_never_logged_and_refusals_carry_no_data(
     client.get("/experiments", headers=AUTH)
     assert API_KEY not in caplog.text
     assert "not-the-key" not in caplog.text
+
+
+def test_only_the_start_of_a_huge_user_agent_is_matched(client: FlaskClient) -> None:
+    """A 250 KB User-Agent must not cost a regex scan of 250 KB on every request."""
+    url = "/track?experiment=e&variant=v&event=participate&uuid=u"
+    bound = defaults.BOT_AGENT_CHARS
+    early = "Mozilla/5.0 Googlebot/2.1 " + "a" * 250_000
+    late = "Mozilla/5.0 " + "a" * bound + " Googlebot/2.1 " + "a" * 250_000
+    assert client.get(url, headers={"User-Agent": early}).get_json() == {
+        "ok": True,
+        "counted": False,
+    }
+    # a marker past the bound is not looked at: the huge agent is counted as a browser
+    assert client.get(url, headers={"User-Agent": late}).get_json() == {"ok": True}
