@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner, Result
+from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import API_KEY, AUTH
 from gimel_core import defaults
 from gimel_core.cli import main
 from gimel_core.embedded import EmbeddedRedis
+from gimel_core.events import Event
 from helpers import original, track, track_url
 
 
@@ -419,3 +421,45 @@ def test_import_legacy_merges_reports_ambiguity_and_is_idempotent(
             "a:b": {"2": 0, "blue:2": 0, "red": 2},
             "signup": {"2": 0, "blue:2": 0, "red": 5},  # the ambiguous counter stayed out
         }
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3"]
+
+
+def test_csv_cells_never_start_a_formula(
+    runner: CliRunner, app: Flask, client: FlaskClient, redis_url: str
+) -> None:
+    """Names are attacker-chosen: a spreadsheet must not run them (OWASP CSV injection)."""
+    names = [*FORMULAS, "\tx", "\rx"]
+    for name in FORMULAS:  # through the public endpoint, as anyone can
+        track(client, name, name, "participate", "u")
+        track(client, name, name, name, "u")
+    for name in ("\tx", "\rx"):  # tab and CR only get in from older data
+        tracker = app.extensions["gimel"].tracker
+        for goal in ("participate", name):
+            tracker.track(Event("alephbet", name, name, goal, "u"))
+    out = run(runner, "results", "--redis-url", redis_url, "--format", "csv").output
+    rows = list(csv.DictReader(io.StringIO(out)))
+    cells = {(r["experiment"], r["control"], r["goal"], r["variant"]) for r in rows}
+    # a CR is also written visibly: left unquoted, it would start a row of its own
+    written = {"'" + n.replace("\r", "\\r") for n in names}
+    assert cells == {(n, n, n, n) for n in written}
+    # the numbers the CLI itself writes stay numbers, negative ones included
+    assert all(float(r["trials"]) == 1 for r in rows)
+    text = out.splitlines()
+    assert not any(cell[:1] in "=+-@\t\r" and cell for line in text for cell in line.split(","))
+
+
+def test_the_table_prints_no_control_or_escape_sequence(
+    runner: CliRunner, app: Flask, redis_url: str
+) -> None:
+    """A name can carry ESC sequences (older data): the terminal gets them as visible text."""
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m\x7f"
+    tracker = app.extensions["gimel"].tracker
+    for goal in ("participate", evil):
+        tracker.track(Event("alephbet", evil, evil, goal, "u"))
+    out = run(runner, "results", "--redis-url", redis_url).output
+    assert not set(out) & {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} - {"\n"}
+    shown = "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x7f"
+    assert out.splitlines()[0].startswith(shown + "  (")
+    assert f"  goal {shown} " in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterable
 from typing import IO, Any
@@ -60,6 +61,31 @@ def results(
         click.echo(render_table(found) if found else "No experiments yet.")
 
 
+# -- names are attacker-chosen text: neither the terminal nor a spreadsheet may act on them ----
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list)."""
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: C0 and C1 controls, DEL and ESC (so every escape sequence)
+    become visible escapes such as ``\\x1b``, so a name cannot retitle or clear the screen."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def cell(text: str | None) -> str | None:
+    """A text cell (a name or a verdict) for CSV: one a spreadsheet would read as a formula
+    gets a leading ``'``. A CR is also written as ``\\r``: the writer leaves it unquoted and
+    readers would start a new row there, with a cell no prefix protects. Numbers never pass
+    here, so negative ones stay numbers."""
+    if not text:
+        return text
+    if text.startswith(FORMULA_START):
+        text = "'" + text
+    return text.replace("\r", "\\r")
+
+
 def _pct(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value * 100:.{digits}f}%"
 
@@ -86,9 +112,9 @@ def render_table(found: Iterable[ExperimentResult]) -> str:
     """Per experiment a title line, then per goal a table and the verdict of each variant."""
     lines: list[str] = []
     for exp in found:
-        lines.append(f"{exp.experiment}  ({', '.join(_flags(exp))})")
+        lines.append(f"{shown(exp.experiment)}  ({', '.join(_flags(exp))})")
         if not exp.goals:
-            participants = ", ".join(f"{v} {n}" for v, n in exp.participants.items())
+            participants = ", ".join(f"{shown(v)} {n}" for v, n in exp.participants.items())
             lines.append(f"  no goals yet; participants: {participants or 'none'}")
         for goal in exp.goals:
             lines += _goal_table(goal)
@@ -97,7 +123,7 @@ def render_table(found: Iterable[ExperimentResult]) -> str:
 
 
 def _flags(exp: ExperimentResult) -> list[str]:
-    flags = [exp.counting or "?", f"control {exp.control}"]
+    flags = [shown(exp.counting or "?"), f"control {shown(str(exp.control))}"]
     if exp.settings.archived:
         flags.append("archived")
     if exp.srm is not None and exp.srm.mismatch:
@@ -106,21 +132,21 @@ def _flags(exp: ExperimentResult) -> list[str]:
 
 
 def _goal_table(goal: GoalResult) -> list[str]:
-    rows = [["goal " + goal.goal, *TABLE_HEADER]] + [_cells(row) for row in goal.results]
+    rows = [["goal " + shown(goal.goal), *TABLE_HEADER]] + [_cells(row) for row in goal.results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  " + "  ".join(cells).rstrip())
-    lines += [f"  verdict: {row.verdict.text}" for row in goal.results if row.verdict]
+    lines += [f"  verdict: {shown(row.verdict.text)}" for row in goal.results if row.verdict]
     return lines
 
 
 def _cells(row: VariantResult) -> list[str]:
     ci = row.ci
     return [
-        row.label,
+        shown(row.label),
         str(row.trials),
         str(row.successes),
         _pct(row.conversion_rate),
@@ -165,11 +191,11 @@ def write_csv(found: Iterable[ExperimentResult], out: IO[str]) -> None:
 def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dict[str, Any]:
     low, high = row.ci if row.ci else (None, None)
     return {
-        "experiment": exp.experiment,
-        "counting": exp.counting,
-        "control": exp.control,
-        "goal": goal.goal,
-        "variant": row.label,
+        "experiment": cell(exp.experiment),
+        "counting": cell(exp.counting),
+        "control": cell(exp.control),
+        "goal": cell(goal.goal),
+        "variant": cell(row.label),
         "trials": row.trials,
         "successes": row.successes,
         "conversion_rate": row.conversion_rate,
@@ -181,5 +207,5 @@ def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dic
         "chance_to_beat_control": row.chance_to_beat_control,
         "srm_p_value": exp.srm.p_value if exp.srm else None,
         "srm_mismatch": exp.srm.mismatch if exp.srm else None,
-        "verdict": row.verdict.text if row.verdict else None,
+        "verdict": cell(row.verdict.text) if row.verdict else None,
     }
