@@ -132,7 +132,8 @@ def update_experiment(name: str) -> Response:
         body = None
     if body is None:
         raise InvalidInput("body", "expected a JSON object (Content-Type: application/json)")
-    store().update_settings(namespace, check_name("experiment", name), body)
+    name = check_name("experiment", name)  # in NFC, as it is stored
+    store().update_settings(namespace, name, body)
     return answer(store().experiment(namespace, name).to_json())
 
 

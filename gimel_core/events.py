@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,10 @@ FIELDS = ("experiment", "variant", "event", "uuid")
 TRACK_FIELDS = frozenset((*FIELDS, "namespace"))
 # C0 and C1 control characters, DEL, and lone surrogates (which only JSON can smuggle in).
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Invisible or look-alike: format characters (zero-width space U+200B, BOM U+FEFF, the bidi
+# overrides such as U+202E), line and paragraph separators (U+2028, U+2029), and every space
+# but the ordinary one. Two names that print the same must be the same name.
+_INVISIBLE = frozenset(("Cf", "Zl", "Zp", "Zs"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,17 +60,28 @@ def parse_query(raw: bytes, fields: frozenset[str] = TRACK_FIELDS) -> dict[str, 
 
 
 def check_name(field: str, value: Any) -> str:
-    """Validate one name or uuid; returns it unchanged or raises :class:`InvalidInput`."""
+    """Validate one name or uuid; returns it in NFC or raises :class:`InvalidInput`.
+
+    NFC makes a composed and a decomposed "café" one name, wherever names come in.
+    """
     if value is None:
         raise InvalidInput(field, f"'{field}' is required")
     if not isinstance(value, str):
         raise InvalidInput(field, f"'{field}' must be a string")
     if not value:
         raise InvalidInput(field, f"'{field}' must not be empty")
-    if len(value) > defaults.MAX_NAME_LENGTH:
+    if len(value) > 4 * defaults.MAX_NAME_LENGTH:  # before normalizing: a bounded cost
         raise InvalidInput(field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters")
     if _FORBIDDEN.search(value):
         raise InvalidInput(field, f"'{field}' contains control characters")
+    if not value.isascii():  # ASCII is NFC already and has no format or separator character
+        value = unicodedata.normalize("NFC", value)
+        if any(c != " " and unicodedata.category(c) in _INVISIBLE for c in value):
+            raise InvalidInput(
+                field, f"'{field}' contains format or separator characters (other than space)"
+            )
+    if len(value) > defaults.MAX_NAME_LENGTH:
+        raise InvalidInput(field, f"'{field}' is longer than {defaults.MAX_NAME_LENGTH} characters")
     return value
 
 
