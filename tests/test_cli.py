@@ -463,3 +463,57 @@ def test_the_table_prints_no_control_or_escape_sequence(
     shown = "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x7f"
     assert out.splitlines()[0].startswith(shown + "  (")
     assert f"  goal {shown} " in out
+
+
+def test_import_legacy_renames_what_track_would_refuse_and_says_so(
+    runner: CliRunner,
+    client: FlaskClient,
+    redis_url: str,
+    raw_redis: redis.Redis,
+    redis_server: EmbeddedRedis,
+) -> None:
+    """The original checked no name: escape sequences and 300 characters came in as they were
+    (printed raw, and past what the delete routes accept)."""
+    legacy_url = redis_server.url.replace("/0", "/6")
+    source = redis.Redis.from_url(legacy_url)
+    source.flushdb()
+    ns, title, long = "alephbet", "\x1b]0;owned\x07\x1b[2J", "x" * 300
+    cells = {
+        title: [("participate", "a\u202eb"), ("buy", "a\u202eb")],
+        long: [("participate", "v")],
+    }
+    for exp, pairs in cells.items():
+        source.sadd(f"{ns}:experiments", exp)
+        for goal, variant in pairs:
+            key = f"{ns}:counters:{exp}:{goal}:{variant}"
+            source.sadd(f"{ns}:{exp}:counter_keys", key)
+            source.set(key, 3)
+    source.sadd(f"{ns}:{title}:counter_keys", f"{ns}:counters:{title}:gone:v")  # a problem
+    source.close()
+
+    out = run(runner, "import-legacy", "--from", legacy_url, "--redis-url", redis_url).output
+    assert "Imported 2 experiment(s)." in out, out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "problem: alephbet:counters:\\x1b]0;owned\\x07\\x1b[2J:gone:v: listed" in out
+    renamed = dict(
+        line.strip().removeprefix("renamed: ").split(" -> ")
+        for line in out.splitlines()
+        if line.strip().startswith("renamed: ")
+    )
+    assert renamed[repr(title)] == "\\x1b]0;owned\\x07\\x1b[2J"
+    assert renamed[repr("a\u202eb")] == "a\\u202eb"
+    short = renamed[repr(long)]
+    assert len(short) == defaults.MAX_NAME_LENGTH
+    assert short.startswith("x" * 100)
+
+    found = json.loads(run(runner, "results", "--redis-url", redis_url, "--format", "json").output)
+    by_name = {e["experiment"]: e for e in found[1:]}
+    assert set(by_name) == {renamed[repr(title)], short}
+    assert by_name[renamed[repr(title)]]["participants"] == {"a\\u202eb": 3}
+    # every imported name is one the API accepts: the long one can be deleted now
+    deleted = client.delete("/experiments/" + short, headers=AUTH)
+    assert deleted.status_code == 200, deleted.get_json()
+    # re-running finds the same names: nothing new
+    run(runner, "import-legacy", "--from", legacy_url, "--redis-url", redis_url)
+    again = json.loads(run(runner, "results", "--redis-url", redis_url, "--format", "json").output)
+    assert sorted(e["experiment"] for e in again[1:]) == sorted(by_name)

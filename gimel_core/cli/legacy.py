@@ -6,9 +6,11 @@ import click
 
 from .. import defaults, legacy
 from ..config import REDIS_SCHEMES, Config
-from ..errors import GimelError, StoreUnavailable
+from ..errors import GimelError, InvalidInput, StoreUnavailable
+from ..events import check_name
 from ..store import connect, unavailable
 from .options import data_dir_option, one_line_errors, open_store, redis_url_option
+from .report import shown
 
 
 @click.command(name="import-legacy")
@@ -39,10 +41,12 @@ def import_legacy(
         click.echo(
             f"  {exp.namespace}/{exp.name}: {len(exp.counters)} counter(s), {exp.mode or '-'}"
         )
+        for old, new in exp.renamed:
+            click.echo(f"    renamed: {old!r} -> {new}")
         for key in exp.ambiguous:
-            click.echo(f"    ambiguous (a ':' in a goal or variant name), skipped: {key}")
+            click.echo(f"    ambiguous (a ':' in a goal or variant name), skipped: {shown(key)}")
         for problem in exp.problems:
-            click.echo(f"    problem: {problem}")
+            click.echo(f"    problem: {shown(problem)}")
     ambiguous = sum(len(exp.ambiguous) for exp in found)
     if ambiguous:
         click.echo(f"{ambiguous} counter(s) are ambiguous and will not be imported.")
@@ -65,6 +69,11 @@ def import_legacy(
 
 def _scan(source: str, namespaces: tuple[str, ...]) -> list[legacy.LegacyExperiment]:
     """Every experiment of the legacy namespaces; nothing is written there."""
+    for namespace in namespaces:
+        try:
+            check_name("namespace", namespace)
+        except InvalidInput as exc:
+            raise GimelError(f"--namespace {namespace!r}: {exc}") from None
     if not source.startswith(REDIS_SCHEMES):
         raise GimelError(f"--from must be a Redis URL: {', '.join(REDIS_SCHEMES)}")
     client = connect(source, timeout=10)
