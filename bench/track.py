@@ -126,7 +126,7 @@ def exact_bytes_per_uuid(url: str, count: int = 100_000) -> float:
     """Redis memory (INFO memory, used_memory) per uuid inside the de-dup window."""
     client = redis.Redis.from_url(url)
     client.flushall()
-    counters = Gimel.connect(url, Config(redis_url=url, counting="exact")).tracker
+    counters = Gimel(url, Config(redis_url=url, counting="exact")).tracker
     counters.track(Event("alephbet", "mem", "v", "participate", "warm-up"))
     before = client.info("memory")["used_memory"]
     for i in range(count):

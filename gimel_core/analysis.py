@@ -1,19 +1,28 @@
 """From counts to results: the statistics of every goal and variant, and their verdicts.
 
 Per goal, every variant gets its conversion rate with a 95% Wilson interval and, against the
-control, the relative uplift with its interval, the pooled z-test p-value (Holm-adjusted
-across the goal's variants), the chance to beat the control and a verdict; per experiment, a
+control, the relative uplift with its interval, a p-value (Holm-adjusted across the goal's
+variants), the Bayesian chance to beat the control and a verdict; per experiment, a
 sample-ratio-mismatch test against the declared weights. ``hll`` counts carry their counting
 error into every statistic (:mod:`gimel_core.stats.counting_error`).
+
+The uplift's interval and p-value follow the experiment's analysis method:
+
+- ``fixed``: the fixed-horizon Katz interval and pooled z-test, valid at one planned look;
+- ``sequential``: the always-valid confidence sequence and p-value (:mod:`.stats.sequential`)
+  at this look, and, from the daily history, their running intersection and minimum
+  (``running_uplift_ci``, ``running_p_value``), which stay valid however often the team looks.
+  The Holm adjustment and the verdict use the running p-values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from . import decisions, stats
 from .results import ExperimentCounts, ExperimentResult, GoalResult, Srm, VariantResult
-from .stats.counting_error import count_variance, rate_variance
+from .stats.counting_error import count_variance, equivalent_rse, rate_variance
 from .stats.proportions import clamp
 
 CONTROL_NAMES = ("control", "original")
@@ -30,7 +39,60 @@ def choose_control(variants: Iterable[str], declared: str | None = None) -> str 
 
 
 def analyse(counts: ExperimentCounts) -> ExperimentResult:
-    """The results of one experiment (without statistics if it does not exist)."""
+    """The results of one experiment now (without statistics if it does not exist)."""
+    return _analyse(counts, _running_from_history(counts))
+
+
+def analyse_history(counts: ExperimentCounts, today: int) -> list[tuple[int, ExperimentResult]]:
+    """The results as they stood at the end of each recorded day, then today's (now)."""
+    past, through = _past(_fingerprint(counts), counts)
+    now = _running(counts, through)
+    return [*past, (today, _analyse(counts, now))]
+
+
+def _fingerprint(counts: ExperimentCounts) -> tuple[object, ...]:
+    """Everything the recorded days' results depend on: their counts and the settings."""
+    settings = counts.settings
+    weights = tuple(sorted(settings.weights.items())) if settings.weights else None
+    days = tuple((day, tuple(sorted(cells.items()))) for day, cells in counts.history)
+    return (counts.name, counts.counting, counts.variants, counts.goals, settings.control,
+            weights, settings.analysis, settings.sequential_tuning, counts.created,
+            counts.reset_at, days)  # fmt: skip
+
+
+def _past(
+    fingerprint: tuple[object, ...], counts: ExperimentCounts
+) -> tuple[list[tuple[int, ExperimentResult]], Running]:
+    """The results of the recorded days, and the running values through the last of them.
+
+    A recorded day never changes, so a dashboard reopening a history recomputes only "now".
+    """
+    found = _PAST.get(fingerprint)
+    if found is None:
+        through: Running = {}
+        days = []
+        for day, cells in counts.history:
+            on_day = counts.on(day, cells)
+            through = _running(on_day, through)
+            days.append((day, _analyse(on_day, through)))
+        found = (days, through)
+        if len(_PAST) >= _PAST_LIMIT:
+            _PAST.pop(next(iter(_PAST)))
+        _PAST[fingerprint] = found
+    return found
+
+
+_PAST: dict[tuple[object, ...], tuple[list[tuple[int, ExperimentResult]], Running]] = {}
+_PAST_LIMIT = 256
+
+
+# -- one look -------------------------------------------------------------------------------
+
+Running = dict[tuple[str, str], stats.Running]
+"""(goal, variant) -> the running always-valid values through this look (sequential only)."""
+
+
+def _analyse(counts: ExperimentCounts, running: Running) -> ExperimentResult:
     trials = counts.participants
     common = {
         "experiment": counts.name,
@@ -43,40 +105,57 @@ def analyse(counts: ExperimentCounts) -> ExperimentResult:
     }
     if counts.counting is None:
         return ExperimentResult(control=counts.settings.control, **common)  # type: ignore[arg-type]
-    counting = counts.counting
     control = choose_control(counts.variants, counts.settings.control)
-    goals = tuple(
-        _goal(
-            goal,
-            [(v, counts.count(goal, v), trials[v]) for v in counts.variants],
-            control,
-            counting,
-        )
-        for goal in counts.goals
-    )
+    goals = tuple(_goal(counts, trials, goal, control, running) for goal in counts.goals)
     expected = stats.expected_split(trials, counts.settings.weights)
     observed = [trials.get(v, 0) for v in expected]
     # Participants of different variants are disjoint sets: independent counting errors.
-    variances = [count_variance(n, counting) for n in observed]
+    variances = [count_variance(n, counts.counting) for n in observed]
     p = stats.srm_p_value(observed, list(expected.values()), variances)
     srm = Srm(p, expected, p is not None and p < stats.SRM_ALPHA)
     return ExperimentResult(goals=goals, control=control, srm=srm, **common)  # type: ignore[arg-type]
 
 
 def _goal(
-    goal: str, rows: list[tuple[str, int, int]], control: str | None, counting: str | None
+    counts: ExperimentCounts,
+    trials: dict[str, int],
+    goal: str,
+    control: str | None,
+    running: Running,
 ) -> GoalResult:
-    s0, n0 = clamp(*next(((s, n) for label, s, n in rows if label == control), (0, 0)))
-    results = [_compare(label, s, n, s0, n0, label == control, counting) for label, s, n in rows]
-    p_values = [row.p_value for row in results]
-    # One comparison at most: nothing to adjust.
+    s0, n0 = clamp(counts.count(goal, control), trials[control]) if control else (0, 0)
+    sequential = counts.settings.analysis == "sequential"
+    tuning = counts.settings.sequential_tuning
+    results = []
+    for label in counts.variants:
+        row = _compare(
+            label, counts.count(goal, label), trials[label], s0, n0, control, counts.counting
+        )
+        if sequential and row.label != control and row.p_value is not None:
+            look = _sequential(row.successes, row.trials, s0, n0, tuning, counts.counting)
+            row.uplift_ci = _bounded(look.ci) if look else None
+            row.p_value = look.p_value if look else None
+            through = running.get((goal, label))
+            if through is not None:
+                row.running_uplift_ci = _bounded(through.ci)
+                row.running_p_value = through.p_value
+        results.append(row)
+    # Holm across the goal's comparisons (one comparison at most: nothing to adjust), on the
+    # p-values that stay valid as the team looks: the running ones in sequential analysis.
+    p_values = [row.running_p_value if sequential else row.p_value for row in results]
     adjusted = stats.holm(p_values) if len(results) > 2 else p_values
     control_row = next((row for row in results if row.label == control), None)
     for row, p_adjusted in zip(results, adjusted, strict=True):
         row.p_value_adjusted = p_adjusted
         if row is not control_row:
-            row.verdict = decisions.verdict(row, control_row, goal)
+            row.verdict = decisions.verdict(row, control_row, goal, counts.settings.analysis)
     return GoalResult(goal, tuple(results))
+
+
+def _bounded(ci: list[float] | None) -> list[float] | None:
+    """A rate cannot fall below 0, so neither can the uplift below -1: the sequential interval
+    (symmetric on the ratio's scale) is cut there, which keeps its coverage."""
+    return None if ci is None else [max(-1.0, ci[0]), ci[1]]
 
 
 def _compare(
@@ -85,7 +164,7 @@ def _compare(
     trials: int,
     s0: int,
     n0: int,
-    is_control: bool,
+    control: str | None,
     counting: str | None,
 ) -> VariantResult:
     """One variant's rate and, unless it is the control, its comparison with the control."""
@@ -95,7 +174,7 @@ def _compare(
     # variant's participants, so the two counts' errors correlate (counting_error).
     var = rate_variance(s, n, counting)
     ci = stats.wilson(s, n, var)
-    if is_control or not (n and n0):
+    if label == control or not (n and n0):
         return VariantResult(label, successes, trials, rate, ci)
     var0 = rate_variance(s0, n0, counting)
     return VariantResult(
@@ -109,3 +188,47 @@ def _compare(
         p_value=stats.two_proportion_p(s, n, s0, n0, var, var0),
         chance_to_beat_control=stats.chance_to_beat(s, n, s0, n0, var, var0),
     )
+
+
+# -- running values over the daily history ----------------------------------------------------
+
+
+@lru_cache(maxsize=262_144)
+def _sequential(
+    s: int, n: int, s0: int, n0: int, tuning: int, counting: str | None
+) -> stats.Sequential | None:
+    """A day's look never changes once recorded: computed once per process."""
+    # The counting variance of the log ratio as counting_error models it, in the one-rse
+    # form sequential_uplift takes.
+    rse = equivalent_rse(s, n, s0, n0, counting)
+    return stats.sequential_uplift(s, n, s0, n0, tuning=tuning, rse=rse)
+
+
+def _running(counts: ExperimentCounts, through: Running) -> Running:
+    """The running values through this look, from those through the previous one."""
+    if counts.settings.analysis != "sequential" or counts.counting is None:
+        return {}
+    control = choose_control(counts.variants, counts.settings.control)
+    if control is None:
+        return {}
+    trials = counts.participants
+    tuning = counts.settings.sequential_tuning
+    running: Running = {}
+    for goal in counts.goals:
+        s0, n0 = clamp(counts.count(goal, control), trials[control])
+        for variant in counts.variants:
+            if variant == control:
+                continue
+            s, n = clamp(counts.count(goal, variant), trials[variant])
+            look = _sequential(s, n, s0, n0, tuning, counts.counting) if n and n0 else None
+            running[goal, variant] = stats.step(through.get((goal, variant)), look)
+    return running
+
+
+def _running_from_history(counts: ExperimentCounts) -> Running:
+    if counts.settings.analysis != "sequential" or counts.counting is None:
+        return {}
+    through: Running = {}
+    for day, cells in counts.history:
+        through = _running(counts.on(day, cells), through)
+    return _running(counts, through)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from functools import wraps
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, NotFound
@@ -20,7 +20,9 @@ from . import defaults
 from .answers import error_response, json_response
 from .errors import InvalidInput
 from .events import check_name, parse_query
-from .experiments import Experiments
+
+if TYPE_CHECKING:
+    from .experiments import Experiments
 
 log = logging.getLogger("gimel")
 
@@ -137,11 +139,20 @@ def update_experiment(name: str) -> Response:
     return answer(store().experiment(namespace, name).to_json())
 
 
+@bp.get("/experiments/<path:name>/history")
+@require_key
+def experiment_history(name: str) -> Response:
+    """Day by day. An experiment whose own name ends in "/history" is read with ?scope=."""
+    namespace = namespace_of(query("namespace"))
+    return answer(store().history(namespace, check_name("experiment", name)).to_json())
+
+
 @bp.post("/experiments/<path:name>/reset")
 @require_key
 def reset_experiment(name: str) -> Response:
     namespace = namespace_of(query("namespace"))
-    store().reset(namespace, check_name("experiment", name))
+    name = check_name("experiment", name)
+    store().reset(namespace, name)
     return answer(store().experiment(namespace, name).to_json())
 
 
@@ -164,8 +175,11 @@ def health() -> Response:
 # -- dashboard (public page; it asks for the key and calls the API with it) -----------------
 
 # Any .js, .css or .html file of the dashboard folder, by a plain name (no dot-file, no
-# subfolder, no ".."); the extension gives the content type.
+# subfolder, no ".."); the extension gives the content type. The pinned libraries' release
+# files live apart in dashboard/vendor/ but are served at the same level: API Gateway's
+# dashboard/{asset} route matches one path segment only.
 DASHBOARD_ASSET = re.compile(r"[a-z][a-z0-9-]*\.(js|css|html)")
+DASHBOARD_FOLDERS = (("dashboard",), ("dashboard", "vendor"))
 DASHBOARD_TYPES = {
     "js": "text/javascript; charset=utf-8",
     "css": "text/css; charset=utf-8",
@@ -188,8 +202,12 @@ DASHBOARD_HEADERS = {
 @bp.get("/dashboard/<asset>")
 def dashboard(asset: str = "index.html") -> Response:
     match = DASHBOARD_ASSET.fullmatch(asset)
-    file = resources.files("gimel_core").joinpath("dashboard", asset)
-    if not match or not file.is_file():
+    if not match:
+        raise NotFound()
+    package = resources.files("gimel_core")
+    files = (package.joinpath(*folder, asset) for folder in DASHBOARD_FOLDERS)
+    file = next((f for f in files if f.is_file()), None)
+    if file is None:
         raise NotFound()
     content_type = DASHBOARD_TYPES[match[1]]
     return Response(file.read_bytes(), 200, content_type=content_type, headers=DASHBOARD_HEADERS)

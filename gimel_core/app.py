@@ -5,35 +5,42 @@ from __future__ import annotations
 import atexit
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from flask import Flask
 
 from . import api, track_endpoint
 from .config import Config
-from .experiments import Experiments
 from .scripts import Scripts
 from .store import connect, local_or
 from .tracking import Tracker
 
+if TYPE_CHECKING:
+    from .experiments import Experiments
 
-@dataclass(frozen=True)
+
 class Gimel:
     """What one process shares across requests: one Redis client, and what uses it."""
 
-    client: redis.Redis
-    tracker: Tracker
-    experiments: Experiments
+    def __init__(
+        self, redis_url: str, config: Config, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.client = connect(redis_url, config.redis_timeout)
+        self.scripts = Scripts(self.client)
+        self.config = config
+        self.clock = clock
+        self.tracker = Tracker(self.scripts, config, clock)
+        self._experiments: Experiments | None = None
 
-    @classmethod
-    def connect(
-        cls, redis_url: str, config: Config, clock: Callable[[], float] = time.time
-    ) -> Gimel:
-        client = connect(redis_url, config.redis_timeout)
-        scripts = Scripts(client)
-        return cls(client, Tracker(scripts, config, clock), Experiments(scripts, config, clock))
+    @property
+    def experiments(self) -> Experiments:
+        """Results, settings, reset and delete. Loaded on first use: a Lambda container that
+        only tracks events never imports the statistics, which keeps its cold start short."""
+        if self._experiments is None:
+            from .experiments import Experiments
+
+            self._experiments = Experiments(self.scripts, self.config, self.clock)
+        return self._experiments
 
 
 def create_app(
@@ -54,7 +61,7 @@ def create_app(
     if server is not None:
         atexit.register(server.stop)
         app.extensions["gimel_embedded"] = server
-    gimel = Gimel.connect(redis_url, config, clock)
+    gimel = Gimel(redis_url, config, clock)
     app.extensions["gimel"] = gimel
     # Experiment names may contain "/" anywhere, even first: match any path, and never merge
     # "//" with a redirect (that would send /experiments/%2Fa to experiment "a").

@@ -15,7 +15,7 @@ import requests
 from .config import Config
 from .errors import GimelError
 from .experiments import Experiments
-from .results import ExperimentResult, Listing
+from .results import ExperimentResult, History, Listing
 from .scripts import Scripts
 from .store import connect
 
@@ -26,6 +26,7 @@ class Backend(Protocol):
     def update(self, namespace: str, name: str, settings: dict[str, Any]) -> ExperimentResult: ...
     def reset(self, namespace: str, name: str) -> ExperimentResult: ...
     def delete(self, namespace: str, name: str) -> None: ...
+    def history(self, namespace: str, name: str) -> History: ...
 
 
 class HttpBackend:
@@ -64,8 +65,20 @@ class HttpBackend:
         return Listing.from_json(self._call("GET", "/experiments", params=params))
 
     def experiment(self, namespace: str, name: str) -> ExperimentResult:
-        found = self._call("GET", _path(name), params={"namespace": namespace})
+        if name.endswith("/history"):  # /experiments/<name> would be the history of another
+            listing = self._call(
+                "GET", "/experiments", params={"namespace": namespace, "scope": name}
+            )
+            found = listing[1]
+            if found.get("counting") is None:
+                raise GimelError(f"no experiment named {name!r} in this namespace")
+        else:
+            found = self._call("GET", _path(name), params={"namespace": namespace})
         return ExperimentResult.from_json(found)
+
+    def history(self, namespace: str, name: str) -> History:
+        found = self._call("GET", _path(name) + "/history", params={"namespace": namespace})
+        return History.from_json(found)
 
     def update(self, namespace: str, name: str, settings: dict[str, Any]) -> ExperimentResult:
         found = self._call("PATCH", _path(name), params={"namespace": namespace}, json=settings)
@@ -106,3 +119,6 @@ class RedisBackend:
 
     def delete(self, namespace: str, name: str) -> None:
         self.store.delete(namespace, name)
+
+    def history(self, namespace: str, name: str) -> History:
+        return self.store.history(namespace, name)

@@ -23,6 +23,8 @@ class Config:
     """``None`` means: start the embedded Redis in ``data_dir``."""
     api_keys: tuple[str, ...] = ()
     counting: str = defaults.COUNTING
+    analysis: str = defaults.ANALYSIS
+    """Analysis method recorded for new experiments (each can be changed with PATCH)."""
     dedup_window: int = defaults.DEDUP_WINDOW
     redis_timeout: float = defaults.REDIS_TIMEOUT
     data_dir: str = defaults.DATA_DIR
@@ -64,6 +66,11 @@ class Config:
             raise ConfigError(
                 f"GIMEL_COUNTING must be one of {', '.join(defaults.COUNTING_MODES)} "
                 f"(got {counting!r})"
+            )
+        analysis = env.get("GIMEL_ANALYSIS", defaults.ANALYSIS).strip().lower()
+        if analysis not in defaults.ANALYSES:
+            raise ConfigError(
+                f"GIMEL_ANALYSIS must be one of {', '.join(defaults.ANALYSES)} (got {analysis!r})"
             )
         window = _number(env, "GIMEL_DEDUP_WINDOW", int, defaults.DEDUP_WINDOW, 1, 366 * 86_400)
         timeout = _number(env, "GIMEL_REDIS_TIMEOUT", float, defaults.REDIS_TIMEOUT, 0.05, 30.0)
@@ -107,6 +114,7 @@ class Config:
             redis_url=redis_url,
             api_keys=keys,
             counting=counting,
+            analysis=analysis,
             dedup_window=window,
             redis_timeout=timeout,
             data_dir=data_dir,

@@ -85,6 +85,17 @@ BOT_PATTERN = (
 )
 """User agents answered 200 but not counted (case-insensitive regex; empty disables)."""
 
+ANALYSIS = "sequential"
+"""Analysis method of new experiments: ``sequential`` (always-valid p-values and intervals,
+safe to look at every day) or ``fixed`` (fixed-horizon: valid at one planned look only)."""
+
+ANALYSES = ("sequential", "fixed")
+"""The analysis methods Gimel knows. Experiments created before history was kept are ``fixed``."""
+
+SEQUENTIAL_TUNING = 5000
+"""N*, the sample size at which a sequential interval is tightest relative to a fixed one
+(GrowthBook's default)."""
+
 BOT_AGENT_CHARS = 512
 """Only this many leading characters of a User-Agent are matched against the bot pattern, so
 a huge header costs a bounded scan (a 250 KB agent took 0.27 s); real agents are shorter."""

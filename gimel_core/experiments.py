@@ -1,19 +1,22 @@
 """Stored experiments: reading their counts, listing them, settings, reset and delete.
 
-Reading is two round trips whatever the number of experiments (meta and names of every
-experiment, then every counter); the results are analysed by :mod:`gimel_core.analysis`.
+Reading is one script call per experiment (``read.lua``: settings, names, history and every
+count), all in one round trip; the results are analysed by :mod:`gimel_core.analysis`.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from . import analysis, dedup, defaults, keys, scripts, settings
 from .config import Config
 from .errors import StoreUnavailable, UnknownExperiment
-from .results import Abuse, ExperimentCounts, ExperimentResult, Listing
+from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
 from .scripts import ClearTag, Meta, Scripts
 from .store import StoreBacked
 
@@ -36,7 +39,7 @@ class Experiments(StoreBacked):
     def listing(self, namespace: str, archived: bool = False) -> Listing:
         """Experiments of a namespace (with archived ones if asked) and the abuse counts.
 
-        Three round trips whatever the number of experiments.
+        Two round trips whatever the number of experiments: their names, then their data.
         """
         pipe = self.client.pipeline(transaction=False)
         for key in keys.registries(namespace):
@@ -63,59 +66,43 @@ class Experiments(StoreBacked):
         return result
 
     def counts(self, namespace: str, names: Iterable[str]) -> list[ExperimentCounts]:
-        """What is stored of each named experiment: two round trips for any number."""
+        """What is stored of each named experiment: one round trip for any number (and, once
+        per experiment counted before history was kept, one more to index it)."""
         names = list(names)
-        pipe = self.client.pipeline(transaction=False)
-        for exp in names:
-            pipe.hgetall(keys.meta(namespace, exp))
-            pipe.smembers(keys.variants(namespace, exp))
-            pipe.smembers(keys.goals(namespace, exp))
-        replies = pipe.execute()
-        layouts = []
-        reads: list[scripts.Call[Any]] = []
-        for i, exp in enumerate(names):
-            meta = {_text(k): _text(v) for k, v in replies[3 * i].items()}
-            variants = tuple(sorted(_text(v) for v in replies[3 * i + 1]))
-            goals = tuple(sorted(_text(g) for g in replies[3 * i + 2]))
-            layouts.append((exp, meta, variants, goals))
-            mode = meta.get(Meta.COUNTING)
-            if mode == "exact":
-                reads.append(scripts.command(dict, "HGETALL", keys.counts(namespace, exp)))
-            elif mode == "hll":
-                # One call per experiment rather than one PFCOUNT per counter.
-                hlls = [keys.hll(namespace, exp, g, v) for g, v in _counters(variants, goals)]
-                reads.append(scripts.hll_counts(hlls))
-        stored = iter(self.scripts.run(reads) if reads else [])
-        found = []
-        for exp, meta, variants, goals in layouts:
-            mode = meta.get(Meta.COUNTING)
-            table: dict[tuple[str, str], int] = {}
-            if mode == "exact":
-                fields = next(stored)
-                for goal, variant in _counters(variants, goals):
-                    field = keys.counts_field(goal, variant).encode()
-                    table[goal, variant] = int(fields.get(field, 0))
-            elif mode == "hll":
-                table = dict(zip(_counters(variants, goals), next(stored), strict=True))
-            found.append(
-                ExperimentCounts(
-                    name=exp,
-                    counting=mode,
-                    variants=variants,
-                    goals=goals,
-                    counts=table,
-                    settings=settings.stored(meta),
-                    dedup_window=int(meta[Meta.WINDOW])
-                    if mode == "exact" and meta.get(Meta.WINDOW)
-                    else None,
-                    created=_timestamp(meta.get(Meta.CREATED)),
-                    reset_at=_timestamp(meta.get(Meta.RESET_AT)),
-                )
-            )
-        return found
+        stored = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
+        today = int(self.clock()) // DAY
+        pending: dict[str, list[tuple[str, str]]] = {}  # experiment -> its hll counters
+        calls = []
+        for exp, one in zip(names, stored, strict=True):
+            mode = one.meta.get(Meta.COUNTING)
+            if mode is not None and Meta.DAY not in one.meta:
+                cells = _counters(one.variants, one.goals) if mode == "hll" else []
+                hlls = [(keys.hll(namespace, exp, g, v), keys.counts_field(g, v)) for g, v in cells]
+                pending[exp] = cells
+                calls.append(scripts.migrate(namespace, exp, today, hlls))
+        migrated = {
+            exp: dict(zip(pending[exp], found, strict=True))
+            for exp, found in zip(pending, self.scripts.run(calls) if calls else [], strict=True)
+        }
+        return [
+            _experiment_counts(exp, one, migrated.get(exp))
+            for exp, one in zip(names, stored, strict=True)
+        ]
 
     def _results(self, namespace: str, names: Iterable[str]) -> list[ExperimentResult]:
         return [analysis.analyse(counts) for counts in self.counts(namespace, names)]
+
+    def history(self, namespace: str, name: str) -> History:
+        """One point per UTC day the experiment received events, then now: one round trip."""
+        (counts,) = self.counts(namespace, [name])
+        if counts.counting is None:
+            raise UnknownExperiment(name)
+        today = int(self.clock()) // DAY
+        points = [
+            HistoryPoint(_date(day), result)
+            for day, result in analysis.analyse_history(counts, today)
+        ]
+        return History(name, counts.settings.analysis, points)
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -153,6 +140,8 @@ class Experiments(StoreBacked):
             data_keys = [
                 *(keys.hll(namespace, experiment, g, v) for g, v in _counters(*names)),
                 keys.counts(namespace, experiment),
+                keys.history(namespace, experiment),
+                keys.hll_index(namespace, experiment),
                 *(keys.seen(namespace, experiment, b) for b in dedup.stored_buckets(window, now)),
             ]
             call = scripts.clear(
@@ -167,9 +156,62 @@ class Experiments(StoreBacked):
         raise StoreUnavailable(f"the experiment kept changing during {action}; try again")
 
 
+def _experiment_counts(
+    name: str, stored: scripts.Stored, migrated: dict[tuple[str, str], int] | None
+) -> ExperimentCounts:
+    meta, variants, goals = stored.meta, stored.variants, stored.goals
+    mode = meta.get(Meta.COUNTING)
+    cells = _counters(variants, goals)
+    if migrated is not None and mode == "hll":
+        table = migrated
+    else:
+        table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
+    return ExperimentCounts(
+        name=name,
+        counting=mode,
+        variants=variants,
+        goals=goals,
+        counts=table if mode else {},
+        settings=settings.stored(meta),
+        dedup_window=int(meta[Meta.WINDOW]) if mode == "exact" and meta.get(Meta.WINDOW) else None,
+        created=_timestamp(meta.get(Meta.CREATED)),
+        reset_at=_timestamp(meta.get(Meta.RESET_AT)),
+        history=_history(stored.history, variants, goals),
+    )
+
+
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:
     """Every (goal, variant) counter of an experiment, participation first."""
     return [(goal, variant) for goal in (defaults.PARTICIPATE, *goals) for variant in variants]
+
+
+DAY = 86_400
+"""Seconds in a UTC day: history's interval (track.lua divides by the same)."""
+
+
+def _date(day: int) -> str:
+    return datetime.fromtimestamp(day * DAY, UTC).date().isoformat()
+
+
+def _history(
+    raw: dict[bytes, bytes], variants: tuple[str, ...], goals: tuple[str, ...]
+) -> tuple[tuple[int, dict[tuple[str, str], int]], ...]:
+    """Daily snapshots, oldest first, as (goal, variant) counts (0 where not counted yet)."""
+    if not raw:
+        return ()
+    fields = {keys.counts_field(g, v): (g, v) for g, v in _counters(variants, goals)}
+    days = []
+    for day, snapshot in sorted((int(d), s) for d, s in raw.items()):
+        stored = _decoded(snapshot)
+        days.append((day, {cell: int(stored.get(f, 0)) for f, cell in fields.items()}))
+    return tuple(days)
+
+
+@lru_cache(maxsize=65_536)
+def _decoded(snapshot: bytes) -> dict[str, int]:
+    """A day's snapshot never changes once written: decode it once per process."""
+    decoded: dict[str, int] = json.loads(snapshot)
+    return decoded
 
 
 def _abuse(raw: dict[Any, Any]) -> Abuse:

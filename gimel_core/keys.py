@@ -9,6 +9,8 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:hll:<goal>:<var>   HyperLogLog of uuids (hll mode)
     gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode)
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>      set   8-byte uuid digests (exact mode)
+    gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
+    gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
 
 The ``{...}`` hash tag puts an experiment's keys and its registry shard in one Redis
 Cluster slot, so every script touches a single slot. Experiments of a namespace are
@@ -95,6 +97,16 @@ def counts(namespace: str, experiment: str) -> str:
 def counts_field(goal: str, variant: str) -> str:
     """Field of the ``counts`` hash holding one (goal, variant) exact count."""
     return f"{escape(goal)}:{escape(variant)}"
+
+
+def hll_index(namespace: str, experiment: str) -> str:
+    """Hash of an hll experiment's counters: counts field -> HyperLogLog key (for history)."""
+    return f"{_base(namespace, experiment)}:index"
+
+
+def history(namespace: str, experiment: str) -> str:
+    """Hash of daily snapshots: UTC day number -> JSON of {counts field: count} at its end."""
+    return f"{_base(namespace, experiment)}:history"
 
 
 def seen(namespace: str, experiment: str, bucket: int) -> str:

@@ -11,7 +11,7 @@ reading a deployed Gimel over HTTP).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import defaults
@@ -25,6 +25,9 @@ class Settings:
     weights: dict[str, float] | None = None
     description: str | None = None
     archived: bool = False
+    analysis: str = "fixed"
+    """``sequential`` (always-valid p-values and intervals) or ``fixed`` (fixed horizon)."""
+    sequential_tuning: int = defaults.SEQUENTIAL_TUNING
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +46,15 @@ class ExperimentCounts:
     dedup_window: int | None = None
     created: int | None = None
     reset_at: int | None = None
+    history: tuple[tuple[int, Mapping[tuple[str, str], int]], ...] = ()
+    """(UTC day number, counts at the end of that day), oldest first; the counts above are now."""
 
     def count(self, goal: str, variant: str) -> int:
         return self.counts.get((goal, variant), 0)
+
+    def on(self, day: int, counts: Mapping[tuple[str, str], int]) -> ExperimentCounts:
+        """This experiment as it stood at the end of ``day`` (its history until then)."""
+        return replace(self, counts=counts, history=tuple(h for h in self.history if h[0] < day))
 
     @property
     def participants(self) -> dict[str, int]:
@@ -80,6 +89,10 @@ class VariantResult:
     chance_to_beat_control: float | None = None
     verdict: Verdict | None = None
     """None for the control itself."""
+    running_uplift_ci: list[float] | None = None
+    """Sequential analysis: the intersection of this look's interval with every earlier day's."""
+    running_p_value: float | None = None
+    """Sequential analysis: the least p-value of this look and every earlier day's."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +107,8 @@ class VariantResult:
             "p_value_adjusted": self.p_value_adjusted,
             "chance_to_beat_control": self.chance_to_beat_control,
             "verdict": self.verdict.to_json() if self.verdict else None,
+            "running_uplift_ci": self.running_uplift_ci,
+            "running_p_value": self.running_p_value,
         }
 
     @classmethod
@@ -111,6 +126,8 @@ class VariantResult:
             p_value_adjusted=data.get("p_value_adjusted"),
             chance_to_beat_control=data.get("chance_to_beat_control"),
             verdict=Verdict(verdict["kind"], verdict["text"]) if verdict else None,
+            running_uplift_ci=data.get("running_uplift_ci"),
+            running_p_value=data.get("running_p_value"),
         )
 
 
@@ -167,6 +184,8 @@ class ExperimentResult:
             "weights": self.settings.weights,
             "description": self.settings.description,
             "archived": self.settings.archived,
+            "analysis": self.settings.analysis,
+            "sequential_tuning": self.settings.sequential_tuning,
             "dedup_window": self.dedup_window,
             "created": self.created,
             "reset_at": self.reset_at,
@@ -189,6 +208,8 @@ class ExperimentResult:
                 weights=data.get("weights"),
                 description=data.get("description"),
                 archived=bool(data.get("archived")),
+                analysis=data.get("analysis", "fixed"),
+                sequential_tuning=data.get("sequential_tuning", defaults.SEQUENTIAL_TUNING),
             ),
             dedup_window=data.get("dedup_window"),
             created=data.get("created"),
@@ -229,3 +250,47 @@ class Listing:
             abuse=Abuse(meta.get("filtered", 0), dict(meta.get("dropped") or {})),
             scope=meta.get("scope"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    date: str
+    """UTC date, YYYY-MM-DD: the counts as they stood at the end of that day (or now)."""
+    result: ExperimentResult
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.date,
+            "participants": self.result.participants,
+            "goals": [goal.to_json() for goal in self.result.goals],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """``GET /experiments/<name>/history``: one point per day with events, then now."""
+
+    experiment: str
+    analysis: str
+    points: list[HistoryPoint]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "interval": "day",
+            "analysis": self.analysis,
+            "points": [point.to_json() for point in self.points],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> History:
+        points = []
+        for point in data["points"]:
+            result = ExperimentResult(
+                experiment=data["experiment"],
+                counting=None,
+                goals=tuple(GoalResult.from_json(g) for g in point["goals"]),
+                participants=dict(point["participants"]),
+            )
+            points.append(HistoryPoint(point["date"], result))
+        return cls(data["experiment"], data["analysis"], points)

@@ -36,6 +36,11 @@ class Meta:
     """De-dup window of an exact experiment, seconds."""
     CREATED = "created"
     RESET_AT = "reset_at"
+    DAY = "day"
+    """UTC day number (unix seconds // 86400) of the last event: history snapshots it."""
+    ANALYSIS = "analysis"
+    """``sequential`` or ``fixed``; recorded when the experiment is created."""
+    SEQUENTIAL_TUNING = "sequential_tuning"
     IMPORTED_AT = "imported_at"
     IMPORTED_PREFIX = "imported:"
     """``imported:<counts field>``: the legacy count imported last (import-legacy)."""
@@ -102,18 +107,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One script call (or, with ``script`` None, one plain command: ``args``), its keys and
-    arguments, and how to read its reply."""
+    """One script call: its keys and arguments, and how to read its reply."""
 
-    script: str | None
+    script: str
     keys: list[str]
     args: list[Any]
     parse: Callable[[Any], T]
-
-
-def command(parse: Callable[[Any], T], *args: Any) -> Call[T]:
-    """A plain Redis command, to send in the same round trip as script calls."""
-    return Call(None, [], list(args), parse)
 
 
 class Scripts:
@@ -131,7 +130,7 @@ class Scripts:
         lost = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
         if lost:  # flushed or restarted since the last call: load once, send those again
             for name in {calls[i].script for i in lost}:
-                self.client.script_load(_source(str(name))[0])
+                self.client.script_load(_source(name)[0])
             for i, reply in zip(lost, self._send([calls[i] for i in lost]), strict=True):
                 replies[i] = reply
         for reply in replies:
@@ -156,8 +155,6 @@ class Scripts:
 
 
 def _command(call: Call[Any]) -> list[Any]:
-    if call.script is None:
-        return call.args
     return ["EVALSHA", _source(call.script)[1], len(call.keys), *call.keys, *call.args]
 
 
@@ -209,6 +206,7 @@ class TrackSettings:
 
     mode: str
     window: int
+    analysis: str
     max_experiments_per_shard: int
     max_variants: int
     max_goals: int
@@ -223,26 +221,63 @@ def _track_reply(reply: list[Any]) -> TrackReply:
     return ShardFull()
 
 
-def track(
+TRACK_FIRST_COUNTER = 7
+"""KEYS index (1-based) of track.lua's first HyperLogLog (hll) or de-dup bucket (exact)."""
+
+TrackEvent = tuple[str, str, str | bytes, int | str]
+"""(variant, goal, member, target): the uuid and the HyperLogLog's KEYS index (hll), or the
+uuid's digest and its field of the counts hash (exact)."""
+
+
+def track_hll(
     namespace: str,
     experiment: str,
-    mode: str,
+    new: TrackSettings,
+    now: int,
+    counters: list[tuple[str, str]],
+    events: list[TrackEvent],
+) -> Call[TrackReply]:
+    """Count ``events`` of one hll experiment; ``counters``: (HyperLogLog key, counts field),
+    in the order their KEYS indexes (from TRACK_FIRST_COUNTER) were given to the events."""
+    head = [
+        *experiment_keys(namespace, experiment),
+        keys.history(namespace, experiment),
+        keys.hll_index(namespace, experiment),
+    ]
+    args = _track_args(experiment, "hll", 0, new, now, 0)
+    args += [len(counters), *(field for _, field in counters)]
+    for event in events:
+        args += event
+    return Call("track", [*head, *(key for key, _ in counters)], args, _track_reply)
+
+
+def track_exact(
+    namespace: str,
+    experiment: str,
     window: int,
     new: TrackSettings,
     now: int,
-    counters: list[str],
-    events: list[tuple[str, str, str | bytes, int | str]],
-    bucket_expiry: int = 0,
+    buckets: list[str],
+    bucket_expiry: int,
+    events: list[TrackEvent],
 ) -> Call[TrackReply]:
-    """Count ``events`` of one experiment whose keys were built for ``mode`` and ``window``.
+    """Count ``events`` of one exact experiment; ``buckets``: the de-dup buckets in the
+    window, current first; ``bucket_expiry``: when the current one may go."""
+    head = [
+        *experiment_keys(namespace, experiment),
+        keys.history(namespace, experiment),
+        keys.counts(namespace, experiment),
+    ]
+    args = [*_track_args(experiment, "exact", window, new, now, bucket_expiry), 0]
+    for event in events:
+        args += event
+    return Call("track", [*head, *buckets], args, _track_reply)
 
-    ``counters``: hll, the HyperLogLogs; exact, the counts hash then the de-dup buckets,
-    current first. ``events``: (variant, goal, member, target) with member the uuid (hll)
-    or its digest (exact) and target the HyperLogLog's index in KEYS (hll) or the field of
-    the counts hash (exact). ``bucket_expiry``: when the current de-dup bucket expires.
-    """
-    head = experiment_keys(namespace, experiment)
-    args: list[Any] = [
+
+def _track_args(
+    experiment: str, mode: str, window: int, new: TrackSettings, now: int, bucket_expiry: int
+) -> list[Any]:
+    return [
         experiment,
         mode,
         window,
@@ -253,22 +288,66 @@ def track(
         new.max_experiments_per_shard,
         new.max_variants,
         new.max_goals,
+        new.analysis,
     ]
-    for event in events:
-        args += event
-    return Call("track", [*head, *counters], args, _track_reply)
 
 
-TRACK_FIRST_COUNTER = 5
-"""KEYS index (1-based) of track.lua's first counter key."""
+# -- read.lua and migrate.lua ----------------------------------------------------------------
 
 
-# -- counts.lua -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One experiment as read.lua returns it."""
+
+    meta: dict[str, str]
+    variants: tuple[str, ...]
+    goals: tuple[str, ...]
+    history: dict[bytes, bytes]
+    """UTC day number -> the JSON snapshot of that day."""
+    counts: dict[str, int]
+    """counts field (``keys.counts_field``) -> count."""
 
 
-def hll_counts(counters: list[str]) -> Call[list[int]]:
-    """The cardinalities of HyperLogLogs, in their order (0 for a missing key)."""
-    return Call("counts", counters, [], lambda reply: [int(n) for n in reply])
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _stored(reply: list[Any]) -> Stored:
+    meta, variants, goals, history, counts = reply
+    return Stored(
+        meta={_text(k): _text(v) for k, v in _pairs(meta).items()},
+        variants=tuple(sorted(_text(v) for v in variants)),
+        goals=tuple(sorted(_text(g) for g in goals)),
+        history=_pairs(history),
+        counts={_text(k): int(v) for k, v in _pairs(counts).items()},
+    )
+
+
+def read(namespace: str, experiment: str) -> Call[Stored]:
+    """Everything results and history are computed from, in one call."""
+    return Call(
+        "read",
+        [
+            keys.meta(namespace, experiment),
+            keys.variants(namespace, experiment),
+            keys.goals(namespace, experiment),
+            keys.history(namespace, experiment),
+            keys.hll_index(namespace, experiment),
+            keys.counts(namespace, experiment),
+        ],
+        [],
+        _stored,
+    )
+
+
+def migrate(
+    namespace: str, experiment: str, today: int, hlls: list[tuple[str, str]]
+) -> Call[list[int]]:
+    """Index an experiment counted before history was kept (``hlls``: its HyperLogLogs as
+    (key, counts field); none for exact) and start its history; their counts, in order."""
+    head = [keys.meta(namespace, experiment), keys.hll_index(namespace, experiment)]
+    args = [today, *(field for _, field in hlls)]
+    return Call("migrate", [*head, *(key for key, _ in hlls)], args, lambda r: [int(n) for n in r])
 
 
 # -- namespace.lua ----------------------------------------------------------------------------
@@ -321,10 +400,10 @@ def import_counters(
     head = experiment_keys(namespace, experiment)
     args: list[Any] = [mode, experiment, now, window]
     if mode == "hll":
-        extra = [keys.import_scratch(namespace, experiment)]
+        extra = [keys.import_scratch(namespace, experiment), keys.hll_index(namespace, experiment)]
         extra += [keys.hll(namespace, experiment, g, v) for g, v, _ in counters]
         for goal, variant, value in counters:
-            args += [goal, variant, "", value]
+            args += [goal, variant, keys.counts_field(goal, variant), value]
     else:
         extra = [keys.counts(namespace, experiment)]
         for goal, variant, value in counters:

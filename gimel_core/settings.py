@@ -8,12 +8,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from . import defaults
 from .errors import InvalidInput
 from .events import check_name
 from .results import Settings
 from .scripts import Meta
 
-FIELDS = ("control", "weights", "description", "archived")
+FIELDS = ("control", "weights", "description", "archived", "analysis", "sequential_tuning")
+MAX_TUNING = 1_000_000_000
 MAX_DESCRIPTION = 1000
 # Control characters other than tab and newline, and lone surrogates (JSON can carry them).
 _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -60,6 +62,21 @@ def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
         if not isinstance(body["archived"], bool):
             raise InvalidInput("archived", "must be true or false")
         fields[Meta.ARCHIVED] = "1" if body["archived"] else ""
+    if "analysis" in body:
+        if body["analysis"] not in defaults.ANALYSES:
+            raise InvalidInput("analysis", f"must be one of: {', '.join(defaults.ANALYSES)}")
+        fields[Meta.ANALYSIS] = body["analysis"]
+    if "sequential_tuning" in body:
+        tuning = body["sequential_tuning"]
+        if tuning is not None and (
+            isinstance(tuning, bool) or not isinstance(tuning, int) or not 1 <= tuning <= MAX_TUNING
+        ):
+            raise InvalidInput(
+                "sequential_tuning",
+                f"must be a whole number of participants from 1 to {MAX_TUNING} (N*; default "
+                f"{defaults.SEQUENTIAL_TUNING}), or null for the default",
+            )
+        fields[Meta.SEQUENTIAL_TUNING] = "" if tuning is None else str(tuning)
     return fields
 
 
@@ -98,4 +115,7 @@ def stored(meta: dict[str, str]) -> Settings:
         weights=json.loads(meta[Meta.WEIGHTS]) if meta.get(Meta.WEIGHTS) else None,
         description=meta.get(Meta.DESCRIPTION) or None,
         archived=bool(meta.get(Meta.ARCHIVED)),
+        # Experiments created before sequential analysis existed keep the fixed horizon.
+        analysis=meta.get(Meta.ANALYSIS) or "fixed",
+        sequential_tuning=int(meta.get(Meta.SEQUENTIAL_TUNING) or defaults.SEQUENTIAL_TUNING),
     )

@@ -57,6 +57,7 @@ class Tracker(StoreBacked):
         self.new = TrackSettings(
             mode=config.counting,
             window=config.dedup_window,
+            analysis=config.analysis,
             max_experiments_per_shard=math.ceil(config.max_experiments / keys.SHARDS),
             max_variants=config.max_variants,
             max_goals=config.max_goals,
@@ -159,21 +160,18 @@ class Tracker(StoreBacked):
         ns, exp = ident
         now = int(self.clock())
         if mode == "hll":
-            counters: list[str] = []
-            slots: dict[tuple[str, str], int] = {}
-            hll_events: list[tuple[str, str, str | bytes, int | str]] = []
+            counters: dict[tuple[str, str], int] = {}  # (goal, variant) -> KEYS index
+            hll_events: list[scripts.TrackEvent] = []
             for e in events:
-                slot = slots.get((e.event, e.variant))
+                slot = counters.get((e.event, e.variant))
                 if slot is None:
-                    counters.append(keys.hll(ns, exp, e.event, e.variant))
-                    slot = slots[e.event, e.variant] = scripts.TRACK_FIRST_COUNTER + len(slots)
+                    slot = counters[e.event, e.variant] = scripts.TRACK_FIRST_COUNTER + len(
+                        counters
+                    )
                 hll_events.append((e.variant, e.event, e.uuid, slot))
-            return scripts.track(ns, exp, mode, window, self.new, now, counters, hll_events)
-        counters = [
-            keys.counts(ns, exp),
-            *(keys.seen(ns, exp, b) for b in dedup.seen_buckets(window, now)),
-        ]
-        exact_events: list[tuple[str, str, str | bytes, int | str]] = [
+            hlls = [(keys.hll(ns, exp, g, v), keys.counts_field(g, v)) for g, v in counters]
+            return scripts.track_hll(ns, exp, self.new, now, hlls, hll_events)
+        exact_events: list[scripts.TrackEvent] = [
             (
                 e.variant,
                 e.event,
@@ -182,8 +180,9 @@ class Tracker(StoreBacked):
             )
             for e in events
         ]
+        buckets = [keys.seen(ns, exp, b) for b in dedup.seen_buckets(window, now)]
         expiry = dedup.expiry(window, now)
-        return scripts.track(ns, exp, mode, window, self.new, now, counters, exact_events, expiry)
+        return scripts.track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events)
 
     # -- admission and caches -----------------------------------------------------------
 

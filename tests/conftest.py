@@ -166,13 +166,14 @@ def raw_redis(redis_url: str) -> Iterator[Any]:
 
 @pytest.fixture
 def make_app(redis_url: str) -> Iterator[Callable[..., Flask]]:
-    """Build an app on the test Redis; keyword arguments override Config fields."""
+    """Build an app on the test Redis; keyword arguments override Config fields, and
+    ``clock`` gives the app its time (Unix seconds)."""
     made: list[Flask] = []
 
-    def make(**overrides: Any) -> Flask:
+    def make(clock: Callable[[], float] = time.time, **overrides: Any) -> Flask:
         settings: dict[str, Any] = {"redis_url": redis_url, "api_keys": (API_KEY,)}
         settings.update(overrides)
-        made.append(create_app(settings))
+        made.append(create_app(settings, clock=clock))
         return made[-1]
 
     yield make

@@ -90,6 +90,7 @@ def test_table_and_csv_show_the_servers_verdict_under_each_goal(
     runner: CliRunner, client: FlaskClient, redis_url: str
 ) -> None:
     seed_two_goals(client)
+    client.patch("/experiments/page", json={"analysis": "fixed"}, headers=AUTH)
     api = client.get("/experiments/page", headers=AUTH).get_json()
     verdicts: dict[str, dict[str, str | None]] = {
         g["goal"]: {r["label"]: r["verdict"] and r["verdict"]["text"] for r in g["results"]}

@@ -19,6 +19,7 @@ def test_defaults() -> None:
     assert config.redis_url is None
     assert config.api_keys == ()
     assert config.counting == "hll"
+    assert config.analysis == "sequential"
     assert config.dedup_window == 86_400
 
 
@@ -29,8 +30,10 @@ def test_values_are_parsed() -> None:
             "GIMEL_API_KEY": " first-key-0123456789 , second-key-0123456789 ",
             "GIMEL_COUNTING": "EXACT",
             "GIMEL_DEDUP_WINDOW": "3600",
+            "GIMEL_ANALYSIS": " Fixed ",
         }
     )
+    assert config.analysis == "fixed"
     assert config.redis_url == "rediss://user:pw@cache.example:6380/2"
     assert config.api_keys == ("first-key-0123456789", "second-key-0123456789")
     assert config.counting == "exact"
@@ -45,6 +48,7 @@ def test_values_are_parsed() -> None:
         ("GIMEL_REDIS_URL", "localhost:6379"),
         ("GIMEL_API_KEY", "short"),
         ("GIMEL_COUNTING", "approximate"),
+        ("GIMEL_ANALYSIS", "bayesian"),
         ("GIMEL_DEDUP_WINDOW", "a day"),
         ("GIMEL_DEDUP_WINDOW", "0"),
         ("GIMEL_DEDUP_WINDOW", "-5"),

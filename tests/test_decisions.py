@@ -29,12 +29,24 @@ def row(chance: float | None, p: float | None, trials: int = 1000) -> VariantRes
 @pytest.mark.parametrize(
     ("chance", "p", "trials", "kind", "start"),
     [
-        (0.96, 0.01, 1000, "win", "red beats control on signup, 96.0% chance, p=0.010"),
-        (0.9995, 0.0001, 1000, "win", "red beats control on signup, >99.9% chance, p<0.001"),
-        (0.03, 0.02, 1000, "lose", "control beats red on signup, 97.0% chance, p=0.020"),
+        (0.96, 0.01, 1000, "win", "red beats control on signup, 96.0% Bayesian chance, p=0.010"),
+        (
+            0.9995,
+            0.0001,
+            1000,
+            "win",
+            "red beats control on signup, >99.9% Bayesian chance, p<0.001",
+        ),
+        (0.03, 0.02, 1000, "lose", "control beats red on signup, 97.0% Bayesian chance, p=0.020"),
         (0.96, 0.06, 1000, "even", "No clear difference between red and control on signup yet"),
         (0.94, 0.01, 1000, "even", "No clear difference"),  # p small but chance not enough
-        (0.96, 0.2, 50, "wait", "red vs control on signup: not enough data yet (96.0% chance"),
+        (
+            0.96,
+            0.2,
+            50,
+            "wait",
+            "red vs control on signup: not enough data yet (96.0% Bayesian chance",
+        ),
         (None, None, 1000, "wait", "red vs control on signup: not enough data yet"),
     ],
 )
@@ -46,6 +58,15 @@ def test_verdict_rules(
     assert verdict.text.startswith(start)
 
 
+def test_sequential_verdicts_say_when_the_evidence_is_not_enough() -> None:
+    undecided = decisions.verdict(row(0.9, 0.2), CONTROL, "signup", "sequential")
+    assert undecided.kind == "wait"
+    assert undecided.text.startswith("red vs control on signup: not enough evidence yet")
+    assert "p=0.20 (always valid)" in undecided.text
+    won = decisions.verdict(row(0.99, 0.01), CONTROL, "signup", "sequential")
+    assert won.kind == "win" and won.text.endswith("p=0.010 (always valid)")
+
+
 def test_a_winner_needs_both_the_chance_and_the_adjusted_p_value() -> None:
     assert decisions.verdict(row(0.95, 0.049), CONTROL, "g").kind == "win"
     assert decisions.verdict(row(0.95, 0.05), CONTROL, "g").kind == "even"
@@ -53,6 +74,7 @@ def test_a_winner_needs_both_the_chance_and_the_adjusted_p_value() -> None:
 
 
 def counts(table: dict[str, tuple[int, int]]) -> ExperimentCounts:
+    """A fixed-horizon experiment (exact counts) with one goal."""
     cells = {("participate", v): n for v, (_, n) in table.items()}
     cells |= {("signup", v): s for v, (s, _) in table.items()}
     return ExperimentCounts("exp", "exact", tuple(sorted(table)), ("signup",), cells)

@@ -66,6 +66,7 @@ PRIVATE = {
     ("PATCH", "/experiments/{name}"),
     ("DELETE", "/experiments/{name}"),
     ("POST", "/experiments/{name}/reset"),
+    ("GET", "/experiments/{name}/history"),
     ("DELETE", "/delete"),
 }
 EXTRA_TRACK = {

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -93,6 +95,22 @@ def test_malformed_or_non_http_events_get_a_well_formed_answer(
 
 def test_warm_up_pings_are_answered_without_a_request(handler: ModuleType) -> None:
     assert handler.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None) == {}
+
+
+def test_a_tracking_container_never_loads_the_statistics() -> None:
+    """Most Lambda invocations are /track: the results side loads on its first request."""
+    code = (
+        "import sys, handler\n"
+        "handler.handler({'httpMethod': 'GET', 'path': '/health'}, None)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gimel_core')))\n"
+    )
+    env = {"GIMEL_REDIS_URL": "redis://127.0.0.1:1", "GIMEL_API_KEY": "k" * 24, "PATH": "/usr/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
+    assert "gimel_core.track_endpoint" in loaded
+    assert not loaded & {"gimel_core.experiments", "gimel_core.analysis", "gimel_core.stats"}
 
 
 def test_a_lone_surrogate_api_key_is_refused_not_500(handler: ModuleType) -> None:

@@ -78,3 +78,7 @@ def test_composed_and_decomposed_names_are_one_experiment(client: FlaskClient) -
     patched = client.patch(path, json={"description": "x"}, headers=AUTH)
     assert patched.status_code == 200, patched.get_json()
     assert patched.get_json()["experiment"] == COMPOSED
+    reset = client.post(path + "/reset", headers=AUTH)
+    assert reset.status_code == 200 and reset.get_json()["experiment"] == COMPOSED
+    history = client.get(path + "/history", headers=AUTH)
+    assert history.status_code == 200 and history.get_json()["experiment"] == COMPOSED

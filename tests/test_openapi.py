@@ -483,11 +483,15 @@ ignored_auth.enabled = true
 unsupported_method.enabled = true
 negative_data_rejection.enabled = true
 
-# /experiments/{name}/reset also reads as /experiments/{name} with a name ending in
-# "/reset" (names may contain "/"), so GET, PATCH and DELETE there address that experiment
-# rather than answering 405.
+# /experiments/{name}/reset and /history also read as /experiments/{name} with a name ending
+# in "/reset" or "/history" (names may contain "/"), so the methods of /experiments/{name}
+# there address that experiment rather than answering 405.
 [[operations]]
 include-path = "/experiments/{name}/reset"
+checks.unsupported_method.enabled = false
+
+[[operations]]
+include-path = "/experiments/{name}/history"
 checks.unsupported_method.enabled = false
 """
 SEED = "20240601"

@@ -337,3 +337,34 @@ def test_aa_experiments_watched_daily() -> None:
     print(f"sequential {sequential / experiments:.4f}, fixed-horizon {fixed / experiments:.4f}")
     assert sequential / experiments < 0.05 + margin
     assert fixed / experiments > 0.15
+
+
+@pytest.mark.parametrize("tuning", [None, 2000])
+def test_the_app_reports_gbstats_values_at_a_single_look(make_app: Any, tuning: int | None) -> None:
+    """Through /track and /experiments, exact counts: what GrowthBook's engine says."""
+    from conftest import AUTH
+
+    client = make_app(counting="exact").test_client()
+    counts = {"control": (1396, 3000), "red": (2422, 3461), "blue": (1300, 2900)}
+    events = []
+    for variant, (s, n) in counts.items():
+        for i in range(n):
+            one = {"experiment": "e", "variant": variant, "uuid": f"{variant}-{i}"}
+            events.append({**one, "event": "participate"})
+            if i < s:
+                events.append({**one, "event": "signup"})
+    for start in range(0, len(events), 500):
+        assert client.post("/track", json=events[start : start + 500]).status_code == 200
+    if tuning:
+        body = {"sequential_tuning": tuning}
+        assert client.patch("/experiments/e", json=body, headers=AUTH).status_code == 200
+    exp = client.get("/experiments/e", headers=AUTH).get_json()
+    assert exp["analysis"] == "sequential" and exp["sequential_tuning"] == (tuning or 5000)
+    rows = {row["label"]: row for row in exp["goals"][0]["results"]}
+    for variant in ("red", "blue"):
+        theirs = gbstats_result(*counts[variant], *counts["control"], tuning=tuning or 5000)
+        row = rows[variant]
+        assert close(row["uplift"], theirs.expected)
+        assert close(row["uplift_ci"][0], theirs.ci[0]) and close(row["uplift_ci"][1], theirs.ci[1])
+        assert close(row["p_value"], theirs.p_value)
+        assert row["running_uplift_ci"] == row["uplift_ci"]  # one look: nothing to intersect

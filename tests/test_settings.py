@@ -37,9 +37,17 @@ def test_results_carry_statistics_with_a_default_control(client: FlaskClient) ->
     assert red["conversion_rate"] == pytest.approx(0.1)
     assert red["ci"][0] < 0.1 < red["ci"][1]
     assert red["uplift"] == pytest.approx(0.1 / 0.3 - 1)
-    assert 0 < red["p_value"] < 0.05
     assert red["chance_to_beat_control"] < 0.05
     assert blue["uplift"] is None  # the control is not compared with itself
+    # New experiments are analysed sequentially: 40 visitors per arm are not yet evidence
+    # that would survive daily looks, though a fixed-horizon test would call it.
+    assert exp["analysis"] == "sequential" and exp["sequential_tuning"] == 5000
+    assert red["p_value"] > 0.05 and red["running_p_value"] == red["p_value"]
+    assert red["verdict"]["kind"] == "wait"
+    fixed = patch(client, {"analysis": "fixed"}).get_json()
+    red = fixed["goals"][0]["results"][1]
+    assert red["p_value"] < 0.05 and red["running_p_value"] is None
+    assert red["verdict"]["kind"] == "lose"
 
 
 def test_patch_sets_control_weights_description(client: FlaskClient) -> None:
@@ -82,6 +90,14 @@ def test_patch_sets_control_weights_description(client: FlaskClient) -> None:
         ({"archived": "yes"}, "archived", "true or false"),
         ({"description": "x" * 1001}, "description", "at most"),
         ({"description": "bad\u0000"}, "description", "control"),
+        ({"analysis": "bayesian"}, "analysis", "one of: sequential, fixed"),
+        ({"analysis": None}, "analysis", "one of"),
+        ({"analysis": ["fixed"]}, "analysis", "one of"),
+        ({"sequential_tuning": 0}, "sequential_tuning", "whole number"),
+        ({"sequential_tuning": 2.5}, "sequential_tuning", "whole number"),
+        ({"sequential_tuning": True}, "sequential_tuning", "whole number"),
+        ({"sequential_tuning": "5000"}, "sequential_tuning", "whole number"),
+        ({"sequential_tuning": 10**12}, "sequential_tuning", "whole number"),
         ({"colour": "red"}, "colour", "unknown setting"),
         ({}, "body", "JSON object"),
         ([1], "body", "JSON object"),
@@ -97,6 +113,19 @@ def test_bad_settings_are_400_and_change_nothing(
     assert response.get_json()["field"] == field
     assert reason in response.get_json()["error"]
     assert client.get("/experiments/exp", headers=AUTH).get_json() == before
+
+
+def test_analysis_and_tuning_are_set_echoed_and_cleared(client: FlaskClient) -> None:
+    seed(client)
+    tuned = patch(client, {"sequential_tuning": 20_000}).get_json()
+    assert tuned["analysis"] == "sequential" and tuned["sequential_tuning"] == 20_000
+    red = tuned["goals"][0]["results"][1]
+    default = patch(client, {"sequential_tuning": None}).get_json()
+    assert default["sequential_tuning"] == 5000
+    assert default["goals"][0]["results"][1]["uplift_ci"] != red["uplift_ci"]  # N* matters
+    fixed = patch(client, {"analysis": "fixed"}).get_json()
+    assert fixed["analysis"] == "fixed"
+    assert client.get("/experiments", headers=AUTH).get_json()[1]["analysis"] == "fixed"
 
 
 def test_patch_needs_json_a_key_and_a_known_experiment(client: FlaskClient) -> None:
@@ -158,3 +187,11 @@ def test_reset_zeroes_counters_and_keeps_settings(
     exp = client.get("/experiments/exp", headers=AUTH).get_json()
     assert exp["goals"][0]["results"][1]["trials"] == 1
     assert exp["goals"][0]["results"][1]["successes"] == 1
+
+
+def test_new_experiments_take_the_configured_analysis(make_app: Callable[..., Flask]) -> None:
+    client = make_app(analysis="fixed").test_client()
+    seed(client)
+    exp = client.get("/experiments/exp", headers=AUTH).get_json()
+    assert exp["analysis"] == "fixed"
+    assert exp["goals"][0]["results"][1]["running_p_value"] is None

@@ -468,6 +468,8 @@ def test_annotate_brief_example() -> None:
         "p_value_adjusted": None,
         "chance_to_beat_control": None,
         "verdict": None,
+        "running_uplift_ci": None,
+        "running_p_value": None,
     }
     assert red["conversion_rate"] == 0.1
     assert red["uplift"] == pytest.approx(0.1 / (15 / 98) - 1)

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import click
 
-from ..results import ExperimentResult, GoalResult, VariantResult
+from ..results import ExperimentResult, GoalResult, History, VariantResult
 from .options import WHERE, data_options, one_line_errors, open_backend
 
 
@@ -33,12 +33,18 @@ from .options import WHERE, data_options, one_line_errors, open_backend
     "GET /experiments/<name> for one EXPERIMENT.",
 )
 @click.option("--archived", is_flag=True, help="Include archived experiments.")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="EXPERIMENT's results day by day (GET /experiments/<name>/history).",
+)
 @data_options
 @one_line_errors
 def results(
     experiment: str | None,
     fmt: str,
     archived: bool,
+    history: bool,
     url: str | None,
     api_key: str | None,
     redis_url: str | None,
@@ -46,6 +52,18 @@ def results(
     namespace: str,
 ) -> None:
     body: Any
+    if history:
+        if not experiment:
+            raise click.UsageError("--history needs an EXPERIMENT")
+        with open_backend(url, api_key, redis_url, data_dir) as backend:
+            days = backend.history(namespace, experiment)
+        if fmt == "json":
+            click.echo(json.dumps(days.to_json(), indent=2, ensure_ascii=False))
+        elif fmt == "csv":
+            write_history_csv(days, sys.stdout)
+        else:
+            click.echo(render_history(days))
+        return
     with open_backend(url, api_key, redis_url, data_dir) as backend:
         if experiment:
             one = backend.experiment(namespace, experiment)
@@ -104,7 +122,7 @@ TABLE_HEADER = [
     "uplift",
     "p",
     "p (Holm)",
-    "chance to beat",
+    "Bayesian chance to beat",
 ]
 
 
@@ -209,3 +227,85 @@ def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dic
         "srm_mismatch": exp.srm.mismatch if exp.srm else None,
         "verdict": cell(row.verdict.text) if row.verdict else None,
     }
+
+
+HISTORY_HEADER = ["trials", "successes", "rate", "uplift", "uplift interval", "p", "running p"]
+
+
+def render_history(history: History) -> str:
+    """Per goal, one line per day and variant: the cumulative counts and statistics that day."""
+    title = f"{shown(history.experiment)}  (history by UTC day, {shown(history.analysis)} analysis)"
+    lines = [title]
+    goals = [g.goal for g in history.points[-1].result.goals] if history.points else []
+    for name in goals:
+        rows = [["goal " + shown(name), "variant", *HISTORY_HEADER]]
+        for point in history.points:
+            goal = next((g for g in point.result.goals if g.goal == name), None)
+            for row in goal.results if goal else ():
+                ci = row.running_uplift_ci or row.uplift_ci
+                rows.append(
+                    [
+                        point.date,
+                        shown(row.label),
+                        str(row.trials),
+                        str(row.successes),
+                        _pct(row.conversion_rate),
+                        _pct(row.uplift),
+                        f"{_pct(ci[0])} - {_pct(ci[1])}" if ci else "-",
+                        _num(row.p_value),
+                        _num(row.running_p_value),
+                    ]
+                )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+            cells += [cell.rjust(w) for cell, w in zip(r[2:], widths[2:], strict=True)]
+            lines.append("  " + "  ".join(cells).rstrip())
+    if not goals:
+        lines.append("  no goals yet")
+    return "\n".join(lines)
+
+
+HISTORY_CSV_FIELDS = [
+    "date",
+    "goal",
+    "variant",
+    "trials",
+    "successes",
+    "conversion_rate",
+    "uplift",
+    "uplift_ci_low",
+    "uplift_ci_high",
+    "p_value",
+    "running_uplift_ci_low",
+    "running_uplift_ci_high",
+    "running_p_value",
+]
+"""One row per day, goal and variant, oldest first; the last day is now."""
+
+
+def write_history_csv(history: History, out: IO[str]) -> None:
+    writer = csv.DictWriter(out, HISTORY_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for point in history.points:
+        for goal in point.result.goals:
+            for row in goal.results:
+                low, high = row.uplift_ci or (None, None)
+                run_low, run_high = row.running_uplift_ci or (None, None)
+                writer.writerow(
+                    {
+                        "date": point.date,
+                        "goal": cell(goal.goal),
+                        "variant": cell(row.label),
+                        "trials": row.trials,
+                        "successes": row.successes,
+                        "conversion_rate": row.conversion_rate,
+                        "uplift": row.uplift,
+                        "uplift_ci_low": low,
+                        "uplift_ci_high": high,
+                        "p_value": row.p_value,
+                        "running_uplift_ci_low": run_low,
+                        "running_uplift_ci_high": run_high,
+                        "running_p_value": row.running_p_value,
+                    }
+                )

@@ -5,19 +5,28 @@
 -- KEYS[2]  registry shard set listing the experiment
 -- KEYS[3]  variants set
 -- KEYS[4]  goals set
--- KEYS[5..] hll: the HyperLogLogs the events count into
---          exact: KEYS[5] the counts hash, KEYS[6] the current de-dup bucket, KEYS[7..]
---          older buckets still inside the window
+-- KEYS[5]  history hash: UTC day number -> JSON of the cumulative counts at that day's end
+-- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key); exact: the counts hash
+-- KEYS[7..] hll: the HyperLogLogs the events count into
+--          exact: KEYS[7] the current de-dup bucket, KEYS[8..] older buckets in the window
 --
 -- ARGV[1]  experiment name
 -- ARGV[2]  counting mode the keys were built for, ARGV[3] its de-dup window
 -- ARGV[4]  counting mode for a new experiment, ARGV[5] its de-dup window
--- ARGV[6]  now (unix seconds)      ARGV[7]  exact only: expiry (unix seconds) of KEYS[6]
+-- ARGV[6]  now (unix seconds)      ARGV[7]  exact only: expiry (unix seconds) of KEYS[7]
 -- ARGV[8]  most experiments in this registry shard, ARGV[9] most variants, ARGV[10] most
 --          goals (caps against a client inventing names without end)
--- ARGV[11..] per event, in fours: variant, goal, then
+-- ARGV[11] analysis method recorded for a new experiment
+-- ARGV[12] m: hll, the number of HyperLogLogs in KEYS[7..6+m]; ARGV[13..12+m] their fields
+--          of the counts (the index's fields); exact: 0
+-- ARGV[13+m..] per event, in fours: variant, goal, then
 --          hll: the uuid, and the index in KEYS of its HyperLogLog
 --          exact: an 8-byte digest of goal, variant and uuid, and its field in the counts hash
+--
+-- History: on the first call of a new UTC day, before anything is counted, the counts as
+-- they stood at the end of the experiment's last active day are recorded in KEYS[5]: once a
+-- day, one PFCOUNT per counter (hll, through the index; those keys share the hash tag) or a
+-- copy of the counts hash (exact).
 --
 -- Returns {TRACK.counted, new, dropped_variants, dropped_goals}: how many events were new
 -- (duplicates count 0), and how many were dropped because they would add a variant or a goal
@@ -28,19 +37,39 @@
 --
 -- PARTICIPATE, META, MODE and TRACK come from the prelude gimel_core/scripts.py prepends.
 
-local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window)
-local mode, window = recorded[1], recorded[2]
+local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day)
+local mode, window, last_day = recorded[1], recorded[2], tonumber(recorded[3])
+local today = math.floor(tonumber(ARGV[6]) / 86400)
 if not mode then
   if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[8]) then
     return {TRACK.shard_full}
   end
   mode, window = ARGV[4], ARGV[5]
   redis.call('HSET', KEYS[1], META.name, ARGV[1], META.counting, mode, META.window, window,
-             META.created, ARGV[6])
+             META.created, ARGV[6], META.analysis, ARGV[11], META.day, today)
   redis.call('SADD', KEYS[2], ARGV[1])
+  last_day = today
 end
 if mode ~= ARGV[2] or (mode == MODE.exact and window ~= ARGV[3]) then
   return {TRACK.recorded_otherwise, mode, window}
+end
+local exact = mode == MODE.exact
+
+-- (An experiment counted before history was kept has no day until migrate.lua indexed it.)
+if last_day and last_day < today then
+  local counts, flat = {}, redis.call('HGETALL', KEYS[6])
+  for i = 1, #flat, 2 do
+    counts[flat[i]] = exact and tonumber(flat[i + 1]) or redis.call('PFCOUNT', flat[i + 1])
+  end
+  if next(counts) then
+    redis.call('HSET', KEYS[5], last_day, cjson.encode(counts))
+  end
+  redis.call('HSET', KEYS[1], META.day, today)
+end
+
+local m = tonumber(ARGV[12])
+for k = 1, m do
+  redis.call('HSETNX', KEYS[6], ARGV[12 + k], KEYS[6 + k])
 end
 
 -- Adds a name to a set unless that would pass the cap; false when refused.
@@ -56,9 +85,8 @@ local function admit(key, name, cap)
 end
 
 local new, dropped_variants, dropped_goals = 0, 0, 0
-local exact = mode == MODE.exact
 local max_variants, max_goals = tonumber(ARGV[9]), tonumber(ARGV[10])
-for i = 11, #ARGV, 4 do
+for i = 13 + m, #ARGV, 4 do
   local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if not admit(KEYS[3], variant, max_variants) then
     dropped_variants = dropped_variants + 1
@@ -68,20 +96,20 @@ for i = 11, #ARGV, 4 do
     new = new + redis.call('PFADD', KEYS[tonumber(target)], member)
   else
     local seen = false
-    for k = 6, #KEYS do
+    for k = 7, #KEYS do
       if redis.call('SISMEMBER', KEYS[k], member) == 1 then
         seen = true
         break
       end
     end
     if not seen then
-      redis.call('SADD', KEYS[6], member)
-      redis.call('HINCRBY', KEYS[5], target, 1)
+      redis.call('SADD', KEYS[7], member)
+      redis.call('HINCRBY', KEYS[6], target, 1)
       new = new + 1
     end
   end
 end
 if exact and new > 0 then
-  redis.call('EXPIREAT', KEYS[6], ARGV[7])
+  redis.call('EXPIREAT', KEYS[7], ARGV[7])
 end
 return {TRACK.counted, new, dropped_variants, dropped_goals}

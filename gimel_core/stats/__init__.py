@@ -19,7 +19,7 @@ HLL counters, or goals without participation) are counted as trials: every rate 
 from .bayes import chance_to_beat
 from .counting_error import HLL_RSE, relative_error
 from .proportions import CONFIDENCE, Z, holm, two_proportion_p, uplift_interval, wilson
-from .sequential import Running, Sequential, running, sequential_uplift
+from .sequential import Running, Sequential, running, sequential_uplift, step
 from .srm import SRM_ALPHA, chi2_sf, expected_split, gamma_q, srm_p_value
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "running",
     "sequential_uplift",
     "srm_p_value",
+    "step",
     "two_proportion_p",
     "uplift_interval",
     "wilson",

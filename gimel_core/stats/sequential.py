@@ -137,18 +137,26 @@ def running(looks: Iterable[Sequential | None]) -> list[Running]:
     A look without a statistic (None) carries the previous values over.
     """
     out: list[Running] = []
-    ci: list[float] | None = None
-    p_value: float | None = None
+    through: Running | None = None
     for look in looks:
-        collapsed = False
-        if look is not None:
-            low, high = look.ci
-            if ci is not None:
-                low, high = max(low, ci[0]), min(high, ci[1])
-                if low > high:
-                    low, high = look.ci
-                    collapsed = True
-            ci = [low, high]
-            p_value = look.p_value if p_value is None else min(p_value, look.p_value)
-        out.append(Running(None if ci is None else list(ci), p_value, collapsed))
+        through = step(through, look)
+        out.append(through)
     return out
+
+
+def step(through: Running | None, look: Sequential | None) -> Running:
+    """The running values after one more look, from those through the previous one (None
+    before the first): :func:`running`, one look at a time."""
+    ci = through.ci if through else None
+    p_value = through.p_value if through else None
+    if look is None:
+        return Running(ci, p_value)
+    low, high = look.ci
+    collapsed = False
+    if ci is not None:
+        low, high = max(low, ci[0]), min(high, ci[1])
+        if low > high:
+            low, high = look.ci
+            collapsed = True
+    p_value = look.p_value if p_value is None else min(p_value, look.p_value)
+    return Running([low, high], p_value, collapsed)

@@ -1,0 +1,107 @@
+"""What history costs: Redis bytes per experiment per day, and the history endpoint.
+
+    python -m bench.history [--days 90]
+
+One experiment of 3 variants x 4 goals (plus participation: 15 counters) receives visitors
+on each of 90 simulated days (the app's clock moved day by day), in each counting mode. The
+history hash's size is read with ``MEMORY USAGE`` and divided by the days it holds; then
+``GET /experiments/<name>/history`` is timed in-process (median of repeated calls; recorded
+days' results are computed once per process, so also with every cache emptied first, as on
+the first look of a day) and its Redis round trips are counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import redis
+
+from gimel_core import analysis, create_app, experiments, keys
+from gimel_core.embedded import EmbeddedRedis
+
+from .dashboard import counted_round_trips
+
+API_KEY = "bench-key-0123456789abcdef"
+START = 1_796_083_200  # a UTC midnight
+VARIANTS = ("control", "red", "blue")
+GOALS = ("signup", "cart", "buy", "share")
+CALLS = 30
+
+
+def measure(counting: str, days: int = 90, visitors: int = 40) -> dict[str, float]:
+    clock = {"now": float(START)}
+    with tempfile.TemporaryDirectory() as folder:
+        server = EmbeddedRedis(folder).start()
+        try:
+            app = create_app(
+                {"redis_url": server.url, "api_keys": (API_KEY,), "counting": counting},
+                clock=lambda: clock["now"],
+            )
+            client = app.test_client()
+            for day in range(days + 1):  # the last day's first event records day `days - 1`
+                clock["now"] = float(START + day * 86_400 + 3_600)
+                events: list[dict[str, Any]] = []
+                for variant in VARIANTS:
+                    for i in range(visitors if day < days else 1):
+                        one = {"experiment": "exp", "variant": variant, "uuid": f"{day}-{i}"}
+                        events.append({**one, "event": "participate"})
+                        events += [
+                            {**one, "event": goal}
+                            for g, goal in enumerate(GOALS)
+                            if i % (g + 2) == 0
+                        ]
+                assert client.post("/track", json=events).status_code == 200
+            raw = redis.Redis.from_url(server.url)
+            size = raw.memory_usage(keys.history("alephbet", "exp"), samples=0)
+            recorded = raw.hlen(keys.history("alephbet", "exp"))
+            raw.close()
+            headers = {"x-api-key": API_KEY}
+            url = "/experiments/exp/history"
+            body = client.get(url, headers=headers).get_json()  # warm
+            assert len(body["points"]) == days + 1, len(body["points"])
+            with counted_round_trips() as calls:
+                assert client.get(url, headers=headers).status_code == 200
+            times, cold = [], []
+            for _ in range(CALLS):
+                started = time.perf_counter()
+                client.get(url, headers=headers)
+                times.append((time.perf_counter() - started) * 1000)
+            for _ in range(CALLS // 3):  # as on the first look of a day: nothing computed yet
+                analysis._PAST.clear()
+                analysis._sequential.cache_clear()
+                experiments._decoded.cache_clear()
+                started = time.perf_counter()
+                client.get(url, headers=headers)
+                cold.append((time.perf_counter() - started) * 1000)
+            app.extensions["gimel"].client.close()
+        finally:
+            server.stop()
+    return {
+        "bytes_per_day": size / recorded,
+        "days": recorded,
+        "history_ms": statistics.median(times),
+        "history_cold_ms": statistics.median(cold),
+        "round_trips": calls[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=90)
+    args = parser.parse_args()
+    for counting in ("hll", "exact"):
+        found = measure(counting, args.days)
+        print(
+            f"{counting}: {found['bytes_per_day']:.0f} B of history per day ({found['days']:.0f}"
+            f" days, 15 counters); GET history {found['history_ms']:.1f} ms in-process "
+            f"({found['history_cold_ms']:.1f} ms with nothing cached), "
+            f"{found['round_trips']:.0f} round trip(s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

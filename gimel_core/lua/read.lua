@@ -1,0 +1,26 @@
+-- Read one experiment whole, in one call: what results and history are computed from.
+--
+-- KEYS[1]  meta hash     KEYS[2]  variants set     KEYS[3]  goals set
+-- KEYS[4]  history hash  KEYS[5]  counter index (hll)  KEYS[6]  counts hash (exact)
+--
+-- Returns {meta, variants, goals, history, counts}: the meta hash, the two sets and the
+-- history hash as flat lists, and the counts as a flat list of field, count: exact, the
+-- counts hash; hll, one PFCOUNT per HyperLogLog of the index (their keys share the hash tag).
+-- A counter missing from the index has counted nothing since the experiment was indexed.
+--
+-- META and MODE come from the prelude gimel_core/scripts.py prepends.
+
+local meta = redis.call('HGETALL', KEYS[1])
+local mode = redis.call('HGET', KEYS[1], META.counting)
+local counts = {}
+if mode == MODE.exact then
+  counts = redis.call('HGETALL', KEYS[6])
+elseif mode == MODE.hll then
+  local index = redis.call('HGETALL', KEYS[5])
+  for i = 1, #index, 2 do
+    counts[i] = index[i]
+    counts[i + 1] = redis.call('PFCOUNT', index[i + 1])
+  end
+end
+return {meta, redis.call('SMEMBERS', KEYS[2]), redis.call('SMEMBERS', KEYS[3]),
+        redis.call('HGETALL', KEYS[4]), counts}
