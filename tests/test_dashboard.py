@@ -15,6 +15,7 @@ import re
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
@@ -30,15 +31,18 @@ from werkzeug.serving import WSGIRequestHandler
 import gimel_core
 import helpers
 from conftest import API_KEY
+from gimel_core import create_app
 from gimel_core.embedded import free_port
 from helpers import chromium
 
 # The page only speaks HTTP to the API, whose behaviour on a cluster is tested elsewhere.
 pytestmark = pytest.mark.single_redis
 
-BUILD = Path(__file__).resolve().parent.parent / "build"
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
 DASHBOARD = Path(gimel_core.__file__).parent / "dashboard"
 MODULES = sorted(path.name for path in DASHBOARD.glob("*.js"))
+VENDORED = sorted(path.name for path in (DASHBOARD / "vendor").glob("*.js"))
 TIMEOUT_MS = 10_000
 WEIRD = "checkout: {new} / flow ✓ ü"  # a name that needs escaping everywhere
 MINUS = "\u2212"
@@ -91,8 +95,8 @@ def visitors(
 
 
 def seed(root: str) -> None:
-    send_events(root, visitors("button", "control", 120, {"signup": 18, "purchase": 6}))
-    send_events(root, visitors("button", "green", 120, {"signup": 36, "purchase": 7}))
+    send_events(root, visitors("button", "control", 600, {"signup": 90, "purchase": 30}))
+    send_events(root, visitors("button", "green", 600, {"signup": 180, "purchase": 34}))
     send_events(root, visitors("split", "a", 150, {"signup": 15}))  # 150 vs 90: SRM
     send_events(root, visitors("split", "b", 90, {"signup": 9}))
     send_events(root, visitors(WEIRD, "A 1", 20, {"buy now": 3}))
@@ -293,7 +297,7 @@ def assert_row(cells: dict[str, dict[str, str]], row: dict[str, Any], control: b
         assert_percent(cells["uplift"]["text"], row["uplift"])
 
 
-VERDICT = re.compile(r"(?P<chance>[<>]?[\d.]+%) chance.*, p=?(?P<p><?[\d.]+)")
+VERDICT = re.compile(r"(?P<chance>[<>]?[\d.]+%) (?:Bayesian )?chance.*, p=?(?P<p><?[\d.]+)")
 
 
 def assert_verdict(text: str, start: str, row: dict[str, Any], flip: bool = False) -> None:
@@ -308,11 +312,12 @@ def assert_verdict(text: str, start: str, row: dict[str, Any], flip: bool = Fals
 # -- tests -----------------------------------------------------------------------------------
 
 
-IMPORTED = re.compile(r'\bfrom "\./([^"]+)"')
+IMPORTED = re.compile(r'\bfrom "\./([^"]+)"|\bimport\("\./([^"]+)"\)')
 
 
 def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
-    """The page loads main.js as a module; every module it imports, and only those, exists."""
+    """The page loads main.js as a module; every module it imports (uPlot on demand), and only
+    those, exists."""
     page = client.get("/dashboard").get_data(as_text=True)
     assert '<script type="module" src="dashboard/main.js"></script>' in page
     reached: set[str] = set()
@@ -327,8 +332,9 @@ def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
         assert response.headers["Content-Type"] == "text/javascript; charset=utf-8", name
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
-        todo += IMPORTED.findall(response.get_data(as_text=True))
-    assert sorted(reached) == MODULES  # none missing, none unused
+        todo += [a or b for a, b in IMPORTED.findall(response.get_data(as_text=True))]
+    assert sorted(reached) == sorted(MODULES + VENDORED)  # none missing, none unused
+    assert VENDORED == ["uplot.js"] and not set(MODULES) & set(VENDORED)
     assert client.get("/dashboard/app.css").headers["Content-Type"] == "text/css; charset=utf-8"
     index = client.get("/dashboard/index.html")
     assert index.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -372,10 +378,11 @@ def test_the_page_shows_the_api_numbers(served: str, watch: Callable[[str], Watc
     green = api_rows["button", "signup"]["green"]
     assert green["chance_to_beat_control"] >= 0.95 and green["p_value_adjusted"] < 0.05
     assert_verdict(signup["verdicts"][0], "green beats control on signup, ", green)
-    assert purchase["verdicts"][0].startswith(
-        "No clear difference between green and control on purchase yet"
-    )
-    assert_verdict(purchase["verdicts"][0], "No clear", api_rows["button", "purchase"]["green"])
+    # Purchase: no winner either way, in the server's words.
+    undecided = api_rows["button", "purchase"]["green"]
+    assert undecided["verdict"]["kind"] in ("even", "wait")
+    assert purchase["verdicts"][0] == undecided["verdict"]["text"]
+    assert_verdict(purchase["verdicts"][0], "", undecided)
     (weird,) = by_name[WEIRD]["goals"][0]["verdicts"]
     assert weird.startswith("B/2 vs A 1 on buy now: not enough data yet"), weird
 
@@ -573,3 +580,267 @@ def test_verdicts_are_the_apis(served: str, watch: Callable[[str], Watched]) -> 
     assert page.page.evaluate(READ_VERDICTS) == expected_verdicts(api)
     assert page.page.locator(".verdict-text i, .verdict-text b").count() == 0
     page.assert_clean()
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def test_uplot_is_the_pinned_release_served_from_the_package(client: FlaskClient) -> None:
+    """Committed byte for byte as npm installs it, license included; served like the rest."""
+    version = json.loads((ROOT / "package-lock.json").read_text())["packages"][
+        "node_modules/uplot"
+    ]["version"]
+    assert json.loads((ROOT / "package.json").read_text())["dependencies"]["uplot"] == version
+    vendor = DASHBOARD / "vendor"
+    script, style = (vendor / "uplot.js").read_bytes(), (vendor / "uplot.css").read_bytes()
+    assert f"https://github.com/leeoniya/uPlot (v{version})".encode() in script[:400]
+    assert b"(MIT Licensed)" in script[:400]
+    assert "Permission is hereby granted" in (vendor / "uplot.LICENSE").read_text()
+    release = ROOT / "node_modules" / "uplot"
+    if release.is_dir():  # `make test` runs `npm ci` first; `make vendor` copies them again
+        assert script == (release / "dist" / "uPlot.esm.js").read_bytes()
+        assert style == (release / "dist" / "uPlot.min.css").read_bytes()
+    for name, body, mimetype in [
+        ("uplot.js", script, "text/javascript"),
+        ("uplot.css", style, "text/css"),
+    ]:
+        response = client.get(f"/dashboard/{name}")
+        assert response.status_code == 200 and response.mimetype == mimetype, name
+        assert response.data == body
+        assert "style-src 'self'" in response.headers["Content-Security-Policy"]
+    for unknown in ("vendor/uplot.js", "vendor%2Fuplot.js", "uplot.LICENSE", "uPlot.esm.js"):
+        assert client.get(f"/dashboard/{unknown}").status_code == 404, unknown
+
+
+DAY = 86400
+FIRST_DAY = datetime(2026, 11, 28, tzinfo=UTC)
+
+# New participants per variant each day, and how many of them reach each goal: green's signup
+# rate is about twice the control's (its interval leaves 0 after a few days, not on the first),
+# their purchase rates are the same (its interval never leaves 0).
+DAYS = [
+    {"control": (60, {"signup": 6, "purchase": 2}), "green": (60, {"signup": 12, "purchase": 2})},
+    {"control": (80, {"signup": 8, "purchase": 3}), "green": (78, {"signup": 17, "purchase": 3})},
+    {
+        "control": (100, {"signup": 10, "purchase": 3}),
+        "green": (102, {"signup": 22, "purchase": 3}),
+    },
+    {
+        "control": (120, {"signup": 12, "purchase": 4}),
+        "green": (120, {"signup": 27, "purchase": 4}),
+    },
+    {
+        "control": (150, {"signup": 15, "purchase": 5}),
+        "green": (150, {"signup": 33, "purchase": 5}),
+    },
+    {"control": (40, {"signup": 4, "purchase": 1}), "green": (42, {"signup": 9, "purchase": 1})},
+]
+
+
+class Clock:
+    """The app's time (Unix seconds), which the test moves from day to day."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def dated(redis_url: str) -> Iterator[str]:
+    """The app served over HTTP, "checkout" tracked over six UTC days; today is the last.
+    Exact counts, so that each day's figures are the ones sent."""
+    clock = Clock(FIRST_DAY)
+    config = {"redis_url": redis_url, "api_keys": (API_KEY,), "counting": "exact"}
+    app = create_app(config, clock=clock)
+    try:
+        with serving(app) as root:
+            for day, variants in enumerate(DAYS):
+                clock.now = (FIRST_DAY + timedelta(days=day, hours=9)).timestamp()
+                for variant, (trials, goals) in variants.items():
+                    events = visitors("checkout", variant, trials, goals)
+                    send_events(root, ({**e, "uuid": f"{e['uuid']}-day{day}"} for e in events))
+                clock.now += 6 * 3600
+            send_events(root, visitors("other", "a", 3, {}))
+            yield root
+    finally:
+        app.extensions["gimel"].client.close()
+
+
+READ_HISTORY = """({ name, days }) => {
+  const card = Array.from(document.querySelectorAll("article.exp"))
+    .find((c) => c.dataset.experiment === name);
+  const details = card.querySelector("details.history");
+  const facts = (figure) => Array.from(figure.querySelectorAll(".facts li")).map((li) => ({
+    ...li.dataset, text: li.textContent,
+    total: li.querySelector("[data-total]") && li.querySelector("[data-total]").dataset.total,
+    since: li.querySelector("[data-since]") && li.querySelector("[data-since]").dataset.since,
+  }));
+  // uPlot's canvas: its size, how many pixels are painted, and, for the uplift, how tall the
+  // band is (pixels tinted like the first variant) just inside the first and the last day.
+  const canvas = (figure) => {
+    const el = figure.querySelector(".uplot canvas");
+    if (!el) return null;
+    const ctx = el.getContext("2d");
+    const pixels = ctx.getImageData(0, 0, el.width, el.height).data;
+    let painted = 0;
+    for (let i = 3; i < pixels.length; i += 4) if (pixels[i]) painted++;
+    const over = figure.querySelector(".u-over");
+    const ratio = el.width / el.getBoundingClientRect().width;
+    const column = (x) => {
+      const at = Math.round((over.offsetLeft + x * over.offsetWidth) * ratio);
+      const top = Math.round(over.offsetTop * ratio);
+      const col = ctx.getImageData(at, top, 1, Math.round(over.offsetHeight * ratio)).data;
+      let tinted = 0;
+      for (let i = 0; i < col.length; i += 4) if (col[i + 3] && col[i + 2] - col[i] > 12) tinted++;
+      return tinted;
+    };
+    return { width: el.width, height: el.height, painted,
+      firstDay: column((0.5 + 0.1) / days), lastDay: column(1 - (0.5 + 0.1) / days) };
+  };
+  const figures = (root) => Object.fromEntries(Array.from(
+    root.querySelectorAll(":scope > figure, :scope > .history-charts > figure"),
+    (f) => [f.dataset.chart, { facts: facts(f), canvas: canvas(f),
+      title: f.querySelector(".history-chart-title").textContent,
+      label: f.querySelector(".history-plot").getAttribute("aria-label") }]));
+  const body = details.querySelector(".history-body");
+  return {
+    state: details.dataset.state,
+    range: body.querySelector(".history-range").textContent,
+    ...figures(body),
+    goals: Array.from(body.querySelectorAll("section.history-goal"),
+      (s) => ({ goal: s.dataset.goal, ...figures(s) })),
+  };
+}"""
+
+
+def interval_of(row: dict[str, Any]) -> list[float] | None:
+    """The interval the page draws and marks: the running one when the server sends it."""
+    return row["running_uplift_ci"] or row["uplift_ci"]
+
+
+def first_excluding_zero(points: list[dict[str, Any]], goal: str, label: str) -> str | None:
+    for point in points:
+        (row,) = (
+            r
+            for g in point["goals"]
+            if g["goal"] == goal
+            for r in g["results"]
+            if r["label"] == label
+        )
+        ci = interval_of(row)
+        if ci and (ci[0] > 0 or ci[1] < 0):
+            return str(point["date"])
+    return None
+
+
+def test_history_charts_are_drawn_on_demand_from_the_api(
+    dated: str, watch: Callable[[str], Watched]
+) -> None:
+    page = watch(dated)
+    page.open()
+    history = api_get(dated, "experiments/checkout/history")
+    points = history["points"]
+    dates = [(FIRST_DAY + timedelta(days=d)).date().isoformat() for d in range(len(DAYS))]
+    assert [p["date"] for p in points] == dates  # one point per day with events, today last
+
+    def paths() -> list[str]:
+        return [urlsplit(r.url).path for r in page.requests]
+
+    assert not [p for p in paths() if p.endswith("/history") or p.endswith("/uplot.js")]
+
+    card = page.card("checkout")
+    card.locator("details.history > summary").click()
+    card.locator('details.history[data-state="ready"]').wait_for()
+    shown = page.page.evaluate(READ_HISTORY, {"name": "checkout", "days": len(points)})
+    # Fetched when opened, for this experiment only, with uPlot loaded then.
+    assert [p for p in paths() if p.endswith("/history")] == ["/experiments/checkout/history"]
+    assert paths().count("/dashboard/uplot.js") == 1
+
+    assert shown["range"].startswith(f"{len(DAYS)} days with events, {dates[0]} to {dates[-1]}")
+    last, before = points[-1], points[-2]
+    variants = ["control", "green"]
+
+    participants = shown["participants"]
+    assert [f["variant"] for f in participants["facts"]] == variants
+    for fact in participants["facts"]:
+        label = fact["variant"]
+        new = last["participants"][label] - before["participants"][label]
+        assert new == DAYS[-1][label][0]
+        assert int(fact["last"]) == new and int(fact["total"]) == last["participants"][label]
+        assert fact["text"].startswith(f"{label}: {new} on {dates[-1]}, ")
+
+    assert [g["goal"] for g in shown["goals"]] == [g["goal"] for g in last["goals"]]
+    assert {g["goal"] for g in shown["goals"]} == {"signup", "purchase"}
+    for goal in shown["goals"]:
+        rows = {
+            r["label"]: r for g in last["goals"] if g["goal"] == goal["goal"] for r in g["results"]
+        }
+        rates = goal["rates"]["facts"]
+        assert [f["variant"] for f in rates] == variants
+        for fact in rates:
+            row = rows[fact["variant"]]
+            assert float(fact["rate"]) == row["conversion_rate"]
+            found = re.search(r": ([\d.]+%) \((\d+) of (\d+)\)$", fact["text"])
+            assert found, fact["text"]
+            assert_percent(found[1], row["conversion_rate"])
+            assert (int(found[2]), int(found[3])) == (row["successes"], row["trials"])
+        (uplift,) = goal["uplift"]["facts"]
+        green = rows["green"]
+        assert uplift["variant"] == "green" and float(uplift["uplift"]) == green["uplift"]
+        since = first_excluding_zero(points, goal["goal"], "green")
+        assert uplift["since"] == (since or "")
+        if since:
+            assert f"interval excludes 0 since {since}" in uplift["text"]
+        else:
+            assert "interval still contains 0" in uplift["text"]
+        for chart in ("rates", "uplift"):
+            assert goal[chart]["canvas"]["width"] > 300 and goal[chart]["canvas"]["height"] > 150
+            assert goal[chart]["canvas"]["painted"] > 2000, (goal["goal"], chart)
+    assert participants["canvas"]["painted"] > 2000
+
+    by_goal = {g["goal"]: g for g in shown["goals"]}
+    # Signup: green's interval leaves 0 on a later day than the first, and stays out.
+    since = first_excluding_zero(points, "signup", "green")
+    assert since is not None and dates[0] < since <= dates[-1]
+    # The band narrows as data accrues, in the answer and on the canvas.
+    signup = [
+        interval_of(r)
+        for p in points
+        for g in p["goals"]
+        if g["goal"] == "signup"
+        for r in g["results"]
+        if r["label"] == "green"
+    ]
+    assert (
+        signup[0]
+        and signup[-1]
+        and signup[-1][1] - signup[-1][0] < (signup[0][1] - signup[0][0]) / 1.5
+    )
+    band = by_goal["signup"]["uplift"]["canvas"]
+    assert band["firstDay"] > band["lastDay"] * 1.3 > 0, band
+    assert first_excluding_zero(points, "purchase", "green") is None
+
+    # The whole card in the viewport, so that the sticky top bar does not cross it.
+    BUILD.mkdir(exist_ok=True)
+    height = card.evaluate("(c) => c.getBoundingClientRect().height")
+    page.page.set_viewport_size({"width": 1280, "height": math.ceil(height) + 200})
+    page.page.evaluate("window.scrollTo(0, 0)")
+    card.screenshot(path=str(BUILD / "dashboard-history.png"))
+
+    # Closed and opened again: drawn already, not fetched again.
+    card.locator("details.history > summary").click()
+    card.locator("details.history > summary").click()
+    assert [p for p in paths() if p.endswith("/history")] == ["/experiments/checkout/history"]
+
+    # An experiment deleted meanwhile: its history says so, with a way to try again.
+    other = page.card("other")
+    delete = urllib.request.Request(dated + "experiments/other", method="DELETE")
+    delete.add_header("x-api-key", API_KEY)
+    urllib.request.urlopen(delete, timeout=10).close()
+    other.locator("details.history > summary").click()
+    other.locator('details.history[data-state="error"]').wait_for()
+    assert "Could not load the history" in other.locator(".history-body").inner_text()
+    assert other.locator(".history-body button").inner_text() == "Try again"
+    page.assert_clean(allowed_console="status of 404")

@@ -1,8 +1,9 @@
 // One experiment's card: title, badges, action buttons, SRM warning, caveat, then a section
-// per goal (or the participants alone while no goal has been reached).
+// per goal (or the participants alone while no goal has been reached), then its history.
 import { h } from "./dom.js";
 import { DASH, count, day, pct, pText, raw } from "./format.js";
 import { goalSection, variantLabel } from "./goal.js";
+import { historySection } from "./history.js";
 
 const EXACT_CAVEAT = "Exact unique counts: a visitor is counted once within the de-dup window.";
 const HLL_CAVEAT =
@@ -135,5 +136,6 @@ export function experimentCard(exp) {
     card.append(h("p", { class: "muted no-goals", text: NO_GOALS }), participantsTable(exp));
   }
   for (const goal of goals) card.append(goalSection(exp, goal));
+  card.append(historySection(exp));
   return card;
 }

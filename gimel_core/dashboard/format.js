@@ -23,6 +23,12 @@ export function pct(x) {
   return v.toFixed(digits).replace("-", MINUS) + "%";
 }
 
+// An axis tick: as many decimals as the tick has, up to two ("25%", "2.5%", "0.25%").
+export function shortPct(x) {
+  if (missing(x)) return DASH;
+  return String(Math.round(x * 1e4) / 100).replace("-", MINUS) + "%";
+}
+
 export function signedPct(x) {
   if (missing(x)) return DASH;
   const text = pct(x);

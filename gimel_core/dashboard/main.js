@@ -1,6 +1,7 @@
-// Gimel dashboard: one page, no library, no third-party host, nothing inline (strict CSP).
+// Gimel dashboard: one page, no third-party host, nothing inline (strict CSP); one library,
+// uPlot, served from the package and loaded only when a history is opened (plots.js).
 // This entry module loads the experiments and wires the toolbar; each other module holds
-// one concern (api, errors, login, notice, board, card, goal, chart, actions, dialog, ...).
+// one concern (api, errors, login, notice, board, card, goal, chart, history, actions, ...).
 import { initActions } from "./actions.js";
 import { api } from "./api.js";
 import { render, applyFilter } from "./board.js";
