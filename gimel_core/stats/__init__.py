@@ -17,7 +17,7 @@ HLL counters, or goals without participation) are counted as trials: every rate 
 """
 
 from .bayes import chance_to_beat
-from .counting_error import HLL_RSE, relative_error
+from .counting_error import HLL_RSE
 from .proportions import CONFIDENCE, Z, holm, two_proportion_p, uplift_interval, wilson
 from .sequential import Running, Sequential, running, sequential_uplift, step
 from .srm import SRM_ALPHA, chi2_sf, expected_split, gamma_q, srm_p_value
@@ -34,7 +34,6 @@ __all__ = [
     "expected_split",
     "gamma_q",
     "holm",
-    "relative_error",
     "running",
     "sequential_uplift",
     "srm_p_value",

@@ -122,11 +122,3 @@ def equivalent_rse(
         / 4.0
     )
 
-
-def relative_error(counting: str | None) -> float:
-    """The large-count relative standard error of one count in this counting mode.
-
-    Kept for callers that take one constant; the statistics use :func:`rate_variance` and
-    :func:`count_variance`, which follow the measured error at every cardinality.
-    """
-    return HLL_RSE if counting == "hll" else 0.0
