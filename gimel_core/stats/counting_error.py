@@ -121,4 +121,3 @@ def equivalent_rse(
         )
         / 4.0
     )
-
