@@ -33,10 +33,6 @@ def store() -> Experiments:
     return current_app.extensions["gimel"].experiments
 
 
-def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return json_response(body, status, headers)
-
-
 def query(*fields: str) -> dict[str, str]:
     return parse_query(request.query_string, frozenset(fields))
 
@@ -56,19 +52,19 @@ def require_key(view: Callable[..., Response]) -> Callable[..., Response]:
     def checked(*args: Any, **kwargs: Any) -> Response:
         configured: tuple[str, ...] = current_app.config["GIMEL"].api_keys
         if not configured:
-            return answer(
+            return json_response(
                 {"error": "no API key is configured: set GIMEL_API_KEY to enable this endpoint"},
                 403,
             )
         given = request.headers.get("x-api-key")
         if not given:
-            return answer({"error": "missing API key: send it in the x-api-key header"}, 401)
+            return json_response({"error": "missing API key: send it in the x-api-key header"}, 401)
         # surrogatepass: a header can carry any lone surrogate (a Lambda event's JSON can),
         # and one that matches no key must be "wrong", not an encoding error.
         given_bytes = given.encode("utf-8", "surrogatepass")
         matches = [hmac.compare_digest(given_bytes, key.encode()) for key in configured]
         if not any(matches):
-            return answer({"error": "wrong API key"}, 403)
+            return json_response({"error": "wrong API key"}, 403)
         return view(*args, **kwargs)
 
     return checked
@@ -106,14 +102,14 @@ def experiments() -> Response:
         listing = store().scoped(namespace, names, scope)
     else:
         listing = store().listing(namespace, archived=archived == "true")
-    return answer(listing.to_json())
+    return json_response(listing.to_json())
 
 
 @bp.get("/experiments/<path:name>")
 @require_key
 def experiment(name: str) -> Response:
     namespace = namespace_of(query("namespace"))
-    return answer(store().experiment(namespace, check_name("experiment", name)).to_json())
+    return json_response(store().experiment(namespace, check_name("experiment", name)).to_json())
 
 
 @bp.delete("/experiments/<path:name>")
@@ -121,7 +117,7 @@ def experiment(name: str) -> Response:
 def delete_experiment(name: str) -> Response:
     namespace = namespace_of(query("namespace"))
     store().delete(namespace, check_name("experiment", name))
-    return answer({"deleted": name, "namespace": namespace})
+    return json_response({"deleted": name, "namespace": namespace})
 
 
 @bp.patch("/experiments/<path:name>")
@@ -136,7 +132,7 @@ def update_experiment(name: str) -> Response:
         raise InvalidInput("body", "expected a JSON object (Content-Type: application/json)")
     name = check_name("experiment", name)  # in NFC, as it is stored
     store().update_settings(namespace, name, body)
-    return answer(store().experiment(namespace, name).to_json())
+    return json_response(store().experiment(namespace, name).to_json())
 
 
 @bp.get("/experiments/<path:name>/history")
@@ -144,7 +140,7 @@ def update_experiment(name: str) -> Response:
 def experiment_history(name: str) -> Response:
     """Day by day. An experiment whose own name ends in "/history" is read with ?scope=."""
     namespace = namespace_of(query("namespace"))
-    return answer(store().history(namespace, check_name("experiment", name)).to_json())
+    return json_response(store().history(namespace, check_name("experiment", name)).to_json())
 
 
 @bp.post("/experiments/<path:name>/reset")
@@ -153,7 +149,7 @@ def reset_experiment(name: str) -> Response:
     namespace = namespace_of(query("namespace"))
     name = check_name("experiment", name)
     store().reset(namespace, name)
-    return answer(store().experiment(namespace, name).to_json())
+    return json_response(store().experiment(namespace, name).to_json())
 
 
 @bp.delete("/delete")
@@ -163,13 +159,13 @@ def delete() -> Response:
     name = check_name("experiment", values.get("experiment"))
     namespace = namespace_of(values)
     store().delete(namespace, name)
-    return answer({"deleted": name, "namespace": namespace})
+    return json_response({"deleted": name, "namespace": namespace})
 
 
 @bp.get("/health")
 def health() -> Response:
     store().ping()
-    return answer({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 # -- dashboard (public page; it asks for the key and calls the API with it) -----------------
