@@ -25,6 +25,8 @@ class Config:
     counting: str = defaults.COUNTING
     analysis: str = defaults.ANALYSIS
     """Analysis method recorded for new experiments (each can be changed with PATCH)."""
+    registration: str = defaults.REGISTRATION
+    """``open``: any experiment a visitor names is counted; ``declared``: only planned ones."""
     dedup_window: int = defaults.DEDUP_WINDOW
     redis_timeout: float = defaults.REDIS_TIMEOUT
     data_dir: str = defaults.DATA_DIR
@@ -72,6 +74,12 @@ class Config:
             raise ConfigError(
                 f"GIMEL_ANALYSIS must be one of {', '.join(defaults.ANALYSES)} (got {analysis!r})"
             )
+        registration = env.get("GIMEL_REGISTRATION", defaults.REGISTRATION).strip().lower()
+        if registration not in defaults.REGISTRATIONS:
+            raise ConfigError(
+                f"GIMEL_REGISTRATION must be one of {', '.join(defaults.REGISTRATIONS)} "
+                f"(got {registration!r})"
+            )
         window = _number(env, "GIMEL_DEDUP_WINDOW", int, defaults.DEDUP_WINDOW, 1, 366 * 86_400)
         timeout = _number(env, "GIMEL_REDIS_TIMEOUT", float, defaults.REDIS_TIMEOUT, 0.05, 30.0)
         data_dir = env.get("GIMEL_DATA_DIR", "").strip() or defaults.DATA_DIR
@@ -115,6 +123,7 @@ class Config:
             api_keys=keys,
             counting=counting,
             analysis=analysis,
+            registration=registration,
             dedup_window=window,
             redis_timeout=timeout,
             data_dir=data_dir,

@@ -99,3 +99,9 @@ SEQUENTIAL_TUNING = 5000
 BOT_AGENT_CHARS = 512
 """Only this many leading characters of a User-Agent are matched against the bot pattern, so
 a huge header costs a bounded scan (a 250 KB agent took 0.27 s); real agents are shorter."""
+
+REGISTRATION = "open"
+"""Which experiments are counted: ``open`` (any a visitor names, the zero-config start of
+``gimel serve``) or ``declared`` (only those declared with a plan; ``sls deploy``'s default)."""
+
+REGISTRATIONS = ("open", "declared")
