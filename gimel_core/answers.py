@@ -1,8 +1,9 @@
 """How Gimel answers over HTTP: JSON bodies, and the one mapping of exceptions to statuses.
 
 Shared by the Flask app and the ``/track`` fast path, so a refusal reads the same on every
-route: 400 with the field for bad input, 404 for an unknown experiment, 422 for an event
-past a cap, 503 with ``Retry-After`` when Redis is unavailable, never a bare 500.
+route: 400 with the field for bad input, 404 for an unknown experiment, 409 for a request
+that contradicts what is stored, 422 for an event past a cap, 503 with ``Retry-After`` when
+Redis is unavailable, never a bare 500.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from flask import Response
 from werkzeug.exceptions import HTTPException
 
 from . import defaults
-from .errors import InvalidBatch, InvalidInput, Refused, StoreUnavailable, UnknownExperiment
+from .errors import (
+    Conflict,
+    InvalidBatch,
+    InvalidInput,
+    Refused,
+    StoreUnavailable,
+    UnknownExperiment,
+)
 
 log = logging.getLogger("gimel")
 
@@ -42,6 +50,8 @@ def refusal(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
             {"error": "the event store is unavailable, retry later"},
             {"Retry-After": str(defaults.RETRY_AFTER)},
         )
+    if isinstance(exc, Conflict):
+        return 409, {"error": str(exc), **exc.details}, {}
     if isinstance(exc, Refused):
         return 422, {"error": str(exc), "field": exc.field}, {}
     if isinstance(exc, HTTPException):

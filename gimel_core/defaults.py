@@ -77,6 +77,22 @@ MAX_VARIANTS = 20
 MAX_GOALS = 50
 """Goals per experiment."""
 
+PAGE_LIMIT = 20
+"""Experiments per ``GET /experiments`` page when ``limit`` is not given."""
+
+PAGE_MAX_LIMIT = 100
+"""The largest ``limit`` a ``GET /experiments`` page takes."""
+
+PAGE_BUDGET = 4_000_000
+"""Bytes the experiments of one ``GET /experiments`` page may take once encoded: a page ends
+before passing it (with at least one experiment), so every answer stays well under 5 MB and
+under Lambda's 6 MB response limit, its JSON envelope included."""
+
+PAGE_COUNTERS = 21_000
+"""Counters (a variant on a goal or on ``participate``) one ``GET /experiments`` page reads
+and analyses at most, with at least one experiment: what its time grows with. 20 experiments
+at the caps (20 variants, 50 goals): a summary page of them took 0.3 s on one laptop core."""
+
 BOT_PATTERN = (
     r"bot\b|crawl|spider|slurp|scrap|archiver|bingpreview|facebookexternalhit|embedly"
     r"|preview|lighthouse|pagespeed|pingdom|uptimerobot|statuscake|phantomjs"

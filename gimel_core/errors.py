@@ -35,6 +35,14 @@ class Refused(GimelError):
         self.reason = reason
 
 
+class Conflict(GimelError):
+    """A request that contradicts what is stored (HTTP 409); nothing written."""
+
+    def __init__(self, message: str, details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
 class StoreUnavailable(GimelError, RuntimeError):
     """Redis could not be reached or did not answer in time; answered with HTTP 503."""
 

@@ -44,6 +44,8 @@ class Meta:
     IMPORTED_AT = "imported_at"
     IMPORTED_PREFIX = "imported:"
     """``imported:<counts field>``: the legacy count imported last (import-legacy)."""
+    PLAN = "plan"
+    """The experiment's plan as canonical JSON (``gimel_core.plans``); absent: undeclared."""
     CONTROL = "control"
     WEIGHTS = "weights"
     DESCRIPTION = "description"
@@ -86,6 +88,7 @@ PRELUDE = "\n".join(
         f"local PARTICIPATE = {_lua(defaults.PARTICIPATE)}",
         "local META = " + _table({k.lower(): v for k, v in vars(Meta).items() if k.isupper()}),
         f"local MODE = {_table({m: m for m in defaults.COUNTING_MODES})}",
+        f"local REGISTRATION = {_table({r: r for r in defaults.REGISTRATIONS})}",
         f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
         f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
         f"local ACTION = {_table({a: a for a in CLEAR_ACTIONS})}",
@@ -182,6 +185,8 @@ class Counted:
     dropped_variants: int
     """Events dropped because their variant would pass the cap."""
     dropped_goals: int
+    undeclared: int = 0
+    """Events dropped because their experiment, variant or goal is not declared."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +215,14 @@ class TrackSettings:
     max_experiments_per_shard: int
     max_variants: int
     max_goals: int
+    registration: str = defaults.REGISTRATION
+    """``open``: count undeclared experiments too; ``declared``: only those with a plan."""
 
 
 def _track_reply(reply: list[Any]) -> TrackReply:
     tag = int(reply[0])
     if tag == TrackTag.COUNTED:
-        return Counted(int(reply[1]), int(reply[2]), int(reply[3]))
+        return Counted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
     if tag == TrackTag.RECORDED_OTHERWISE:
         return RecordedOtherwise(_text(reply[1]), int(reply[2]))
     return ShardFull()
@@ -289,6 +296,7 @@ def _track_args(
         new.max_variants,
         new.max_goals,
         new.analysis,
+        new.registration,
     ]
 
 
@@ -348,6 +356,46 @@ def migrate(
     head = [keys.meta(namespace, experiment), keys.hll_index(namespace, experiment)]
     args = [today, *(field for _, field in hlls)]
     return Call("migrate", [*head, *(key for key, _ in hlls)], args, lambda r: [int(n) for n in r])
+
+
+# -- plan.lua --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    created: bool
+    """The experiment did not exist before this plan."""
+
+
+@dataclass(frozen=True, slots=True)
+class Undeclared:
+    """Counted names the plan leaves out; nothing written."""
+
+    variants: tuple[str, ...]
+    goals: tuple[str, ...]
+
+
+def declare(
+    namespace: str,
+    experiment: str,
+    new: tuple[str, int, str],
+    now: int,
+    variants: Sequence[str],
+    goals: Sequence[str],
+    fields: dict[str, str],
+) -> Call[Declared | Undeclared]:
+    """Store a plan (``fields``: the meta fields it sets) if it names every counted name;
+    ``new``: counting mode, de-dup window and analysis if the experiment is created."""
+    args: list[Any] = [experiment, *new, now]
+    args += [len(variants), *variants, len(goals), *goals]
+    args += [item for pair in fields.items() for item in pair]
+
+    def parse(reply: list[Any]) -> Declared | Undeclared:
+        if int(reply[0]):
+            return Declared(bool(int(reply[1])))
+        return Undeclared(tuple(map(_text, reply[1])), tuple(map(_text, reply[2])))
+
+    return Call("plan", experiment_keys(namespace, experiment), args, parse)
 
 
 # -- namespace.lua ----------------------------------------------------------------------------

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from . import defaults
+from . import defaults, plans
 from .errors import InvalidInput
 from .events import check_name
+from .plans import parse_description, parse_weights
 from .results import Settings
 from .scripts import Meta
 
 FIELDS = ("control", "weights", "description", "archived", "analysis", "sequential_tuning")
 MAX_TUNING = 1_000_000_000
-MAX_DESCRIPTION = 1000
-# Control characters other than tab and newline, and lone surrogates (JSON can carry them).
-_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
@@ -43,21 +39,10 @@ def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
                 raise InvalidInput("control", f"{control!r} is not a variant of this experiment")
         fields[Meta.CONTROL] = control or ""
     if "weights" in body:
-        fields[Meta.WEIGHTS] = (
-            "" if body["weights"] is None else json.dumps(_weights(body["weights"], known))
-        )
+        weights = body["weights"]
+        fields[Meta.WEIGHTS] = "" if weights is None else json.dumps(parse_weights(weights, known))
     if "description" in body:
-        description = body["description"]
-        if description is not None and (
-            not isinstance(description, str)
-            or len(description) > MAX_DESCRIPTION
-            or _FORBIDDEN.search(description)
-        ):
-            raise InvalidInput(
-                "description",
-                f"must be text of at most {MAX_DESCRIPTION} characters, without control characters",
-            )
-        fields[Meta.DESCRIPTION] = description or ""
+        fields[Meta.DESCRIPTION] = parse_description(body["description"]) or ""
     if "archived" in body:
         if not isinstance(body["archived"], bool):
             raise InvalidInput("archived", "must be true or false")
@@ -80,34 +65,6 @@ def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
     return fields
 
 
-def _weights(weights: Any, known: set[str]) -> dict[str, float]:
-    if not isinstance(weights, dict) or not weights:
-        raise InvalidInput(
-            "weights", 'expected an object of variant: weight, e.g. {"a": 1, "b": 1}'
-        )
-    missing = sorted(known - set(weights))
-    if missing:
-        raise InvalidInput("weights", f"no weight for variant {missing[0]!r}")
-    parsed: dict[str, float] = {}
-    for variant, weight in weights.items():
-        if variant not in known:
-            raise InvalidInput("weights", f"{variant!r} is not a variant of this experiment")
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise InvalidInput("weights", f"weight of {variant!r} must be a number")
-        try:
-            value = float(weight)
-        except OverflowError:
-            value = math.inf
-        if not math.isfinite(value) or value < 0:
-            raise InvalidInput("weights", f"weight of {variant!r} must be zero or positive")
-        parsed[variant] = value
-    if not any(parsed.values()):
-        raise InvalidInput("weights", "at least one weight must be positive")
-    if not math.isfinite(sum(parsed.values())):
-        raise InvalidInput("weights", "weights are too large: use relative sizes like 1 and 3")
-    return parsed
-
-
 def stored(meta: dict[str, str]) -> Settings:
     """The settings recorded in an experiment's meta hash."""
     return Settings(
@@ -118,4 +75,5 @@ def stored(meta: dict[str, str]) -> Settings:
         # Experiments created before sequential analysis existed keep the fixed horizon.
         analysis=meta.get(Meta.ANALYSIS) or "fixed",
         sequential_tuning=int(meta.get(Meta.SEQUENTIAL_TUNING) or defaults.SEQUENTIAL_TUNING),
+        plan=plans.decode(meta[Meta.PLAN]) if meta.get(Meta.PLAN) else None,
     )

@@ -79,6 +79,8 @@ class TrackEndpoint:
                     return _answer({"accepted": 0, "filtered": len(events)})
                 tally = self.tracker.track_many(events)
                 body: dict[str, Any] = {"accepted": tally.counted}
+                if tally.undeclared:
+                    body["undeclared"] = tally.undeclared
                 if tally.refused:
                     body["dropped"] = [{"field": r.field, "error": str(r)} for r in tally.refused]
                 return _answer(body)

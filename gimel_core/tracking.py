@@ -38,6 +38,8 @@ class Tally:
     """Events counted (duplicates included: they are delivered, just not new)."""
     new: int = 0
     refused: list[Refused] = field(default_factory=list)
+    undeclared: int = 0
+    """Events answered but not counted: their experiment, variant or goal is not declared."""
 
 
 Ident = tuple[str, str]
@@ -61,6 +63,7 @@ class Tracker(StoreBacked):
             max_experiments_per_shard=math.ceil(config.max_experiments / keys.SHARDS),
             max_variants=config.max_variants,
             max_goals=config.max_goals,
+            registration=config.registration,
         )
         self._modes: dict[Ident, tuple[str, int]] = {}  # as recorded in Redis
         self._namespaces: set[str] = set()  # known to be admitted
@@ -68,22 +71,26 @@ class Tracker(StoreBacked):
     def track(self, event: Event) -> bool:
         """Count one event; True if it was new. Refused if past a cap or an allowlist."""
         ident = (event.namespace, event.experiment)
+        tally = Tally()
         refusal = self._admit(*ident)
-        if refusal is None:
-            tally = Tally()
+        if refusal is _UNDECLARED:
+            tally.undeclared = 1
+        elif refusal is None:
             self._count(ident, [event], tally, *self._assumed(ident))
-            if not tally.refused:
-                return tally.new > 0
-            refusal = tally.refused[0]
-        self._record_dropped([refusal])
-        raise refusal
+            if tally.refused:
+                refusal = tally.refused[0]
+        self._record_dropped([refusal] if refusal and refusal is not _UNDECLARED else [], tally)
+        if refusal and refusal is not _UNDECLARED:
+            raise refusal
+        return tally.new > 0
 
     def track_many(self, events: list[Event]) -> Tally:
         """Count events: one script call per experiment, one pipeline, one round trip per node.
 
         Counting is idempotent (PFADD, or de-dup before the counter), so a batch that
         failed half-way can simply be sent again. Events past a cap or outside the
-        allowlists are not counted; they are tallied (and added to the ``dropped`` counts).
+        allowlists are not counted; they are tallied (and added to the ``dropped`` counts), as
+        are events the registration mode or a plan leaves out (``undeclared``).
         """
         tally = Tally()
         groups: dict[Ident, list[Event]] = {}
@@ -91,6 +98,9 @@ class Tracker(StoreBacked):
             ident = (event.namespace, event.experiment)
             if ident not in groups:
                 refusal = self._admit(*ident)
+                if refusal is _UNDECLARED:
+                    tally.undeclared += 1
+                    continue
                 if refusal:
                     tally.refused.append(refusal)
                     continue
@@ -111,7 +121,7 @@ class Tracker(StoreBacked):
             pending = retry
         else:
             raise StoreUnavailable("experiment settings kept changing during tracking")
-        self._record_dropped(tally.refused)
+        self._record_dropped(tally.refused, tally)
         return tally
 
     def count_filtered(self, n: int) -> None:
@@ -149,7 +159,10 @@ class Tracker(StoreBacked):
         assert isinstance(reply, Counted)
         self._remember(ident, mode, window)
         tally.new += reply.new
-        tally.counted += len(events) - reply.dropped_variants - reply.dropped_goals
+        tally.counted += (
+            len(events) - reply.dropped_variants - reply.dropped_goals - reply.undeclared
+        )
+        tally.undeclared += reply.undeclared
         tally.refused += [_refused("variants", ident[1], self.config)] * reply.dropped_variants
         tally.refused += [_refused("goals", ident[1], self.config)] * reply.dropped_goals
         return None
@@ -187,7 +200,11 @@ class Tracker(StoreBacked):
     # -- admission and caches -----------------------------------------------------------
 
     def _admit(self, namespace: str, experiment: str) -> Refused | None:
-        """Allowlists and the cap on namespaces (checked in Redis once per process)."""
+        """Allowlists and the cap on namespaces (checked in Redis once per process).
+
+        In declared registration no namespace is created by an event: one is known only once
+        an experiment in it is declared (:data:`_UNDECLARED` until then).
+        """
         allowed = self.config.allowed_namespaces
         if allowed is not None and namespace not in allowed:
             return Refused("namespace", "allowlist", f"namespace {namespace!r} is not allowed")
@@ -195,15 +212,21 @@ class Tracker(StoreBacked):
         if allowed is not None and experiment not in allowed:
             return Refused("experiment", "allowlist", f"experiment {experiment!r} is not allowed")
         if namespace not in self._namespaces:
-            call = scripts.admit_namespace(namespace, self.config.max_namespaces)
-            if not self.scripts.run_one(call):
-                return _refused("namespaces", namespace, self.config)
+            declared_only = self.config.registration == "declared"
+            most = 0 if declared_only else self.config.max_namespaces
+            if not self.scripts.run_one(scripts.admit_namespace(namespace, most)):
+                return (
+                    _UNDECLARED if declared_only else _refused("namespaces", namespace, self.config)
+                )
             if len(self._namespaces) < _CACHE_LIMIT:
                 self._namespaces.add(namespace)
         return None
 
-    def _record_dropped(self, refused: list[Refused]) -> None:
-        for reason, n in Counter(r.reason for r in refused).items():
+    def _record_dropped(self, refused: list[Refused], tally: Tally) -> None:
+        dropped = Counter(r.reason for r in refused)
+        if tally.undeclared:
+            dropped[UNDECLARED] = tally.undeclared
+        for reason, n in dropped.items():
             self.client.hincrby(keys.abuse(), f"dropped:{reason}", n)
 
     def _assumed(self, ident: Ident) -> tuple[str, int]:
@@ -213,6 +236,11 @@ class Tracker(StoreBacked):
         if len(self._modes) >= _CACHE_LIMIT:
             self._modes.clear()
         self._modes[ident] = (mode, window)
+
+
+UNDECLARED = "undeclared"
+"""``meta.dropped`` reason of events for names no plan declares (answered 200, not counted)."""
+_UNDECLARED = Refused("namespace", UNDECLARED, "not counted: no experiment is declared here")
 
 
 def _refused(reason: str, name: str, config: Config) -> Refused:

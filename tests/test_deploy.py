@@ -63,6 +63,7 @@ PUBLIC = {
 PRIVATE = {
     ("GET", "/experiments"),
     ("GET", "/experiments/{name}"),
+    ("PUT", "/experiments/{name}"),
     ("PATCH", "/experiments/{name}"),
     ("DELETE", "/experiments/{name}"),
     ("POST", "/experiments/{name}/reset"),
@@ -239,6 +240,8 @@ def test_function_runtime_settings_and_environment(package: Package) -> None:
         "GIMEL_API_KEY": PARAMS["apiKey"],
         "GIMEL_COUNTING": "exact",
         "GIMEL_DEDUP_WINDOW": "3600",
+        # A deploy counts only declared experiments unless told otherwise (serverless.yml).
+        "GIMEL_REGISTRATION": "declared",
         "GIMEL_TRACK_PATHS": "collect,t",
     }
     assert function["VpcConfig"] == {
@@ -373,7 +376,8 @@ def test_handler_serves_extra_track_paths_as_track(
 
 
 def invoke_local(event: str, redis_url: str) -> dict[str, Any]:
-    env = sls_env(GIMEL_REDIS_URL=redis_url, GIMEL_API_KEY=EXAMPLE_KEY)
+    # Open registration: the example events are for an experiment no plan declares.
+    env = sls_env(GIMEL_REDIS_URL=redis_url, GIMEL_API_KEY=EXAMPLE_KEY, GIMEL_REGISTRATION="open")
     result = sls("invoke", "local", "-f", "api", "--path", f"events/{event}", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     # The handler's return value is printed last, as indented JSON; logs may come before.
@@ -487,9 +491,9 @@ def offline(tmp_path: Path, redis_url: str) -> Iterator[Offline]:
 
 
 def request(
-    method: str, url: str, headers: dict[str, str] | None = None
+    method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, method=method, headers=headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, dict(response.headers), response.read()
@@ -499,6 +503,16 @@ def request(
 
 def test_offline_serves_the_api_behind_api_gateways_key_check(offline: Offline) -> None:
     base = offline.url
+    # A deploy counts declared experiments only (serverless.yml's default): declare it.
+    plan = json.dumps({"variants": ["blue", "red"], "goals": ["signup"]}).encode()
+    path = f"{base}/experiments/button%20color?namespace=alephbet"
+    status, _, _ = request("PUT", path, {"Content-Type": "application/json"}, plan)
+    assert status == 403  # API Gateway's own check: no key
+    key = {"x-api-key": API_KEY, "Content-Type": "application/json"}
+    status, _, body = request("PUT", path, key, plan)
+    assert status == 201, body
+    status, _, body = request("GET", f"{base}/track?experiment=other&variant=a&uuid=u&event=x")
+    assert status == 200, body  # undeclared: answered, not counted
     query = "experiment=button+color&variant=red&namespace=alephbet"
     for path, uuid, event in (
         ("track", "u1", "participate"),
@@ -524,7 +538,10 @@ def test_offline_serves_the_api_behind_api_gateways_key_check(offline: Offline) 
 
     status, _, body = request("GET", f"{base}/experiments", {"x-api-key": API_KEY})
     assert status == 200, body
-    assert counts(json.loads(body)[1]) == {("signup", "red"): (1, 2)}
+    # The plan's variants are shown, counted yet or not; the undeclared experiment is not.
+    listing = json.loads(body)
+    assert [exp["experiment"] for exp in listing[1:]] == ["button color"]
+    assert counts(listing[1]) == {("signup", "red"): (1, 2), ("signup", "blue"): (0, 0)}
 
     offline.stop()
     assert group_members(offline.pgid) == []

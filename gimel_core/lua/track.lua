@@ -17,9 +17,11 @@
 -- ARGV[8]  most experiments in this registry shard, ARGV[9] most variants, ARGV[10] most
 --          goals (caps against a client inventing names without end)
 -- ARGV[11] analysis method recorded for a new experiment
--- ARGV[12] m: hll, the number of HyperLogLogs in KEYS[7..6+m]; ARGV[13..12+m] their fields
+-- ARGV[12] registration: REGISTRATION.open counts undeclared experiments (creating them),
+--          REGISTRATION.declared only those with a plan
+-- ARGV[13] m: hll, the number of HyperLogLogs in KEYS[7..6+m]; ARGV[14..13+m] their fields
 --          of the counts (the index's fields); exact: 0
--- ARGV[13+m..] per event, in fours: variant, goal, then
+-- ARGV[14+m..] per event, in fours: variant, goal, then
 --          hll: the uuid, and the index in KEYS of its HyperLogLog
 --          exact: an 8-byte digest of goal, variant and uuid, and its field in the counts hash
 --
@@ -28,17 +30,27 @@
 -- day, one PFCOUNT per counter (hll, through the index; those keys share the hash tag) or a
 -- copy of the counts hash (exact).
 --
--- Returns {TRACK.counted, new, dropped_variants, dropped_goals}: how many events were new
--- (duplicates count 0), and how many were dropped because they would add a variant or a goal
--- past its cap. Or, with nothing written: {TRACK.recorded_otherwise, mode, window} when the
+-- A declared experiment (its meta hash holds a plan) counts only the variants and goals its
+-- plan lists, under no cap: visitors cannot add names to it, and the caps they can fill do not
+-- apply to it. An undeclared one is counted only in open registration, under the caps.
+--
+-- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared}: how many events
+-- were new (duplicates count 0), how many were dropped because they would add a variant or a
+-- goal past its cap, and how many because the experiment, variant or goal is not declared
+-- (in declared registration, an undeclared experiment: every event, nothing written). Or,
+-- with nothing written: {TRACK.recorded_otherwise, mode, window} when the
 -- experiment was recorded with another mode or window (the caller rebuilds its keys for those
 -- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
 -- registry shard.
 --
--- PARTICIPATE, META, MODE and TRACK come from the prelude gimel_core/scripts.py prepends.
+-- PARTICIPATE, META, MODE, REGISTRATION and TRACK come from the prelude gimel_core/scripts.py prepends.
 
-local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day)
-local mode, window, last_day = recorded[1], recorded[2], tonumber(recorded[3])
+local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan)
+local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded[3]), recorded[4]
+local m = tonumber(ARGV[13])
+if not plan and ARGV[12] == REGISTRATION.declared then
+  return {TRACK.counted, 0, 0, 0, (#ARGV - 13 - m) / 4}
+end
 local today = math.floor(tonumber(ARGV[6]) / 86400)
 if not mode then
   if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[8]) then
@@ -67,10 +79,6 @@ if last_day and last_day < today then
   redis.call('HSET', KEYS[1], META.day, today)
 end
 
-local m = tonumber(ARGV[12])
-for k = 1, m do
-  redis.call('HSETNX', KEYS[6], ARGV[12 + k], KEYS[6 + k])
-end
 
 -- Adds a name to a set unless that would pass the cap; false when refused.
 local function admit(key, name, cap)
@@ -84,17 +92,47 @@ local function admit(key, name, cap)
   return true
 end
 
-local new, dropped_variants, dropped_goals = 0, 0, 0
+-- The plan's names, as sets (a plan is small: decoding it costs microseconds).
+local variants, goals
+if plan then
+  local decoded = cjson.decode(plan)
+  variants, goals = {}, {}
+  for _, name in ipairs(decoded.variants) do
+    variants[name] = true
+  end
+  for _, goal in ipairs(decoded.goals) do
+    goals[goal.name] = true
+  end
+end
+
+local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local max_variants, max_goals = tonumber(ARGV[9]), tonumber(ARGV[10])
-for i = 13 + m, #ARGV, 4 do
+local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
+for i = 14 + m, #ARGV, 4 do
   local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if not admit(KEYS[3], variant, max_variants) then
+  local counted = false
+  if plan then
+    if variants[variant] and (goal == PARTICIPATE or goals[goal]) then
+      redis.call('SADD', KEYS[3], variant)
+      if goal ~= PARTICIPATE then
+        redis.call('SADD', KEYS[4], goal)
+      end
+      counted = true
+    else
+      undeclared = undeclared + 1
+    end
+  elseif not admit(KEYS[3], variant, max_variants) then
     dropped_variants = dropped_variants + 1
   elseif goal ~= PARTICIPATE and not admit(KEYS[4], goal, max_goals) then
     dropped_goals = dropped_goals + 1
-  elseif not exact then
-    new = new + redis.call('PFADD', KEYS[tonumber(target)], member)
   else
+    counted = true
+  end
+  if counted and not exact then
+    local k = tonumber(target)
+    used[k] = true
+    new = new + redis.call('PFADD', KEYS[k], member)
+  elseif counted then
     local seen = false
     for k = 7, #KEYS do
       if redis.call('SISMEMBER', KEYS[k], member) == 1 then
@@ -109,7 +147,11 @@ for i = 13 + m, #ARGV, 4 do
     end
   end
 end
+-- Index only the HyperLogLogs that counted something: a dropped name leaves no trace.
+for k in pairs(used) do
+  redis.call('HSETNX', KEYS[6], ARGV[7 + k], KEYS[k])
+end
 if exact and new > 0 then
   redis.call('EXPIREAT', KEYS[7], ARGV[7])
 end
-return {TRACK.counted, new, dropped_variants, dropped_goals}
+return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared}
