@@ -1,4 +1,4 @@
-"""The HTTP surface behind the API key: results, settings, reset and delete; and the
+"""The HTTP surface behind the API key: results, plans, settings, reset and delete; and the
 public dashboard, OpenAPI document and health check. ``/track`` is in track_endpoint.py."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
-from . import defaults
+from . import defaults, paging
 from .answers import error_response, json_response
 from .errors import InvalidInput
 from .events import check_name, parse_query
@@ -82,7 +82,7 @@ def data_cors(response: Response) -> Response:
     if origin and origin in current_app.config["GIMEL"].cors_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Headers"] = "x-api-key, content-type"
-        response.headers["Access-Control-Allow-Methods"] = "GET, PATCH, POST, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Methods"] = "GET, PUT, PATCH, POST, DELETE, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "600"
         response.vary.add("Origin")
     return response
@@ -91,18 +91,29 @@ def data_cors(response: Response) -> Response:
 @bp.get("/experiments")
 @require_key
 def experiments() -> Response:
-    values = query("namespace", "scope", "archived")
+    """One page: ``limit`` and ``cursor`` (``meta.next``), bounded in bytes (paging.py);
+    ``view=summary`` gives each experiment's goal names instead of its goals."""
+    values = query("namespace", "scope", "archived", "limit", "cursor", "view")
     namespace = namespace_of(values)
     scope = values.get("scope")
     archived = values.get("archived", "false").lower()
     if archived not in ("true", "false"):
         raise InvalidInput("archived", "'archived' must be true or false")
+    view = values.get("view", "full")
+    if view not in VIEWS:
+        raise InvalidInput("view", "'view' must be full or summary")
+    page = paging.parse(values)
+    budget = paging.Budget(summary=view == "summary")
     if scope:
         names = [check_name("scope", name) for name in scope.split(",") if name]
-        listing = store().scoped(namespace, names, scope)
+        listing = store().scoped(namespace, names, scope, page, budget)
     else:
-        listing = store().listing(namespace, archived=archived == "true")
-    return json_response(listing.to_json())
+        listing = store().listing(namespace, archived == "true", page, budget)
+    return json_response(listing.to_json(summary=view == "summary"))
+
+
+VIEWS = ("full", "summary")
+"""``GET /experiments?view=``: every goal's results, or only the goals' names."""
 
 
 @bp.get("/experiments/<path:name>")
@@ -120,16 +131,31 @@ def delete_experiment(name: str) -> Response:
     return json_response({"deleted": name, "namespace": namespace})
 
 
-@bp.patch("/experiments/<path:name>")
-@require_key
-def update_experiment(name: str) -> Response:
-    namespace = namespace_of(query("namespace"))
+def json_body() -> Any:
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # silent covers ValueError only; deep nesting is bad input too
         body = None
     if body is None:
         raise InvalidInput("body", "expected a JSON object (Content-Type: application/json)")
+    return body
+
+
+@bp.put("/experiments/<path:name>")
+@require_key
+def declare_experiment(name: str) -> Response:
+    """Declare (or update) the experiment's plan; 201 when this creates the experiment."""
+    namespace = namespace_of(query("namespace"))
+    name = check_name("experiment", name)
+    _, created = store().declare(namespace, name, json_body())
+    return json_response(store().experiment(namespace, name).to_json(), 201 if created else 200)
+
+
+@bp.patch("/experiments/<path:name>")
+@require_key
+def update_experiment(name: str) -> Response:
+    namespace = namespace_of(query("namespace"))
+    body = json_body()
     name = check_name("experiment", name)  # in NFC, as it is stored
     store().update_settings(namespace, name, body)
     return json_response(store().experiment(namespace, name).to_json())

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import requests
 
+from . import defaults, paging
 from .config import Config
 from .errors import GimelError
 from .experiments import Experiments
@@ -27,6 +28,7 @@ class Backend(Protocol):
     def reset(self, namespace: str, name: str) -> ExperimentResult: ...
     def delete(self, namespace: str, name: str) -> None: ...
     def history(self, namespace: str, name: str) -> History: ...
+    def declare(self, namespace: str, name: str, plan: dict[str, Any]) -> ExperimentResult: ...
 
 
 class HttpBackend:
@@ -57,12 +59,23 @@ class HttpBackend:
                     f"the API key was refused ({message or response.status_code}): "
                     "pass --api-key or set GIMEL_API_KEY"
                 )
+            if response.status_code == 404 and message:
+                raise NotFound(message)
             raise GimelError(message or f"{self.url}{path} answered {response.status_code}")
         return body
 
     def experiments(self, namespace: str, archived: bool = False) -> Listing:
-        params = {"namespace": namespace, "archived": "true" if archived else "false"}
-        return Listing.from_json(self._call("GET", "/experiments", params=params))
+        """Every experiment: the listing's pages, following ``meta.next`` to the last."""
+        params = {
+            "namespace": namespace,
+            "archived": "true" if archived else "false",
+            "limit": str(defaults.PAGE_MAX_LIMIT),
+        }
+        pages = [Listing.from_json(self._call("GET", "/experiments", params=params))]
+        while pages[-1].next is not None:
+            params["cursor"] = pages[-1].next
+            pages.append(Listing.from_json(self._call("GET", "/experiments", params=params)))
+        return _whole(pages)
 
     def experiment(self, namespace: str, name: str) -> ExperimentResult:
         if name.endswith("/history"):  # /experiments/<name> would be the history of another
@@ -88,12 +101,25 @@ class HttpBackend:
         found = self._call("POST", _path(name) + "/reset", params={"namespace": namespace})
         return ExperimentResult.from_json(found)
 
+    def declare(self, namespace: str, name: str, plan: dict[str, Any]) -> ExperimentResult:
+        found = self._call("PUT", _path(name), params={"namespace": namespace}, json=plan)
+        return ExperimentResult.from_json(found)
+
     def delete(self, namespace: str, name: str) -> None:
         self._call("DELETE", _path(name), params={"namespace": namespace})
 
 
+class NotFound(GimelError):
+    """The API answered 404: no such experiment in that namespace."""
+
+
 def _path(name: str) -> str:
     return "/experiments/" + quote(name, safe="")
+
+
+def _whole(pages: list[Listing]) -> Listing:
+    """One listing of every page's experiments, with the last page's abuse counts."""
+    return Listing([exp for page in pages for exp in page.experiments], pages[-1].abuse)
 
 
 class RedisBackend:
@@ -104,7 +130,13 @@ class RedisBackend:
         self.store = Experiments(Scripts(self.client), Config(redis_url=redis_url))
 
     def experiments(self, namespace: str, archived: bool = False) -> Listing:
-        return self.store.listing(namespace, archived=archived)
+        """Every experiment: the listing's pages, following ``next`` to the last."""
+        page = paging.Page(defaults.PAGE_MAX_LIMIT)
+        pages = [self.store.listing(namespace, archived, page)]
+        while pages[-1].next is not None:
+            page = paging.Page(defaults.PAGE_MAX_LIMIT, paging.decode(pages[-1].next))
+            pages.append(self.store.listing(namespace, archived, page))
+        return _whole(pages)
 
     def experiment(self, namespace: str, name: str) -> ExperimentResult:
         return self.store.experiment(namespace, name)
@@ -122,3 +154,7 @@ class RedisBackend:
 
     def history(self, namespace: str, name: str) -> History:
         return self.store.history(namespace, name)
+
+    def declare(self, namespace: str, name: str, plan: dict[str, Any]) -> ExperimentResult:
+        self.store.declare(namespace, name, plan)
+        return self.store.experiment(namespace, name)

@@ -6,6 +6,7 @@ count), all in one round trip; the results are analysed by :mod:`gimel_core.anal
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -13,9 +14,11 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from . import analysis, dedup, defaults, keys, scripts, settings
+from . import analysis, dedup, defaults, keys, paging, plans, scripts, settings
 from .config import Config
-from .errors import StoreUnavailable, UnknownExperiment
+from .errors import Conflict, StoreUnavailable, UnknownExperiment
+from .paging import Budget, Page
+from .plans import Plan
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
 from .scripts import ClearTag, Meta, Scripts
 from .store import StoreBacked
@@ -36,10 +39,19 @@ class Experiments(StoreBacked):
 
     # -- reading -----------------------------------------------------------------------
 
-    def listing(self, namespace: str, archived: bool = False) -> Listing:
-        """Experiments of a namespace (with archived ones if asked) and the abuse counts.
+    def listing(
+        self,
+        namespace: str,
+        archived: bool = False,
+        page: Page = paging.FIRST,
+        budget: Budget | None = None,
+    ) -> Listing:
+        """One page of a namespace's experiments by name (with archived ones if asked), and
+        the abuse counts; ``next`` set while more remain.
 
-        Two round trips whatever the number of experiments: their names, then their data.
+        A few round trips whatever the number of experiments: their names, then whether each
+        after the cursor exists and is archived, then the data of the page's experiments
+        only, in reads sized by the ``budget`` (see :meth:`_page`).
         """
         pipe = self.client.pipeline(transaction=False)
         for key in keys.registries(namespace):
@@ -47,17 +59,67 @@ class Experiments(StoreBacked):
         pipe.hgetall(keys.abuse())
         *shards, abuse = pipe.execute()
         names = sorted(_text(name) for members in shards for name in members)
-        found = [
-            exp
-            for exp in self._results(namespace, names)
-            if exp.exists and (archived or not exp.settings.archived)
+        if page.after is not None:
+            names = names[bisect.bisect_right(names, page.after) :]
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(keys.meta(namespace, name), [Meta.COUNTING, Meta.ARCHIVED])
+        flags = pipe.execute() if names else []
+        listed = [
+            name
+            for name, (counting, archived_flag) in zip(names, flags, strict=True)
+            if counting and (archived or not archived_flag)
         ]
-        return Listing(found, _abuse(abuse))
+        found, more = self._page(
+            namespace,
+            listed,
+            page.limit,
+            budget,
+            lambda exp: exp.exists and (archived or not exp.settings.archived),
+        )
+        after = paging.encode(found[-1].experiment) if more and found else None
+        return Listing(found, _abuse(abuse), next=after)
 
-    def scoped(self, namespace: str, names: list[str], scope: str) -> Listing:
-        """The named experiments (unknown ones with no goals) and the abuse counts."""
-        found = self._results(namespace, names)
-        return Listing(found, _abuse(self.client.hgetall(keys.abuse())), scope)
+    def scoped(
+        self,
+        namespace: str,
+        names: list[str],
+        scope: str,
+        page: Page = paging.FIRST,
+        budget: Budget | None = None,
+    ) -> Listing:
+        """One page of the named experiments, in the scope's order (unknown ones with no
+        goals), and the abuse counts; ``next`` set while more remain."""
+        start = page.offset()
+        found, more = self._page(namespace, names[start:], page.limit, budget, lambda _: True)
+        after = paging.encode(str(start + len(found))) if more else None
+        return Listing(found, _abuse(self.client.hgetall(keys.abuse())), scope, after)
+
+    def _page(
+        self,
+        namespace: str,
+        names: list[str],
+        limit: int,
+        budget: Budget | None,
+        keep: Callable[[ExperimentResult], bool],
+    ) -> tuple[list[ExperimentResult], bool]:
+        """The first ``limit`` experiments of ``names`` that ``keep`` keeps and the budget
+        holds, and whether any remain. Read a few at a time, as many as the budget says may
+        still fit (one round trip each, a handful per page), so that a page of big
+        experiments reads little more than it holds."""
+        found: list[ExperimentResult] = []
+        todo, last = names, 0
+        while todo and len(found) < limit:
+            wanted = limit - len(found)
+            last = budget.reads(wanted, last) if budget else wanted
+            chunk, todo = todo[:last], todo[last:]
+            for exp in self._results(namespace, chunk):
+                if not keep(exp):
+                    continue
+                if len(found) == limit or (budget and not budget.fits(exp)):
+                    return found, True
+                found.append(exp)
+        return found, bool(todo)
 
     def experiment(self, namespace: str, name: str) -> ExperimentResult:
         (result,) = self._results(namespace, [name])
@@ -84,8 +146,9 @@ class Experiments(StoreBacked):
             exp: dict(zip(pending[exp], found, strict=True))
             for exp, found in zip(pending, self.scripts.run(calls) if calls else [], strict=True)
         }
+        now = self.clock()
         return [
-            _experiment_counts(exp, one, migrated.get(exp))
+            _experiment_counts(exp, one, migrated.get(exp), now)
             for exp, one in zip(names, stored, strict=True)
         ]
 
@@ -109,9 +172,55 @@ class Experiments(StoreBacked):
 
     # -- changing ----------------------------------------------------------------------
 
+    def declare(self, namespace: str, experiment: str, body: Any) -> tuple[Plan, bool]:
+        """Validate and store a plan (PUT); the plan, and whether the experiment is new.
+
+        Conflict (nothing written) if a variant or goal already counted is not in it.
+        """
+        config = self.config
+        # The caps bound what visitors can create; a plan may list as many names as the
+        # defaults allow even where the caps were lowered.
+        most_variants = max(config.max_variants, defaults.MAX_VARIANTS)
+        plan = plans.parse(body, most_variants, max(config.max_goals, defaults.MAX_GOALS))
+        call = scripts.declare(
+            namespace,
+            experiment,
+            (config.counting, config.dedup_window, plan.analysis or config.analysis),
+            int(self.clock()),
+            plan.variants,
+            plan.goal_names,
+            plans.meta_fields(plan),
+        )
+        reply = self.scripts.run_one(call)
+        if isinstance(reply, scripts.Undeclared):
+            missing = [*(f"variant {v!r}" for v in reply.variants)]
+            missing += [f"goal {g!r}" for g in reply.goals]
+            raise Conflict(
+                f"the plan leaves out what {experiment!r} has already counted: "
+                + ", ".join(missing)
+                + "; name them in the plan, or delete the experiment first",
+                {"variants": list(reply.variants), "goals": list(reply.goals)},
+            )
+        # The namespace is known from now on, whatever the cap on namespaces: events in it
+        # are admitted (its own slot in a cluster, so a second command).
+        self.client.sadd(keys.namespaces(), namespace)
+        return plan, reply.created
+
     def update_settings(self, namespace: str, experiment: str, body: Any) -> None:
         """Validate and store control, weights, description, archived (PATCH)."""
-        variants = self.client.smembers(keys.variants(namespace, experiment))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(keys.variants(namespace, experiment))
+        pipe.hget(keys.meta(namespace, experiment), Meta.PLAN)
+        variants, plan = pipe.execute()
+        if plan and isinstance(body, dict):
+            governed = sorted(set(body) & set(plans.GOVERNED))
+            if governed:
+                raise Conflict(
+                    f"{governed[0]!r} of {experiment!r} is set by its plan: change the plan "
+                    "(PUT /experiments/<name> or gimel plan apply)",
+                    {"field": governed[0]},
+                )
+            variants = plans.decode(_text(plan)).variants
         if not variants:
             raise UnknownExperiment(experiment)
         fields = settings.parse(body, (_text(v) for v in variants))
@@ -157,26 +266,33 @@ class Experiments(StoreBacked):
 
 
 def _experiment_counts(
-    name: str, stored: scripts.Stored, migrated: dict[tuple[str, str], int] | None
+    name: str, stored: scripts.Stored, migrated: dict[tuple[str, str], int] | None, now: float
 ) -> ExperimentCounts:
     meta, variants, goals = stored.meta, stored.variants, stored.goals
+    declared = settings.stored(meta)
+    if declared.plan is not None:  # its plan's names, counted yet or not
+        variants = tuple(sorted({*variants, *declared.plan.variants}))
+        goals = tuple(sorted({*goals, *declared.plan.goal_names}))
     mode = meta.get(Meta.COUNTING)
     cells = _counters(variants, goals)
     if migrated is not None and mode == "hll":
         table = migrated
     else:
         table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
+    created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
+    since = reset_at or created
     return ExperimentCounts(
         name=name,
         counting=mode,
         variants=variants,
         goals=goals,
         counts=table if mode else {},
-        settings=settings.stored(meta),
+        settings=declared,
         dedup_window=int(meta[Meta.WINDOW]) if mode == "exact" and meta.get(Meta.WINDOW) else None,
-        created=_timestamp(meta.get(Meta.CREATED)),
-        reset_at=_timestamp(meta.get(Meta.RESET_AT)),
+        created=created,
+        reset_at=reset_at,
         history=_history(stored.history, variants, goals),
+        elapsed_days=max(0.0, now - since) / DAY if since is not None else None,
     )
 
 

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import defaults
+from . import defaults, plans
+from .plans import Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class Settings:
     analysis: str = "fixed"
     """``sequential`` (always-valid p-values and intervals) or ``fixed`` (fixed horizon)."""
     sequential_tuning: int = defaults.SEQUENTIAL_TUNING
+    plan: Plan | None = None
+    """Declared with ``PUT /experiments/<name>``; None for an experiment visitors created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class ExperimentCounts:
     reset_at: int | None = None
     history: tuple[tuple[int, Mapping[tuple[str, str], int]], ...] = ()
     """(UTC day number, counts at the end of that day), oldest first; the counts above are now."""
+    elapsed_days: float | None = None
+    """Days since the experiment was created (or last reset), when it was read."""
 
     def count(self, goal: str, variant: str) -> int:
         return self.counts.get((goal, variant), 0)
@@ -135,13 +140,26 @@ class VariantResult:
 class GoalResult:
     goal: str
     results: tuple[VariantResult, ...]
+    role: str = "primary"
+    """From the plan: ``primary`` (decides), ``guardrail`` (must do no harm), ``secondary``."""
+    direction: str = "increase"
 
     def to_json(self) -> dict[str, Any]:
-        return {"goal": self.goal, "results": [row.to_json() for row in self.results]}
+        return {
+            "goal": self.goal,
+            "results": [row.to_json() for row in self.results],
+            "role": self.role,
+            "direction": self.direction,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GoalResult:
-        return cls(data["goal"], tuple(VariantResult.from_json(r) for r in data["results"]))
+        return cls(
+            data["goal"],
+            tuple(VariantResult.from_json(r) for r in data["results"]),
+            data.get("role", "primary"),
+            data.get("direction", "increase"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +175,42 @@ class Srm:
 
 
 @dataclass(frozen=True, slots=True)
+class Planning:
+    """What the plan says about the experiment's primary goal: the minimum detectable effect
+    at the planned size, the power there for the declared MDE, the participants the declared
+    MDE needs and the days until then at the rate seen so far (None: not known)."""
+
+    goal: str
+    mde: float | None
+    power: float | None
+    needed: int | None
+    days_remaining: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "goal": self.goal,
+            "mde": self.mde,
+            "power": self.power,
+            "needed": self.needed,
+            "days_remaining": self.days_remaining,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The one line a team acts on, for the whole experiment."""
+
+    kind: str
+    """``ship``, ``keep_control``, ``no_difference``, ``keep_running`` or ``check_split``."""
+    text: str
+    variant: str | None = None
+    """The variant to ship (``ship``), or the one that must not be (``keep_control``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "variant": self.variant}
+
+
+@dataclass(frozen=True, slots=True)
 class ExperimentResult:
     experiment: str
     counting: str | None
@@ -169,6 +223,8 @@ class ExperimentResult:
     reset_at: int | None = None
     srm: Srm | None = None
     """None for an experiment that does not exist."""
+    decision: Decision | None = None
+    planning: Planning | None = None
 
     @property
     def exists(self) -> bool:
@@ -186,17 +242,32 @@ class ExperimentResult:
             "archived": self.settings.archived,
             "analysis": self.settings.analysis,
             "sequential_tuning": self.settings.sequential_tuning,
+            "plan": self.settings.plan.to_json() if self.settings.plan else None,
             "dedup_window": self.dedup_window,
             "created": self.created,
             "reset_at": self.reset_at,
         }
         if self.srm is not None:
             body["srm"] = self.srm.to_json()
+            body["decision"] = self.decision.to_json() if self.decision else None
+            body["planning"] = self.planning.to_json() if self.planning else None
+        return body
+
+    def summary_json(self) -> dict[str, Any]:
+        """``to_json`` with ``goals`` replaced by ``goal_names``, the goals' names alone:
+        ``GET /experiments?view=summary``. Every other field, including any added to
+        ``to_json`` later, comes along unchanged."""
+        body: dict[str, Any] = {}
+        for key, value in self.to_json().items():
+            if key == "goals":
+                body["goal_names"] = [goal.goal for goal in self.goals]
+            else:
+                body[key] = value
         return body
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExperimentResult:
-        srm = data.get("srm")
+        srm, decision, planning = data.get("srm"), data.get("decision"), data.get("planning")
         return cls(
             experiment=data["experiment"],
             counting=data.get("counting"),
@@ -210,11 +281,14 @@ class ExperimentResult:
                 archived=bool(data.get("archived")),
                 analysis=data.get("analysis", "fixed"),
                 sequential_tuning=data.get("sequential_tuning", defaults.SEQUENTIAL_TUNING),
+                plan=plans.from_json(data["plan"]) if data.get("plan") else None,
             ),
             dedup_window=data.get("dedup_window"),
             created=data.get("created"),
             reset_at=data.get("reset_at"),
             srm=Srm(srm["p_value"], srm["expected"], srm["mismatch"]) if srm else None,
+            decision=Decision(**decision) if decision else None,
+            planning=Planning(**planning) if planning else None,
         )
 
 
@@ -235,12 +309,23 @@ class Listing:
     experiments: list[ExperimentResult]
     abuse: Abuse = Abuse()
     scope: str | None = None
+    next: str | None = None
+    """The cursor of the next page (``meta.next``), while more experiments remain."""
 
     def meta(self) -> dict[str, Any]:
-        return {"scope": self.scope, "filtered": self.abuse.filtered, "dropped": self.abuse.dropped}
+        meta: dict[str, Any] = {
+            "scope": self.scope,
+            "filtered": self.abuse.filtered,
+            "dropped": self.abuse.dropped,
+        }
+        if self.next is not None:
+            meta["next"] = self.next
+        return meta
 
-    def to_json(self) -> list[dict[str, Any]]:
-        return [{"meta": self.meta()}, *(exp.to_json() for exp in self.experiments)]
+    def to_json(self, summary: bool = False) -> list[dict[str, Any]]:
+        """``summary``: each experiment's ``summary_json`` (``view=summary``)."""
+        render = ExperimentResult.summary_json if summary else ExperimentResult.to_json
+        return [{"meta": self.meta()}, *(render(exp) for exp in self.experiments)]
 
     @classmethod
     def from_json(cls, data: list[dict[str, Any]]) -> Listing:
@@ -249,6 +334,7 @@ class Listing:
             experiments=[ExperimentResult.from_json(exp) for exp in data[1:]],
             abuse=Abuse(meta.get("filtered", 0), dict(meta.get("dropped") or {})),
             scope=meta.get("scope"),
+            next=meta.get("next"),
         )
 
 
