@@ -12,6 +12,7 @@ import http.client
 import json
 import math
 import re
+import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import pytest
 from flask import Flask
@@ -844,3 +845,146 @@ def test_history_charts_are_drawn_on_demand_from_the_api(
     assert "Could not load the history" in other.locator(".history-body").inner_text()
     assert other.locator(".history-body button").inner_text() == "Try again"
     page.assert_clean(allowed_console="status of 404")
+
+
+# -- summaries first, each experiment's results on demand --------------------------------------
+
+
+def post_events(app: Flask, events: list[dict[str, str]]) -> None:
+    client = app.test_client()
+    for start in range(0, len(events), 500):
+        answer = client.post("/track", json=events[start : start + 500])
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+
+
+def fetched(page: Watched) -> list[tuple[str, dict[str, str]]]:
+    """The API calls the page made, in order: (path, query)."""
+    calls = []
+    for request in page.requests:
+        if request.resource_type == "fetch":
+            parts = urlsplit(request.url)
+            calls.append((unquote(parts.path), dict(parse_qsl(parts.query))))
+    return calls
+
+
+def details_paths(page: Watched) -> list[str]:
+    return [p for p, _ in fetched(page) if p.startswith("/experiments/")]
+
+
+def test_summaries_first_then_results_only_of_the_cards_opened(
+    make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    """Over a hundred experiments: two pages of summaries, the first few small cards open by
+    themselves, every other card fetches its results only when opened."""
+    app = make_app()
+    names = [f"exp {i:03}" for i in range(105)]
+    events = []
+    for name in names:
+        for variant in ("a", "b"):
+            for i in range(4):
+                one = {"experiment": name, "variant": variant, "uuid": f"{name}-{variant}-{i}"}
+                events += [{**one, "event": "participate"}, {**one, "event": "signup"}][: 1 + i % 2]
+    post_events(app, events)
+    with serving(app) as root:
+        page = watch(root)
+        page.open()
+        calls = fetched(page)
+        lists = [(p, q) for p, q in calls if p == "/experiments"]
+        assert [q.get("view") for _, q in lists] == ["summary", "summary"]
+        assert "cursor" not in lists[0][1] and lists[1][1]["cursor"]
+        # Every summary before any experiment's results.
+        first_detail = next(i for i, (p, _) in enumerate(calls) if p.startswith("/experiments/"))
+        assert all(p == "/experiments" for p, _ in calls[:first_detail])
+        assert first_detail == 2
+        cards = page.page.locator("article.exp")
+        assert cards.count() == 105
+        assert [c["name"] for c in page.read()] == names
+        # The first six open by themselves (2 variants x 1 goal each), the others wait.
+        auto = ["/experiments/" + name for name in names[:6]]
+        assert sorted(details_paths(page)) == auto
+        opened = page.page.locator('details.results-section[data-state="ready"]')
+        assert opened.count() == 6
+        assert page.page.locator('details.results-section[data-state="closed"]').count() == 99
+        assert page.card(names[50]).locator("section.goal").count() == 0
+        assert "1 goal: signup" in page.card(names[50]).locator(".results-section").text_content()
+
+        # Opened: fetched then, for that card only, and shown as the API says.
+        card = page.card(names[50])
+        card.locator("details.results-section > summary").click()
+        card.locator('details.results-section[data-state="ready"]').wait_for()
+        assert sorted(details_paths(page)) == [*auto, "/experiments/exp 050"]
+        assert fetched(page)[-1][1] == {"namespace": "alephbet"}
+        api = api_get(root, "experiments/" + quote(names[50]))
+        (shown,) = (c for c in page.read() if c["name"] == names[50])
+        assert [g["goal"] for g in shown["goals"]] == ["signup"]
+        rows = {r["label"]: r["cells"] for r in shown["goals"][0]["rows"]}
+        for row in api["goals"][0]["results"]:
+            assert_row(rows[row["label"]], row, control=row["label"] == api["control"])
+        # Closed and opened again: not fetched again.
+        card.locator("details.results-section > summary").click()
+        card.locator("details.results-section > summary").click()
+        assert len(details_paths(page)) == 7
+
+        # An action on a closed card: its answer carries the results, shown at once.
+        other = page.card(names[80])
+        page.confirm(names[80], "reset")
+        page.page.wait_for_selector(
+            f'article[data-experiment="{names[80]}"] details.results-section[data-state="ready"]'
+        )
+        assert len(details_paths(page)) == 8  # the POST .../reset, nothing else
+        assert other.locator('td[data-field="trials"]').all_inner_texts() == ["0", "0"]
+        page.assert_clean()
+
+
+FLOOD = (24, 20, 50)
+"""Experiments, variants, goals: the namespace public POST /track requests can create."""
+
+
+def test_a_flood_renders_quickly_from_summaries(
+    make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    count, variants, goals = FLOOD
+    app = make_app()
+    post_events(
+        app,
+        [
+            {
+                "experiment": f"flood {e:02}",
+                "variant": f"variant {v:02}",
+                "event": goal,
+                "uuid": f"visitor-{e}-{v}",
+            }
+            for e in range(count)
+            for v in range(variants)
+            for goal in ("participate", *(f"goal {g:02}" for g in range(goals)))
+        ],
+    )
+    with serving(app) as root:
+        page = watch(root)
+        page.open(key=None)
+        started = time.perf_counter()
+        page.login(API_KEY)
+        rendered = time.perf_counter() - started
+        sizes = page.page.evaluate(
+            """() => performance.getEntriesByType("resource")
+                 .filter((e) => e.initiatorType === "fetch")
+                 .map((e) => [new URL(e.name).pathname, e.encodedBodySize])"""
+        )
+        assert [path for path, _ in sizes] == ["/experiments", "/experiments"]
+        assert sum(size for _, size in sizes) < 200_000  # the whole list, all 24 (full: 9 MB)
+        assert page.page.locator("article.exp").count() == count
+        assert details_paths(page) == []  # nothing opens by itself: each card is big
+        assert rendered < 5, rendered
+
+        name = "flood 07"
+        card = page.card(name)
+        started = time.perf_counter()
+        card.locator("details.results-section > summary").click()
+        card.locator('details.results-section[data-state="ready"]').wait_for()
+        opened = time.perf_counter() - started
+        assert details_paths(page) == ["/experiments/" + name]
+        assert card.locator("section.goal").count() == goals
+        assert card.locator("section.goal tbody tr").count() == goals * variants
+        assert opened < 5, opened
+        page.assert_clean()
+        print(f"\nflood: list rendered in {rendered:.2f} s, {sizes}; one opened in {opened:.2f} s")

@@ -1,21 +1,38 @@
-// The list of experiment cards: built from state.experiments, filtered by name, kept in step
-// with the server after an action without rebuilding the rest.
+// The list of experiment cards: built from state.experiments (summaries, or full results
+// once fetched), filtered by name, kept in step with the server after an action without
+// rebuilding the rest.
 import { API_ROOT } from "./api.js";
 import { experimentCard } from "./card.js";
 import { h } from "./dom.js";
+import { openResults, resultRows } from "./results.js";
 import { state } from "./state.js";
 import { markReady, ui } from "./ui.js";
+
+// The first cards open their results by themselves while they are few and small, so that a
+// short list reads at a glance; a long or big one stays a list of summaries to open.
+const AUTO_OPEN_CARDS = 6;
+const AUTO_OPEN_ROWS = 120;
 
 export function render() {
   const fragment = document.createDocumentFragment();
   if (!state.experiments.length) fragment.append(emptyState());
-  for (const exp of state.experiments) fragment.append(experimentCard(exp));
+  const cards = state.experiments.map((exp) => [exp, experimentCard(exp)]);
+  for (const [, card] of cards) fragment.append(card);
   performance.mark("gimel:built");
   ui.list.classList.toggle("many", state.experiments.length > 12);
   ui.list.replaceChildren(fragment);
   applyFilter();
   performance.mark("gimel:inserted");
-  markReady("board");
+  const opened = [];
+  let rows = 0;
+  for (const [exp, card] of cards.slice(0, AUTO_OPEN_CARDS)) {
+    const details = card.querySelector("details.results-section");
+    if (!details) continue; // no goal yet: nothing to fetch
+    rows += resultRows(exp);
+    if (rows > AUTO_OPEN_ROWS) break;
+    opened.push(openResults(details, exp));
+  }
+  Promise.allSettled(opened).then(() => markReady("board"));
 }
 
 export function applyFilter() {

@@ -1,9 +1,11 @@
-// One experiment's card: title, badges, action buttons, SRM warning, caveat, then a section
-// per goal (or the participants alone while no goal has been reached), then its history.
+// One experiment's card, from its summary or its full results: title, badges, action
+// buttons, SRM warning, caveat, then its results by goal, fetched when opened (or the
+// participants alone while no goal has been reached), then its history.
 import { h } from "./dom.js";
 import { DASH, count, day, pct, pText, raw } from "./format.js";
-import { goalSection, variantLabel } from "./goal.js";
+import { variantLabel } from "./goal.js";
 import { historySection } from "./history.js";
+import { goalNames, resultsSection } from "./results.js";
 
 const EXACT_CAVEAT = "Exact unique counts: a visitor is counted once within the de-dup window.";
 const HLL_CAVEAT =
@@ -119,7 +121,7 @@ export function experimentCard(exp) {
     {
       class: exp.archived ? "exp card is-archived" : "exp card",
       "data-experiment": exp.experiment,
-      "data-goals": (exp.goals || []).length,
+      "data-goals": goalNames(exp).length,
     },
     header(exp),
   );
@@ -131,11 +133,11 @@ export function experimentCard(exp) {
       exp.counting === "exact" ? EXACT_CAVEAT : HLL_CAVEAT,
     ),
   );
-  const goals = exp.goals || [];
-  if (!goals.length) {
+  if (!goalNames(exp).length) {
     card.append(h("p", { class: "muted no-goals", text: NO_GOALS }), participantsTable(exp));
+  } else {
+    card.append(resultsSection(exp));
   }
-  for (const goal of goals) card.append(goalSection(exp, goal));
   card.append(historySection(exp));
   return card;
 }

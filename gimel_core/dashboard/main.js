@@ -1,7 +1,8 @@
 // Gimel dashboard: one page, no third-party host, nothing inline (strict CSP); one library,
 // uPlot, served from the package and loaded only when a history is opened (plots.js).
-// This entry module loads the experiments and wires the toolbar; each other module holds
-// one concern (api, errors, login, notice, board, card, goal, chart, history, actions, ...).
+// This entry module loads the experiments' summaries, every page of them, and wires the
+// toolbar; each other module holds one concern (api, errors, login, notice, board, card,
+// results, goal, chart, history, actions, ...).
 import { initActions } from "./actions.js";
 import { api } from "./api.js";
 import { render, applyFilter } from "./board.js";
@@ -12,6 +13,25 @@ import { DEFAULT_NAMESPACE, setNamespace, setShowArchived, state } from "./state
 import { ui } from "./ui.js";
 
 const isExperiment = (e) => e && typeof e.experiment === "string";
+
+// Every page of GET /experiments?view=summary, following meta.next: a few kilobytes per
+// experiment, whatever its goals (their results are fetched when its card opens).
+async function summaries(params) {
+  const found = [];
+  const seen = new Set(); // a cursor given twice would never end
+  let cursor = null;
+  do {
+    const page = { ...params, view: "summary", limit: "100" };
+    if (cursor) page.cursor = cursor;
+    const data = await api("GET", "experiments", page);
+    if (!Array.isArray(data)) break;
+    found.push(...data.filter(isExperiment));
+    const meta = data[0] && data[0].meta;
+    cursor = meta && typeof meta.next === "string" && !seen.has(meta.next) ? meta.next : null;
+    seen.add(cursor);
+  } while (cursor);
+  return found;
+}
 
 async function load() {
   clearRetry();
@@ -30,12 +50,12 @@ async function load() {
   const params = { namespace: state.namespace };
   if (state.showArchived) params.archived = "true";
   try {
-    const data = await api("GET", "experiments", params);
+    const found = await summaries(params);
     if (seq !== state.loadSeq) return;
     performance.mark("gimel:data");
     clearNotice();
     resetBackoff();
-    state.experiments = Array.isArray(data) ? data.filter(isExperiment) : [];
+    state.experiments = found;
     render();
   } catch (error) {
     if (seq !== state.loadSeq) return;

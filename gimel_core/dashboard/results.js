@@ -1,0 +1,104 @@
+// An experiment's results, on demand. The list is loaded as summaries (GET /experiments
+// ?view=summary: each experiment's fields with its goals' names, not their results); this
+// <details> of its card fetches GET /experiments/<name> when opened, then shows a section per
+// goal. It is built open when the results are at hand already (an action's answer), and
+// board.js opens the first few small ones by itself.
+import { api, experimentPath } from "./api.js";
+import { h } from "./dom.js";
+import { failed } from "./errors.js";
+import { goalSection } from "./goal.js";
+import { state } from "./state.js";
+
+// A full result carries goals[] (with their results); a summary carries goal_names[].
+export const hasResults = (exp) => Array.isArray(exp.goals);
+
+export function goalNames(exp) {
+  if (hasResults(exp)) return exp.goals.map((goal) => goal.goal);
+  return Array.isArray(exp.goal_names) ? exp.goal_names : [];
+}
+
+// What showing the results costs the page: one table row per variant and goal.
+export const resultRows = (exp) =>
+  Object.keys(exp.participants || {}).length * goalNames(exp).length;
+
+const loading = new WeakMap(); // details -> the promise of its fetch
+
+// The card's section; data-state: "closed" (not fetched), "loading", "ready" or "error".
+export function resultsSection(exp) {
+  const names = goalNames(exp);
+  const shown = names.length > 3 ? [...names.slice(0, 3), "…"] : names;
+  const body = h("div", { class: "results-body" });
+  const details = h(
+    "details",
+    { class: "results-section", "data-state": "closed" },
+    h(
+      "summary",
+      {},
+      "Results",
+      h("span", {
+        class: "muted",
+        text: ` · ${names.length} ${names.length === 1 ? "goal" : "goals"}: ${shown.join(", ")}`,
+      }),
+    ),
+    body,
+  );
+  if (hasResults(exp)) {
+    fill(body, exp);
+    details.dataset.state = "ready";
+    details.open = true;
+  }
+  details.addEventListener("toggle", () => {
+    if (details.open) openResults(details, exp);
+  });
+  return details;
+}
+
+// Open the section and fetch its results unless done or under way; resolves when shown.
+export function openResults(details, exp) {
+  details.open = true;
+  const now = details.dataset.state;
+  if (now === "ready") return Promise.resolve();
+  if (now === "loading") return loading.get(details);
+  const done = load(details, details.querySelector(".results-body"), exp);
+  loading.set(details, done);
+  return done;
+}
+
+async function load(details, body, exp) {
+  const path = experimentPath(exp.experiment);
+  const set = (value) => (details.dataset.state = value);
+  if (path === null) {
+    set("error");
+    body.replaceChildren(h("p", { class: "muted", text: "A name of “.” or “..” has no URL." }));
+    return;
+  }
+  set("loading");
+  details.setAttribute("aria-busy", "true");
+  body.replaceChildren(h("p", { class: "muted", text: "Loading the results…" }));
+  const seq = state.loadSeq;
+  try {
+    const full = await api("GET", path, { namespace: state.namespace });
+    fill(body, full);
+    set("ready");
+    // Kept, so that the card is drawn again with them (after an action on another card).
+    const index = state.experiments.findIndex((e) => e.experiment === exp.experiment);
+    if (seq === state.loadSeq && index >= 0) state.experiments[index] = full;
+  } catch (error) {
+    set("error");
+    if ((error.status === 401 || error.status === 403) && failed(error, () => {})) return;
+    const again = h("button", {
+      type: "button",
+      class: "btn btn-small",
+      text: "Try again",
+      onclick: () => openResults(details, exp),
+    });
+    const text = `Could not load the results: ${error.message}`;
+    body.replaceChildren(h("p", { class: "alert alert-error" }, text, " ", again));
+  } finally {
+    details.removeAttribute("aria-busy");
+  }
+}
+
+function fill(body, exp) {
+  body.replaceChildren(...(exp.goals || []).map((goal) => goalSection(exp, goal)));
+}
