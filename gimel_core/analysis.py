@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from . import decisions, stats
-from .results import ExperimentCounts, ExperimentResult, GoalResult, Srm, VariantResult
+from .results import ExperimentCounts, ExperimentResult, GoalResult, Planning, Srm, VariantResult
+from .stats import power
 from .stats.counting_error import count_variance, equivalent_rse, rate_variance
 from .stats.proportions import clamp
 
@@ -40,7 +42,7 @@ def choose_control(variants: Iterable[str], declared: str | None = None) -> str 
 
 def analyse(counts: ExperimentCounts) -> ExperimentResult:
     """The results of one experiment now (without statistics if it does not exist)."""
-    return _analyse(counts, _running_from_history(counts))
+    return _analyse(counts, _running_from_history(counts), planning=True)
 
 
 def analyse_history(counts: ExperimentCounts, today: int) -> list[tuple[int, ExperimentResult]]:
@@ -92,9 +94,11 @@ Running = dict[tuple[str, str], stats.Running]
 """(goal, variant) -> the running always-valid values through this look (sequential only)."""
 
 
-def _analyse(counts: ExperimentCounts, running: Running) -> ExperimentResult:
+def _analyse(
+    counts: ExperimentCounts, running: Running, planning: bool = False
+) -> ExperimentResult:
     trials = counts.participants
-    common = {
+    common: dict[str, Any] = {
         "experiment": counts.name,
         "counting": counts.counting,
         "participants": trials,
@@ -104,16 +108,62 @@ def _analyse(counts: ExperimentCounts, running: Running) -> ExperimentResult:
         "reset_at": counts.reset_at,
     }
     if counts.counting is None:
-        return ExperimentResult(control=counts.settings.control, **common)  # type: ignore[arg-type]
+        return ExperimentResult(control=counts.settings.control, **common)
     control = choose_control(counts.variants, counts.settings.control)
-    goals = tuple(_goal(counts, trials, goal, control, running) for goal in counts.goals)
+    goals = tuple(_goal(counts, trials, goal, control, running) for goal in _ordered(counts))
     expected = stats.expected_split(trials, counts.settings.weights)
     observed = [trials.get(v, 0) for v in expected]
     # Participants of different variants are disjoint sets: independent counting errors.
     variances = [count_variance(n, counts.counting) for n in observed]
     p = stats.srm_p_value(observed, list(expected.values()), variances)
     srm = Srm(p, expected, p is not None and p < stats.SRM_ALPHA)
-    return ExperimentResult(goals=goals, control=control, srm=srm, **common)  # type: ignore[arg-type]
+    plan = counts.settings.plan
+    outlook = _planning(counts, control) if planning and plan else None
+    planned = plan.planned_participants if plan else None
+    decision = decisions.decide(goals, control, srm, sum(trials.values()), planned, outlook)
+    return ExperimentResult(
+        goals=goals, control=control, srm=srm, decision=decision, planning=outlook, **common
+    )
+
+
+def _planning(counts: ExperimentCounts, control: str | None) -> Planning | None:
+    """The plan's figures for its first primary goal (None without a size or an MDE, or
+    before the control has a rate to plan from)."""
+    plan = counts.settings.plan
+    goal = next((g for g in plan.goals if g.role == "primary"), None) if plan else None
+    if plan is None or goal is None or control is None:
+        return None
+    if plan.planned_participants is None and plan.mde is None:
+        return None
+    trials = counts.participants
+    s0, n0 = clamp(counts.count(goal.name, control), trials.get(control, 0))
+    if not 0 < s0 < n0:  # no rate to plan from yet
+        return None
+    weights = counts.settings.weights
+    shares = None
+    if weights:
+        total = sum(weights.values())
+        other = next(v for v in plan.variants if v != control)
+        shares = (weights.get(other, 0.0) / total, weights.get(control, 0.0) / total)
+        if not (shares[0] > 0 and shares[1] > 0):
+            shares = None
+    design = power.Design(
+        mean=s0 / n0,
+        variants=len(plan.variants),
+        shares=shares,
+        analysis=counts.settings.analysis,
+        tuning=counts.settings.sequential_tuning,
+        counting=counts.counting,
+    )
+    found = power.outlook(
+        design,
+        plan.planned_participants,
+        plan.mde,
+        observed=sum(trials.values()),
+        days=counts.elapsed_days or 0.0,
+        direction=goal.direction,
+    )
+    return Planning(goal.name, found.mde, found.power, found.needed, found.days_remaining)
 
 
 def _goal(
@@ -124,6 +174,10 @@ def _goal(
     running: Running,
 ) -> GoalResult:
     s0, n0 = clamp(counts.count(goal, control), trials[control]) if control else (0, 0)
+    plan = counts.settings.plan
+    declared = plan.goal(goal) if plan else None
+    role = declared.role if declared else "primary"
+    direction = declared.direction if declared else "increase"
     sequential = counts.settings.analysis == "sequential"
     tuning = counts.settings.sequential_tuning
     results = []
@@ -147,9 +201,32 @@ def _goal(
     control_row = next((row for row in results if row.label == control), None)
     for row, p_adjusted in zip(results, adjusted, strict=True):
         row.p_value_adjusted = p_adjusted
-        if row is not control_row:
-            row.verdict = decisions.verdict(row, control_row, goal, counts.settings.analysis)
-    return GoalResult(goal, tuple(results))
+        if row is control_row:
+            continue
+        if role == "guardrail":
+            margin = declared.margin if declared else 0.0
+            row.verdict = decisions.guardrail(
+                row, control_row, goal, counts.settings.analysis, direction, margin
+            )
+        else:
+            row.verdict = decisions.verdict(
+                row, control_row, goal, counts.settings.analysis, direction
+            )
+    return GoalResult(goal, tuple(results), role, direction)
+
+
+def _ordered(counts: ExperimentCounts) -> list[str]:
+    """Goals by role (primary, guardrail, secondary), then by name."""
+    plan = counts.settings.plan
+    if plan is None:
+        return list(counts.goals)
+    rank = {"primary": 0, "guardrail": 1, "secondary": 2}
+
+    def key(goal: str) -> tuple[int, str]:
+        declared = plan.goal(goal)
+        return (rank[declared.role] if declared else 0, goal)
+
+    return sorted(counts.goals, key=key)
 
 
 def _bounded(ci: list[float] | None) -> list[float] | None:

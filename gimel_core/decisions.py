@@ -1,12 +1,17 @@
-"""Verdicts: what the statistics of one variant against the control mean for the team.
+"""Verdicts and decisions: what the statistics mean for the team.
 
-Decided here once, server-side, and shipped in the results (``verdict`` on every result
-row), so the API, the CLI and the dashboard always say the same thing.
+Per result row, a verdict on the variant against the control, by the goal's role: primary
+and secondary goals say which is better; a guardrail says whether the variant does harm
+beyond the plan's margin. Per experiment, one decision line (:func:`decide`): ship, keep the
+control, no difference, keep running, or check the split. Decided here once, server-side,
+and shipped in the results, so the API, the CLI and the dashboard always say the same thing.
 """
 
 from __future__ import annotations
 
-from .results import VariantResult, Verdict
+from collections.abc import Sequence
+
+from .results import Decision, GoalResult, Planning, Srm, VariantResult, Verdict
 
 WIN_CHANCE = 0.95
 """A winner needs at least this chance to beat the other arm..."""
@@ -17,9 +22,14 @@ MIN_TRIALS = 100
 
 
 def verdict(
-    row: VariantResult, control: VariantResult | None, goal: str, analysis: str = "fixed"
+    row: VariantResult,
+    control: VariantResult | None,
+    goal: str,
+    analysis: str = "fixed",
+    direction: str = "increase",
 ) -> Verdict:
-    """The verdict on ``row`` against the ``control`` row on ``goal``.
+    """The verdict on ``row`` against the ``control`` row on ``goal`` (``direction``: which
+    way is better).
 
     ``p_value_adjusted`` decides, so the verdict follows the analysis method: in
     ``sequential`` analysis it is the always-valid running p-value, and a difference is only
@@ -30,6 +40,8 @@ def verdict(
     name = row.label
     base = control.label if control else "the control"
     c, p = row.chance_to_beat_control, row.p_value_adjusted
+    if c is not None and direction == "decrease":
+        c = 1.0 - c  # the chance to be better: lower
     if c is None or p is None or control is None:
         return Verdict("wait", f"{name} vs {base} on {goal}: not enough data yet")
     p_shown = p_text(p) + (" (always valid)" if analysis == "sequential" else "")
@@ -47,6 +59,132 @@ def verdict(
         return Verdict("wait", text)
     text = f"No clear difference between {name} and {base} on {goal} yet ({detail})"
     return Verdict("even", text)
+
+
+def guardrail(
+    row: VariantResult,
+    control: VariantResult | None,
+    goal: str,
+    analysis: str,
+    direction: str,
+    margin: float,
+) -> Verdict:
+    """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin`` (relative)?
+
+    A one-sided test at 2.5% on each side, read from the uplift's 95% interval (the running
+    one in sequential analysis, so it holds however often the team looks): ``harm`` when
+    even its most favourable end is worse than the margin allows, ``safe`` when even its
+    least favourable end is within it, ``wait`` until one of the two is shown.
+    """
+    name = row.label
+    base = control.label if control else "the control"
+    ci = row.running_uplift_ci if analysis == "sequential" else row.uplift_ci
+    if ci is None or control is None or min(row.trials, control.trials) < MIN_TRIALS:
+        return Verdict("wait", f"{name} vs {base} on guardrail {goal}: not enough data yet")
+    # Harm, as a positive relative change in the bad direction.
+    low, high = (-ci[1], -ci[0]) if direction == "increase" else (ci[0], ci[1])
+    allowed = f"the {percent(margin)} margin" if margin else "no harm"
+    if low > margin:
+        text = f"{name} harms {goal}: {percent(low)} to {percent(high)} worse than {base}"
+        return Verdict("harm", f"{text}, beyond {allowed}")
+    if high < margin:
+        worst = f"at worst {percent(high)} worse" if high > 0 else "no worse"
+        return Verdict("safe", f"{name} keeps {goal} within {allowed} ({worst} than {base})")
+    text = f"{name} vs {base} on guardrail {goal}: harm not ruled out yet"
+    return Verdict("wait", f"{text} ({percent(-high)} to {percent(-low)} change allowed)")
+
+
+def decide(
+    goals: Sequence[GoalResult],
+    control: str | None,
+    srm: Srm | None,
+    participants: int,
+    planned: int | None,
+    planning: Planning | None,
+) -> Decision:
+    """The experiment's one decision line, from the verdicts of its goals by role.
+
+    A sample-ratio mismatch comes first (no result can be trusted); then a variant that wins
+    on a primary goal, loses on none and breaches no guardrail is shipped; a breached
+    guardrail overrides a primary win. "No difference" needs the planned size reached: until
+    then, and without a planned size, an undecided experiment keeps running.
+    """
+    if srm is not None and srm.mismatch and srm.p_value is not None:
+        return Decision(
+            "check_split",
+            f"Check the split first: the participants do not match the planned weights "
+            f"({p_text(srm.p_value)}), so no result can be trusted until the assignment is fixed",
+        )
+    primary = [g for g in goals if g.role == "primary"]
+    if control is None or not primary:
+        what = "no primary goal yet" if control else "no data yet"
+        return Decision("keep_running", f"Keep running: {what}")
+    harms = {
+        row.label: row.verdict.text
+        for g in goals
+        if g.role == "guardrail"
+        for row in g.results
+        if row.verdict and row.verdict.kind == "harm"
+    }
+    rows: dict[str, list[VariantResult]] = {}  # variant -> its rows on the primary goals
+    for g in primary:
+        for row in g.results:
+            if row.label != control and row.verdict is not None:
+                rows.setdefault(row.label, []).append(row)
+    winners = [
+        (v, r)
+        for v, rs in rows.items()
+        for r in rs
+        if r.verdict and r.verdict.kind == "win" and not any(_kind(x) == "lose" for x in rs)
+    ]
+    for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
+        if variant not in harms:
+            return Decision("ship", f"Ship {variant}: {_text(row)}", variant)
+    if winners:
+        variant = winners[0][0]
+        return Decision(
+            "keep_control",
+            f"Do not ship {variant}: it wins on a primary goal but {harms[variant]}",
+            variant,
+        )
+    beaten = {v: next(r for r in rs if _kind(r) == "lose") for v, rs in rows.items()
+              if any(_kind(r) == "lose" for r in rs)}  # fmt: skip
+    if rows and all(v in beaten or v in harms for v in rows):
+        variant = next(iter(rows))
+        reason = _text(beaten[variant]) if variant in beaten else harms[variant]
+        return Decision("keep_control", f"Keep {control}: {reason}", variant)
+    if planned is not None and participants >= planned:
+        names = ", ".join(g.goal for g in primary)
+        text = f"No difference on {names} at the planned {planned:,} participants: keep {control}"
+        return Decision("no_difference", text)
+    return Decision("keep_running", "Keep running: " + _remaining(primary, planning))
+
+
+def _kind(row: VariantResult) -> str | None:
+    return row.verdict.kind if row.verdict else None
+
+
+def _text(row: VariantResult) -> str:
+    text = row.verdict.text if row.verdict else ""
+    return text[:1].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
+
+
+def _remaining(primary: Sequence[GoalResult], planning: Planning | None) -> str:
+    names = ", ".join(g.goal for g in primary)
+    text = f"not enough evidence on {names} yet"
+    if planning is None:
+        return text
+    if planning.needed is None:  # a declared MDE that no size reaches
+        return text + "; the declared MDE is out of reach at any size with this counting"
+    if planning.days_remaining is not None and planning.needed is not None:
+        days = planning.days_remaining
+        when = "less than a day" if days < 1 else f"about {days:,.0f} day{'s' * (days >= 1.5)}"
+        return text + f"; {when} to the {planning.needed:,} participants the plan needs"
+    return text
+
+
+def percent(x: float) -> str:
+    return f"{x * 100:.1f}%"
 
 
 def chance(c: float) -> str:

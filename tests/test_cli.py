@@ -59,7 +59,8 @@ def test_results_as_json_csv_and_table_from_redis(
     as_csv = run(runner, "results", "button", "--redis-url", redis_url, "--format", "csv")
     header = as_csv.output.splitlines()[0].split(",")
     assert header[:4] == ["experiment", "counting", "control", "goal"]
-    assert header[-3:] == ["srm_p_value", "srm_mismatch", "verdict"]
+    assert header[-4:] == ["srm_p_value", "srm_mismatch", "verdict", "decision"]
+    assert header[4:6] == ["role", "variant"]
     rows = list(csv.DictReader(io.StringIO(as_csv.output)))
     assert [(r["variant"], r["trials"], r["successes"]) for r in rows] == [
         ("blue", "30", "9"),
@@ -70,6 +71,7 @@ def test_results_as_json_csv_and_table_from_redis(
     table = run(runner, "results", "--redis-url", redis_url).output
     lines = table.splitlines()
     assert lines[0].startswith("button  (hll, control blue")
+    assert lines[1] == "  decision: " + api["decision"]["text"]  # the API's, word for word
     red = next(i for i, line in enumerate(lines) if line.strip().startswith("red"))
     assert lines[red].split()[:4] == ["red", "30", "3", "10.0%"]
 

@@ -61,7 +61,7 @@ def test_a_plan_declared_before_any_event_shows_its_names_and_settings(
     assert exp["control"] == "blue" and exp["weights"] == {"blue": 1.0, "red": 3.0}
     assert exp["analysis"] == "fixed"
     assert exp["participants"] == {"blue": 0, "red": 0}
-    assert [g["goal"] for g in exp["goals"]] == ["refund", "signup"]
+    assert [g["goal"] for g in exp["goals"]] == ["signup", "refund"]  # by role
     assert results(client)["plan"] == exp["plan"]
     # The same plan again changes nothing and says so with 200.
     again = put(client, {**PLAN, "weights": {"blue": 1, "red": 3}, "analysis": "fixed"})
@@ -83,7 +83,7 @@ def test_declared_experiments_count_only_their_names(client: FlaskClient) -> Non
     assert answer == {"accepted": 2, "undeclared": 2}
     exp = results(client)
     assert exp["participants"] == {"blue": 41, "red": 41}
-    assert [g["goal"] for g in exp["goals"]] == ["refund", "signup"]
+    assert [g["goal"] for g in exp["goals"]] == ["signup", "refund"]  # by role
     assert dropped(client) == {"undeclared": 12}
 
 
@@ -131,7 +131,7 @@ def test_declaring_an_experiment_with_data_must_name_everything_it_counted(
     assert put(client, plan).status_code == 200  # existing: not created
     exp = results(client)
     assert exp["participants"] == {"blue": 40, "green": 40, "red": 40}
-    assert exp["goals"][1]["results"][0]["successes"] == 10  # signup, blue: kept
+    assert exp["goals"][0]["results"][0]["successes"] == 10  # signup, blue: kept
 
 
 def test_a_plan_can_drop_a_name_nothing_counted_yet(client: FlaskClient) -> None:

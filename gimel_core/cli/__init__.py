@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from . import check, deploy, legacy, lifecycle, pages, report, serve
+from . import check, deploy, legacy, lifecycle, pages, plan, report, serve
 
 
 @click.group()
@@ -23,6 +23,7 @@ for command in (
     pages.snippet_command,
     pages.dashboard,
     report.results,
+    plan.plan,
     *lifecycle.COMMANDS,
     check.check,
     deploy.configure,

@@ -131,6 +131,8 @@ def render_table(found: Iterable[ExperimentResult]) -> str:
     lines: list[str] = []
     for exp in found:
         lines.append(f"{shown(exp.experiment)}  ({', '.join(_flags(exp))})")
+        if exp.decision is not None:
+            lines.append(f"  decision: {shown(exp.decision.text)}")
         if not exp.goals:
             participants = ", ".join(f"{shown(v)} {n}" for v, n in exp.participants.items())
             lines.append(f"  no goals yet; participants: {participants or 'none'}")
@@ -150,7 +152,11 @@ def _flags(exp: ExperimentResult) -> list[str]:
 
 
 def _goal_table(goal: GoalResult) -> list[str]:
-    rows = [["goal " + shown(goal.goal), *TABLE_HEADER]] + [_cells(row) for row in goal.results]
+    title = "goal " + shown(goal.goal)
+    if goal.role != "primary" or goal.direction != "increase":
+        lower = ", lower is better" if goal.direction == "decrease" else ""
+        title += f" ({goal.role}{lower})"
+    rows = [[title, *TABLE_HEADER]] + [_cells(row) for row in goal.results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
@@ -181,6 +187,7 @@ CSV_FIELDS = [
     "counting",
     "control",
     "goal",
+    "role",
     "variant",
     "trials",
     "successes",
@@ -194,8 +201,10 @@ CSV_FIELDS = [
     "srm_p_value",
     "srm_mismatch",
     "verdict",
+    "decision",
 ]
-"""One row per experiment, goal and variant; ``verdict`` is empty for the control."""
+"""One row per experiment, goal and variant; ``verdict`` is empty for the control, and
+``decision`` is the experiment's (the same on each of its rows)."""
 
 
 def write_csv(found: Iterable[ExperimentResult], out: IO[str]) -> None:
@@ -213,6 +222,7 @@ def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dic
         "counting": cell(exp.counting),
         "control": cell(exp.control),
         "goal": cell(goal.goal),
+        "role": goal.role,
         "variant": cell(row.label),
         "trials": row.trials,
         "successes": row.successes,
@@ -226,6 +236,7 @@ def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dic
         "srm_p_value": exp.srm.p_value if exp.srm else None,
         "srm_mismatch": exp.srm.mismatch if exp.srm else None,
         "verdict": cell(row.verdict.text) if row.verdict else None,
+        "decision": cell(exp.decision.text) if exp.decision else None,
     }
 
 
