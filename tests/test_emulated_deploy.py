@@ -1,0 +1,458 @@
+"""`sls deploy`, requests through API Gateway, a redeploy and `sls remove`, on an AWS emulator.
+
+LocalStack (tests/emulator/) runs on loopback without Docker; the real `npx sls deploy` from
+this checkout and the real `gimel deploy` of a wheel installed in a fresh virtualenv create
+real CloudFormation stacks there, and the deployed zip runs under AWS's Python runtime client
+in a clean process, against the suite's redis-server. Marked `emulator`: `make test-emulator`
+(and .ci/run) run it; plain `make test` does not, as its first run installs LocalStack.
+
+What this proves, and what only AWS can: see the README's "What the emulated deploy proves".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import venv
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from emulator import aws
+from gimel_core.embedded import EmbeddedRedis
+
+pytestmark = pytest.mark.emulator
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "emulated-key-0123456789abcdef"
+WRONG_KEY = "wrong-key-0123456789abcdefgh"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+"""Visitors' events come from browsers; Gimel answers scripts' events without counting them."""
+FORBIDDEN = {"message": "Forbidden"}
+"""API Gateway's own answer to a missing or wrong key: the request never reached the function."""
+
+PUBLIC = {
+    ("GET", "/track"),
+    ("OPTIONS", "/track"),
+    ("POST", "/track"),
+    ("GET", "/health"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/{asset}"),
+    ("GET", "/openapi.json"),
+}
+PRIVATE = {
+    ("GET", "/experiments"),
+    ("GET", "/experiments/{name}"),
+    ("PUT", "/experiments/{name}"),
+    ("PATCH", "/experiments/{name}"),
+    ("DELETE", "/experiments/{name}"),
+    ("POST", "/experiments/{name}/reset"),
+    ("GET", "/experiments/{name}/history"),
+    ("DELETE", "/delete"),
+}
+"""serverless.yml's routes; the test reads the deployed API's own list and compares."""
+
+
+# -- the emulator, its clients and the stacks -----------------------------------------------
+
+
+@dataclass
+class Emulator:
+    localstack: aws.LocalStack
+    ecr: aws.NoEcr
+    redis_url: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def env(self, bin_dir: Path, **extra: str) -> dict[str, str]:
+        """This machine's environment, minus anything AWS or Gimel, sent to the emulator."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GIMEL_"))}
+        env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
+        env.pop("VIRTUAL_ENV", None)
+        env.update(self.localstack.env(self.ecr), **extra)
+        return env
+
+    def run(
+        self, command: list[str], cwd: Path, env: dict[str, str], what: str, timeout: float = 420
+    ) -> str:
+        started = time.monotonic()
+        result = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        self.timings[what] = time.monotonic() - started
+        assert result.returncode == 0, f"{what}:\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        sent = {"User-Agent": BROWSER, **(headers or {})}
+        if data is not None:
+            sent["Content-Type"] = "application/json"
+        return self.localstack.request(method, url, sent, data)
+
+    def json(self, method: str, url: str, **kwargs: Any) -> Any:
+        status, _, body = self.request(method, url, **kwargs)
+        assert status == 200, (method, url, status, body)
+        return json.loads(body)
+
+    def stack_outputs(self, stack: str) -> dict[str, str]:
+        (described,) = self.localstack.aws(
+            "cloudformation", "describe-stacks", "--stack-name", stack
+        )["Stacks"]
+        return {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])}
+
+
+def report(request: pytest.FixtureRequest, line: str) -> None:
+    """A line on the terminal now, past pytest's output capture (installs take minutes)."""
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"emulator: {line}")
+
+
+@pytest.fixture(scope="module")
+def emulator(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: EmbeddedRedis,
+    request: pytest.FixtureRequest,
+) -> Iterator[Emulator]:
+    started = time.monotonic()
+    python = aws.install(log=lambda line: report(request, line))
+    installed = time.monotonic() - started
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    redis.Redis.from_url(redis_server.url).flushall()
+    root = tmp_path_factory.mktemp("localstack")
+    with aws.running(root, python) as localstack, aws.NoEcr() as ecr:
+        emulator = Emulator(localstack, ecr, redis_server.url)
+        emulator.timings["install (0 when the pins are unchanged)"] = installed
+        emulator.timings["LocalStack ready"] = localstack.wait_until_ready()
+        try:
+            yield emulator
+        finally:
+            for what, seconds in emulator.timings.items():
+                report(request, f"{what}: {seconds:.1f} s")
+
+
+def sls(*args: str) -> list[str]:
+    return ["npx", "--no", "sls", *args]
+
+
+def params(**values: str) -> list[str]:
+    return [f"--param={name}={value}" for name, value in values.items()]
+
+
+@dataclass
+class Stack:
+    stage: str
+    endpoint: str
+    """As `sls deploy` printed it and the stack's ServiceEndpoint output says."""
+    settings: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return f"gimel-{self.stage}"
+
+
+def checkout_deploy(emulator: Emulator, stage: str, what: str, **settings: str) -> Stack:
+    settings = {"apiKey": API_KEY, "redisUrl": emulator.redis_url, **settings}
+    env = emulator.env(Path(sys.executable).parent)
+    output = emulator.run(sls("deploy", "--stage", stage, *params(**settings)), ROOT, env, what)
+    assert f"Service deployed to stack gimel-{stage}" in output, output
+    endpoint = emulator.stack_outputs(f"gimel-{stage}")["ServiceEndpoint"]
+    assert f"GET - {endpoint}/track" in output
+    return Stack(stage, endpoint, settings)
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: Emulator) -> Stack:
+    # registration=open: a visitor's first event creates the experiment, as on a laptop.
+    return checkout_deploy(emulator, "emu", "deploy (npx sls deploy)", registration="open")
+
+
+def concrete(path: str) -> str:
+    return path.replace("{name}", "no-such-experiment").replace("{asset}", "app.css")
+
+
+def deployed_routes(emulator: Emulator, stack: Stack) -> dict[tuple[str, str], bool]:
+    """(method, path) -> whether API Gateway requires the key, read from the deployed API."""
+    apis = emulator.localstack.aws("apigateway", "get-rest-apis")["items"]
+    (api,) = [item for item in apis if item["name"] == f"{stack.stage}-gimel"]
+    resources = emulator.localstack.aws(
+        "apigateway", "get-resources", "--rest-api-id", api["id"], "--embed", "methods"
+    )["items"]
+    return {
+        (method, resource["path"]): bool(details.get("apiKeyRequired"))
+        for resource in resources
+        for method, details in resource.get("resourceMethods", {}).items()
+    }
+
+
+def counts(experiment: dict[str, Any]) -> dict[tuple[str, str], tuple[int, int]]:
+    return {
+        (goal["goal"], result["label"]): (result["successes"], result["trials"])
+        for goal in experiment["goals"]
+        for result in goal["results"]
+    }
+
+
+def results(emulator: Emulator, base: str, experiment: str) -> dict[str, Any]:
+    body = emulator.json(
+        "GET", f"{base}/experiments?namespace=alephbet", headers={"x-api-key": API_KEY}
+    )
+    (found,) = [item for item in body[1:] if item["experiment"] == experiment]
+    return found
+
+
+def track(emulator: Emulator, url: str, experiment: str, variant: str, uuid: str, event: str):
+    query = f"experiment={experiment.replace(' ', '+')}&variant={variant}&uuid={uuid}"
+    status, headers, body = emulator.request(
+        "GET", f"{url}?{query}&event={event}&namespace=alephbet"
+    )
+    assert status == 200, body
+    assert headers["access-control-allow-origin"] == "*"
+
+
+def assert_cors_preflight(emulator: Emulator, url: str) -> None:
+    """The app's own preflight answer (its headers, not the emulator's or a gateway's)."""
+    status, headers, _ = emulator.request(
+        "OPTIONS",
+        url,
+        {"Origin": "https://shop.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert status == 204, (url, status)
+    assert headers["access-control-allow-origin"] == "*"
+    assert headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert headers["access-control-allow-headers"] == "Content-Type"
+
+
+# -- the REST API deployed from the checkout ------------------------------------------------
+
+
+def test_every_route_of_serverless_yml_is_deployed_and_only_private_ones_need_the_key(
+    emulator: Emulator, stack: Stack
+) -> None:
+    routes = deployed_routes(emulator, stack)
+    assert set(routes) == PUBLIC | PRIVATE
+    assert {route for route, private in routes.items() if private} == PRIVATE
+
+
+def test_every_public_route_answers(emulator: Emulator, stack: Stack) -> None:
+    started = time.monotonic()
+    status, _, body = emulator.request("GET", f"{stack.endpoint}/health")
+    emulator.timings["first request (cold start)"] = time.monotonic() - started
+    assert status == 200 and json.loads(body) == {"status": "ok"}, body
+    track(emulator, f"{stack.endpoint}/track", "public routes", "a", "p1", "participate")
+    status, _, body = emulator.request(
+        "POST",
+        f"{stack.endpoint}/track",
+        body=[
+            {"experiment": "public routes", "variant": "a", "uuid": "p2", "event": "participate"}
+        ],
+    )
+    assert (status, json.loads(body)) == (200, {"accepted": 1}), body
+    status, headers, body = emulator.request("GET", f"{stack.endpoint}/dashboard")
+    assert status == 200 and headers["content-type"].startswith("text/html"), body[:200]
+    status, headers, body = emulator.request("GET", f"{stack.endpoint}/dashboard/app.css")
+    assert status == 200 and headers["content-type"].startswith("text/css"), body[:200]
+    spec = emulator.json("GET", f"{stack.endpoint}/openapi.json")
+    assert spec["openapi"].startswith("3.")
+    assert_cors_preflight(emulator, f"{stack.endpoint}/track")
+
+
+def test_every_private_route_is_refused_by_api_gateway_without_the_right_key(
+    emulator: Emulator, stack: Stack
+) -> None:
+    for method, path in sorted(PRIVATE):
+        url = f"{stack.endpoint}{concrete(path)}?namespace=alephbet&experiment=no-such-experiment"
+        for headers in ({}, {"x-api-key": WRONG_KEY}):
+            status, _, body = emulator.request(method, url, headers)
+            assert (status, json.loads(body)) == (403, FORBIDDEN), (method, path, headers)
+        # With the key the app answers (a PUT with no body, until it is a valid plan: 400).
+        status, headers, body = emulator.request(method, url, {"x-api-key": API_KEY})
+        assert status not in (401, 403) and status < 500, (method, path, status, body)
+        assert json.loads(body) != FORBIDDEN
+
+
+def test_an_event_tracked_through_the_function_shows_in_its_results(
+    emulator: Emulator, stack: Stack
+) -> None:
+    config = emulator.localstack.aws(
+        "lambda", "get-function-configuration", "--function-name", f"{stack.name}-api"
+    )
+    assert config["Environment"]["Variables"]["GIMEL_REGISTRATION"] == "open"
+    assert config["Runtime"] == "python3.13" and config["Architectures"] == ["arm64"]
+    for variant, uuid, event in (
+        ("red", "u1", "participate"),
+        ("blue", "u2", "participate"),
+        ("red", "u1", "signup"),
+        ("red", "u1", "participate"),  # the same visitor again: counted once
+    ):
+        track(emulator, f"{stack.endpoint}/track", "button color", variant, uuid, event)
+    found = results(emulator, stack.endpoint, "button color")
+    assert counts(found) == {("signup", "red"): (1, 1), ("signup", "blue"): (0, 1)}
+
+
+def test_sls_info_lists_the_endpoints_and_the_key(emulator: Emulator, stack: Stack) -> None:
+    env = emulator.env(Path(sys.executable).parent)
+    output = emulator.run(
+        sls("info", "--stage", stack.stage, *params(**stack.settings)), ROOT, env, "sls info"
+    )
+    assert f"gimel-{stack.stage}: {API_KEY}" in output
+    for method, path in PUBLIC | PRIVATE:
+        assert f"{method} - {stack.endpoint}{path}\n" in output, (method, path)
+
+
+def test_a_redeploy_with_an_extra_track_path_and_a_function_url_serves_both(
+    emulator: Emulator, stack: Stack
+) -> None:
+    redeployed = checkout_deploy(
+        emulator,
+        stack.stage,
+        "redeploy (trackPaths=collect, frontDoor=url)",
+        registration="open",
+        trackPaths="collect",
+        frontDoor="url",
+    )
+    assert redeployed.endpoint == stack.endpoint  # the same API, updated in place
+    routes = deployed_routes(emulator, stack)
+    assert {route for route in routes if route[1] == "/collect"} == {
+        ("GET", "/collect"),
+        ("OPTIONS", "/collect"),
+        ("POST", "/collect"),
+    }
+    assert not any(private for route, private in routes.items() if route[1] == "/collect")
+    track(emulator, f"{stack.endpoint}/collect", "extra path", "a", "c1", "participate")
+    assert_cors_preflight(emulator, f"{stack.endpoint}/collect")
+
+    # The function URL: public tracking for the price of Lambda alone.
+    function_url = emulator.stack_outputs(stack.name)["ApiLambdaFunctionUrl"].rstrip("/")
+    assert ".lambda-url." in function_url
+    track(emulator, f"{function_url}/track", "extra path", "b", "c2", "participate")
+    track(emulator, f"{function_url}/collect", "extra path", "b", "c3", "participate")
+    assert_cors_preflight(emulator, f"{function_url}/track")
+    # No API Gateway there: every private route reaches the app, which refuses it without
+    # the right key, and answers with it.
+    for method, path in sorted(PRIVATE):
+        url = f"{function_url}{concrete(path)}?namespace=alephbet&experiment=no-such-experiment"
+        for headers, refused in (({}, 401), ({"x-api-key": WRONG_KEY}, 403)):
+            status, _, body = emulator.request(method, url, headers)
+            assert status == refused, (method, path, status, body)
+            assert "key" in json.loads(body)["error"]
+        status, _, body = emulator.request(method, url, {"x-api-key": API_KEY})
+        assert status not in (401, 403) and status < 500, (method, path, status, body)
+    participants = results(emulator, function_url, "extra path")["participants"]
+    assert participants == {"a": 1, "b": 2}
+
+
+def test_sls_remove_leaves_no_stack_bucket_api_or_function(
+    emulator: Emulator, stack: Stack
+) -> None:
+    env = emulator.env(Path(sys.executable).parent)
+    bucket = emulator.stack_outputs(stack.name)["ServerlessDeploymentBucketName"]
+    output = emulator.run(
+        sls("remove", "--stage", stack.stage, *params(**stack.settings)), ROOT, env, "sls remove"
+    )
+    assert "Service gimel has been successfully removed" in output
+    assert_removed(emulator, stack.stage, bucket)
+
+
+def assert_removed(emulator: Emulator, stage: str, bucket: str) -> None:
+    client = emulator.localstack
+    stacks = client.aws("cloudformation", "list-stacks")["StackSummaries"]
+    assert {s["StackStatus"] for s in stacks if s["StackName"] == f"gimel-{stage}"} <= {
+        "DELETE_COMPLETE"
+    }
+    assert bucket not in {b["Name"] for b in client.aws("s3api", "list-buckets")["Buckets"]}
+    apis = client.aws("apigateway", "get-rest-apis")["items"]
+    assert f"{stage}-gimel" not in {api["name"] for api in apis}
+    keys = client.aws("apigateway", "get-api-keys")["items"]
+    assert f"gimel-{stage}" not in {key["name"] for key in keys}
+    plans = client.aws("apigateway", "get-usage-plans")["items"]
+    assert f"gimel-{stage}" not in {plan["name"] for plan in plans}
+    functions = client.aws("lambda", "list-functions")["Functions"]
+    assert f"gimel-{stage}-api" not in {f["FunctionName"] for f in functions}
+
+
+# -- pip install gimel, gimel configure, gimel deploy: from a wheel, in an empty folder -----
+
+
+def test_the_three_commands_deploy_from_an_installed_wheel_in_an_empty_folder(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    wheels = tmp_path / "wheels"
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("gimel-*.whl")
+    venv.create(tmp_path / "venv", with_pip=True)
+    bin_dir = tmp_path / "venv" / "bin"
+    subprocess.run(
+        [bin_dir / "pip", "install", "--quiet", f"{wheel}[local]"], check=True, timeout=600
+    )
+    emulator.timings["pip install gimel (the wheel, in a fresh venv)"] = time.monotonic() - started
+
+    folder = tmp_path / "my-site"
+    folder.mkdir()
+    env = emulator.env(bin_dir)
+    gimel = str(bin_dir / "gimel")
+    configure = [gimel, "configure", "--redis-url", emulator.redis_url, "--stage", "wheel"]
+    configure += ["--api-key", API_KEY, "--registration", "open", "--front-door", "url"]
+    output = emulator.run([*configure, "--no-input"], folder, env, "gimel configure")
+    assert "Saved to gimel.config.json" in output
+    output = emulator.run([gimel, "deploy"], folder, env, "gimel deploy (npm ci, sls deploy)")
+    assert "Preparing .gimel/deploy/" in output and "$ npm ci" in output
+    assert "Service deployed to stack gimel-wheel" in output
+
+    saved = json.loads((folder / "gimel.config.json").read_text())
+    outputs = emulator.stack_outputs("gimel-wheel")
+    assert saved["endpoint"] == outputs["ServiceEndpoint"]
+    assert saved["trackUrl"] == outputs["ApiLambdaFunctionUrl"].rstrip("/") + "/track"
+    assert f'GimelAdapter("{saved["trackUrl"]}"' in output  # the snippet tracks through it
+    # The zip holds the installed Gimel's code, and nothing of the deploy files it carries.
+    with zipfile.ZipFile(folder / ".gimel/deploy/.serverless/gimel.zip") as archive:
+        names = archive.namelist()
+    assert {"handler.py", "gimel_core/__init__.py", "gimel_core/lua/track.lua"} <= set(names)
+    assert not [name for name in names if "deploy_files" in name or name.endswith(".pyc")]
+    track(emulator, saved["trackUrl"], "from a wheel", "a", "w1", "participate")
+    assert results(emulator, saved["endpoint"], "from a wheel")["participants"] == {"a": 1}
+
+    # A second deploy reuses the installed sls; `sls remove` runs from the prepared folder.
+    output = emulator.run([gimel, "deploy"], folder, env, "gimel deploy again")
+    assert "$ npm ci" not in output and "Service deployed to stack gimel-wheel" in output
+    bucket = outputs["ServerlessDeploymentBucketName"]
+    prepared = folder / ".gimel" / "deploy"
+    emulator.run(
+        [str(prepared / "node_modules/.bin/sls"), "remove", "--stage", "wheel"],
+        prepared,
+        env,
+        "sls remove (the wheel's deploy)",
+    )
+    assert_removed(emulator, "wheel", bucket)
