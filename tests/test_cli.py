@@ -352,14 +352,29 @@ def test_deploy_defaults_are_serverless_ymls(runner: CliRunner, redis_url: str) 
     assert (saved["stage"], saved["region"]) == (defaults.STAGE, defaults.REGION)
 
 
-def test_deploy_needs_configuration_and_sls(runner: CliRunner) -> None:
+def test_deploy_needs_configuration_a_valid_key_and_npm(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     result = runner.invoke(main, ["deploy"])
     assert result.exit_code == 1
     assert "run `gimel configure` first" in result.output
     Path("gimel.config.json").write_text(json.dumps({"redisUrl": "redis://x", "apiKey": "k"}))
     result = runner.invoke(main, ["deploy"])
     assert result.exit_code == 1
-    assert "npm ci" in result.output
+    assert "gimel configure --api-key" in result.output
+    assert not Path(".gimel").exists()  # nothing prepared for a deploy that cannot work
+
+    # Outside a checkout, the deploy folder is laid out from this install, then npm is needed.
+    Path("gimel.config.json").write_text(json.dumps({"redisUrl": "redis://x", "apiKey": "k" * 20}))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
+    result = runner.invoke(main, ["deploy"])
+    assert result.exit_code == 1
+    assert "npm is not installed" in result.output
+    prepared = Path(".gimel", "deploy")
+    assert (prepared / "serverless.yml").is_file()
+    assert (prepared / "deploy" / "gimel-plugin.js").is_file()
+    assert (prepared / "gimel_core" / "__init__.py").is_file()
+    assert (prepared / "gimel.config.json").resolve() == Path("gimel.config.json").resolve()
 
 
 def _legacy(source: redis.Redis) -> None:

@@ -1,10 +1,22 @@
-"""`gimel configure` and `gimel deploy`: settings saved in gimel.config.json, then `sls deploy`."""
+"""`gimel configure` and `gimel deploy`: settings saved in gimel.config.json, then `sls deploy`.
+
+`gimel deploy` works from a Gimel checkout (sls runs there) and from any folder with Gimel
+installed from its wheel: the wheel carries serverless.yml, the plugin, the handler and the
+pinned npm and pip requirements (setup.py), and `gimel deploy` lays them out with the
+installed gimel_core in .gimel/deploy/ and installs the pinned sls there with `npm ci`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import secrets
+import shutil
 import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,14 +26,34 @@ from ..config import Config
 from ..errors import GimelError
 from ..snippet import snippet
 from . import deploy_config
-from .check import redis_check, sls_command
+from .check import redis_check
 from .options import one_line_errors
 
 COUNTING_CHOICE = click.Choice(list(defaults.COUNTING_MODES))
+REGISTRATION_CHOICE = click.Choice(list(defaults.REGISTRATIONS))
+FRONT_DOORS = ("rest", "url")
+"""deploy/gimel-plugin.js's frontDoor values: the REST API only, or a function URL too."""
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 STAGE = re.compile(r"[A-Za-z0-9-]{1,32}")
 ENDPOINT = re.compile(r"(https://\S+?)/track\b")
 """The base URL in `sls deploy`'s list of endpoints."""
+FUNCTION_URL = re.compile(r"\b(https?://[^\s/]+\.lambda-url\.[^\s/]+?)/?\s*$")
+"""The function URL `sls deploy` lists with frontDoor=url."""
+
+DEPLOY_FILES = (
+    "serverless.yml",
+    "deploy/gimel-plugin.js",
+    "handler.py",
+    "requirements.txt",
+    "package.json",
+    "package-lock.json",
+)
+"""What sls deploys from besides gimel_core; setup.py puts them in the wheel."""
+DEPLOY_DIR = Path(".gimel", "deploy")
+"""Where `gimel deploy` prepares them outside a checkout, beside gimel.config.json."""
+SLS = Path("node_modules", ".bin", "sls")
+API_GATEWAY_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]{20,128}")
+"""What API Gateway accepts as a key value (and deploy/gimel-plugin.js checks)."""
 
 
 @click.command()
@@ -30,6 +62,16 @@ ENDPOINT = re.compile(r"(https://\S+?)/track\b")
 @click.option("--region", help=f"AWS region, e.g. eu-west-1 (first default: {defaults.REGION}).")
 @click.option("--stage", help=f"Deployment stage, e.g. prod (first default: {defaults.STAGE}).")
 @click.option("--api-key", help="API key (default: keep the current one, or generate one).")
+@click.option(
+    "--registration",
+    type=REGISTRATION_CHOICE,
+    help="declared (serverless.yml's default): count only planned experiments; open: any.",
+)
+@click.option(
+    "--front-door",
+    type=click.Choice(FRONT_DOORS),
+    help="rest (default): the REST API only; url: a Lambda function URL too, for tracking.",
+)
 @click.option("--no-input", is_flag=True, help="Take options and current values; ask nothing.")
 @click.option("--skip-redis-check", is_flag=True, help="Save even if the Redis does not answer.")
 @one_line_errors
@@ -39,6 +81,8 @@ def configure(
     region: str | None,
     stage: str | None,
     api_key: str | None,
+    registration: str | None,
+    front_door: str | None,
     no_input: bool,
     skip_redis_check: bool,
 ) -> None:
@@ -63,6 +107,10 @@ def configure(
     values["region"] = ask("AWS region", region, "region", defaults.REGION)
     values["stage"] = ask("Stage", stage, "stage", defaults.STAGE)
     values["apiKey"] = api_key or current.get("apiKey") or secrets.token_urlsafe(24)
+    if registration:
+        values["registration"] = registration
+    if front_door:
+        values["frontDoor"] = front_door
     if not values["redisUrl"]:
         raise GimelError("a Redis URL is required: pass --redis-url")
     Config.from_env(
@@ -93,16 +141,23 @@ def deploy(stage: str | None) -> None:
     """Deploy to AWS with `sls deploy`, then print the endpoint, snippet and dashboard URL.
 
     Uses the settings `gimel configure` saved, and saves the endpoint back in
-    gimel.config.json, where `gimel results`, `snippet` and `dashboard` find it.
+    gimel.config.json, where `gimel results`, `snippet` and `dashboard` find it. Outside a
+    Gimel checkout it first prepares .gimel/deploy/ from this installed Gimel, and installs
+    the pinned sls there with npm the first time.
     """
     values = deploy_config.read()
     if not values:
         raise GimelError(f"no {deploy_config.DEPLOY_CONFIG}: run `gimel configure` first")
-    sls = sls_command()
-    if sls is None:
-        raise GimelError("sls is not installed here: run `npm ci` in the Gimel checkout")
+    if not API_GATEWAY_KEY.fullmatch(str(values.get("apiKey", ""))):
+        raise GimelError(
+            f"the apiKey in {deploy_config.DEPLOY_CONFIG} is not one API Gateway accepts "
+            "(20 to 128 printable characters, no spaces or commas): run "
+            "`gimel configure --api-key ...`, or delete it there to have one generated"
+        )
+    project = project_folder()
+    install_sls(project)
     command = [
-        *sls,
+        str(project / SLS),
         "deploy",
         "--stage",
         stage or values.get("stage", defaults.STAGE),
@@ -110,31 +165,109 @@ def deploy(stage: str | None) -> None:
         values.get("region", defaults.REGION),
     ]
     click.echo("$ " + " ".join(command))
-    endpoint = _run_sls(command)
+    endpoint, function_url = _run_sls(command, project)
     if endpoint:
         values["endpoint"] = endpoint
+        values.pop("trackUrl", None)
+        if function_url:
+            values["trackUrl"] = f"{function_url}/track"
         deploy_config.write(values)
+        track_url = values.get("trackUrl") or f"{endpoint}/track"
         click.echo(f"\nEndpoint : {endpoint}")
+        click.echo(f"Tracking : {track_url}")
         click.echo(f"Dashboard: {endpoint}/dashboard")
         click.echo(f"API key  : {values['apiKey']}\n")
-        click.echo(snippet(f"{endpoint}/track"))
+        click.echo(snippet(track_url))
 
 
-def _run_sls(command: list[str]) -> str | None:
-    """Run sls, echoing its output; the endpoint it printed, if any."""
-    endpoint = None
+def project_folder() -> Path:
+    """The folder sls runs in: this Gimel checkout, or .gimel/deploy/ prepared here."""
+    here = Path.cwd()
+    if _is_checkout(here):
+        return here
+    target = here / DEPLOY_DIR
+    package = Path(str(resources.files("gimel_core")))
+    kit = package / "deploy_files"
+    if not kit.is_dir():  # an editable install: the checkout it points to has the files
+        kit = package.parent
+        if not _is_checkout(kit):
+            raise GimelError(
+                "this Gimel install has no deploy files: install Gimel from its wheel "
+                "(pip install gimel) or run gimel deploy in a Gimel checkout"
+            )
+    click.echo(f"Preparing {DEPLOY_DIR}/ from Gimel in {package}")
+    for name in DEPLOY_FILES:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kit / name, target / name)
+    shutil.rmtree(target / "gimel_core", ignore_errors=True)
+    shutil.copytree(
+        package,
+        target / "gimel_core",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "deploy_files"),
+    )
+    # serverless.yml reads the settings from gimel.config.json beside it: this folder's.
+    link = target / deploy_config.DEPLOY_CONFIG
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path("..", "..", deploy_config.DEPLOY_CONFIG))
+    return target
+
+
+def _is_checkout(folder: Path) -> bool:
+    return (folder / "serverless.yml").is_file() and (folder / "deploy/gimel-plugin.js").is_file()
+
+
+def install_sls(project: Path) -> None:
+    """`npm ci` in ``project`` when it has no sls, or (outside a checkout) an outdated one."""
+    stamp = project / "node_modules" / ".gimel-package-lock.sha256"
+    wanted = hashlib.sha256((project / "package-lock.json").read_bytes()).hexdigest()
+    if (project / SLS).exists():
+        if project == Path.cwd():  # a checkout: its node_modules is the developer's
+            return
+        if stamp.exists() and stamp.read_text() == wanted:
+            return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GimelError(
+            "npm is not installed: install Node.js 20.19 or newer (it comes with npm), "
+            "then run gimel deploy again"
+        )
+    click.echo(f"Installing the pinned sls and its plugins in {project} ($ npm ci)")
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=project, check=False
+    )
+    if result.returncode != 0 or not (project / SLS).exists():
+        raise GimelError(f"npm ci failed in {project} (exit code {result.returncode})")
+    stamp.write_text(wanted)
+
+
+def _run_sls(command: list[str], project: Path) -> tuple[str | None, str | None]:
+    """Run sls, echoing its output; the endpoint and function URL it printed, if any."""
+    endpoint = function_url = None
+    env = dict(os.environ)
+    # serverless-python-requirements downloads the zip's wheels with the `python3` first
+    # on PATH: this Gimel's, which has pip.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert process.stdout is not None
     for line in process.stdout:
         click.echo(line, nl=False)
         found = ENDPOINT.search(line)
         endpoint = endpoint or (found.group(1) if found else None)
+        found = FUNCTION_URL.search(line)
+        function_url = function_url or (found.group(1) if found else None)
     code = process.wait()
     if code != 0:
         raise GimelError(
             f"sls deploy failed with exit code {code}; check your AWS credentials "
             "(aws sts get-caller-identity) and the messages above"
         )
-    return endpoint
+    return endpoint, function_url
