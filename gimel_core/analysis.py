@@ -18,6 +18,7 @@ The uplift's interval and p-value follow the experiment's analysis method:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -42,7 +43,23 @@ def choose_control(variants: Iterable[str], declared: str | None = None) -> str 
 
 def analyse(counts: ExperimentCounts) -> ExperimentResult:
     """The results of one experiment now (without statistics if it does not exist)."""
-    return _analyse(counts, _running_from_history(counts), planning=True)
+    return replan(_analyse(counts, _running_from_history(counts)), counts)
+
+
+def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResult:
+    """``result`` with its planning figures and decision as of ``counts.elapsed_days``: the
+    only part of the results that changes with time alone, not with the counts."""
+    plan = counts.settings.plan
+    if plan is None or (plan.planned_participants is None and plan.mde is None):
+        return result
+    if result.srm is None:  # does not exist
+        return result
+    outlook = _planning(counts, result.control)
+    total = sum(result.participants.values())
+    decision = decisions.decide(
+        result.goals, result.control, result.srm, total, plan.planned_participants, outlook
+    )
+    return replace(result, planning=outlook, decision=decision)
 
 
 def analyse_history(counts: ExperimentCounts, today: int) -> list[tuple[int, ExperimentResult]]:
@@ -94,9 +111,8 @@ Running = dict[tuple[str, str], stats.Running]
 """(goal, variant) -> the running always-valid values through this look (sequential only)."""
 
 
-def _analyse(
-    counts: ExperimentCounts, running: Running, planning: bool = False
-) -> ExperimentResult:
+def _analyse(counts: ExperimentCounts, running: Running) -> ExperimentResult:
+    """The results, without planning figures (:func:`replan` adds them)."""
     trials = counts.participants
     common: dict[str, Any] = {
         "experiment": counts.name,
@@ -118,12 +134,9 @@ def _analyse(
     p = stats.srm_p_value(observed, list(expected.values()), variances)
     srm = Srm(p, expected, p is not None and p < stats.SRM_ALPHA)
     plan = counts.settings.plan
-    outlook = _planning(counts, control) if planning and plan else None
     planned = plan.planned_participants if plan else None
-    decision = decisions.decide(goals, control, srm, sum(trials.values()), planned, outlook)
-    return ExperimentResult(
-        goals=goals, control=control, srm=srm, decision=decision, planning=outlook, **common
-    )
+    decision = decisions.decide(goals, control, srm, sum(trials.values()), planned, None)
+    return ExperimentResult(goals=goals, control=control, srm=srm, decision=decision, **common)
 
 
 def _planning(counts: ExperimentCounts, control: str | None) -> Planning | None:
@@ -173,26 +186,60 @@ def _goal(
     control: str | None,
     running: Running,
 ) -> GoalResult:
-    s0, n0 = clamp(counts.count(goal, control), trials[control]) if control else (0, 0)
     plan = counts.settings.plan
     declared = plan.goal(goal) if plan else None
-    role = declared.role if declared else "primary"
-    direction = declared.direction if declared else "increase"
-    sequential = counts.settings.analysis == "sequential"
-    tuning = counts.settings.sequential_tuning
+    cells = tuple((label, counts.count(goal, label), trials[label]) for label in counts.variants)
+    through = tuple(
+        (label, tuple(r.ci) if r.ci else None, r.p_value)
+        for label in counts.variants
+        if (r := running.get((goal, label))) is not None
+    )
+    return _goal_result(
+        goal,
+        cells,
+        control,
+        counts.counting,
+        counts.settings.analysis,
+        counts.settings.sequential_tuning,
+        declared.role if declared else "primary",
+        declared.direction if declared else "increase",
+        declared.margin if declared else 0.0,
+        through,
+    )
+
+
+@lru_cache(maxsize=4096)  # a few KB each: a few pages of a dashboard, bounded in memory
+def _goal_result(
+    goal: str,
+    cells: tuple[tuple[str, int, int], ...],
+    control: str | None,
+    counting: str | None,
+    analysis: str,
+    tuning: int,
+    role: str,
+    direction: str,
+    margin: float,
+    through: tuple[tuple[str, tuple[float, ...] | None, float | None], ...],
+) -> GoalResult:
+    """One goal's rows and verdicts: a pure function of its counts and settings, so a goal
+    whose counts did not change since the last read (most of them, on a dashboard that
+    refreshes) is not computed again. Its rows are read-only once built."""
+    trials = {label: n for label, _, n in cells}
+    successes = {label: s for label, s, _ in cells}
+    s0, n0 = clamp(successes[control], trials[control]) if control else (0, 0)
+    running = {label: (ci, p) for label, ci, p in through}
+    sequential = analysis == "sequential"
     results = []
-    for label in counts.variants:
-        row = _compare(
-            label, counts.count(goal, label), trials[label], s0, n0, control, counts.counting
-        )
+    for label, s, n in cells:
+        row = _compare(label, s, n, s0, n0, control, counting)
         if sequential and row.label != control and row.p_value is not None:
-            look = _sequential(row.successes, row.trials, s0, n0, tuning, counts.counting)
+            look = _sequential(row.successes, row.trials, s0, n0, tuning, counting)
             row.uplift_ci = _bounded(look.ci) if look else None
             row.p_value = look.p_value if look else None
-            through = running.get((goal, label))
-            if through is not None:
-                row.running_uplift_ci = _bounded(through.ci)
-                row.running_p_value = through.p_value
+            if label in running:
+                ci, p = running[label]
+                row.running_uplift_ci = _bounded(list(ci) if ci else None)
+                row.running_p_value = p
         results.append(row)
     # Holm across the goal's comparisons (one comparison at most: nothing to adjust), on the
     # p-values that stay valid as the team looks: the running ones in sequential analysis.
@@ -204,14 +251,9 @@ def _goal(
         if row is control_row:
             continue
         if role == "guardrail":
-            margin = declared.margin if declared else 0.0
-            row.verdict = decisions.guardrail(
-                row, control_row, goal, counts.settings.analysis, direction, margin
-            )
+            row.verdict = decisions.guardrail(row, control_row, goal, analysis, direction, margin)
         else:
-            row.verdict = decisions.verdict(
-                row, control_row, goal, counts.settings.analysis, direction
-            )
+            row.verdict = decisions.verdict(row, control_row, goal, analysis, direction)
     return GoalResult(goal, tuple(results), role, direction)
 
 

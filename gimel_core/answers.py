@@ -29,7 +29,14 @@ log = logging.getLogger("gimel")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    data = json.dumps(body).encode()  # ASCII: a lone surrogate in a name cannot break it
+    # ASCII: a lone surrogate in a name cannot break it
+    return encoded_response(json.dumps(body).encode(), status, headers)
+
+
+def encoded_response(
+    data: bytes, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON answer already encoded (as ``json.dumps`` does, ASCII)."""
     response = Response(data, status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     if headers:

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
 from . import defaults, paging
-from .answers import error_response, json_response
+from .answers import encoded_response, error_response, json_response
 from .errors import InvalidInput
 from .events import check_name, parse_query
 
@@ -109,7 +109,7 @@ def experiments() -> Response:
         listing = store().scoped(namespace, names, scope, page, budget)
     else:
         listing = store().listing(namespace, archived == "true", page, budget)
-    return json_response(listing.to_json(summary=view == "summary"))
+    return encoded_response(listing.encode(view == "summary", budget.pieces))
 
 
 VIEWS = ("full", "summary")

@@ -10,6 +10,7 @@ import bisect
 import json
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -131,7 +132,12 @@ class Experiments(StoreBacked):
         """What is stored of each named experiment: one round trip for any number (and, once
         per experiment counted before history was kept, one more to index it)."""
         names = list(names)
-        stored = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
+        raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
+        return self._counts(namespace, names, [scripts.stored(raw) for raw in raws])
+
+    def _counts(
+        self, namespace: str, names: list[str], stored: list[scripts.Stored]
+    ) -> list[ExperimentCounts]:
         today = int(self.clock()) // DAY
         pending: dict[str, list[tuple[str, str]]] = {}  # experiment -> its hll counters
         calls = []
@@ -153,7 +159,28 @@ class Experiments(StoreBacked):
         ]
 
     def _results(self, namespace: str, names: Iterable[str]) -> list[ExperimentResult]:
-        return [analysis.analyse(counts) for counts in self.counts(namespace, names)]
+        """Each experiment's results: one round trip, and the statistics only for those whose
+        stored data changed since this process last analysed them (:data:`_ANALYSED`)."""
+        names = list(names)
+        raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
+        now = self.clock()
+        found: dict[str, ExperimentResult] = {}
+        missed = []
+        for name, raw in zip(names, raws, strict=True):
+            hit = _ANALYSED.get((namespace, name, raw))
+            if hit is None:
+                missed.append((name, raw))
+                continue
+            counts, result = hit
+            found[name] = analysis.replan(result, replace(counts, elapsed_days=_days(counts, now)))
+        if missed:
+            stored = [scripts.stored(raw) for _, raw in missed]
+            fresh = self._counts(namespace, [name for name, _ in missed], stored)
+            for (name, raw), one, counts in zip(missed, stored, fresh, strict=True):
+                found[name] = result = analysis.analyse(counts)
+                if Meta.DAY in one.meta:  # not migrated by this read: the reply says it all
+                    _remember(namespace, name, raw, counts, result)
+        return [found[name] for name in names]
 
     def history(self, namespace: str, name: str) -> History:
         """One point per UTC day the experiment received events, then now: one round trip."""
@@ -280,8 +307,7 @@ def _experiment_counts(
     else:
         table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
-    since = reset_at or created
-    return ExperimentCounts(
+    counts = ExperimentCounts(
         name=name,
         counting=mode,
         variants=variants,
@@ -292,8 +318,38 @@ def _experiment_counts(
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals),
-        elapsed_days=max(0.0, now - since) / DAY if since is not None else None,
     )
+    return replace(counts, elapsed_days=_days(counts, now))
+
+
+def _days(counts: ExperimentCounts, now: float) -> float | None:
+    """Days since the experiment was created, or last reset."""
+    since = counts.reset_at or counts.created
+    return None if since is None else max(0.0, now - since) / DAY
+
+
+_ANALYSED: dict[tuple[str, str, bytes], tuple[ExperimentCounts, ExperimentResult]] = {}
+"""(namespace, experiment, read.lua's reply) -> what it was analysed into, in this process.
+The reply holds every count, setting and day of history, so an unchanged reply means
+unchanged results (but for the planning figures, which :func:`analysis.replan` refreshes):
+a dashboard refreshing a page where little changed costs a read, not the statistics."""
+_ANALYSED_BYTES = 2_000_000
+"""Bound on the replies kept (the results they keep grow with them): a few pages of a
+dashboard, a few tens of megabytes at most, whatever the experiments."""
+_kept = [0]
+
+
+def _remember(
+    namespace: str, name: str, raw: bytes, counts: ExperimentCounts, result: ExperimentResult
+) -> None:
+    if len(raw) > _ANALYSED_BYTES // 8 or (namespace, name, raw) in _ANALYSED:
+        return  # one huge experiment would push out a whole page of ordinary ones
+    while _ANALYSED and _kept[0] + len(raw) > _ANALYSED_BYTES:
+        oldest = next(iter(_ANALYSED))
+        _kept[0] -= len(oldest[2])
+        del _ANALYSED[oldest]
+    _ANALYSED[namespace, name, raw] = (counts, result)
+    _kept[0] += len(raw)
 
 
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -310,7 +366,7 @@ def _date(day: int) -> str:
 
 
 def _history(
-    raw: dict[bytes, bytes], variants: tuple[str, ...], goals: tuple[str, ...]
+    raw: dict[str, str], variants: tuple[str, ...], goals: tuple[str, ...]
 ) -> tuple[tuple[int, dict[tuple[str, str], int]], ...]:
     """Daily snapshots, oldest first, as (goal, variant) counts (0 where not counted yet)."""
     if not raw:
@@ -324,7 +380,7 @@ def _history(
 
 
 @lru_cache(maxsize=65_536)
-def _decoded(snapshot: bytes) -> dict[str, int]:
+def _decoded(snapshot: str) -> dict[str, int]:
     """A day's snapshot never changes once written: decode it once per process."""
     decoded: dict[str, int] = json.loads(snapshot)
     return decoded

@@ -116,14 +116,19 @@ class Budget:
         self.limits = (size, counters)
         self.used = (0, 0)
         self.taken = 0
+        self.pieces: list[str] = []
+        """Each experiment taken, encoded: the answer is assembled from them, not encoded
+        again (:meth:`~gimel_core.results.Listing.encode`)."""
 
     def fits(self, exp: ExperimentResult) -> bool:
-        size = len(json.dumps(self.render(exp))) + 2  # ASCII, as answers are; ", " between
+        text = json.dumps(self.render(exp))
+        size = len(text) + 2  # ASCII, as answers are; ", " between
         took = (self.used[0] + size, self.used[1] + len(exp.participants) * (len(exp.goals) + 1))
         if self.taken and any(t > limit for t, limit in zip(took, self.limits, strict=True)):
             return False
         self.used = took
         self.taken += 1
+        self.pieces.append(text)
         return True
 
     def reads(self, wanted: int, last: int) -> int:

@@ -10,6 +10,7 @@ reading a deployed Gimel over HTTP).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -230,10 +231,17 @@ class ExperimentResult:
     def exists(self) -> bool:
         return self.counting is not None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, summary: bool = False) -> dict[str, Any]:
+        """The API's JSON; ``summary``: ``goal_names``, the goals' names alone, in place of
+        ``goals`` (``GET /experiments?view=summary``), every other field the same."""
+        goals: dict[str, Any] = (
+            {"goal_names": [goal.goal for goal in self.goals]}
+            if summary
+            else {"goals": [goal.to_json() for goal in self.goals]}
+        )
         body: dict[str, Any] = {
             "experiment": self.experiment,
-            "goals": [goal.to_json() for goal in self.goals],
+            **goals,
             "counting": self.counting,
             "participants": self.participants,
             "control": self.control,
@@ -254,16 +262,7 @@ class ExperimentResult:
         return body
 
     def summary_json(self) -> dict[str, Any]:
-        """``to_json`` with ``goals`` replaced by ``goal_names``, the goals' names alone:
-        ``GET /experiments?view=summary``. Every other field, including any added to
-        ``to_json`` later, comes along unchanged."""
-        body: dict[str, Any] = {}
-        for key, value in self.to_json().items():
-            if key == "goals":
-                body["goal_names"] = [goal.goal for goal in self.goals]
-            else:
-                body[key] = value
-        return body
+        return self.to_json(summary=True)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExperimentResult:
@@ -321,6 +320,14 @@ class Listing:
         if self.next is not None:
             meta["next"] = self.next
         return meta
+
+    def encode(self, summary: bool = False, pieces: list[str] | None = None) -> bytes:
+        """``to_json``, encoded as ``json.dumps`` does; ``pieces``: the experiments already
+        encoded, in order (a page's budget measured them so), put in as they are."""
+        if pieces is None or len(pieces) != len(self.experiments):
+            return json.dumps(self.to_json(summary)).encode()
+        head = json.dumps({"meta": self.meta()})
+        return ("[" + ", ".join([head, *pieces]) + "]").encode()
 
     def to_json(self, summary: bool = False) -> list[dict[str, Any]]:
         """``summary``: each experiment's ``summary_json`` (``view=summary``)."""

@@ -14,6 +14,7 @@ counting modes, reply tags) are defined here only: every script is prefixed with
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -310,7 +311,7 @@ class Stored:
     meta: dict[str, str]
     variants: tuple[str, ...]
     goals: tuple[str, ...]
-    history: dict[bytes, bytes]
+    history: dict[str, str]
     """UTC day number -> the JSON snapshot of that day."""
     counts: dict[str, int]
     """counts field (``keys.counts_field``) -> count."""
@@ -320,19 +321,25 @@ def _pairs(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _stored(reply: list[Any]) -> Stored:
-    meta, variants, goals, history, counts = reply
+def stored(reply: bytes) -> Stored:
+    """A reply of :func:`read`, parsed."""
+    # Names are valid UTF-8 (checked where they come in); surrogateescape keeps anything
+    # older readable rather than failing the whole listing.
+    meta, variants, goals, history, counts = (
+        item or [] for item in json.loads(reply.decode("utf-8", "surrogateescape"))
+    )
     return Stored(
-        meta={_text(k): _text(v) for k, v in _pairs(meta).items()},
-        variants=tuple(sorted(_text(v) for v in variants)),
-        goals=tuple(sorted(_text(g) for g in goals)),
+        meta=_pairs(meta),
+        variants=tuple(sorted(variants)),
+        goals=tuple(sorted(goals)),
         history=_pairs(history),
-        counts={_text(k): int(v) for k, v in _pairs(counts).items()},
+        counts={k: int(v) for k, v in _pairs(counts).items()},
     )
 
 
-def read(namespace: str, experiment: str) -> Call[Stored]:
-    """Everything results and history are computed from, in one call."""
+def read(namespace: str, experiment: str) -> Call[bytes]:
+    """Everything results and history are computed from, in one call: the reply as it came
+    (one JSON string; :func:`stored` parses it), so that it can also key a cache."""
     return Call(
         "read",
         [
@@ -344,7 +351,7 @@ def read(namespace: str, experiment: str) -> Call[Stored]:
             keys.counts(namespace, experiment),
         ],
         [],
-        _stored,
+        bytes,
     )
 
 

@@ -18,7 +18,9 @@ from gimel_core import defaults, paging
 from gimel_core.cli import main
 from gimel_core.experiments import Experiments
 from gimel_core.paging import Budget, Page
+from gimel_core.results import Listing
 from gimel_core.scripts import Scripts
+from helpers import track
 
 NAMES = ["alpha", "b/eta", "delta", "epsilon", "gamma", "zeta", "ünï", "中文"]
 """Sorted as Python sorts text (code points): the listing's order."""
@@ -281,3 +283,17 @@ def test_gimel_results_shows_every_experiment_over_http_and_from_redis(
         assert names_of(listing) == names
         table = runner.invoke(main, ["results", *where]).output
         assert all(f"{name}  (hll" in table for name in (names[0], names[-1]))
+
+
+def test_a_page_assembled_from_its_measured_pieces_is_what_json_would_write(
+    client: FlaskClient,
+) -> None:
+    """The listing is encoded once, while the page's budget measures it: the same bytes."""
+    for name in ("a", "b\u00e9", "c\U0001f600"):
+        track(client, name, "blue", "participate", "u1")
+        track(client, name, "red", "signup", "u1")
+    for view in ("full", "summary"):
+        response = client.get(f"/experiments?view={view}", headers=AUTH)
+        listing = Listing.from_json(response.get_json())
+        assert response.data == json.dumps(response.get_json()).encode()
+        assert len(listing.experiments) == 3

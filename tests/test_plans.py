@@ -3,6 +3,7 @@ experiment, visitors only count in it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -153,7 +154,7 @@ def test_a_plan_can_drop_a_name_nothing_counted_yet(client: FlaskClient) -> None
         ({"variants": ["blue", ""]}, "variants"),
         ({"variants": ["blue", "r\u200bed"]}, "variants"),
         ({"variants": ["blue", 3]}, "variants"),
-        ({"variants": ["v%d" % i for i in range(21)]}, "variants"),
+        ({"variants": [f"v{i}" for i in range(21)]}, "variants"),
         ({**PLAN, "control": "green"}, "control"),
         ({**PLAN, "colour": "red"}, "colour"),
         ({**PLAN, "weights": {"blue": 1}}, "weights"),
@@ -185,7 +186,7 @@ def test_invalid_plans_are_refused_naming_the_field(
 ) -> None:
     response = client.put(
         "/experiments/checkout",
-        data=__import__("json").dumps(body, allow_nan=True),
+        data=json.dumps(body, allow_nan=True),
         content_type="application/json",
         headers=AUTH,
     )
@@ -255,7 +256,9 @@ def test_declared_registration_counts_only_declared_experiments(
     for i in range(3):
         response = track(declared, "junk", "a", "participate", f"u{i}")
         assert response.status_code == 200
-    post = declared.post("/track", json=[{"experiment": "j2", "variant": "a", "event": "participate", "uuid": "u"}])
+    post = declared.post(
+        "/track", json=[{"experiment": "j2", "variant": "a", "event": "participate", "uuid": "u"}]
+    )
     assert post.get_json() == {"accepted": 0, "undeclared": 1}
     other_ns = track(declared, "x", "a", "participate", "u", namespace="elsewhere")
     assert other_ns.status_code == 200
@@ -311,3 +314,20 @@ def test_declared_experiments_are_exempt_from_the_caps(make_app: Callable[..., F
         exp = client.get(f"/experiments/pricing?namespace={namespace}", headers=AUTH).get_json()
         assert exp["participants"] == {"a": 1, "b": 1, "c": 1}
         assert all(row["successes"] == 1 for goal in exp["goals"] for row in goal["results"])
+
+
+def test_planning_figures_move_with_time_alone(make_app: Callable[..., Flask]) -> None:
+    """Results are cached while the counts stay the same; the days remaining are not."""
+    now = [1_800_000_000.0]
+    client = make_app(clock=lambda: now[0], counting="exact").test_client()
+    put(client, {**PLAN, "planned_participants": 1000})
+    seed(client, n=100)  # 200 participants, signups in both arms
+    now[0] += 86_400
+    first = results(client)["planning"]
+    assert first["needed"] == 1000 and first["days_remaining"] == pytest.approx(4.0)
+    now[0] += 86_400  # a day with no new participant: the rate halves
+    second = results(client)["planning"]
+    assert second["days_remaining"] == pytest.approx(8.0)
+    assert results(client)["decision"]["text"].endswith(
+        "about 8 days to the 1,000 participants the plan needs"
+    )
