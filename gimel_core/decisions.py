@@ -37,8 +37,8 @@ def verdict(
     then the verdict says the evidence is not enough yet. The chance to beat is Bayesian
     (Beta(1, 1) priors) and only confirms the direction.
     """
-    name = row.label
-    base = control.label if control else "the control"
+    name, goal = short(row.label), short(goal)
+    base = short(control.label) if control else "the control"
     c, p = row.chance_to_beat_control, row.p_value_adjusted
     if c is not None and direction == "decrease":
         c = 1.0 - c  # the chance to be better: lower
@@ -76,8 +76,8 @@ def guardrail(
     even its most favourable end is worse than the margin allows, ``safe`` when even its
     least favourable end is within it, ``wait`` until one of the two is shown.
     """
-    name = row.label
-    base = control.label if control else "the control"
+    name, goal = short(row.label), short(goal)
+    base = short(control.label) if control else "the control"
     ci = row.running_uplift_ci if analysis == "sequential" else row.uplift_ci
     if ci is None or control is None or min(row.trials, control.trials) < MIN_TRIALS:
         return Verdict("wait", f"{name} vs {base} on guardrail {goal}: not enough data yet")
@@ -139,12 +139,12 @@ def decide(
     ]
     for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
         if variant not in harms:
-            return Decision("ship", f"Ship {variant}: {_text(row)}", variant)
+            return Decision("ship", f"Ship {short(variant)}: {_text(row)}", variant)
     if winners:
         variant = winners[0][0]
         return Decision(
             "keep_control",
-            f"Do not ship {variant}: it wins on a primary goal but {harms[variant]}",
+            f"Do not ship {short(variant)}: it wins on a primary goal but {harms[variant]}",
             variant,
         )
     beaten = {v: next(r for r in rs if _kind(r) == "lose") for v, rs in rows.items()
@@ -152,10 +152,11 @@ def decide(
     if rows and all(v in beaten or v in harms for v in rows):
         variant = next(iter(rows))
         reason = _text(beaten[variant]) if variant in beaten else harms[variant]
-        return Decision("keep_control", f"Keep {control}: {reason}", variant)
+        return Decision("keep_control", f"Keep {short(control)}: {reason}", variant)
     if planned is not None and participants >= planned:
-        names = ", ".join(g.goal for g in primary)
-        text = f"No difference on {names} at the planned {planned:,} participants: keep {control}"
+        names = _goals(primary)
+        at = f"at the planned {planned:,} participants"
+        text = f"No difference on {names} {at}: keep {short(control)}"
         return Decision("no_difference", text)
     return Decision("keep_running", "Keep running: " + _remaining(primary, planning))
 
@@ -170,7 +171,7 @@ def _text(row: VariantResult) -> str:
 
 
 def _remaining(primary: Sequence[GoalResult], planning: Planning | None) -> str:
-    names = ", ".join(g.goal for g in primary)
+    names = _goals(primary)
     text = f"not enough evidence on {names} yet"
     if planning is None:
         return text
@@ -181,6 +182,20 @@ def _remaining(primary: Sequence[GoalResult], planning: Planning | None) -> str:
         when = "less than a day" if days < 1 else f"about {days:,.0f} day{'s' * (days >= 1.5)}"
         return text + f"; {when} to the {planning.needed:,} participants the plan needs"
     return text
+
+
+SHORT = 32
+"""Characters of a name a sentence quotes: the row, the goal and the answer hold it whole. A
+sentence per row quoting three 128-character names made one experiment's answer pass 6 MB."""
+
+
+def short(name: str) -> str:
+    return name if len(name) <= SHORT else name[: SHORT - 1] + "\u2026"
+
+
+def _goals(goals: Sequence[GoalResult]) -> str:
+    names = [short(g.goal) for g in goals[:3]]
+    return ", ".join(names) + (f" and {len(goals) - 3} more" if len(goals) > 3 else "")
 
 
 def percent(x: float) -> str:

@@ -101,3 +101,17 @@ def test_results_survive_json_both_ways() -> None:
         "win",
         result.goals[0].results[1].verdict.text,  # type: ignore[union-attr]
     )
+
+
+def test_sentences_quote_long_names_shortened_rows_keep_them_whole() -> None:
+    long = "v" * 40
+    control = VariantResult("c" * 128, 100, 1000)
+    winner = VariantResult(
+        long, 150, 1000, chance_to_beat_control=0.999, p_value=0.001, p_value_adjusted=0.001
+    )
+    text = decisions.verdict(winner, control, "g" * 100).text
+    assert text.startswith(
+        "v" * 31 + "\u2026 beats " + "c" * 31 + "\u2026 on " + "g" * 31 + "\u2026,"
+    )
+    assert winner.label == long  # the row itself names it in full
+    assert decisions.short("x" * decisions.SHORT) == "x" * decisions.SHORT

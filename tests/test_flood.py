@@ -147,3 +147,34 @@ def test_a_public_flood_is_listed_in_pages_each_well_under_lambdas_limit(
         + ", ".join(f"{size:,} B" for size, _, _ in summary)
         + f"; one experiment: {len(answer['body']):,} B"
     )
+
+
+def test_one_experiment_at_the_caps_with_the_longest_widest_names_fits(
+    handler: ModuleType,
+) -> None:
+    """128-character names of characters outside the Basic Multilingual Plane, each escaped
+    to 12 bytes of JSON: the worst one experiment visitors can create. Its answer used to be
+    6.3 MB (7.3 MB enveloped), because every verdict sentence repeated three such names."""
+    wide = "\U0001f600" * (defaults.MAX_NAME_LENGTH - 3)
+
+    def name(kind: str, i: int) -> str:
+        return f"{kind[0]}{i:02}" + wide
+
+    experiment = name("experiment", 0)
+    events = [
+        {"namespace": NAMESPACE, "experiment": experiment, "variant": name("v", v),
+         "event": goal, "uuid": f"visitor-{v}"}
+        for v in range(VARIANTS)
+        for goal in (defaults.PARTICIPATE, *(name("goal", g) for g in range(GOALS)))
+    ]  # fmt: skip
+    batch = 100  # each event is about 4.6 KB of JSON, escaped
+    for start in range(0, len(events), batch):
+        _, body = answered(handler, event("POST", "/track", {}, events[start : start + batch]))
+        assert body == {"accepted": len(events[start : start + batch])}
+    one = event("GET", f"/experiments/{experiment}", {"namespace": NAMESPACE})
+    one["resource"] = "/experiments/{name+}"
+    answer, single = answered(handler, one)  # < 5 MB, and < Lambda's limit enveloped
+    assert len(single["goals"]) == GOALS and len(single["participants"]) == VARIANTS
+    (page,) = [page for _, _, page in every_page(handler)]
+    assert page[1]["experiment"] == experiment
+    print(f"\none experiment at the caps, widest names: {len(answer['body']):,} B")
