@@ -254,7 +254,7 @@ def _goal_result(
             row.verdict = decisions.guardrail(row, control_row, goal, analysis, direction, margin)
         else:
             row.verdict = decisions.verdict(row, control_row, goal, analysis, direction)
-    return GoalResult(goal, tuple(results), role, direction)
+    return GoalResult(goal, tuple(results), role, direction, margin)
 
 
 def _ordered(counts: ExperimentCounts) -> list[str]:

@@ -91,7 +91,19 @@ def guardrail(
         worst = f"at worst {percent(high)} worse" if high > 0 else "no worse"
         return Verdict("safe", f"{name} keeps {goal} within {allowed} ({worst} than {base})")
     text = f"{name} vs {base} on guardrail {goal}: harm not ruled out yet"
-    return Verdict("wait", f"{text} ({percent(-high)} to {percent(-low)} change allowed)")
+    return Verdict("wait", f"{text} (from {_change(low)} to {_change(high)})")
+
+
+def _change(harm: float) -> str:
+    return f"{percent(harm)} worse" if harm > 0 else f"{percent(-harm)} better"
+
+
+def _risky(goal: GoalResult, row: VariantResult) -> bool:
+    """A guardrail not decided yet whose estimate is already worse than its margin allows."""
+    if goal.role != "guardrail" or _kind(row) != "wait" or row.uplift is None:
+        return False
+    harm = -row.uplift if goal.direction == "increase" else row.uplift
+    return harm > goal.margin
 
 
 def decide(
@@ -106,7 +118,8 @@ def decide(
 
     A sample-ratio mismatch comes first (no result can be trusted); then a variant that wins
     on a primary goal, loses on none and breaches no guardrail is shipped; a breached
-    guardrail overrides a primary win. "No difference" needs the planned size reached: until
+    guardrail overrides a primary win, and one not settled yet whose estimate is already past
+    its margin holds the win until it is. "No difference" needs the planned size reached: until
     then, and without a planned size, an undecided experiment keeps running.
     """
     if srm is not None and srm.mismatch and srm.p_value is not None:
@@ -126,6 +139,7 @@ def decide(
         for row in g.results
         if row.verdict and row.verdict.kind == "harm"
     }
+    risks = {row.label: (g, row) for g in goals for row in g.results if _risky(g, row)}
     rows: dict[str, list[VariantResult]] = {}  # variant -> its rows on the primary goals
     for g in primary:
         for row in g.results:
@@ -138,8 +152,18 @@ def decide(
         if r.verdict and r.verdict.kind == "win" and not any(_kind(x) == "lose" for x in rs)
     ]
     for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
-        if variant not in harms:
-            return Decision("ship", f"Ship {short(variant)}: {_text(row)}", variant)
+        if variant in harms:
+            continue
+        if variant in risks:  # a win, but a guardrail looks harmed: not before it is settled
+            guard, worse = risks[variant]
+            return Decision(
+                "keep_running",
+                f"Keep running: {short(variant)} wins on a primary goal, but its harm to "
+                f"{short(guard.goal)} is not ruled out yet ({_change(-_signed(guard, worse))} "
+                "so far)",
+                variant,
+            )
+        return Decision("ship", f"Ship {short(variant)}: {_text(row)}", variant)
     if winners:
         variant = winners[0][0]
         return Decision(
@@ -159,6 +183,12 @@ def decide(
         text = f"No difference on {names} {at}: keep {short(control)}"
         return Decision("no_difference", text)
     return Decision("keep_running", "Keep running: " + _remaining(primary, planning))
+
+
+def _signed(goal: GoalResult, row: VariantResult) -> float:
+    """The row's uplift, positive when better in the goal's direction."""
+    uplift = row.uplift or 0.0
+    return uplift if goal.direction == "increase" else -uplift
 
 
 def _kind(row: VariantResult) -> str | None:

@@ -144,6 +144,8 @@ class GoalResult:
     role: str = "primary"
     """From the plan: ``primary`` (decides), ``guardrail`` (must do no harm), ``secondary``."""
     direction: str = "increase"
+    margin: float = 0.0
+    """Guardrails: the relative harm tolerated."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +153,7 @@ class GoalResult:
             "results": [row.to_json() for row in self.results],
             "role": self.role,
             "direction": self.direction,
+            "margin": self.margin,
         }
 
     @classmethod
@@ -160,6 +163,7 @@ class GoalResult:
             tuple(VariantResult.from_json(r) for r in data["results"]),
             data.get("role", "primary"),
             data.get("direction", "increase"),
+            data.get("margin", 0.0),
         )
 
 

@@ -522,7 +522,7 @@ READ_VERDICTS = """() => Array.from(document.querySelectorAll("section.goal")).m
     (tr) => [tr.dataset.variant, tr.className])),
 }))"""
 
-KINDS = ("win", "lose", "even", "wait")
+KINDS = ("win", "lose", "even", "wait", "harm", "safe")
 
 
 def expected_verdicts(experiments: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -988,3 +988,43 @@ def test_a_flood_renders_quickly_from_summaries(
         assert opened < 5, opened
         page.assert_clean()
         print(f"\nflood: list rendered in {rendered:.2f} s, {sizes}; one opened in {opened:.2f} s")
+
+
+def test_a_declared_experiment_shows_its_decision_plan_and_roles(
+    server: str, make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    """The decision line is the API's, word for word; guardrails say so; the plan's figures."""
+    plan = {
+        "variants": ["control", "green"],
+        "goals": [
+            "signup",
+            {"name": "refund", "role": "guardrail", "direction": "decrease", "margin": 0.02},
+        ],
+        "planned_participants": 5000,
+        "analysis": "fixed",
+    }
+    request = urllib.request.Request(
+        server + "/experiments/button",
+        data=json.dumps(plan).encode(),
+        method="PUT",
+        headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+    send_events(server, visitors("button", "control", 600, {"signup": 90, "refund": 30}))
+    send_events(server, visitors("button", "green", 600, {"signup": 180, "refund": 70}))
+    api = api_get(server, "experiments/button")
+    assert api["decision"]["kind"] == "keep_control"  # refunds up: the guardrail overrides
+
+    page = watch(server)
+    page.open()
+    card = page.card("button")
+    assert card.locator(".badge-plan").inner_text().lower() == "declared"
+    decision = card.locator(".decision")
+    assert decision.get_attribute("data-kind") == "keep_control"
+    assert card.locator(".decision-text").inner_text() == api["decision"]["text"]
+    planning = card.locator(".planning").inner_text()
+    assert planning.startswith("Plan (signup): detectable at 5,000 participants:")
+    refund = card.locator('section.goal[data-goal="refund"]')
+    assert refund.locator(".goal-role").inner_text() == "guardrail, lower is better"
+    assert refund.locator(".verdict").get_attribute("data-kind") == "harm"
+    page.assert_clean()

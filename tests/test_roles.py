@@ -208,3 +208,19 @@ def test_planning_without_a_control_rate_is_unknown() -> None:
     result = analyse(experiment(cells(n=0, signup=(0, 0)), plan=plan))
     assert result.planning is None
     assert result.decision is not None and result.decision.kind == "keep_running"
+
+
+def test_a_win_waits_for_a_guardrail_that_looks_harmed() -> None:
+    """Refunds up 30%, 50 against 65: not significant yet, but past the 2% margin already."""
+    result = analyse(experiment(cells(signup=(1000, 1300), refund=(50, 65))))
+    refund = result.goals[1].results[1]
+    assert refund.verdict is not None and refund.verdict.kind == "wait"
+    assert "harm not ruled out yet (from " in refund.verdict.text
+    assert result.decision is not None and result.decision.kind == "keep_running"
+    assert result.decision.text == (
+        "Keep running: red wins on a primary goal, but its harm to refund is not ruled out "
+        "yet (30.0% worse so far)"
+    )
+    # An estimate within the margin does not hold the win.
+    fine = analyse(experiment(cells(signup=(1000, 1300), refund=(50, 50))))
+    assert fine.decision is not None and fine.decision.kind == "ship"

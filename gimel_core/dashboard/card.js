@@ -45,6 +45,7 @@ function header(exp) {
     {},
     h("span", { class: "exp-name", text: exp.experiment }),
     archived ? h("span", { class: "badge badge-muted", text: "archived" }) : null,
+    exp.plan ? h("span", { class: "badge badge-plan", text: "declared" }) : null,
     h("span", {
       class: `badge badge-${exact ? "exact" : "hll"}`,
       text: exact ? "exact counts" : "HyperLogLog",
@@ -62,6 +63,45 @@ function header(exp) {
     ),
     h("div", { class: "exp-actions" }, actionButtons(archived)),
   );
+}
+
+// The server's one line for the whole experiment: what to do now.
+const DECISION_KINDS = ["ship", "keep_control", "no_difference", "keep_running", "check_split"];
+
+function decisionLine(exp) {
+  const given = exp.decision;
+  if (!given || typeof given.text !== "string") return null;
+  const kind = DECISION_KINDS.includes(given.kind) ? given.kind : "keep_running";
+  return h(
+    "p",
+    { class: `decision decision-${kind}`, "data-kind": kind, role: "status" },
+    h("strong", { class: "decision-label", text: "Decision: " }),
+    h("span", { class: "decision-text", text: given.text }),
+  );
+}
+
+// The plan's figures for its first primary goal, when it declares a size or an MDE.
+function planningLine(exp) {
+  const p = exp.planning;
+  if (!p) return null;
+  const plan = exp.plan || {};
+  const parts = [];
+  if (plan.planned_participants) {
+    const mde = p.mde === null ? "out of reach" : pct(p.mde);
+    parts.push(`detectable at ${count(plan.planned_participants)} participants: ${mde}`);
+  }
+  if (plan.mde) {
+    if (p.power !== null) parts.push(`power for ${pct(plan.mde)}: ${pct(p.power)}`);
+    parts.push(
+      p.needed === null ? `${pct(plan.mde)} is out of reach` : `${count(p.needed)} needed`,
+    );
+  }
+  if (p.days_remaining !== null) {
+    const days = p.days_remaining;
+    parts.push(days < 1 ? "less than a day to go" : `about ${count(Math.round(days))} days to go`);
+  }
+  const text = `Plan (${p.goal}): ${parts.join(" · ")}`;
+  return h("p", { class: "planning", "data-goal": p.goal }, text);
 }
 
 function srmWarning(exp) {
@@ -125,6 +165,7 @@ export function experimentCard(exp) {
     },
     header(exp),
   );
+  for (const line of [decisionLine(exp), planningLine(exp)]) if (line) card.append(line);
   if (exp.srm && exp.srm.mismatch) card.append(srmWarning(exp));
   card.append(
     h(

@@ -3,7 +3,8 @@ import { chart } from "./chart.js";
 import { h } from "./dom.js";
 import { DASH, chance, count, interval, pct, pValue, raw, signedPct } from "./format.js";
 
-const VERDICT_ICONS = { win: "▲", lose: "▼", even: "=", wait: "…" };
+const VERDICT_ICONS = { win: "▲", lose: "▼", even: "=", wait: "…", harm: "▼", safe: "✓" };
+const ROLE_NOTES = { guardrail: "guardrail", secondary: "secondary, not decided on" };
 
 // The server decides (row.verdict: {kind, text}, null for the control); a row it has not
 // judged, or judged in a way this page does not know, waits.
@@ -114,6 +115,12 @@ function resultRow(row, isControl, kind) {
   );
 }
 
+function roleBadge(goal) {
+  const notes = [ROLE_NOTES[goal.role], goal.direction === "decrease" ? "lower is better" : null];
+  const text = notes.filter(Boolean).join(", ");
+  return text ? h("span", { class: "badge badge-muted goal-role", text }) : null;
+}
+
 export function goalSection(exp, goal) {
   const rows = goal.results || [];
   const control = exp.control;
@@ -131,6 +138,7 @@ export function goalSection(exp, goal) {
       {},
       h("span", { class: "goal-label", text: "Goal" }),
       h("span", { class: "goal-name", text: goal.goal }),
+      roleBadge(goal),
     ),
     verdictList(verdicts, exp.srm && exp.srm.mismatch),
     h(
