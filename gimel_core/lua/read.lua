@@ -12,7 +12,12 @@
 -- META and MODE come from the prelude gimel_core/scripts.py prepends.
 
 local meta = redis.call('HGETALL', KEYS[1])
-local mode = redis.call('HGET', KEYS[1], META.counting)
+local mode
+for i = 1, #meta, 2 do
+  if meta[i] == META.counting then
+    mode = meta[i + 1]
+  end
+end
 local counts = {}
 if mode == MODE.exact then
   counts = redis.call('HGETALL', KEYS[6])
