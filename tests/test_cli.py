@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,14 @@ def test_local_results_need_no_server_running(runner: CliRunner) -> None:
 def test_snippet_points_the_adapter_at_gimel(runner: CliRunner) -> None:
     out = run(runner, "snippet", "--url", "https://x.example/prod/", "--namespace", "shop").output
     assert 'new AlephBet.GimelAdapter("https://x.example/prod/track", "shop")' in out
+    # A deployment with a function URL (frontDoor=url) tracks through it unless --url says.
+    Path("gimel.config.json").write_text(
+        json.dumps({"endpoint": "https://api.example/dev", "trackUrl": "https://f.example/track"})
+    )
+    assert '"https://f.example/track", "alephbet"' in run(runner, "snippet").output
+    dash = run(runner, "snippet", "--url", "https://x.example/").output
+    assert '"https://x.example/track"' in dash
+    Path("gimel.config.json").unlink()
     lamed = run(runner, "snippet", "--adapter", "lamed", "--experiment", "</script>").output
     assert "AlephBet.LamedAdapter(" in lamed
     assert '</script>"' not in lamed and "\\u003c/script>" in lamed
@@ -288,9 +297,10 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     assert lines["Redis"].startswith("ok    Redis (keeps the counts): ")
     assert lines["Redis"].endswith("reachable and writable")
     assert lines["API key"] == "ok    API key (opens the results and the dashboard): GIMEL_API_KEY"
+    # Not installed here, but npm is: `gimel deploy` installs the pinned sls itself.
     assert lines["sls"] == (
-        "--    for deploying: sls (runs the AWS deployment): "
-        "not installed (run `npm ci` in the Gimel checkout)"
+        "ok    for deploying: sls (runs the AWS deployment): "
+        "not installed yet; `gimel deploy` installs the pinned one (npm)"
     )
     assert lines["gimel.config.json"].startswith("--    for deploying: gimel.config.json (")
     assert lines["gimel.config.json"].endswith("none (run `gimel configure`)")
@@ -299,13 +309,18 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     deploying = runner.invoke(main, ["check", "--redis-url", redis_url, "--deploy"])
     assert deploying.exit_code == 1
     lines = _check_lines(deploying.output)
-    assert lines["sls"].startswith("FAIL  for deploying: sls")
     assert lines["gimel.config.json"].startswith("FAIL  for deploying: gimel.config.json")
     assert lines["Redis"].startswith("ok    ")
 
     Path("gimel.config.json").write_text(
         json.dumps({"redisUrl": "rediss://:secret@cache.example:6380/0", "apiKey": API_KEY})
     )
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", "/nonexistent")  # no npm either: nothing can install sls
+    no_npm = _check_lines(runner.invoke(main, ["check", "--redis-url", redis_url]).output)
+    assert no_npm["sls"].startswith("--    for deploying: sls (runs the AWS deployment): ")
+    assert no_npm["sls"].endswith("not installed, and no npm to install it (install Node.js 20)")
+    monkeypatch.setenv("PATH", path)
     configured = _check_lines(runner.invoke(main, ["check", "--redis-url", redis_url]).output)
     assert configured["gimel.config.json"].startswith("ok    for deploying: gimel.config.json")
     assert configured["gimel.config.json"].endswith(

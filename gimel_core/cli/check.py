@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,11 @@ def _deploy_config() -> Check:
 
 def _sls() -> Check:
     what = "sls (runs the AWS deployment)"
-    if sls_command() is None:
-        return Check(False, f"{what}: not installed (run `npm ci` in the Gimel checkout)")
-    return Check(True, f"{what}: {SLS}")
+    if sls_command() is not None:
+        return Check(True, f"{what}: {SLS}")
+    prepared = deploy_config.DEPLOY_DIR / SLS
+    if prepared.exists():
+        return Check(True, f"{what}: {prepared}")
+    if shutil.which("npm") is None:
+        return Check(False, f"{what}: not installed, and no npm to install it (install Node.js 20)")
+    return Check(True, f"{what}: not installed yet; `gimel deploy` installs the pinned one (npm)")

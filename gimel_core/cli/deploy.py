@@ -49,7 +49,7 @@ DEPLOY_FILES = (
     "package-lock.json",
 )
 """What sls deploys from besides gimel_core; setup.py puts them in the wheel."""
-DEPLOY_DIR = Path(".gimel", "deploy")
+DEPLOY_DIR = deploy_config.DEPLOY_DIR
 """Where `gimel deploy` prepares them outside a checkout, beside gimel.config.json."""
 SLS = Path("node_modules", ".bin", "sls")
 API_GATEWAY_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]{20,128}")

@@ -14,6 +14,8 @@ from typing import Any
 from ..errors import GimelError
 
 DEPLOY_CONFIG = "gimel.config.json"
+DEPLOY_DIR = Path(".gimel", "deploy")
+"""Where `gimel deploy` lays out what sls needs, outside a Gimel checkout."""
 """In the current folder, the Gimel checkout, where serverless.yml looks for it."""
 
 

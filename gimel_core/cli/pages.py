@@ -34,8 +34,10 @@ def snippet_command(
     url: str | None, namespace: str, adapter: str, experiment: str, alephbet_src: str
 ) -> None:
     """Print an HTML snippet that loads Alephbet and counts an experiment in Gimel."""
+    # A deployment with a function URL tracks through it (frontDoor=url): what it costs least.
+    saved = None if url else deploy_config.read().get("trackUrl")
     text = snippet(
-        base_url(url) + "/track",
+        saved if isinstance(saved, str) and saved else base_url(url) + "/track",
         namespace=namespace,
         adapter=adapter,
         alephbet_src=alephbet_src,
