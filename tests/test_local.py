@@ -132,14 +132,62 @@ def test_ctrl_c_stops_gimel_serve_even_when_started_with_sigint_ignored(tmp_path
         _banner(process)
         redis_pid = _redis_pid(tmp_path)
         assert redis_pid is not None
-        workers = _children(process.pid) - {redis_pid}
-        assert len(workers) == 1
+        workers = _workers(process.pid, redis_pid, 2)
         status, _ = _get(f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid=a")
         assert status == 200
         assert _stop(process, signal.SIGINT) == (0, "Gimel stopped.")
     assert not (tmp_path / "redis.port").exists()
     assert not _alive(redis_pid)  # the embedded redis-server is gone, and the worker too
     assert not any(_alive(pid) for pid in workers)
+
+
+def test_a_signal_to_every_process_stops_gimel_serve_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals every process of the foreground group, and systemd stops a
+    unit by sending SIGTERM to all of its processes: the workers then stop on their own, and
+    that is a clean stop (exit 0), not a worker that died."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        port = free_port()
+        with _serving(tmp_path, port, "--workers", "2") as process:
+            _banner(process)
+            redis_pid = _redis_pid(tmp_path)
+            workers = _workers(process.pid, redis_pid, 2)
+            url = f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid=a"
+            assert _get(url)[0] == 200
+            os.killpg(process.pid, sig)  # the redis-server has a session of its own
+            rest, _ = process.communicate(timeout=20)
+            assert (process.returncode, rest.splitlines()[-1]) == (0, "Gimel stopped."), rest
+        assert not (tmp_path / "redis.port").exists()
+        assert redis_pid is not None and not _alive(redis_pid)
+        assert not any(_alive(pid) for pid in workers)
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    port = free_port()
+    with _serving(tmp_path, port, "--workers", "2") as process:
+        _banner(process)
+        redis_pid = _redis_pid(tmp_path)
+        workers = _workers(process.pid, redis_pid, 2)
+        dead = min(workers)
+        os.kill(dead, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while (_children(process.pid) - {redis_pid, dead}) == workers - {dead}:
+            assert time.monotonic() < deadline, "no worker replaced the one that died"
+            time.sleep(0.05)
+        replaced = _workers(process.pid, redis_pid, 2)
+        assert dead not in replaced and workers - {dead} < replaced
+        for i in range(20):
+            url = f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid={i}"
+            assert _get(url)[0] == 200
+        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
+    assert not any(_alive(pid) for pid in replaced)
+
+
+def test_gimel_serve_runs_one_worker_per_core_by_default(tmp_path: Path) -> None:
+    port = free_port()
+    with _serving(tmp_path, port) as process:
+        _banner(process)
+        _workers(process.pid, _redis_pid(tmp_path), len(os.sched_getaffinity(0)))
+        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
 
 
 def _alive(pid: int) -> bool:
@@ -156,13 +204,22 @@ def _children(pid: int) -> set[int]:
     return {int(p) for p in path.read_text().split()} if path.exists() else set()
 
 
+def _workers(pid: int, redis_pid: int | None, count: int) -> set[int]:
+    """The worker processes of `gimel serve` ``pid`` (its children but the redis-server),
+    once there are ``count`` of them: they are forked as the banner is printed."""
+    deadline = time.monotonic() + 10
+    while len(workers := _children(pid) - {redis_pid}) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == count
+    return workers
+
+
 def test_gimel_serve_with_several_workers_shares_one_store(tmp_path: Path) -> None:
     port = free_port()
     with _serving(tmp_path, port, "--workers", "3", "--threads", "2") as process:
         banner = _banner(process)
         key = re.search(r"API key\s*:\s*(\S+)", banner).group(1)  # type: ignore[union-attr]
-        workers = _children(process.pid) - {_redis_pid(tmp_path)}
-        assert len(workers) == 2  # plus the parent: three processes answer on one socket
+        workers = _workers(process.pid, _redis_pid(tmp_path), 3)  # on one socket
         base = f"http://127.0.0.1:{port}"
         for i in range(60):
             status, _ = _get(f"{base}/track?experiment=w&variant=v&event=participate&uuid={i}")

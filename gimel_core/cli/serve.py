@@ -1,7 +1,14 @@
-"""`gimel serve`: Gimel under waitress on this machine, with optional forked workers.
+"""`gimel serve`: Gimel under granian on this machine, one worker process per core.
 
-SIGINT (Ctrl-C) and SIGTERM (systemd, CI, ``kill``) both stop it cleanly: the workers
-exit, and the embedded Redis flushes its append-only file. Both handlers are installed
+granian parses HTTP in Rust (hyper on tokio): a connection costs a socket and a small buffer,
+not a Python thread, and a request reaches Python only once its headers are complete. So
+clients that trickle their headers hold no thread and hit no connection cap; they are cut
+after :data:`HEADER_TIMEOUT`. `bench/servers.py` measures it against waitress and gunicorn.
+
+This process binds the socket, runs the embedded Redis and supervises the workers, which are
+forked from it with the app already built and accept on the one socket. SIGINT (Ctrl-C) and
+SIGTERM (systemd, CI, ``kill``) both stop it cleanly, however it was started: the workers
+finish, then the embedded Redis flushes its append-only file. Both handlers are installed
 explicitly, because a process started in the background by a script (``gimel serve &``,
 ``nohup``) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
 """
@@ -9,11 +16,12 @@ explicitly, because a process started in the background by a script (``gimel ser
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,10 +37,32 @@ from .options import data_dir_option, one_line_errors
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+THREADS = 4
+"""Python threads per worker running the app. A request holds one only while Gimel works on
+it (the HTTP side is in Rust): a few hundred microseconds around one Redis round trip, so a
+few threads keep the core busy while others wait on Redis; more only queue on the GIL
+(`python -m bench.load --threads N`, 2 cores: 2 and 4 alike, 1 and 8 slower)."""
+
+HEADER_TIMEOUT = 10
+"""Seconds a client has to send a request's headers, however slowly it trickles them."""
+
+BACKLOG = 1024
+"""Connections the kernel queues for the workers to accept."""
+
+STOP_TIMEOUT = 5
+"""Seconds a worker has to finish its requests once told to stop, before it is killed: a
+request takes milliseconds, and a client still sending its headers would otherwise hold the
+stop until :data:`HEADER_TIMEOUT` cuts it."""
+
+OPEN_FILES = 65_536
+"""Soft limit on open files this process raises itself to (within the hard limit): every
+connection is a file descriptor, and the usual 1,024 would cap connections long before
+memory does."""
+
 
 class Stopped(SystemExit):
-    """SIGINT or SIGTERM arrived: stop serving, then clean up. A SystemExit, because waitress
-    re-raises only that and KeyboardInterrupt from its handlers (it logs anything else)."""
+    """SIGINT or SIGTERM arrived before the server took the signals over: stop, clean up.
+    A SystemExit, so that no ``except Exception`` on the way swallows it."""
 
 
 def _raise_stopped(signum: int, frame: object) -> None:
@@ -41,9 +71,10 @@ def _raise_stopped(signum: int, frame: object) -> None:
 
 @contextmanager
 def _stopping_on_signals() -> Iterator[None]:
-    """Inside: SIGINT and SIGTERM raise :class:`Stopped`, however the process was started.
-    Once out, they are ignored: a second Ctrl-C must not interrupt the clean-up that follows
-    (and leave the embedded Redis running)."""
+    """Inside: SIGINT and SIGTERM raise :class:`Stopped` (until the server installs its own
+    handlers, which stop it the same way), however the process was started. Once out, they
+    are ignored: a second Ctrl-C must not interrupt the clean-up that follows (and leave the
+    embedded Redis running)."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_stopped)
     try:
@@ -54,22 +85,36 @@ def _stopping_on_signals() -> Iterator[None]:
             signal.signal(sig, signal.SIG_IGN)
 
 
+def _cores() -> int:
+    """Cores this process may run on (a container or taskset may allow fewer than exist)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @click.command()
 @click.option("--host", default=defaults.HOST, show_default=True, envvar="GIMEL_HOST")
 @click.option("--port", default=defaults.PORT, show_default=True, type=int, envvar="GIMEL_PORT")
 @data_dir_option
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per process.")
+@click.option(
+    "--threads",
+    default=THREADS,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    envvar="GIMEL_THREADS",
+    help="Python threads per worker running the app.",
+)
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
+    default=_cores,
+    show_default="the number of cores it may run on",
     type=click.IntRange(1, 64),
     envvar="GIMEL_WORKERS",
-    help="Processes sharing the listening socket (one waitress is one core at most).",
+    help="Worker processes accepting on the one socket (one is one core at most).",
 )
 @one_line_errors
 def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> None:
-    """Run Gimel locally under a production WSGI server (waitress).
+    """Run Gimel locally under a production HTTP server (granian).
 
     With no GIMEL_REDIS_URL, an embedded Redis keeps the data in --data-dir, in an
     append-only file fsynced every second. With no GIMEL_API_KEY, a key is generated once
@@ -81,22 +126,19 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
     overrides: dict[str, object] = {"data_dir": data_dir}
     if not config.api_keys:
         overrides["api_keys"] = (local_key.ensure(data_dir),)
+    _more_open_files()
     store: Any = None
     listener: socket.socket | None = None
-    children: list[int] = []
     started = False
     try:
         with _stopping_on_signals():
             app = create_app(config.with_overrides(overrides))
             store = app.extensions.get("gimel_embedded")
-            listener = _listen(host, port)
-            for _ in range(workers - 1):
-                children.append(_fork_worker(app, listener, threads))
+            listener = listen(host, port)
             started = True
             _banner(defaults.local_url(host, port), app, store)
-            _run_waitress(app, listener, threads)
+            run(app, listener, workers, threads)
     finally:  # SIGINT and SIGTERM are ignored from here on
-        _stop_workers(children)
         if listener is not None:
             listener.close()
         if store is not None:
@@ -105,12 +147,19 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
             click.echo("Gimel stopped.")
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    # Bound before the banner is printed, so the URLs in it answer as soon as they appear.
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the banner is printed, so that the URLs in it
+    answer as soon as they appear. Bound here rather than by each worker with SO_REUSEPORT,
+    so a second server started on the same port fails instead of quietly taking a share of
+    the traffic."""
     try:
-        return socket.create_server((host, port), backlog=1024)
+        listener = socket.create_server((host, port), backlog=BACKLOG)
     except OSError as exc:
         raise GimelError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    # Accepted connections inherit it: an answer written in two parts must not wait for the
+    # client's delayed ACK (40 ms) before its second part leaves.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
 
 
 def _banner(base: str, app: Any, store: Any) -> None:
@@ -126,46 +175,54 @@ def _banner(base: str, app: Any, store: Any) -> None:
     sys.stdout.flush()
 
 
-def _run_waitress(app: Any, listener: socket.socket, threads: int) -> None:
-    import waitress
+def run(app: Any, listener: socket.socket, workers: int, threads: int) -> None:
+    """Serve the WSGI ``app`` on ``listener`` with granian until SIGINT or SIGTERM.
 
-    server = waitress.create_server(app, sockets=[listener], threads=threads, ident="gimel")
-    try:
-        server.run()
-    finally:
-        server.close()
-
-
-def _fork_worker(app: Any, listener: socket.socket, threads: int) -> int:
-    """A child process serving the same socket; it leaves the embedded Redis to its parent.
-
-    It inherits the parent's handlers: SIGINT or SIGTERM end its waitress. Both are blocked
-    around the fork, so none can reach the child before it is inside its own ``try``.
+    The workers are forked from this process, so they share the app built here (and leave
+    the embedded Redis to it); a worker that dies is replaced. Exits 1 (SystemExit) if
+    workers keep dying.
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        pid = os.fork()
-    except OSError:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        raise
-    if pid:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        return pid
-    code = 0
-    try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        _run_waitress(app, listener, threads)
-    except Stopped:
-        pass
-    except BaseException:
-        traceback.print_exc()
-        code = 1
-    os._exit(code)  # no atexit handlers: those stop the embedded Redis, which is the parent's
+    from granian._granian import SocketHolder
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import MPServer
+
+    class Server(MPServer):
+        def _init_shared_socket(self) -> None:
+            # The socket bound by listen(), which the forked workers inherit and accept on.
+            # (Its stub omits the constructor: fd, is it a unix socket, backlog.)
+            holder: Any = SocketHolder(os.dup(listener.fileno()), False, BACKLOG)  # type: ignore[call-arg]
+            self._ssp = None
+            self._shd = holder
+            self._sfd = holder.get_fd()
+            self._sso = socket.socket(fileno=self._sfd)
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            # A Ctrl-C in a terminal, or systemd stopping the unit, signals the workers too,
+            # and they stop on their own: that is a stop, not a worker that died.
+            for worker in self.wrks:
+                worker.interrupt_by_parent = True
+            super().signal_handler_interrupt(*args, **kwargs)
+
+    # The workers must inherit the app built here: fork, whatever the platform's default.
+    multiprocessing.set_start_method("fork", force=True)
+    server = Server(
+        "gimel",
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        backlog=BACKLOG,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000),
+        log_level=LogLevels.warning,
+        respawn_failed_workers=True,
+        workers_kill_timeout=STOP_TIMEOUT,
+    )
+    server.serve(target_loader=lambda: app, wrap_loader=False)
 
 
-def _stop_workers(children: list[int]) -> None:
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    for pid in children:
-        os.waitpid(pid, 0)
+def _more_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
