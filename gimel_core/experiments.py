@@ -278,10 +278,12 @@ class Experiments(StoreBacked):
                 keys.counts(namespace, experiment),
                 keys.history(namespace, experiment),
                 keys.hll_index(namespace, experiment),
-                *(keys.seen(namespace, experiment, b) for b in dedup.stored_buckets(window, now)),
+            ]
+            buckets = [
+                keys.seen(namespace, experiment, b) for b in dedup.stored_buckets(window, now)
             ]
             call = scripts.clear(
-                action, namespace, experiment, variants, goals, data_keys, int(now)
+                action, namespace, experiment, variants, goals, data_keys, int(now), buckets
             )
             result = self.scripts.run_one(call)
             if result is ClearTag.MISSING:

@@ -8,7 +8,9 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:goals              set   goal names (without "participate")
     gimel:{<ns>:<shard>}:<exp>:hll:<goal>:<var>   HyperLogLog of uuids (hll mode)
     gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode)
-    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>      set   8-byte uuid digests (exact mode)
+    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:<i>  set   one set of a de-dup bucket (exact mode)
+    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:size string  records in that bucket (exact mode)
+    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>      set   8-byte digests (exact, before the above)
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
 
@@ -110,7 +112,27 @@ def history(namespace: str, experiment: str) -> str:
 
 
 def seen(namespace: str, experiment: str, bucket: int) -> str:
+    """A de-dup bucket: its sets and count hang from this key (:func:`seen_set`,
+    :func:`seen_size`), which itself held its 8-byte digests before those (see dedup.py)."""
     return f"{_base(namespace, experiment)}:seen:{bucket}"
+
+
+SEEN_SEPARATOR = ":"
+"""Between a bucket's key and one of its sets or its count. The scripts append those to the
+bucket keys they are given (which sets a bucket has is only known in Redis), with this."""
+
+SEEN_SIZE = "size"
+"""Last component of a bucket's count of records (set numbers are digits only)."""
+
+
+def seen_set(namespace: str, experiment: str, bucket: int, index: int) -> str:
+    """One set of a de-dup bucket (``dedup.set_index``): 64-bit integers, an intset."""
+    return f"{seen(namespace, experiment, bucket)}{SEEN_SEPARATOR}{index}"
+
+
+def seen_size(namespace: str, experiment: str, bucket: int) -> str:
+    """How many records a de-dup bucket holds, which says how many sets it has."""
+    return f"{seen(namespace, experiment, bucket)}{SEEN_SEPARATOR}{SEEN_SIZE}"
 
 
 def namespaces() -> str:

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import redis
 
-from . import defaults, keys
+from . import dedup, defaults, keys
 from .errors import StoreUnavailable
 
 
@@ -93,6 +93,16 @@ PRELUDE = "\n".join(
         f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
         f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
         f"local ACTION = {_table({a: a for a in CLEAR_ACTIONS})}",
+        "local DEDUP = "
+        + _table(
+            {
+                "load": dedup.LOAD,
+                "sets": dedup.SETS,
+                "path_digits": dedup.PATH_DIGITS,
+                "separator": keys.SEEN_SEPARATOR,
+                "size": keys.SEEN_SIZE,
+            }
+        ),
         "",
     ]
 )
@@ -232,9 +242,12 @@ def _track_reply(reply: list[Any]) -> TrackReply:
 TRACK_FIRST_COUNTER = 7
 """KEYS index (1-based) of track.lua's first HyperLogLog (hll) or de-dup bucket (exact)."""
 
-TrackEvent = tuple[str, str, str | bytes, int | str]
-"""(variant, goal, member, target): the uuid and the HyperLogLog's KEYS index (hll), or the
-uuid's digest and its field of the counts hash (exact)."""
+TrackEvent = tuple[str, str, str, int]
+"""(variant, goal, uuid, the KEYS index of its HyperLogLog): one hll event."""
+
+ExactEvent = tuple[str, str, str, bytes, str]
+"""(variant, goal, member, legacy digest, field of the counts hash): one exact event, its
+uuid as a ``dedup.Record``."""
 
 
 def track_hll(
@@ -267,10 +280,10 @@ def track_exact(
     now: int,
     buckets: list[str],
     bucket_expiry: int,
-    events: list[TrackEvent],
+    events: list[ExactEvent],
 ) -> Call[TrackReply]:
     """Count ``events`` of one exact experiment; ``buckets``: the de-dup buckets in the
-    window, current first; ``bucket_expiry``: when the current one may go."""
+    window (``keys.seen``), current first; ``bucket_expiry``: when the current one may go."""
     head = [
         *experiment_keys(namespace, experiment),
         keys.history(namespace, experiment),
@@ -433,11 +446,13 @@ def clear(
     goals: list[bytes],
     data_keys: list[str],
     now: int,
+    buckets: Sequence[str] = (),
 ) -> Call[ClearTag]:
-    """Delete (``delete``) or zero (``reset``) an experiment, if its names are still these."""
+    """Delete (``delete``) or zero (``reset``) an experiment, if its names are still these;
+    ``buckets``: its de-dup buckets (``keys.seen``), each removed with its whole tree."""
     head = experiment_keys(namespace, experiment)
-    args = [action, experiment, now, len(variants), *variants, *goals]
-    return Call("clear", [*head, *data_keys], args, lambda reply: ClearTag(int(reply)))
+    args = [action, experiment, now, len(buckets), len(variants), *variants, *goals]
+    return Call("clear", [*head, *data_keys, *buckets], args, lambda reply: ClearTag(int(reply)))
 
 
 # -- import.lua -------------------------------------------------------------------------------

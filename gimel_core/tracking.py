@@ -184,15 +184,11 @@ class Tracker(StoreBacked):
                 hll_events.append((e.variant, e.event, e.uuid, slot))
             hlls = [(keys.hll(ns, exp, g, v), keys.counts_field(g, v)) for g, v in counters]
             return scripts.track_hll(ns, exp, self.new, now, hlls, hll_events)
-        exact_events: list[scripts.TrackEvent] = [
-            (
-                e.variant,
-                e.event,
-                dedup.digest(e.event, e.variant, e.uuid),
-                keys.counts_field(e.event, e.variant),
-            )
-            for e in events
-        ]
+        exact_events: list[scripts.ExactEvent] = []
+        for e in events:
+            record = dedup.record(e.event, e.variant, e.uuid)
+            field_ = keys.counts_field(e.event, e.variant)
+            exact_events.append((e.variant, e.event, record.member, record.legacy, field_))
         buckets = [keys.seen(ns, exp, b) for b in dedup.seen_buckets(window, now)]
         expiry = dedup.expiry(window, now)
         return scripts.track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events)

@@ -35,7 +35,7 @@ from flask import Flask
 
 from conftest import API_KEY, AUTH
 from gimel_core import defaults, keys
-from gimel_core.dedup import digest, seen_buckets
+from gimel_core.dedup import record, seen_buckets
 from gimel_core.embedded import EmbeddedRedis, free_port
 from helpers import serving
 
@@ -182,12 +182,16 @@ def _counted(port: int, uuids: list[str]) -> tuple[set[str], int]:
         window = int(client.hget(keys.meta(NS, EXP), "window") or 0)
         members: set[bytes] = set()
         for bucket in seen_buckets(window, time.time()):
-            members |= client.smembers(keys.seen(NS, EXP, bucket))
+            size = keys.seen_size(NS, EXP, bucket).encode()
+            for key in client.scan_iter(match=keys.seen(NS, EXP, bucket) + ":*"):
+                members |= client.smembers(key) if key != size else set()
         field_ = keys.counts_field(defaults.PARTICIPATE, "v")
         count = int(client.hget(keys.counts(NS, EXP), field_) or 0)
     finally:
         client.close()
-    return {u for u in uuids if digest(defaults.PARTICIPATE, "v", u) in members}, count
+    return {
+        u for u in uuids if record(defaults.PARTICIPATE, "v", u).member.encode() in members
+    }, count
 
 
 @pytest.fixture(scope="module")

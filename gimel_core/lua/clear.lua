@@ -2,24 +2,30 @@
 --
 -- KEYS[1]  meta hash          KEYS[2]  registry shard set
 -- KEYS[3]  variants set       KEYS[4]  goals set
--- KEYS[5..] every counter and de-dup bucket the caller derived from the sets it read
+-- KEYS[5..] every counter the caller derived from the sets it read, then the d de-dup
+--          buckets that may exist (exact), last: each removed with its sets and its count,
+--          which hang from it (KEYS[k] .. DEDUP.separator .. index or DEDUP.size)
 --
 -- ARGV[1]  ACTION.delete (everything, and the registry entry) or ACTION.reset (counters only:
 --          settings, variant and goal names stay)
 -- ARGV[2]  experiment name    ARGV[3]  now (unix seconds), recorded as reset_at
--- ARGV[4]  n, the number of variants the caller read; ARGV[5..4+n] those variants,
---          ARGV[5+n..] the goals it read
+-- ARGV[4]  d, the number of de-dup buckets at the end of KEYS
+-- ARGV[5]  n, the number of variants the caller read; ARGV[6..5+n] those variants,
+--          ARGV[6+n..] the goals it read
 --
 -- Returns CLEAR.done, CLEAR.missing if the experiment does not exist, or CLEAR.changed
 -- (nothing changed) when a variant or goal appeared since the caller read the sets: it would
 -- own a key missing from KEYS, so the caller reads again and retries. That is why nothing is
--- ever orphaned. ACTION, CLEAR and META come from the prelude gimel_core/scripts.py prepends.
+-- ever orphaned. A bucket of n records has sets 0 to n // DEDUP.load (see
+-- gimel_core/dedup.py), so its count says which to remove.
+--
+-- ACTION, CLEAR, DEDUP and META come from the prelude gimel_core/scripts.py prepends.
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return CLEAR.missing
 end
 
-local n = tonumber(ARGV[4])
+local d, n = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local function unchanged(key, first, last)
   if redis.call('SCARD', key) ~= last - first + 1 then
@@ -33,8 +39,18 @@ local function unchanged(key, first, last)
   return true
 end
 
-if not unchanged(KEYS[3], 5, 4 + n) or not unchanged(KEYS[4], 5 + n, #ARGV) then
+if not unchanged(KEYS[3], 6, 5 + n) or not unchanged(KEYS[4], 6 + n, #ARGV) then
   return CLEAR.changed
+end
+
+-- Unlinks one bucket's sets and count.
+local function unlink_bucket(bucket)
+  local size = bucket .. DEDUP.separator .. DEDUP.size
+  local count = tonumber(redis.call('GET', size) or '0')
+  for index = 0, math.min(math.floor(count / DEDUP.load), DEDUP.sets - 1) do
+    redis.call('UNLINK', bucket .. DEDUP.separator .. index)
+  end
+  redis.call('UNLINK', size)
 end
 
 local first = 5
@@ -47,6 +63,9 @@ end
 for i = first, #KEYS do
   if i ~= 2 then
     redis.call('UNLINK', KEYS[i])
+  end
+  if i > #KEYS - d then
+    unlink_bucket(KEYS[i])
   end
 end
 return CLEAR.done
