@@ -31,32 +31,40 @@ def main() -> None:
         finally:
             server.stop()
     row(
-        "single events through `handler.handler`, and ratio to a redis-py PFADD loop",
+        "single events through `handler.handler`, and ratio to a redis-py PFADD loop; CPU time"
+        " of this process per event",
         f"{single['handler_events_per_s']:,.0f}/s vs {single['pfadd_per_s']:,.0f}/s, "
-        f"ratio {single['ratio']:.2f}",
-        "ratio ≥ 0.2",
-        single["ratio"] >= 0.2,
+        f"ratio {single['ratio']:.2f}; {single['cpu_us']:.0f} µs",
+        "ratio ≥ 0.3; ≤ 300 µs",
+        single["ratio"] >= 0.3 and single["cpu_us"] <= 300,
     )
     row(
         "batches of 500 through `POST /track`, and ratio to pipelined PFADD",
         f"{batch['batch_events_per_s']:,.0f} events/s vs {batch['pipelined_pfadd_per_s']:,.0f}/s"
         f", ratio {batch['ratio']:.2f}",
-        "≥ 50,000/s, ratio ≥ 0.3",
-        batch["batch_events_per_s"] >= 50_000 and batch["ratio"] >= 0.3,
+        "≥ 50,000/s, ratio ≥ 0.6",
+        batch["batch_events_per_s"] >= 50_000 and batch["ratio"] >= 0.6,
     )
     print("results and dashboard (100 x 3 x 4)...", file=sys.stderr, flush=True)
     dash = dashboard.measure()
     row(
-        "results for 100 experiments × 3 variants × 4 goals: Redis round trips, time in-process",
-        f"{dash['round_trips']:.0f} round trips, {dash['results_ms']:.1f} ms",
-        "≤ 3, ≤ 30 ms",
-        dash["round_trips"] <= 3 and dash["results_ms"] <= 30,
+        "results for 100 experiments × 3 variants × 4 goals, one page: Redis round trips, time"
+        " in-process",
+        f"{dash['results_round_trips']:.0f} round trips, {dash['results_ms']:.1f} ms",
+        "≤ 4, ≤ 20 ms",
+        dash["results_round_trips"] <= 4 and dash["results_ms"] <= 20,
     )
     row(
-        "dashboard load in headless Chromium for that data",
+        "the summary the dashboard loads first (`view=summary`), same data: time in-process",
+        f"{dash['summary_ms']:.1f} ms",
+        "≤ 5 ms",
+        dash["summary_ms"] <= 5,
+    )
+    row(
+        "dashboard first paint in headless Chromium for that data (every card, from summaries)",
         f"{dash['load_ms']:.0f} ms",
-        "≤ 1 s",
-        dash["load_ms"] <= 1000,
+        "≤ 500 ms",
+        dash["load_ms"] <= 500,
     )
     print("history, 90 days x 3 variants x 4 goals...", file=sys.stderr, flush=True)
     for counting in ("hll", "exact"):
@@ -107,10 +115,11 @@ def main() -> None:
         row(figure, measured, target, ok)
     fraction = servers.gimel_fraction(figures)
     row(
-        "Gimel's /track rate over the no-op app's, same server (16 connections)",
+        "Gimel's /track rate over the no-op app's, same server (16 connections): Gimel's own"
+        " cost per request",
         f"{fraction:.3f}",
-        "≥ 0.125 (5,000/s of 40,000/s)",
-        fraction >= 0.125,
+        "none: higher is better",
+        True,
     )
     worst = max(memory.values())
     row(

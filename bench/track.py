@@ -56,14 +56,17 @@ def handler_vs_pfadd(url: str, count: int = 20_000) -> dict[str, float]:
 
     through_handler(1000)  # warm up: script cached, connection open
     pfadd_loop(1000)
-    handler_rate, pfadd_rate = [], []
+    handler_rate, pfadd_rate, cpu = [], [], []
     for _ in range(3):  # interleaved, best of three
+        started = time.process_time()  # this process only: not redis-server's
         handler_rate.append(_rate(count, through_handler))
+        cpu.append((time.process_time() - started) / count * 1e6)
         pfadd_rate.append(_rate(count, pfadd_loop))
     return {
         "handler_events_per_s": max(handler_rate),
         "pfadd_per_s": max(pfadd_rate),
         "ratio": max(handler_rate) / max(pfadd_rate),
+        "cpu_us": min(cpu),
     }
 
 
