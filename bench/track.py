@@ -144,6 +144,7 @@ def exact_bytes_per_uuid(url: str, sizes: tuple[int, ...] = EXACT_SIZES) -> dict
     """
     client = redis.Redis.from_url(url)
     client.flushall()
+    others = len(client.client_list())  # this one, and any an earlier measurement left open
     now = time.time()
     # A batch on a busy machine may pass the 0.4 s timeout: here that is no failure.
     config = Config(redis_url=url, counting="exact", redis_timeout=30.0)
@@ -152,7 +153,8 @@ def exact_bytes_per_uuid(url: str, sizes: tuple[int, ...] = EXACT_SIZES) -> dict
 
     def used() -> int:
         gimel.client.close()
-        while len(client.client_list()) > 1:
+        deadline = time.monotonic() + 10
+        while len(client.client_list()) > others and time.monotonic() < deadline:
             time.sleep(0.01)
         client.slowlog_reset()
         return int(client.info("memory")["used_memory"])
@@ -184,12 +186,13 @@ def main() -> None:
             server.stop()
     print(f"handler.handler /track : {speed['handler_events_per_s']:9,.0f} events/s")
     print(f"redis-py PFADD loop    : {speed['pfadd_per_s']:9,.0f} /s")
-    print(f"ratio                  : {speed['ratio']:9.2f}   (target >= 0.2)")
+    print(f"ratio                  : {speed['ratio']:9.2f}   (target >= 0.3)")
+    print(f"CPU per event          : {speed['cpu_us']:9.0f} µs (target <= 300)")
     print(
         f"POST /track batches    : {batch['batch_events_per_s']:9,.0f} events/s (target >= 50,000)"
     )
     print(f"pipelined PFADD        : {batch['pipelined_pfadd_per_s']:9,.0f} /s")
-    print(f"ratio                  : {batch['ratio']:9.2f}   (target >= 0.3)")
+    print(f"ratio                  : {batch['ratio']:9.2f}   (target >= 0.6)")
     for size, per_uuid in memory.items():
         print(f"exact mode memory      : {per_uuid:9.1f} B per uuid in window at {size:,} uuids")
     print(
