@@ -49,14 +49,16 @@ def main() -> None:
     dash = dashboard.measure()
     row(
         "results for 100 experiments × 3 variants × 4 goals, one page: Redis round trips, time"
-        " in-process",
-        f"{dash['results_round_trips']:.0f} round trips, {dash['results_ms']:.1f} ms",
+        " in-process (nothing computed yet)",
+        f"{dash['results_round_trips']:.0f} round trips, {dash['results_ms']:.1f} ms"
+        f" ({dash['results_cold_ms']:.1f} ms)",
         "≤ 4, ≤ 20 ms",
         dash["results_round_trips"] <= 4 and dash["results_ms"] <= 20,
     )
     row(
-        "the summary the dashboard loads first (`view=summary`), same data: time in-process",
-        f"{dash['summary_ms']:.1f} ms",
+        "the summary the dashboard loads first (`view=summary`), same data: time in-process"
+        " (nothing computed yet)",
+        f"{dash['summary_ms']:.1f} ms ({dash['summary_cold_ms']:.1f} ms)",
         "≤ 5 ms",
         dash["summary_ms"] <= 5,
     )
