@@ -46,13 +46,17 @@ def analyse(counts: ExperimentCounts) -> ExperimentResult:
     return replan(_analyse(counts, _running_from_history(counts)), counts)
 
 
+def plans_ahead(counts: ExperimentCounts) -> bool:
+    """Whether the results depend on the time too (a plan with a size or an MDE)."""
+    plan = counts.settings.plan
+    return plan is not None and (plan.planned_participants is not None or plan.mde is not None)
+
+
 def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResult:
     """``result`` with its planning figures and decision as of ``counts.elapsed_days``: the
     only part of the results that changes with time alone, not with the counts."""
     plan = counts.settings.plan
-    if plan is None or (plan.planned_participants is None and plan.mde is None):
-        return result
-    if result.srm is None:  # does not exist
+    if plan is None or not plans_ahead(counts) or result.srm is None:  # srm: it exists
         return result
     outlook = _planning(counts, result.control)
     total = sum(result.participants.values())

@@ -50,9 +50,9 @@ class Experiments(StoreBacked):
         """One page of a namespace's experiments by name (with archived ones if asked), and
         the abuse counts; ``next`` set while more remain.
 
-        A few round trips whatever the number of experiments: their names, then whether each
-        after the cursor exists and is archived, then the data of the page's experiments
-        only, in reads sized by the ``budget`` (see :meth:`_page`).
+        A few round trips whatever the number of experiments: their names, then the data of
+        the experiments after the cursor, in reads sized by the ``budget`` (see
+        :meth:`_page`), until the page is full.
         """
         pipe = self.client.pipeline(transaction=False)
         for key in keys.registries(namespace):
@@ -62,18 +62,11 @@ class Experiments(StoreBacked):
         names = sorted(_text(name) for members in shards for name in members)
         if page.after is not None:
             names = names[bisect.bisect_right(names, page.after) :]
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hmget(keys.meta(namespace, name), [Meta.COUNTING, Meta.ARCHIVED])
-        flags = pipe.execute() if names else []
-        listed = [
-            name
-            for name, (counting, archived_flag) in zip(names, flags, strict=True)
-            if counting and (archived or not archived_flag)
-        ]
+        # Archived ones are read with the rest and left out then: few are, and a separate
+        # read of every experiment's flags cost more than reading them.
         found, more = self._page(
             namespace,
-            listed,
+            names,
             page.limit,
             budget,
             lambda exp: exp.exists and (archived or not exp.settings.archived),
@@ -114,10 +107,10 @@ class Experiments(StoreBacked):
             wanted = limit - len(found)
             last = budget.reads(wanted, last) if budget else wanted
             chunk, todo = todo[:last], todo[last:]
-            for exp in self._results(namespace, chunk):
+            for exp, texts in self._results_encoded(namespace, chunk):
                 if not keep(exp):
                     continue
-                if len(found) == limit or (budget and not budget.fits(exp)):
+                if len(found) == limit or (budget and not budget.fits(exp, texts)):
                     return found, True
                 found.append(exp)
         return found, bool(todo)
@@ -159,27 +152,39 @@ class Experiments(StoreBacked):
         ]
 
     def _results(self, namespace: str, names: Iterable[str]) -> list[ExperimentResult]:
+        return [result for result, _ in self._results_encoded(namespace, names)]
+
+    def _results_encoded(
+        self, namespace: str, names: Iterable[str]
+    ) -> list[tuple[ExperimentResult, Texts | None]]:
         """Each experiment's results: one round trip, and the statistics only for those whose
-        stored data changed since this process last analysed them (:data:`_ANALYSED`)."""
+        stored data changed since this process last analysed them (:data:`_ANALYSED`); with
+        each, where its JSON is kept once encoded (None: not kept, it changes with time)."""
         names = list(names)
         raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
         now = self.clock()
-        found: dict[str, ExperimentResult] = {}
+        found: dict[str, tuple[ExperimentResult, Texts | None]] = {}
         missed = []
         for name, raw in zip(names, raws, strict=True):
             hit = _ANALYSED.get((namespace, name, raw))
             if hit is None:
                 missed.append((name, raw))
                 continue
-            counts, result = hit
-            found[name] = analysis.replan(result, replace(counts, elapsed_days=_days(counts, now)))
+            counts, result, texts = hit
+            if analysis.plans_ahead(counts):
+                counts = replace(counts, elapsed_days=_days(counts, now))
+                found[name] = analysis.replan(result, counts), None
+            else:
+                found[name] = result, texts
         if missed:
             stored = [scripts.stored(raw) for _, raw in missed]
             fresh = self._counts(namespace, [name for name, _ in missed], stored)
             for (name, raw), one, counts in zip(missed, stored, fresh, strict=True):
-                found[name] = result = analysis.analyse(counts)
+                result = analysis.analyse(counts)
+                kept: Texts | None = None
                 if Meta.DAY in one.meta:  # not migrated by this read: the reply says it all
-                    _remember(namespace, name, raw, counts, result)
+                    kept = _remember(namespace, name, raw, counts, result)
+                found[name] = result, None if analysis.plans_ahead(counts) else kept
         return [found[name] for name in names]
 
     def history(self, namespace: str, name: str) -> History:
@@ -330,7 +335,11 @@ def _days(counts: ExperimentCounts, now: float) -> float | None:
     return None if since is None else max(0.0, now - since) / DAY
 
 
-_ANALYSED: dict[tuple[str, str, bytes], tuple[ExperimentCounts, ExperimentResult]] = {}
+Texts = dict[bool, str]
+"""An experiment's results encoded as the API answers them, by ``summary``: kept with its
+analysis, so an unchanged experiment is not encoded again either (``paging.Budget.fits``)."""
+
+_ANALYSED: dict[tuple[str, str, bytes], tuple[ExperimentCounts, ExperimentResult, Texts]] = {}
 """(namespace, experiment, read.lua's reply) -> what it was analysed into, in this process.
 The reply holds every count, setting and day of history, so an unchanged reply means
 unchanged results (but for the planning figures, which :func:`analysis.replan` refreshes):
@@ -343,15 +352,17 @@ _kept = [0]
 
 def _remember(
     namespace: str, name: str, raw: bytes, counts: ExperimentCounts, result: ExperimentResult
-) -> None:
+) -> Texts | None:
     if len(raw) > _ANALYSED_BYTES // 8 or (namespace, name, raw) in _ANALYSED:
-        return  # one huge experiment would push out a whole page of ordinary ones
+        return None  # one huge experiment would push out a whole page of ordinary ones
     while _ANALYSED and _kept[0] + len(raw) > _ANALYSED_BYTES:
         oldest = next(iter(_ANALYSED))
         _kept[0] -= len(oldest[2])
         del _ANALYSED[oldest]
-    _ANALYSED[namespace, name, raw] = (counts, result)
+    texts: Texts = {}
+    _ANALYSED[namespace, name, raw] = (counts, result, texts)
     _kept[0] += len(raw)
+    return texts
 
 
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -31,6 +31,8 @@ from .results import ExperimentResult
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _LIMIT = re.compile(r"[0-9]{1,4}")
+KEPT_TEXT = 65_536
+"""Longest encoded experiment kept for the next page (most are a few kilobytes)."""
 FIRST_READ = 4
 """Experiments read in a page's first round trip; later reads are sized by what they took."""
 
@@ -110,6 +112,7 @@ class Budget:
         size: int = defaults.PAGE_BUDGET,
         counters: int = defaults.PAGE_COUNTERS,
     ) -> None:
+        self.summary = summary
         self.render: Callable[[ExperimentResult], Any] = (
             ExperimentResult.summary_json if summary else ExperimentResult.to_json
         )
@@ -120,8 +123,13 @@ class Budget:
         """Each experiment taken, encoded: the answer is assembled from them, not encoded
         again (:meth:`~gimel_core.results.Listing.encode`)."""
 
-    def fits(self, exp: ExperimentResult) -> bool:
-        text = json.dumps(self.render(exp))
+    def fits(self, exp: ExperimentResult, texts: dict[bool, str] | None = None) -> bool:
+        """``texts``: where this result's encodings are kept, by ``summary``, if they are."""
+        text = texts.get(self.summary) if texts is not None else None
+        if text is None:
+            text = json.dumps(self.render(exp))
+            if texts is not None and len(text) <= KEPT_TEXT:
+                texts[self.summary] = text
         size = len(text) + 2  # ASCII, as answers are; ", " between
         took = (self.used[0] + size, self.used[1] + len(exp.participants) * (len(exp.goals) + 1))
         if self.taken and any(t > limit for t, limit in zip(took, self.limits, strict=True)):
