@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -423,8 +424,9 @@ def test_the_three_commands_deploy_from_an_installed_wheel_in_an_empty_folder(
     folder.mkdir()
     env = emulator.env(bin_dir)
     gimel = str(bin_dir / "gimel")
+    # The production default: registration=declared (no --registration).
     configure = [gimel, "configure", "--redis-url", emulator.redis_url, "--stage", "wheel"]
-    configure += ["--api-key", API_KEY, "--registration", "open", "--front-door", "url"]
+    configure += ["--api-key", API_KEY, "--front-door", "url"]
     output = emulator.run([*configure, "--no-input"], folder, env, "gimel configure")
     assert "Saved to gimel.config.json" in output
     output = emulator.run([gimel, "deploy"], folder, env, "gimel deploy (npm ci, sls deploy)")
@@ -441,8 +443,30 @@ def test_the_three_commands_deploy_from_an_installed_wheel_in_an_empty_folder(
         names = archive.namelist()
     assert {"handler.py", "gimel_core/__init__.py", "gimel_core/lua/track.lua"} <= set(names)
     assert not [name for name in names if "deploy_files" in name or name.endswith(".pyc")]
+    # Declared registration: an undeclared experiment is answered, not counted...
+    track(emulator, saved["trackUrl"], "from a wheel", "a", "w0", "participate")
+    listing = emulator.json(
+        "GET", f"{saved['endpoint']}/experiments", headers={"x-api-key": API_KEY}
+    )
+    assert listing[1:] == [] and listing[0]["meta"]["dropped"] == {"undeclared": 1}
+    # ...until the team declares it, with the plans file, through the deployed API.
+    (folder / "plans.yaml").write_text(
+        "experiments:\n  from a wheel:\n    variants: [a, b]\n    goals: [signup]\n"
+    )
+    # The deployed API by LocalStack's path-style URL: its host-style one needs public DNS.
+    endpoint = urlsplit(saved["endpoint"])
+    api = f"{emulator.localstack.url}/restapis/{endpoint.hostname.split('.')[0]}"
+    where = ["--url", f"{api}{endpoint.path}/_user_request_", "--api-key", API_KEY]
+    output = emulator.run(
+        [gimel, "plan", "apply", "plans.yaml", *where], folder, env, "gimel plan apply"
+    )
+    assert "1 declared in namespace alephbet" in output
     track(emulator, saved["trackUrl"], "from a wheel", "a", "w1", "participate")
-    assert results(emulator, saved["endpoint"], "from a wheel")["participants"] == {"a": 1}
+    track(emulator, saved["trackUrl"], "from a wheel", "z", "w2", "participate")  # not declared
+    found = results(emulator, saved["endpoint"], "from a wheel")
+    assert found["participants"] == {"a": 1, "b": 0} and found["plan"]["variants"] == ["a", "b"]
+    output = emulator.run([gimel, "plan", "show", *where], folder, env, "gimel plan show")
+    assert "from a wheel:" in output and "- signup" not in output and "name: signup" in output
 
     # A second deploy reuses the installed sls; `sls remove` runs from the prepared folder.
     output = emulator.run([gimel, "deploy"], folder, env, "gimel deploy again")
