@@ -17,6 +17,7 @@ The uplift's interval and p-value follow the experiment's analysis method:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import lru_cache
@@ -99,14 +100,16 @@ def _past(
             through = _running(on_day, through)
             days.append((day, _analyse(on_day, through)))
         found = (days, through)
-        if len(_PAST) >= _PAST_LIMIT:
-            _PAST.pop(next(iter(_PAST)))
-        _PAST[fingerprint] = found
+        with _PAST_LOCK:  # gimel serve's threads share it: evict and insert as one step
+            if len(_PAST) >= _PAST_LIMIT:
+                _PAST.pop(next(iter(_PAST)))
+            _PAST[fingerprint] = found
     return found
 
 
 _PAST: dict[tuple[object, ...], tuple[list[tuple[int, ExperimentResult]], Running]] = {}
 _PAST_LIMIT = 256
+_PAST_LOCK = threading.Lock()
 
 
 # -- one look -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -348,21 +349,25 @@ _ANALYSED_BYTES = 2_000_000
 """Bound on the replies kept (the results they keep grow with them): a few pages of a
 dashboard, a few tens of megabytes at most, whatever the experiments."""
 _kept = [0]
+_ANALYSED_LOCK = threading.Lock()
 
 
 def _remember(
     namespace: str, name: str, raw: bytes, counts: ExperimentCounts, result: ExperimentResult
 ) -> Texts | None:
-    if len(raw) > _ANALYSED_BYTES // 8 or (namespace, name, raw) in _ANALYSED:
+    if len(raw) > _ANALYSED_BYTES // 8:
         return None  # one huge experiment would push out a whole page of ordinary ones
-    while _ANALYSED and _kept[0] + len(raw) > _ANALYSED_BYTES:
-        oldest = next(iter(_ANALYSED))
-        _kept[0] -= len(oldest[2])
-        del _ANALYSED[oldest]
-    texts: Texts = {}
-    _ANALYSED[namespace, name, raw] = (counts, result, texts)
-    _kept[0] += len(raw)
-    return texts
+    with _ANALYSED_LOCK:  # gimel serve's threads share it: evict and insert as one step
+        if (namespace, name, raw) in _ANALYSED:
+            return None
+        while _ANALYSED and _kept[0] + len(raw) > _ANALYSED_BYTES:
+            oldest = next(iter(_ANALYSED))
+            _kept[0] -= len(oldest[2])
+            del _ANALYSED[oldest]
+        texts: Texts = {}
+        _ANALYSED[namespace, name, raw] = (counts, result, texts)
+        _kept[0] += len(raw)
+        return texts
 
 
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:
