@@ -73,14 +73,14 @@ class Tracker(StoreBacked):
         ident = (event.namespace, event.experiment)
         tally = Tally()
         refusal = self._admit(*ident)
-        if refusal is _UNDECLARED:
-            tally.undeclared = 1
+        if refusal is _UNDECLARED:  # answered, not counted: no refusal
+            tally.undeclared, refusal = 1, None
         elif refusal is None:
             self._count(ident, [event], tally, *self._assumed(ident))
-            if tally.refused:
-                refusal = tally.refused[0]
-        self._record_dropped([refusal] if refusal and refusal is not _UNDECLARED else [], tally)
-        if refusal and refusal is not _UNDECLARED:
+            refusal = tally.refused[0] if tally.refused else None
+        if refusal or tally.undeclared:
+            self._record_dropped([refusal] if refusal else [], tally)
+        if refusal:
             raise refusal
         return tally.new > 0
 
