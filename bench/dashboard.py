@@ -19,7 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,22 +110,27 @@ def results_endpoint(app: Flask, view: str = "full") -> dict[str, float]:
     assert len(response.get_json()) == EXPERIMENTS + 1
     with counted_round_trips() as calls:
         assert client.get(url, headers=headers).status_code == 200
-    times, cold = [], []
-    for _ in range(CALLS):
-        started = time.perf_counter()
-        client.get(url, headers=headers)
-        times.append((time.perf_counter() - started) * 1000)
-    for _ in range(CALLS):  # nothing computed yet: as when every experiment just changed
-        forget()
-        started = time.perf_counter()
-        client.get(url, headers=headers)
-        cold.append((time.perf_counter() - started) * 1000)
     prefix = "results" if view == "full" else view
     return {
-        f"{prefix}_ms": statistics.median(times),
-        f"{prefix}_cold_ms": statistics.median(cold),
+        f"{prefix}_ms": median_ms(lambda: client.get(url, headers=headers), CALLS),
+        # Nothing computed yet: as when every experiment just changed.
+        f"{prefix}_cold_ms": median_ms(lambda: client.get(url, headers=headers), CALLS, forget),
         f"{prefix}_round_trips": calls[0],
     }
+
+
+def median_ms(
+    call: Callable[[], object], times: int, before: Callable[[], None] | None = None
+) -> float:
+    """Median milliseconds of ``call`` over ``times`` runs, ``before`` run untimed before each."""
+    taken = []
+    for _ in range(times):
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        call()
+        taken.append((time.perf_counter() - started) * 1000)
+    return statistics.median(taken)
 
 
 class _QuietHandler(WSGIRequestHandler):

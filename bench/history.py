@@ -13,9 +13,7 @@ the first look of a day) and its Redis round trips are counted.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from typing import Any
 
 import redis
@@ -23,7 +21,7 @@ import redis
 from gimel_core import create_app, keys
 from gimel_core.embedded import EmbeddedRedis
 
-from .dashboard import counted_round_trips, forget
+from .dashboard import counted_round_trips, forget, median_ms
 
 API_KEY = "bench-key-0123456789abcdef"
 START = 1_796_083_200  # a UTC midnight
@@ -65,24 +63,17 @@ def measure(counting: str, days: int = 90, visitors: int = 40) -> dict[str, floa
             assert len(body["points"]) == days + 1, len(body["points"])
             with counted_round_trips() as calls:
                 assert client.get(url, headers=headers).status_code == 200
-            times, cold = [], []
-            for _ in range(CALLS):
-                started = time.perf_counter()
-                client.get(url, headers=headers)
-                times.append((time.perf_counter() - started) * 1000)
-            for _ in range(CALLS // 3):  # as on the first look of a day: nothing computed yet
-                forget()
-                started = time.perf_counter()
-                client.get(url, headers=headers)
-                cold.append((time.perf_counter() - started) * 1000)
+            warm = median_ms(lambda: client.get(url, headers=headers), CALLS)
+            # As on the first look of a day: nothing computed yet.
+            cold = median_ms(lambda: client.get(url, headers=headers), CALLS // 3, forget)
             app.extensions["gimel"].client.close()
         finally:
             server.stop()
     return {
         "bytes_per_day": size / recorded,
         "days": recorded,
-        "history_ms": statistics.median(times),
-        "history_cold_ms": statistics.median(cold),
+        "history_ms": warm,
+        "history_cold_ms": cold,
         "round_trips": calls[0],
     }
 

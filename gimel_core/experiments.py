@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -17,12 +16,11 @@ from functools import lru_cache
 from typing import Any
 
 from . import analysis, dedup, defaults, keys, paging, plans, scripts, settings
-from .config import Config
 from .errors import Conflict, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
 from .plans import Plan
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
-from .scripts import ClearTag, Meta, Scripts
+from .scripts import ClearTag, Meta
 from .store import StoreBacked
 
 _CLEAR_ATTEMPTS = 20
@@ -30,14 +28,6 @@ _CLEAR_ATTEMPTS = 20
 
 class Experiments(StoreBacked):
     """The experiments stored in one Redis."""
-
-    def __init__(
-        self, scripts_: Scripts, config: Config, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.scripts = scripts_
-        self.client = scripts_.client
-        self.config = config
-        self.clock = clock
 
     # -- reading -----------------------------------------------------------------------
 
@@ -173,7 +163,7 @@ class Experiments(StoreBacked):
                 continue
             counts, result, texts = hit
             if analysis.plans_ahead(counts):
-                counts = replace(counts, elapsed_days=_days(counts, now))
+                counts = replace(counts, elapsed_days=_days(counts.reset_at or counts.created, now))
                 found[name] = analysis.replan(result, counts), None
             else:
                 found[name] = result, texts
@@ -315,7 +305,7 @@ def _experiment_counts(
     else:
         table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
-    counts = ExperimentCounts(
+    return ExperimentCounts(
         name=name,
         counting=mode,
         variants=variants,
@@ -326,13 +316,12 @@ def _experiment_counts(
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals),
+        elapsed_days=_days(reset_at or created, now),
     )
-    return replace(counts, elapsed_days=_days(counts, now))
 
 
-def _days(counts: ExperimentCounts, now: float) -> float | None:
-    """Days since the experiment was created, or last reset."""
-    since = counts.reset_at or counts.created
+def _days(since: int | None, now: float) -> float | None:
+    """Days from ``since`` (the experiment's creation, or its last reset) to ``now``."""
     return None if since is None else max(0.0, now - since) / DAY
 
 

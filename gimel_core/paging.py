@@ -19,9 +19,8 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from . import defaults
 from .errors import InvalidInput
@@ -113,9 +112,6 @@ class Budget:
         counters: int = defaults.PAGE_COUNTERS,
     ) -> None:
         self.summary = summary
-        self.render: Callable[[ExperimentResult], Any] = (
-            ExperimentResult.summary_json if summary else ExperimentResult.to_json
-        )
         self.limits = (size, counters)
         self.used = (0, 0)
         self.taken = 0
@@ -127,7 +123,7 @@ class Budget:
         """``texts``: where this result's encodings are kept, by ``summary``, if they are."""
         text = texts.get(self.summary) if texts is not None else None
         if text is None:
-            text = json.dumps(self.render(exp))
+            text = json.dumps(exp.to_json(self.summary))
             if texts is not None and len(text) <= KEPT_TEXT:
                 texts[self.summary] = text
         size = len(text) + 2  # ASCII, as answers are; ", " between

@@ -265,9 +265,6 @@ class ExperimentResult:
             body["planning"] = self.planning.to_json() if self.planning else None
         return body
 
-    def summary_json(self) -> dict[str, Any]:
-        return self.to_json(summary=True)
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExperimentResult:
         srm, decision, planning = data.get("srm"), data.get("decision"), data.get("planning")
@@ -334,9 +331,8 @@ class Listing:
         return ("[" + ", ".join([head, *pieces]) + "]").encode()
 
     def to_json(self, summary: bool = False) -> list[dict[str, Any]]:
-        """``summary``: each experiment's ``summary_json`` (``view=summary``)."""
-        render = ExperimentResult.summary_json if summary else ExperimentResult.to_json
-        return [{"meta": self.meta()}, *(render(exp) for exp in self.experiments)]
+        """``summary``: each experiment without its goals' results (``view=summary``)."""
+        return [{"meta": self.meta()}, *(exp.to_json(summary) for exp in self.experiments)]
 
     @classmethod
     def from_json(cls, data: list[dict[str, Any]]) -> Listing:

@@ -8,9 +8,10 @@ them into :class:`StoreUnavailable`, which the API answers with 503 and ``Retry-
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -21,6 +22,10 @@ from redis.retry import Retry
 
 from . import defaults
 from .errors import ConfigError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .scripts import Scripts
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """``redis+cluster://host:port,host:port`` (as the ``limits`` library writes it), TLS too."""
@@ -105,7 +110,16 @@ def _wrapped(method: F) -> F:
 
 class StoreBacked:
     """Base of the classes that talk to Redis: their public methods never raise a redis
-    exception, only :class:`StoreUnavailable` (wrapped once here, not at each call site)."""
+    exception, only :class:`StoreUnavailable` (wrapped once here, not at each call site).
+    Each runs its scripts over one client, with the process's config and clock."""
+
+    def __init__(
+        self, scripts: Scripts, config: Config, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.scripts = scripts
+        self.client = scripts.client
+        self.config = config
+        self.clock = clock
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

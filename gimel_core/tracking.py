@@ -52,10 +52,7 @@ class Tracker(StoreBacked):
     def __init__(
         self, scripts_: Scripts, config: Config, clock: Callable[[], float] = time.time
     ) -> None:
-        self.scripts = scripts_
-        self.client = scripts_.client
-        self.config = config
-        self.clock = clock
+        super().__init__(scripts_, config, clock)
         self.new = TrackSettings(
             mode=config.counting,
             window=config.dedup_window,

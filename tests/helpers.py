@@ -13,6 +13,28 @@ from urllib.parse import urlencode
 import pytest
 from flask.testing import FlaskClient
 
+PUBLIC = {
+    ("GET", "/track"),
+    ("OPTIONS", "/track"),
+    ("POST", "/track"),
+    ("GET", "/health"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/{asset}"),
+    ("GET", "/openapi.json"),
+}
+"""serverless.yml's public routes (method, path): what visitors and the dashboard page call."""
+PRIVATE = {
+    ("GET", "/experiments"),
+    ("GET", "/experiments/{name}"),
+    ("PUT", "/experiments/{name}"),
+    ("PATCH", "/experiments/{name}"),
+    ("DELETE", "/experiments/{name}"),
+    ("POST", "/experiments/{name}/reset"),
+    ("GET", "/experiments/{name}/history"),
+    ("DELETE", "/delete"),
+}
+"""serverless.yml's routes behind the API key (API Gateway checks it, then the app)."""
+
 
 def track_url(**fields: str) -> str:
     """A /track URL exactly as Alephbet builds it (form-encoded, '+' for spaces)."""

@@ -32,6 +32,7 @@ from flask import Flask
 
 from conftest import API_KEY
 from gimel_core.embedded import free_port
+from helpers import PRIVATE, PUBLIC
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -51,25 +52,6 @@ PARAMS = {
     "securityGroupIds": "sg-0123456789abcdef0",
 }
 
-PUBLIC = {
-    ("GET", "/track"),
-    ("OPTIONS", "/track"),
-    ("POST", "/track"),
-    ("GET", "/health"),
-    ("GET", "/dashboard"),
-    ("GET", "/dashboard/{asset}"),
-    ("GET", "/openapi.json"),
-}
-PRIVATE = {
-    ("GET", "/experiments"),
-    ("GET", "/experiments/{name}"),
-    ("PUT", "/experiments/{name}"),
-    ("PATCH", "/experiments/{name}"),
-    ("DELETE", "/experiments/{name}"),
-    ("POST", "/experiments/{name}/reset"),
-    ("GET", "/experiments/{name}/history"),
-    ("DELETE", "/delete"),
-}
 EXTRA_TRACK = {
     (method, extra) for method, path in PUBLIC if path == "/track" for extra in ("/collect", "/t")
 }

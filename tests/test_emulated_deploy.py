@@ -29,6 +29,7 @@ import redis
 
 from emulator import aws
 from gimel_core.embedded import EmbeddedRedis
+from helpers import PRIVATE, PUBLIC
 
 pytestmark = pytest.mark.emulator
 
@@ -39,27 +40,6 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 """Visitors' events come from browsers; Gimel answers scripts' events without counting them."""
 FORBIDDEN = {"message": "Forbidden"}
 """API Gateway's own answer to a missing or wrong key: the request never reached the function."""
-
-PUBLIC = {
-    ("GET", "/track"),
-    ("OPTIONS", "/track"),
-    ("POST", "/track"),
-    ("GET", "/health"),
-    ("GET", "/dashboard"),
-    ("GET", "/dashboard/{asset}"),
-    ("GET", "/openapi.json"),
-}
-PRIVATE = {
-    ("GET", "/experiments"),
-    ("GET", "/experiments/{name}"),
-    ("PUT", "/experiments/{name}"),
-    ("PATCH", "/experiments/{name}"),
-    ("DELETE", "/experiments/{name}"),
-    ("POST", "/experiments/{name}/reset"),
-    ("GET", "/experiments/{name}/history"),
-    ("DELETE", "/delete"),
-}
-"""serverless.yml's routes; the test reads the deployed API's own list and compares."""
 
 
 # -- the emulator, its clients and the stacks -----------------------------------------------

@@ -2,10 +2,10 @@
 // fetches GET /experiments/<name>/history (and uPlot, the first time), then shows the new
 // participants per day, and per goal the cumulative rates and the uplifts over time, each
 // chart with a caption that says its figures in words.
-import { api, experimentPath } from "./api.js";
+import { api } from "./api.js";
 import { h } from "./dom.js";
-import { failed } from "./errors.js";
 import { count, pct, raw, signedPct } from "./format.js";
+import { fetchInto } from "./ondemand.js";
 import { loadPlotting, participantsPlot, ratePlot, upliftPlot, variantColours } from "./plots.js";
 import { state } from "./state.js";
 import { timeline } from "./timeline.js";
@@ -35,39 +35,16 @@ export function historySection(exp) {
   return details;
 }
 
-async function load(details, body, exp) {
-  const path = experimentPath(exp.experiment);
-  const set = (value) => (details.dataset.state = value);
-  if (path === null) {
-    set("error");
-    body.replaceChildren(h("p", { class: "muted", text: "A name of “.” or “..” has no URL." }));
-    return;
-  }
-  set("loading");
-  details.setAttribute("aria-busy", "true");
-  body.replaceChildren(h("p", { class: "muted", text: "Loading the history…" }));
-  try {
+function load(details, body, exp) {
+  const show = async (path) => {
     const [history, uPlot] = await Promise.all([
       api("GET", path + "/history", { namespace: state.namespace }),
       loadPlotting(),
     ]);
     draw(body, uPlot, exp, history);
     drawn.set(details, () => draw(body, uPlot, exp, history));
-    set("ready");
-  } catch (error) {
-    set("error");
-    if ((error.status === 401 || error.status === 403) && failed(error, () => {})) return;
-    const again = h("button", {
-      type: "button",
-      class: "btn btn-small",
-      text: "Try again",
-      onclick: () => load(details, body, exp),
-    });
-    const text = `Could not load the history: ${error.message}`;
-    body.replaceChildren(h("p", { class: "alert alert-error" }, text, " ", again));
-  } finally {
-    details.removeAttribute("aria-busy");
-  }
+  };
+  return fetchInto(details, body, exp, "history", show, () => load(details, body, exp));
 }
 
 function swatch(colour, dashed) {

@@ -3,10 +3,10 @@
 // <details> of its card fetches GET /experiments/<name> when opened, then shows a section per
 // goal. It is built open when the results are at hand already (an action's answer), and
 // board.js opens the first few small ones by itself.
-import { api, experimentPath } from "./api.js";
+import { api } from "./api.js";
 import { h } from "./dom.js";
-import { failed } from "./errors.js";
 import { goalSection } from "./goal.js";
+import { fetchInto } from "./ondemand.js";
 import { state } from "./state.js";
 
 // A full result carries goals[] (with their results); a summary carries goal_names[].
@@ -64,39 +64,16 @@ export function openResults(details, exp) {
   return done;
 }
 
-async function load(details, body, exp) {
-  const path = experimentPath(exp.experiment);
-  const set = (value) => (details.dataset.state = value);
-  if (path === null) {
-    set("error");
-    body.replaceChildren(h("p", { class: "muted", text: "A name of “.” or “..” has no URL." }));
-    return;
-  }
-  set("loading");
-  details.setAttribute("aria-busy", "true");
-  body.replaceChildren(h("p", { class: "muted", text: "Loading the results…" }));
+function load(details, body, exp) {
   const seq = state.loadSeq;
-  try {
+  const show = async (path) => {
     const full = await api("GET", path, { namespace: state.namespace });
     fill(body, full);
-    set("ready");
     // Kept, so that the card is drawn again with them (after an action on another card).
     const index = state.experiments.findIndex((e) => e.experiment === exp.experiment);
     if (seq === state.loadSeq && index >= 0) state.experiments[index] = full;
-  } catch (error) {
-    set("error");
-    if ((error.status === 401 || error.status === 403) && failed(error, () => {})) return;
-    const again = h("button", {
-      type: "button",
-      class: "btn btn-small",
-      text: "Try again",
-      onclick: () => openResults(details, exp),
-    });
-    const text = `Could not load the results: ${error.message}`;
-    body.replaceChildren(h("p", { class: "alert alert-error" }, text, " ", again));
-  } finally {
-    details.removeAttribute("aria-busy");
-  }
+  };
+  return fetchInto(details, body, exp, "results", show, () => openResults(details, exp));
 }
 
 function fill(body, exp) {
