@@ -196,8 +196,8 @@ def _kind(row: VariantResult) -> str | None:
 
 
 def _text(row: VariantResult) -> str:
-    text = row.verdict.text if row.verdict else ""
-    return text[:1].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
+    """A win's or a loss's verdict, which starts with a name: quoted as it is."""
+    return row.verdict.text if row.verdict else ""
 
 
 def _remaining(primary: Sequence[GoalResult], planning: Planning | None) -> str:

@@ -224,3 +224,13 @@ def test_a_win_waits_for_a_guardrail_that_looks_harmed() -> None:
     # An estimate within the margin does not hold the win.
     fine = analyse(experiment(cells(signup=(1000, 1300), refund=(50, 50))))
     assert fine.decision is not None and fine.decision.kind == "ship"
+
+
+def test_the_decision_quotes_names_as_they_are() -> None:
+    """A variant named with a capital is not lowercased in the decision line."""
+    plan = {"variants": ["Control", "Red"], "goals": ["signup"]}
+    data = {("participate", "Control"): 10_000, ("participate", "Red"): 10_000}
+    data.update({("signup", "Control"): 1000, ("signup", "Red"): 1300})
+    result = analyse(experiment(data, plan=plan))
+    assert result.decision is not None
+    assert result.decision.text.startswith("Ship Red: Red beats Control on signup")
