@@ -1,0 +1,88 @@
+"""Gimel's words: every closed set of values the model, the API and the dashboard share.
+
+Each concept is one ``StrEnum``: a member *is* its string (``Mode.HLL == "hll"``), so it is
+stored, compared and encoded as that string, while mypy catches a misspelt member. The
+OpenAPI document's enums, the Lua prelude and the dashboard's ``vocabulary.js`` are checked
+against (or generated from) these classes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """How an experiment counts unique events."""
+
+    HLL = "hll"
+    """Redis HyperLogLog: at most 12 KB a counter, about 0.8% standard error, no uuid kept."""
+    EXACT = "exact"
+    """An integer counter plus a de-dup record per uuid."""
+
+
+class Registration(StrEnum):
+    """Which experiments public traffic is counted in."""
+
+    OPEN = "open"
+    """Any experiment a page names (under the caps)."""
+    DECLARED = "declared"
+    """Only experiments declared with a plan."""
+
+
+class Analysis(StrEnum):
+    """How p-values and intervals are computed."""
+
+    SEQUENTIAL = "sequential"
+    """Always-valid confidence sequences: safe to look at every day."""
+    FIXED = "fixed"
+    """Fixed horizon: valid at one look planned in advance."""
+
+
+class Role(StrEnum):
+    """What a goal is for in the decision."""
+
+    PRIMARY = "primary"
+    GUARDRAIL = "guardrail"
+    SECONDARY = "secondary"
+
+
+class Direction(StrEnum):
+    """Which way is better for a goal."""
+
+    INCREASE = "increase"
+    DECREASE = "decrease"
+
+
+class VerdictKind(StrEnum):
+    """The verdict on a variant against the control, for one goal."""
+
+    WIN = "win"
+    LOSE = "lose"
+    EVEN = "even"
+    WAIT = "wait"
+    HARM = "harm"
+    """Guardrails: the variant does harm beyond the margin."""
+    SAFE = "safe"
+    """Guardrails: the variant stays within the margin."""
+
+
+class DecisionKind(StrEnum):
+    """The experiment's one decision line."""
+
+    CHECK_SPLIT = "check_split"
+    SHIP = "ship"
+    KEEP_CONTROL = "keep_control"
+    NO_DIFFERENCE = "no_difference"
+    KEEP_RUNNING = "keep_running"
+
+
+VOCABULARY: dict[str, type[StrEnum]] = {
+    "Mode": Mode,
+    "Registration": Registration,
+    "Analysis": Analysis,
+    "Role": Role,
+    "Direction": Direction,
+    "VerdictKind": VerdictKind,
+    "DecisionKind": DecisionKind,
+}
+"""Every concept by name: what the dashboard's vocabulary and the OpenAPI enums are tested against."""
