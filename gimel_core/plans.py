@@ -158,7 +158,7 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
             "planned_participants",
             f"must be a whole number of participants (all variants) from 2 to {MAX_PARTICIPANTS}",
         )
-    mde = problems.check(_fraction, "mde", body.get("mde"), 0.0, 10.0, True)
+    mde = problems.check(_fraction, "mde", body.get("mde"), low=0.0, high=10.0, open_low=True)
     description = problems.check(parse_description, body.get("description"))
     problems.raise_any()
     assert variants is not None and control is not None  # else raised above
@@ -183,10 +183,10 @@ class _Problems:
     def add(self, field: str, message: str) -> None:
         self.found.append(InvalidInput(field, message))
 
-    def check(self, parse: Callable[..., T], *args: Any) -> T | None:
-        """``parse(*args)``, or None with its error kept."""
+    def check(self, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``parse(*args, **kwargs)``, or None with its error kept."""
         try:
-            return parse(*args)
+            return parse(*args, **kwargs)
         except InvalidInput as exc:
             self.found.append(exc)
             return None
@@ -318,7 +318,7 @@ def _goal(where: str, item: Any, problems: _Problems) -> PlannedGoal | None:
     direction = item.get("direction", Direction.INCREASE.value)
     if direction not in DIRECTIONS:
         problems.add(f"{where}.direction", f"must be one of: {', '.join(DIRECTIONS)}")
-    margin = problems.check(_fraction, f"{where}.margin", item.get("margin"), 0.0, 1.0)
+    margin = problems.check(_fraction, f"{where}.margin", item.get("margin"), low=0.0, high=1.0)
     if name is None or role not in ROLES or direction not in DIRECTIONS:
         return None
     return PlannedGoal(name, role, direction, margin or 0.0)

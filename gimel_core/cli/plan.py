@@ -47,7 +47,11 @@ def plan() -> None:
     help=f"Declare the plans in FILE (YAML or JSON): show the changes, apply them.\n\n{WHERE}"
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would change and what the server would refuse; change nothing.",
+)
 @data_options
 @one_line_errors
 def apply(
@@ -93,7 +97,10 @@ def apply(
         click.echo(f"{len(changed)} declared in namespace {shown(namespace)}")
 
 
-@plan.command(help=f"Print the declared plans, in the format `plan apply` reads.\n\n{WHERE}")
+@plan.command(
+    help="Print the declared plans, in the format `plan apply` reads: only what each declares, "
+    f"no default (a file it overwrites loses its comments).\n\n{WHERE}"
+)
 @click.argument("experiments", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
 @data_options
