@@ -19,6 +19,7 @@ from . import defaults
 from .errors import (
     Conflict,
     InvalidBatch,
+    InvalidFields,
     InvalidInput,
     Refused,
     StoreUnavailable,
@@ -48,6 +49,9 @@ def refusal(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, JSON body and headers answering an exception."""
     if isinstance(exc, InvalidBatch):
         return 400, {"error": exc.message, "field": exc.field, "errors": exc.errors}, {}
+    if isinstance(exc, InvalidFields):
+        errors = [{"field": e.field, "error": e.message} for e in exc.errors]
+        return 400, {"error": exc.message, "field": exc.field, "errors": errors}, {}
     if isinstance(exc, InvalidInput):
         return 400, {"error": exc.message, "field": exc.field}, {}
     if isinstance(exc, StoreUnavailable):

@@ -144,11 +144,16 @@ def json_body() -> Any:
 @bp.put("/experiments/<path:name>")
 @require_key
 def declare_experiment(name: str) -> Response:
-    """Declare (or update) the experiment's plan; 201 when this creates the experiment."""
-    namespace = namespace_of(query("namespace"))
+    """Declare (or update) the experiment's plan; 201 when this creates the experiment.
+    ``dry_run=true`` answers the same and writes nothing."""
+    values = query("namespace", "dry_run")
+    namespace = namespace_of(values)
+    dry_run = values.get("dry_run", "false").lower()
+    if dry_run not in ("true", "false"):
+        raise InvalidInput("dry_run", "'dry_run' must be true or false")
     name = check_name("experiment", name)
-    _, created = store().declare(namespace, name, json_body())
-    return json_response(store().experiment(namespace, name).to_json(), 201 if created else 200)
+    found, created = store().declare(namespace, name, json_body(), dry_run == "true")
+    return json_response(found.to_json(), 201 if created else 200)
 
 
 @bp.patch("/experiments/<path:name>")

@@ -14,7 +14,7 @@ import requests
 
 from . import defaults, paging
 from .config import Config
-from .errors import GimelError
+from .errors import Conflict, GimelError, InvalidInput
 from .experiments import Experiments
 from .results import ExperimentResult, History, Listing
 from .scripts import Scripts
@@ -28,7 +28,9 @@ class Backend(Protocol):
     def reset(self, namespace: str, name: str) -> ExperimentResult: ...
     def delete(self, namespace: str, name: str) -> None: ...
     def history(self, namespace: str, name: str) -> History: ...
-    def declare(self, namespace: str, name: str, plan: dict[str, Any]) -> ExperimentResult: ...
+    def declare(
+        self, namespace: str, name: str, plan: Any, dry_run: bool = False
+    ) -> ExperimentResult: ...
 
 
 class HttpBackend:
@@ -61,6 +63,10 @@ class HttpBackend:
                 )
             if response.status_code == 404 and message:
                 raise NotFound(message)
+            if response.status_code == 409 and message:
+                raise Conflict(message)
+            if response.status_code == 400 and message:
+                raise InvalidInput(str(body.get("field", "")), message)
             raise GimelError(message or f"{self.url}{path} answered {response.status_code}")
         return body
 
@@ -101,8 +107,12 @@ class HttpBackend:
         found = self._call("POST", _path(name) + "/reset", params={"namespace": namespace})
         return ExperimentResult.from_json(found)
 
-    def declare(self, namespace: str, name: str, plan: dict[str, Any]) -> ExperimentResult:
-        found = self._call("PUT", _path(name), params={"namespace": namespace}, json=plan)
+    def declare(
+        self, namespace: str, name: str, plan: Any, dry_run: bool = False
+    ) -> ExperimentResult:
+        """The server validates either way; a dry run (``?dry_run=true``) writes nothing."""
+        params = {"namespace": namespace, "dry_run": "true" if dry_run else "false"}
+        found = self._call("PUT", _path(name), params=params, json=plan)
         return ExperimentResult.from_json(found)
 
     def delete(self, namespace: str, name: str) -> None:
@@ -155,6 +165,9 @@ class RedisBackend:
     def history(self, namespace: str, name: str) -> History:
         return self.store.history(namespace, name)
 
-    def declare(self, namespace: str, name: str, plan: dict[str, Any]) -> ExperimentResult:
-        self.store.declare(namespace, name, plan)
-        return self.store.experiment(namespace, name)
+    def declare(
+        self, namespace: str, name: str, plan: Any, dry_run: bool = False
+    ) -> ExperimentResult:
+        """The same validation as the server's PUT (it is the same code)."""
+        found, _ = self.store.declare(namespace, name, plan, dry_run)
+        return found

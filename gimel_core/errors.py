@@ -18,6 +18,17 @@ class InvalidInput(GimelError, ValueError):
         self.message = message
 
 
+class InvalidFields(InvalidInput):
+    """Several inputs are invalid (a plan's fields): all are reported at once, the first as
+    ``field``, so a client fixes them in one go."""
+
+    def __init__(self, errors: list[InvalidInput]) -> None:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more: see errors)" if len(errors) > 1 else ""
+        super().__init__(first.field, first.message + more)
+        self.errors = errors
+
+
 class InvalidBatch(InvalidInput):
     """Some events of a batch are invalid; none of the batch is recorded."""
 

@@ -18,7 +18,6 @@ from typing import Any
 from . import analysis, dedup, defaults, keys, paging, plans, scripts, settings
 from .errors import Conflict, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
-from .plans import Plan
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
 from .scripts import ClearTag, Meta
 from .store import StoreBacked
@@ -195,39 +194,47 @@ class Experiments(StoreBacked):
 
     # -- changing ----------------------------------------------------------------------
 
-    def declare(self, namespace: str, experiment: str, body: Any) -> tuple[Plan, bool]:
-        """Validate and store a plan (PUT); the plan, and whether the experiment is new.
+    def declare(
+        self, namespace: str, experiment: str, body: Any, dry_run: bool = False
+    ) -> tuple[ExperimentResult, bool]:
+        """Validate and store a plan (PUT); the experiment then, and whether it is new.
 
-        Conflict (nothing written) if a variant or goal already counted is not in it.
+        Conflict (nothing written) if a variant or goal already counted is not in it. A dry
+        run writes nothing and answers the same: it reads the counted names and compares
+        them as plan.lua would (:func:`plans.left_out`).
         """
         config = self.config
         # The caps bound what visitors can create; a plan may list as many names as the
         # defaults allow even where the caps were lowered.
         most_variants = max(config.max_variants, defaults.MAX_VARIANTS)
         plan = plans.parse(body, most_variants, max(config.max_goals, defaults.MAX_GOALS))
+        new = (config.counting, config.dedup_window, plan.analysis or config.analysis)
+        now = self.clock()
+        if dry_run:
+            (raw,) = self.scripts.run([scripts.read(namespace, experiment)])
+            before = scripts.stored(raw)
+            missing = plans.left_out(plan, before.variants, before.goals)
+            if any(missing):
+                raise plans.refusal(experiment, *missing)
+            after = plans.stored_with(before, experiment, plan, new, int(now), int(now) // DAY)
+            counts = _experiment_counts(experiment, after, None, now)
+            return analysis.analyse(counts), not before.meta
         call = scripts.declare(
             namespace,
             experiment,
-            (config.counting, config.dedup_window, plan.analysis or config.analysis),
-            int(self.clock()),
+            new,
+            int(now),
             plan.variants,
             plan.goal_names,
             plans.meta_fields(plan),
         )
         reply = self.scripts.run_one(call)
         if isinstance(reply, scripts.Undeclared):
-            missing = [*(f"variant {v!r}" for v in reply.variants)]
-            missing += [f"goal {g!r}" for g in reply.goals]
-            raise Conflict(
-                f"the plan leaves out what {experiment!r} has already counted: "
-                + ", ".join(missing)
-                + "; name them in the plan, or delete the experiment first",
-                {"variants": list(reply.variants), "goals": list(reply.goals)},
-            )
+            raise plans.refusal(experiment, reply.variants, reply.goals)
         # The namespace is known from now on, whatever the cap on namespaces: events in it
         # are admitted (its own slot in a cluster, so a second command).
         self.client.sadd(keys.namespaces(), namespace)
-        return plan, reply.created
+        return self.experiment(namespace, experiment), reply.created
 
     def update_settings(self, namespace: str, experiment: str, body: Any) -> None:
         """Validate and store control, weights, description, archived (PATCH)."""

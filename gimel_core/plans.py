@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from . import defaults
-from .errors import InvalidInput
+from .errors import Conflict, InvalidFields, InvalidInput
 from .events import check_name
-from .scripts import Meta
+from .scripts import Meta, Stored
+from .vocabulary import Direction, Role
 
 ROLES = ("primary", "guardrail", "secondary")
 DIRECTIONS = ("increase", "decrease")
@@ -41,6 +42,7 @@ FIELDS = (
 GOAL_FIELDS = ("name", "role", "direction", "margin")
 MAX_DESCRIPTION = 1000
 MAX_PARTICIPANTS = 10**12
+T = TypeVar("T")
 # Control characters other than tab and newline, and lone surrogates (JSON can carry them).
 _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -61,6 +63,17 @@ class PlannedGoal:
             "direction": self.direction,
             "margin": self.margin,
         }
+
+    def declared(self) -> str | dict[str, Any]:
+        """Its fields but the defaults; only a name left: the bare name."""
+        shown: dict[str, Any] = {"name": self.name}
+        if self.role != Role.PRIMARY:
+            shown["role"] = self.role
+        if self.direction != Direction.INCREASE:
+            shown["direction"] = self.direction
+        if self.margin:
+            shown["margin"] = self.margin
+        return self.name if len(shown) == 1 else shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,50 +110,103 @@ class Plan:
             "description": self.description,
         }
 
+    def declared(self) -> dict[str, Any]:
+        """What a team writes in a plans file: no null, no default, whole weights as whole
+        numbers; what ``plan show`` prints, and it parses back to this very plan."""
+        shown: dict[str, Any] = {"variants": list(self.variants), "control": self.control}
+        if self.weights is not None:
+            shown["weights"] = {v: _whole(w) for v, w in self.weights.items()}
+        if self.goals:
+            shown["goals"] = [g.declared() for g in self.goals]
+        optional = {
+            "analysis": self.analysis,
+            "planned_participants": self.planned_participants,
+            "mde": self.mde,
+            "description": self.description,
+        }
+        shown.update((key, value) for key, value in optional.items() if value is not None)
+        return shown
+
     def encode(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
 
 
 def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
-    """A plan from its JSON object; :class:`InvalidInput` naming the first bad field."""
+    """A plan from its JSON object; :class:`InvalidFields` listing every bad field, so that
+    one answer (or one ``plan apply``) shows all there is to fix."""
     if not isinstance(body, dict):
         raise InvalidInput("body", 'expected a JSON object with at least "variants"')
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise InvalidInput(unknown[0], f"unknown field {unknown[0]!r}; known: {', '.join(FIELDS)}")
-    variants = _names("variants", body.get("variants"), 2, max_variants)
-    control = body.get("control")
-    if control is None:
-        control = variants[0]
-    else:
-        control = check_name("control", control)
-        if control not in variants:
-            raise InvalidInput("control", f"{control!r} is not one of the plan's variants")
-    goals = _goals(body.get("goals"), max_goals)
+    problems = _Problems()
+    for key in sorted(set(body) - set(FIELDS)):
+        problems.add(key, f"unknown field {key!r}; known: {', '.join(FIELDS)}")
+    variants = problems.check(_names, "variants", body.get("variants"), 2, max_variants)
+    control = problems.check(_control, body.get("control"), variants)
+    goals = _goals(body.get("goals"), max_goals, problems)
     weights = body.get("weights")
+    if weights is not None and variants is not None:  # else nothing to check them against
+        weights = problems.check(parse_weights, weights, variants)
     analysis = body.get("analysis")
     if analysis is not None and analysis not in defaults.ANALYSES:
-        raise InvalidInput("analysis", f"must be one of: {', '.join(defaults.ANALYSES)}")
+        problems.add("analysis", f"must be one of: {', '.join(defaults.ANALYSES)}")
     planned = body.get("planned_participants")
     if planned is not None and (
         isinstance(planned, bool)
         or not isinstance(planned, int)
         or not 2 <= planned <= MAX_PARTICIPANTS
     ):
-        raise InvalidInput(
+        problems.add(
             "planned_participants",
             f"must be a whole number of participants (all variants) from 2 to {MAX_PARTICIPANTS}",
         )
+    mde = problems.check(_fraction, "mde", body.get("mde"), low=0.0, high=10.0, open_low=True)
+    description = problems.check(parse_description, body.get("description"))
+    problems.raise_any()
+    assert variants is not None and control is not None  # else raised above
     return Plan(
         variants=variants,
         control=control,
         goals=goals,
-        weights=None if weights is None else parse_weights(weights, variants),
+        weights=weights,
         analysis=analysis,
         planned_participants=planned,
-        mde=_fraction("mde", body.get("mde"), low=0.0, high=10.0, open_low=True),
-        description=parse_description(body.get("description")),
+        mde=mde,
+        description=description,
     )
+
+
+class _Problems:
+    """Every invalid field of one plan, in the order the fields are checked."""
+
+    def __init__(self) -> None:
+        self.found: list[InvalidInput] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.found.append(InvalidInput(field, message))
+
+    def check(self, parse: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``parse(*args, **kwargs)``, or None with its error kept."""
+        try:
+            return parse(*args, **kwargs)
+        except InvalidInput as exc:
+            self.found.append(exc)
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise InvalidFields(self.found)
+
+
+def _control(control: Any, variants: tuple[str, ...] | None) -> str | None:
+    if control is None:
+        return variants[0] if variants else None
+    control = check_name("control", control)
+    if variants is not None and control not in variants:
+        raise InvalidInput("control", f"{control!r} is not one of the plan's variants")
+    return control
+
+
+def _whole(number: float) -> float | int:
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def decode(raw: str) -> Plan:
@@ -223,39 +289,48 @@ def _unique(field: str, names: Iterable[str]) -> None:
         seen.add(name)
 
 
-def _goals(value: Any, most: int) -> tuple[PlannedGoal, ...]:
+def _goals(value: Any, most: int, problems: _Problems) -> tuple[PlannedGoal, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > most:
-        raise InvalidInput("goals", f"'goals' must be a list of at most {most} goals")
-    goals = []
-    for i, item in enumerate(value):
-        where = f"goals[{i}]"
-        if isinstance(item, str):  # a bare name: a primary goal, higher is better
-            item = {"name": item}
-        if not isinstance(item, dict):
-            raise InvalidInput(where, f"'{where}' must be a goal name or an object with 'name'")
-        unknown = sorted(set(item) - set(GOAL_FIELDS))
-        if unknown:
-            raise InvalidInput(
-                f"{where}.{unknown[0]}",
-                f"unknown goal field {unknown[0]!r}; known: {', '.join(GOAL_FIELDS)}",
-            )
-        name = check_name(f"{where}.name", item.get("name"))
-        if name == defaults.PARTICIPATE:
-            raise InvalidInput(
-                f"{where}.name", f"{name!r} is counted for every experiment: not a goal to declare"
-            )
-        role = item.get("role", "primary")
-        if role not in ROLES:
-            raise InvalidInput(f"{where}.role", f"must be one of: {', '.join(ROLES)}")
-        direction = item.get("direction", "increase")
-        if direction not in DIRECTIONS:
-            raise InvalidInput(f"{where}.direction", f"must be one of: {', '.join(DIRECTIONS)}")
-        margin = _fraction(f"{where}.margin", item.get("margin"), low=0.0, high=1.0) or 0.0
-        goals.append(PlannedGoal(name, role, direction, margin))
-    _unique("goals", (g.name for g in goals))
-    return tuple(goals)
+        problems.add("goals", f"'goals' must be a list of at most {most} goals")
+        return ()
+    goals = [_goal(f"goals[{i}]", item, problems) for i, item in enumerate(value)]
+    found = tuple(g for g in goals if g is not None)
+    problems.check(_unique, "goals", (g.name for g in found))
+    return found
+
+
+def _goal(where: str, item: Any, problems: _Problems) -> PlannedGoal | None:
+    if isinstance(item, str):  # a bare name: a primary goal, higher is better
+        item = {"name": item}
+    if not isinstance(item, dict):
+        problems.add(where, f"'{where}' must be a goal name or an object with 'name'")
+        return None
+    for key in sorted(set(item) - set(GOAL_FIELDS)):
+        problems.add(
+            f"{where}.{key}", f"unknown goal field {key!r}; known: {', '.join(GOAL_FIELDS)}"
+        )
+    name = problems.check(_goal_name, f"{where}.name", item.get("name"))
+    role = item.get("role", Role.PRIMARY.value)
+    if role not in ROLES:
+        problems.add(f"{where}.role", f"must be one of: {', '.join(ROLES)}")
+    direction = item.get("direction", Direction.INCREASE.value)
+    if direction not in DIRECTIONS:
+        problems.add(f"{where}.direction", f"must be one of: {', '.join(DIRECTIONS)}")
+    margin = problems.check(_fraction, f"{where}.margin", item.get("margin"), low=0.0, high=1.0)
+    if name is None or role not in ROLES or direction not in DIRECTIONS:
+        return None
+    return PlannedGoal(name, role, direction, margin or 0.0)
+
+
+def _goal_name(field: str, value: Any) -> str:
+    name = check_name(field, value)
+    if name == defaults.PARTICIPATE:
+        raise InvalidInput(
+            field, f"{name!r} is counted for every experiment: not a goal to declare"
+        )
+    return name
 
 
 def _fraction(
@@ -274,9 +349,10 @@ def _fraction(
 
 
 def changes(current: Plan | None, wanted: Plan) -> list[str]:
-    """What applying ``wanted`` over ``current`` changes, one line per field (empty: nothing)."""
+    """What applying ``wanted`` over ``current`` changes, one line per field (empty: nothing);
+    with no current plan, the fields ``wanted`` declares."""
     if current is None:
-        return [f"+ {key}: {_shown(value)}" for key, value in wanted.to_json().items()]
+        return [f"+ {key}: {_shown(value)}" for key, value in wanted.declared().items()]
     before, after = current.to_json(), wanted.to_json()
     return [
         f"~ {key}: {_shown(before[key])} -> {_shown(after[key])}"
@@ -300,6 +376,53 @@ def meta_fields(plan: Plan) -> dict[str, str]:
     if plan.analysis is not None:
         fields[Meta.ANALYSIS] = plan.analysis
     return fields
+
+
+def left_out(
+    plan: Plan, variants: Iterable[str], goals: Iterable[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The counted variants and goals ``plan`` does not name, sorted: the comparison
+    plan.lua makes before it writes, made here for a dry run to predict its refusal."""
+    return (
+        tuple(sorted(set(variants) - set(plan.variants))),
+        tuple(sorted(set(goals) - set(plan.goal_names))),
+    )
+
+
+def refusal(experiment: str, variants: Iterable[str], goals: Iterable[str]) -> Conflict:
+    """The 409 for a plan that leaves out counted names, dry run or not."""
+    variants, goals = list(variants), list(goals)
+    missing = [*(f"variant {v!r}" for v in variants), *(f"goal {g!r}" for g in goals)]
+    return Conflict(
+        f"the plan leaves out what {experiment!r} has already counted: "
+        + ", ".join(missing)
+        + "; name them in the plan, or delete the experiment first",
+        {"variants": variants, "goals": goals},
+    )
+
+
+def stored_with(
+    stored: Stored, experiment: str, plan: Plan, new: tuple[str, int, str], now: int, today: int
+) -> Stored:
+    """``stored`` as it would read once ``plan`` is declared (what plan.lua writes: the
+    creation fields if the experiment is new, then the plan's meta fields): a dry run's answer."""
+    meta = dict(stored.meta)
+    if not meta:
+        mode, window, method = new
+        meta = {
+            Meta.NAME: experiment,
+            Meta.COUNTING: mode,
+            Meta.WINDOW: str(window),
+            Meta.CREATED: str(now),
+            Meta.ANALYSIS: method,
+            Meta.DAY: str(today),
+        }
+    for field, value in meta_fields(plan).items():
+        if value:
+            meta[field] = value
+        else:
+            meta.pop(field, None)
+    return replace(stored, meta=meta)
 
 
 GOVERNED = ("control", "weights", "description", "analysis")

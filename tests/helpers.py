@@ -48,6 +48,24 @@ def track(client: FlaskClient, experiment: str, variant: str, event: str, uuid: 
     )
 
 
+def snapshot(raw_redis: Any) -> dict[bytes, Any]:
+    """Every key and its value, to see that nothing was written (a HyperLogLog by its count:
+    reading one may rewrite its cached cardinality)."""
+    found: dict[bytes, Any] = {}
+    for key in raw_redis.keys("*"):
+        kind = raw_redis.type(key)
+        if kind == b"hash":
+            found[key] = raw_redis.hgetall(key)
+        elif kind == b"set":
+            found[key] = raw_redis.smembers(key)
+        elif kind == b"zset":
+            found[key] = raw_redis.zrange(key, 0, -1, withscores=True)
+        else:
+            value = raw_redis.get(key)
+            found[key] = raw_redis.pfcount(key) if value.startswith(b"HYLL") else value
+    return found
+
+
 ORIGINAL_ROW = ("label", "successes", "trials")
 
 

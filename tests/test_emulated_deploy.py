@@ -453,7 +453,8 @@ def test_the_three_commands_deploy_from_an_installed_wheel_in_an_empty_folder(
     found = results(emulator, saved["endpoint"], "from a wheel")
     assert found["participants"] == {"a": 1, "b": 0} and found["plan"]["variants"] == ["a", "b"]
     output = emulator.run([gimel, "plan", "show", *where], folder, env, "gimel plan show")
-    assert "from a wheel:" in output and "- signup" not in output and "name: signup" in output
+    # Only what the file declared: the goal by its bare name, no default spelled out.
+    assert "from a wheel:" in output and "goals: [signup]" in output and "null" not in output
 
     # A second deploy reuses the installed sls; `sls remove` runs from the prepared folder.
     output = emulator.run([gimel, "deploy"], folder, env, "gimel deploy again")

@@ -429,6 +429,31 @@ def test_outage_answers_conform() -> None:
         conforms(response, path, method)
 
 
+def test_plan_answers_conform(client: FlaskClient) -> None:
+    """PUT, its dry run and its refusals: every field of the plan at fault in ``errors``."""
+    seed(client, "button", {"a": (3, 1), "b": (3, 2)})
+    path = "/experiments/{name}"
+    plan = {"variants": ["a", "b"], "goals": ["signup", "click"], "mde": 0.1}
+    for dry_run, status in (("true", 201), ("false", 201), ("true", 200)):
+        url = f"/experiments/fresh?dry_run={dry_run}"
+        response = client.put(url, json=plan, headers=AUTH)
+        assert response.status_code == status
+        assert conforms(response, path, "PUT")["plan"]["mde"] == 0.1
+    for dry_run in ("true", "false"):
+        url = f"/experiments/button?dry_run={dry_run}"
+        left_out = client.put(url, json={"variants": ["a", "b"]}, headers=AUTH)
+        assert left_out.status_code == 409
+        assert conforms(left_out, path, "PUT")["goals"] == ["click", "signup"]
+        bad = client.put(
+            url, json={"variants": ["a"], "goals": [{"name": "x", "role": "main"}]}, headers=AUTH
+        )
+        assert bad.status_code == 400
+        errors = conforms(bad, path, "PUT")["errors"]
+        assert [e["field"] for e in errors] == ["variants", "goals[0].role"]
+    wrong = client.put("/experiments/button?dry_run=yes", json=plan, headers=AUTH)
+    assert wrong.status_code == 400 and conforms(wrong, path, "PUT")["field"] == "dry_run"
+
+
 # -- contract violations found while writing the document, fixed -------------------------
 
 

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import AUTH
-from helpers import track
+from helpers import snapshot, track
 
 PLAN = {
     "variants": ["blue", "red"],
@@ -193,6 +193,68 @@ def test_invalid_plans_are_refused_naming_the_field(
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["field"] == field
     assert raw_redis.dbsize() == 0
+
+
+def test_every_invalid_field_of_a_plan_is_reported_at_once(
+    client: FlaskClient, raw_redis: Any
+) -> None:
+    body = {
+        "colour": "red",
+        "variants": ["blue", "blue"],
+        "goals": [{"name": "a", "role": "main", "margin": 2}, "participate", "b"],
+        "mde": 0,
+    }
+    for query in ({}, {"dry_run": "true"}):
+        response = put(client, body, **query)
+        assert response.status_code == 400
+        answer = response.get_json()
+        assert answer["field"] == "colour"  # the first, as before
+        assert answer["error"].startswith("unknown field 'colour'")
+        assert answer["error"].endswith("(and 5 more: see errors)")
+        assert [e["field"] for e in answer["errors"]] == [
+            "colour",
+            "variants",
+            "goals[0].role",
+            "goals[0].margin",
+            "goals[1].name",
+            "mde",
+        ]
+        assert "'blue' is listed twice" in answer["errors"][1]["error"]
+    assert raw_redis.dbsize() == 0
+
+
+@pytest.mark.parametrize("counting", ["hll", "exact"])
+def test_a_dry_run_answers_what_the_put_would_and_writes_nothing(
+    make_app: Callable[..., Flask], raw_redis: Any, counting: str
+) -> None:
+    client = make_app(clock=lambda: 1_800_000_000.0, counting=counting).test_client()
+    seed(client, name="counted")  # participate and signup
+    track(client, "counted", "red", "purchase", "red1")
+    put(client, PLAN, name="declared")
+    newcomer = {"variants": ["blue", "red"], "control": "red"}  # no goals: leaves two out
+    for name, body, status in [
+        ("fresh", {**PLAN, "weights": {"blue": 1, "red": 3}}, 201),
+        ("fixed", {**PLAN, "analysis": "fixed", "planned_participants": 1000}, 201),
+        ("counted", newcomer, 409),
+        ("counted", {**PLAN, "variants": ["blue", "red", "green"]}, 409),
+        (
+            "counted",
+            {**newcomer, "goals": ["signup", "purchase"], "planned_participants": 400},
+            200,
+        ),
+        ("declared", {**PLAN, "weights": {"blue": 1, "red": 3}, "description": "new"}, 200),
+        ("declared", {**PLAN, "goals": []}, 200),  # nothing counted yet: may drop goals
+        ("other", {**PLAN, "control": "green", "mde": 0}, 400),
+    ]:
+        before = snapshot(raw_redis)
+        dry = put(client, body, name=name, dry_run="TRUE")
+        assert snapshot(raw_redis) == before, name
+        real = put(client, body, name=name, dry_run="false")
+        assert real.status_code == status, (name, real.get_json())
+        assert dry.status_code == status and dry.get_json() == real.get_json(), name
+    refused = put(client, newcomer, name="counted").get_json()
+    assert refused["goals"] == ["purchase", "signup"] and refused["variants"] == []
+    assert put(client, PLAN, dry_run="maybe").get_json()["field"] == "dry_run"
 
 
 def test_put_needs_the_key_and_a_json_body(client: FlaskClient, raw_redis: Any) -> None:

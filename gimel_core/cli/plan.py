@@ -13,8 +13,11 @@ The file is YAML (JSON is YAML too) with the shape ``plan show`` prints::
         planned_participants: 20000
         mde: 0.1
 
-``apply`` checks every plan first (nothing is sent if one is invalid), prints what each
-would change, then declares only the changed ones, so running it again changes nothing.
+``apply`` checks the whole file first and reports every error in it, prints what each plan
+would change (``+`` an experiment it creates), has the server check each change without
+writing (a dry run of the PUT, which predicts every refusal), and only then declares the
+changed ones, so nothing is sent unless all would be accepted, and running it again changes
+nothing.
 Experiments the file does not name are left as they are.
 """
 
@@ -29,7 +32,7 @@ import yaml
 
 from .. import defaults, plans
 from ..client import Backend, NotFound
-from ..errors import GimelError, InvalidInput, UnknownExperiment
+from ..errors import Conflict, GimelError, InvalidFields, InvalidInput, UnknownExperiment
 from ..events import check_name
 from .options import WHERE, data_options, one_line_errors, open_backend
 from .report import shown
@@ -44,7 +47,11 @@ def plan() -> None:
     help=f"Declare the plans in FILE (YAML or JSON): show the changes, apply them.\n\n{WHERE}"
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would change and what the server would refuse; change nothing.",
+)
 @data_options
 @one_line_errors
 def apply(
@@ -60,14 +67,28 @@ def apply(
     with open_backend(url, api_key, redis_url, data_dir) as backend:
         changed = []
         for name, (body, parsed) in wanted.items():
-            lines = plans.changes(current(backend, namespace, name), parsed)
+            exists, declared = current(backend, namespace, name)
+            lines = plans.changes(declared, parsed)
             if not lines:
                 click.echo(f"= {shown(name)}: unchanged")
                 continue
-            click.echo(f"~ {shown(name)}:")
+            click.echo(f"{'~' if exists else '+'} {shown(name)}:")
             for line in lines:
                 click.echo(f"    {shown(line)}")
             changed.append((name, body))
+        # The server checks every change as it would apply it (a dry run of the PUT), so a
+        # refusal, such as a counted goal the plan leaves out, is known before anything is sent.
+        refused = []
+        for name, body in changed:
+            try:
+                backend.declare(namespace, name, body, dry_run=True)
+            except (Conflict, InvalidInput) as exc:
+                refused.append(f"{name}: {exc}")
+        if refused:
+            raise GimelError(
+                f"{len(refused)} of {len(changed)} plans would be refused; nothing sent:\n"
+                + "\n".join(f"  {shown(line)}" for line in refused)
+            )
         if dry_run or not changed:
             click.echo(f"{len(changed)} to change{' (dry run: nothing sent)' if dry_run else ''}")
             return
@@ -76,7 +97,10 @@ def apply(
         click.echo(f"{len(changed)} declared in namespace {shown(namespace)}")
 
 
-@plan.command(help=f"Print the declared plans, in the format `plan apply` reads.\n\n{WHERE}")
+@plan.command(
+    help="Print the declared plans, in the format `plan apply` reads: only what each declares, "
+    f"no default (a file it overwrites loses its comments).\n\n{WHERE}"
+)
 @click.argument("experiments", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
 @data_options
@@ -95,17 +119,22 @@ def show(
             found = [backend.experiment(namespace, name) for name in experiments]
         else:
             found = backend.experiments(namespace, archived=True).experiments
-    declared = {exp.experiment: exp.settings.plan.to_json() for exp in found if exp.settings.plan}
+    declared = {exp.experiment: exp.settings.plan.declared() for exp in found if exp.settings.plan}
     document = {"namespace": namespace, "experiments": declared}
     if fmt == "json":
         click.echo(json.dumps(document, indent=2))
     else:
-        click.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=False), nl=False)
+        # Flow style for lists and mappings of plain values: `variants: [blue, red]`, one
+        # goal a line, as plans are written by hand.
+        text = yaml.safe_dump(
+            document, sort_keys=False, allow_unicode=False, default_flow_style=None, width=100
+        )
+        click.echo(text, nl=False)
 
 
 def read(file: Path, namespace: str) -> tuple[str, dict[str, tuple[Any, plans.Plan]]]:
-    """The file's namespace and plans (each as written, and parsed); a GimelError naming the
-    experiment and field of the first invalid one."""
+    """The file's namespace and plans (each as written, and parsed); a GimelError listing
+    every error of the file, each with its experiment and field."""
     try:
         document = yaml.safe_load(file.read_text("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -115,27 +144,33 @@ def read(file: Path, namespace: str) -> tuple[str, dict[str, tuple[Any, plans.Pl
     unknown = sorted(set(document) - {"namespace", "experiments"})
     if unknown:
         raise GimelError(f"{file}: unknown key {unknown[0]!r}; known: namespace, experiments")
-    try:
-        if document.get("namespace") is not None:
+    problems = []
+    if document.get("namespace") is not None:
+        try:
             namespace = check_name("namespace", document["namespace"])
-        wanted = {}
-        for name, body in document["experiments"].items():
-            where = f"experiment {name!r}"
+        except InvalidInput as exc:
+            problems.append(exc.message)
+    wanted = {}
+    for name, body in document["experiments"].items():
+        where = f"experiment {name!r}"
+        try:
             checked = check_name("experiment", str(name))
-            try:
-                wanted[checked] = (
-                    body,
-                    plans.parse(body, defaults.MAX_VARIANTS, defaults.MAX_GOALS),
-                )
-            except InvalidInput as exc:
-                raise InvalidInput(exc.field, f"{where}: {exc.field}: {exc.message}") from None
-    except InvalidInput as exc:
-        raise GimelError(f"{file}: {exc.message}") from None
+            wanted[checked] = (body, plans.parse(body, defaults.MAX_VARIANTS, defaults.MAX_GOALS))
+        except InvalidFields as exc:
+            problems += [f"{where}: {error.field}: {error.message}" for error in exc.errors]
+        except InvalidInput as exc:
+            problems.append(f"{where}: {exc.field}: {exc.message}")
+    if len(problems) == 1:
+        raise GimelError(f"{file}: {problems[0]}")
+    if problems:
+        lines = "".join(f"\n  {problem}" for problem in problems)
+        raise GimelError(f"{file}: {len(problems)} errors; nothing sent:{lines}")
     return namespace, wanted
 
 
-def current(backend: Backend, namespace: str, name: str) -> plans.Plan | None:
+def current(backend: Backend, namespace: str, name: str) -> tuple[bool, plans.Plan | None]:
+    """Whether the experiment exists, and its plan."""
     try:
-        return backend.experiment(namespace, name).settings.plan
+        return True, backend.experiment(namespace, name).settings.plan
     except (NotFound, UnknownExperiment):
-        return None
+        return False, None
