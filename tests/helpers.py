@@ -18,6 +18,7 @@ PUBLIC = {
     ("OPTIONS", "/track"),
     ("POST", "/track"),
     ("GET", "/health"),
+    ("GET", "/"),
     ("GET", "/dashboard"),
     ("GET", "/dashboard/{asset}"),
     ("GET", "/openapi.json"),

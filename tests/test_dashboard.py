@@ -1028,3 +1028,166 @@ def test_a_declared_experiment_shows_its_decision_plan_and_roles(
     assert refund.locator(".goal-role").inner_text() == "guardrail, lower is better"
     assert refund.locator(".verdict").get_attribute("data-kind") == "harm"
     page.assert_clean()
+
+
+# -- a phone, counts in words, goals with nothing to chart -----------------------------------
+
+PHONE = {"width": 390, "height": 844}
+
+# Where a cell is on the page, and whether it is the element seen at its centre (not clipped
+# by a scrolling box or covered by another one).
+SEEN = """(td) => {
+  const box = td.getBoundingClientRect();
+  const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return { left: box.left, right: box.right, width: box.width, seen: td.contains(top) };
+}"""
+
+
+def test_a_phone_shows_every_figure_of_a_row(served: str, watch: Callable[[str], Watched]) -> None:
+    """At 390 px the page does not scroll sideways, and a variant's rate, uplift and p-value
+    are on screen beside its name."""
+    page = watch(served)
+    page.page.set_viewport_size(PHONE)
+    page.open()
+    width = page.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page is {width} px wide"
+    for experiment, goal, variant in [("button", "signup", "green"), (WEIRD, "buy now", "B/2")]:
+        row = page.card(experiment).locator(
+            f'section.goal[data-goal="{css_string(goal)}"] '
+            f'tbody tr[data-variant="{css_string(variant)}"]'
+        )
+        # Down to the row, and no further: nothing scrolled sideways to reach a figure.
+        row.locator("th.variant").scroll_into_view_if_needed()
+        for field in ("conversion_rate", "uplift", "p_value", "chance_to_beat_control"):
+            cell = row.locator(f'td[data-field="{field}"]')
+            box = cell.evaluate(SEEN)
+            assert 0 <= box["left"] and box["right"] <= PHONE["width"], (variant, field, box)
+            assert box["seen"], (variant, field, box)
+            assert cell.is_visible()
+        # Each figure says what it is: the column's heading, above it.
+        heading = row.locator('td[data-field="p_value"]').evaluate(
+            "(td) => getComputedStyle(td, '::before').content"
+        )
+        assert heading == '"p-value"'
+    # An experiment with no goal yet: its participants' table, each figure on screen too.
+    row = page.card("tiny").locator('tbody tr[data-variant="only"]')
+    row.locator("th.variant").scroll_into_view_if_needed()
+    for cell in row.locator("td").all():
+        box = cell.evaluate(SEEN)
+        assert 0 <= box["left"] and box["right"] <= PHONE["width"] and box["seen"], box
+    BUILD.mkdir(exist_ok=True)
+    page.card("button").locator("section.goal").first.screenshot(
+        path=str(BUILD / "dashboard-phone.png")
+    )
+    page.card("tiny").screenshot(path=str(BUILD / "dashboard-phone-no-goal.png"))
+    page.assert_clean()
+
+
+def test_counts_read_in_the_singular_for_one(server: str, watch: Callable[[str], Watched]) -> None:
+    send_events(server, visitors("solo", "a", 1, {"signup": 1}))
+    page = watch(server)
+    page.open()
+    assert page.page.inner_text("#summary").startswith("1 experiment in namespace")
+    card = page.card("solo")
+    meta = card.locator(".exp-meta").inner_text()
+    assert " · 1 participant · " in meta, meta
+    assert card.locator(".results-section > summary").inner_text() == "Results · 1 goal: signup"
+    card.locator("details.history > summary").click()
+    card.locator('details.history[data-state="ready"]').wait_for()
+    assert card.locator(".history-range").inner_text().startswith("1 day with events, ")
+    page.assert_clean()
+
+
+def declare(root: str, name: str, plan: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        f"{root}experiments/{quote(name, safe='')}",
+        data=json.dumps(plan).encode(),
+        method="PUT",
+        headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def test_goals_and_histories_without_data_say_so_instead_of_empty_charts(
+    server: str, watch: Callable[[str], Watched]
+) -> None:
+    # Declared, nobody reached yet; and declared with participants in the control only.
+    declare(server, "waiting", {"variants": ["a", "b"], "goals": ["signup"]})
+    declare(server, "lopsided", {"variants": ["a", "b"], "goals": ["signup"]})
+    send_events(server, visitors("lopsided", "a", 3, {}))
+    page = watch(server)
+    page.open()
+
+    waiting = page.card("waiting")
+    goal = waiting.locator('section.goal[data-goal="signup"]')
+    goal.wait_for()
+    assert goal.locator("figure.chart").count() == 0
+    assert goal.locator(".no-chart").inner_text().startswith("No participants yet")
+    waiting.locator("details.history > summary").click()
+    waiting.locator('details.history[data-state="ready"]').wait_for()
+    assert waiting.locator(".history-body").inner_text() == "No events counted yet."
+
+    lopsided = page.card("lopsided")
+    assert lopsided.locator('section.goal[data-goal="signup"] figure.chart').count() == 1
+    lopsided.locator("details.history > summary").click()
+    lopsided.locator('details.history[data-state="ready"]').wait_for()
+    history = lopsided.locator('section.history-goal[data-goal="signup"]')
+    charts = [f.get_attribute("data-chart") for f in history.locator("figure").all()]
+    assert charts == ["rates"]  # a's rate (0%); no uplift: b has nobody
+    empty = history.locator('.no-chart[data-chart="uplift"]')
+    assert empty.inner_text() == "No uplift over a to chart yet."
+    page.assert_clean()
+
+
+# -- the root, the vocabulary ----------------------------------------------------------------
+
+
+def test_the_root_sends_a_browser_to_the_dashboard(
+    client: FlaskClient, served: str, watch: Callable[[str], Watched]
+) -> None:
+    for accept in ("text/html", "application/json", "*/*"):
+        response = client.get("/", headers={"Accept": accept})
+        assert response.status_code == 302, accept
+        assert response.headers["Location"] == "/dashboard"
+        assert response.data == b""
+    # Behind a stage prefix (API Gateway's /prod), the dashboard under the same prefix.
+    staged = client.get("/", base_url="http://localhost/prod/")
+    assert staged.headers["Location"] == "/prod/dashboard"
+    page = watch(served)
+    page.page.goto(served)
+    page.wait_ready("login")
+    assert page.page.url == served + "dashboard"
+    page.assert_clean()
+
+
+def test_vocabulary_js_is_what_python_generates() -> None:
+    """Regenerate with `make vocabulary`."""
+    from gimel_core.dashboard.vocabulary import TARGET, javascript
+
+    assert TARGET == DASHBOARD / "vocabulary.js"
+    assert TARGET.read_text(encoding="utf-8") == javascript()
+
+
+def test_no_module_spells_a_word_of_the_vocabulary_itself() -> None:
+    """Modes, analyses, roles, directions, verdict and decision kinds come from vocabulary.js:
+    a bare "keep_control" compared or used as a key would drift unseen when Python renames it.
+    (Text shown to people, `text: "guardrail"`, and comments may say the words.)"""
+    from gimel_core.vocabulary import VOCABULARY
+
+    words = {
+        member.value
+        for name, enum in VOCABULARY.items()
+        if name != "Registration"  # the dashboard never compares it; "declared" is a badge
+        for member in enum
+    }
+    comment = re.compile(r"(^|\s)//.*$", re.MULTILINE)
+    quoted = re.compile(r"""(?<!:)(?<!: )(["'`])([a-z_]+)\1""")  # not a property's value
+    key = re.compile(r"[{,]\s*([a-z_]+)\s*:")  # an unquoted key: { ship: ... }
+    found = []
+    for module in MODULES:
+        if module == "vocabulary.js":
+            continue
+        code = comment.sub(r"\1", (DASHBOARD / module).read_text(encoding="utf-8"))
+        spelled = [w for _, w in quoted.findall(code)] + key.findall(code)
+        found += [(module, word) for word in spelled if word in words]
+    assert not found, found

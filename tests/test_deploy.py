@@ -140,7 +140,7 @@ class Package:
             return path(resource["ParentId"]) + "/" + resource["PathPart"]
 
         return {
-            (method["HttpMethod"], path(method["ResourceId"])): method
+            (method["HttpMethod"], path(method["ResourceId"]) or "/"): method
             for method in self.resources("AWS::ApiGateway::Method").values()
         }
 

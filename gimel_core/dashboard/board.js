@@ -4,6 +4,7 @@
 import { API_ROOT } from "./api.js";
 import { experimentCard } from "./card.js";
 import { h } from "./dom.js";
+import { count, plural } from "./format.js";
 import { openResults, resultRows } from "./results.js";
 import { state } from "./state.js";
 import { markReady, ui } from "./ui.js";
@@ -47,8 +48,8 @@ function updateSummary() {
   const total = state.experiments.length;
   const shown = ui.list.querySelectorAll(".exp:not([hidden])").length;
   const time = new Date().toLocaleTimeString();
-  const what = total === 1 ? "experiment" : "experiments";
-  const counted = shown === total ? `${total} ${what}` : `${shown} of ${total} ${what}`;
+  const all = plural(total, "experiment");
+  const counted = shown === total ? all : `${count(shown)} of ${all}`;
   ui.summary.replaceChildren(
     counted + " in namespace ",
     h("strong", { text: state.namespace }),

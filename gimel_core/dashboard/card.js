@@ -2,10 +2,11 @@
 // buttons, SRM warning, caveat, then its results by goal, fetched when opened (or the
 // participants alone while no goal has been reached), then its history.
 import { h } from "./dom.js";
-import { DASH, count, day, pct, pText, raw } from "./format.js";
+import { DASH, count, day, pct, plural, pText, raw } from "./format.js";
 import { variantLabel } from "./goal.js";
 import { historySection } from "./history.js";
 import { goalNames, resultsSection } from "./results.js";
+import { DecisionKind, Mode } from "./vocabulary.js";
 
 const EXACT_CAVEAT = "Exact unique counts: a visitor is counted once within the de-dup window.";
 const HLL_CAVEAT =
@@ -33,11 +34,11 @@ function actionButtons(archived) {
 
 function header(exp) {
   const archived = !!exp.archived;
-  const exact = exp.counting === "exact";
+  const exact = exp.counting === Mode.EXACT;
   const meta = [
     exp.created ? `started ${day(exp.created)}` : null,
     exp.reset_at ? `counts reset ${day(exp.reset_at)}` : null,
-    `${count(sum(exp.participants || {}))} participants`,
+    plural(sum(exp.participants || {}), "participant"),
     exp.control ? `control: ${exp.control}` : null,
   ].filter(Boolean);
   const title = h(
@@ -47,7 +48,7 @@ function header(exp) {
     archived ? h("span", { class: "badge badge-muted", text: "archived" }) : null,
     exp.plan ? h("span", { class: "badge badge-plan", text: "declared" }) : null,
     h("span", {
-      class: `badge badge-${exact ? "exact" : "hll"}`,
+      class: `badge badge-${exact ? Mode.EXACT : Mode.HLL}`,
       text: exact ? "exact counts" : "HyperLogLog",
     }),
   );
@@ -66,12 +67,12 @@ function header(exp) {
 }
 
 // The server's one line for the whole experiment: what to do now.
-const DECISION_KINDS = ["ship", "keep_control", "no_difference", "keep_running", "check_split"];
+const DECISION_KINDS = Object.values(DecisionKind);
 
 function decisionLine(exp) {
   const given = exp.decision;
   if (!given || typeof given.text !== "string") return null;
-  const kind = DECISION_KINDS.includes(given.kind) ? given.kind : "keep_running";
+  const kind = DECISION_KINDS.includes(given.kind) ? given.kind : DecisionKind.KEEP_RUNNING;
   return h(
     "p",
     { class: `decision decision-${kind}`, "data-kind": kind, role: "status" },
@@ -88,7 +89,8 @@ function planningLine(exp) {
   const parts = [];
   if (plan.planned_participants) {
     const mde = p.mde === null ? "out of reach" : pct(p.mde);
-    parts.push(`detectable at ${count(plan.planned_participants)} participants: ${mde}`);
+    const planned = plural(plan.planned_participants, "participant");
+    parts.push(`detectable at ${planned}: ${mde}`);
   }
   if (plan.mde) {
     if (p.power !== null) parts.push(`power for ${pct(plan.mde)}: ${pct(p.power)}`);
@@ -98,7 +100,8 @@ function planningLine(exp) {
   }
   if (p.days_remaining !== null) {
     const days = p.days_remaining;
-    parts.push(days < 1 ? "less than a day to go" : `about ${count(Math.round(days))} days to go`);
+    const left = days < 1 ? "less than a day" : `about ${plural(Math.round(days), "day")}`;
+    parts.push(`${left} to go`);
   }
   const text = `Plan (${p.goal}): ${parts.join(" · ")}`;
   return h("p", { class: "planning", "data-goal": p.goal }, text);
@@ -133,11 +136,20 @@ function participantsTable(exp) {
       h("th", { scope: "row", class: "variant" }, variantLabel(v, v === exp.control)),
       h(
         "td",
-        { class: "num", "data-field": "trials", "data-value": raw(participants[v]) },
+        {
+          class: "num",
+          "data-field": "trials",
+          "data-label": "Participants",
+          "data-value": raw(participants[v]),
+        },
         count(participants[v]),
       ),
-      h("td", { class: "num" }, total ? pct(participants[v] / total) : DASH),
-      h("td", { class: "num" }, expected[v] === undefined ? DASH : pct(expected[v])),
+      h("td", { class: "num", "data-label": "Share" }, total ? pct(participants[v] / total) : DASH),
+      h(
+        "td",
+        { class: "num", "data-label": "Expected" },
+        expected[v] === undefined ? DASH : pct(expected[v]),
+      ),
     ),
   );
   const head = h(
@@ -171,7 +183,7 @@ export function experimentCard(exp) {
     h(
       "p",
       { class: "caveat", "data-counting": exp.counting || "" },
-      exp.counting === "exact" ? EXACT_CAVEAT : HLL_CAVEAT,
+      exp.counting === Mode.EXACT ? EXACT_CAVEAT : HLL_CAVEAT,
     ),
   );
   if (!goalNames(exp).length) {

@@ -16,6 +16,11 @@ export function count(n) {
   return missing(n) ? DASH : integer.format(n);
 }
 
+// A count with its noun, singular for exactly one: "1 participant", "1,200 participants".
+export function plural(n, one, many = one + "s") {
+  return `${count(n)} ${n === 1 ? one : many}`;
+}
+
 export function pct(x) {
   if (missing(x)) return DASH;
   const v = x * 100;

@@ -2,9 +2,21 @@
 import { chart } from "./chart.js";
 import { h } from "./dom.js";
 import { DASH, chance, count, interval, pct, pValue, raw, signedPct } from "./format.js";
+import { Direction, Role, VerdictKind } from "./vocabulary.js";
 
-const VERDICT_ICONS = { win: "▲", lose: "▼", even: "=", wait: "…", harm: "▼", safe: "✓" };
-const ROLE_NOTES = { guardrail: "guardrail", secondary: "secondary, not decided on" };
+const VERDICT_ICONS = {
+  [VerdictKind.WIN]: "▲",
+  [VerdictKind.LOSE]: "▼",
+  [VerdictKind.EVEN]: "=",
+  [VerdictKind.WAIT]: "…",
+  [VerdictKind.HARM]: "▼",
+  [VerdictKind.SAFE]: "✓",
+};
+const NO_RATE = "No participants yet: the chart of rates starts with the first.";
+const ROLE_NOTES = {
+  [Role.GUARDRAIL]: "guardrail",
+  [Role.SECONDARY]: "secondary, not decided on",
+};
 
 // The server decides (row.verdict: {kind, text}, null for the control); a row it has not
 // judged, or judged in a way this page does not know, waits.
@@ -14,7 +26,7 @@ function verdictOf(row, control, goal) {
     given && typeof given.text === "string"
       ? given.text
       : `${row.label} vs ${control} on ${goal}: not enough data yet`;
-  const kind = given && Object.hasOwn(VERDICT_ICONS, given.kind) ? given.kind : "wait";
+  const kind = given && Object.hasOwn(VERDICT_ICONS, given.kind) ? given.kind : VerdictKind.WAIT;
   return { kind, text };
 }
 
@@ -34,7 +46,8 @@ function verdictList(verdicts, srmMismatch) {
     [...verdicts.values()].map((v) => verdictItem(v.kind, v.text)),
   );
   if (!verdicts.size) {
-    list.append(verdictItem("wait", "Only one variant so far: nothing to compare yet."));
+    const text = "Only one variant so far: nothing to compare yet.";
+    list.append(verdictItem(VerdictKind.WAIT, text));
   } else if (srmMismatch) {
     const text = "Unreliable while the sample ratio mismatch above is unexplained.";
     list.append(h("li", { class: "verdict verdict-suspect", text }));
@@ -49,15 +62,18 @@ export function variantLabel(name, isControl) {
   ];
 }
 
+// [field, heading, title]; each cell repeats its heading in data-label, which a phone-wide
+// page shows beside the figure (app.css stacks a row there instead of scrolling sideways).
 const HEADINGS = [
-  ["Variant"],
-  ["Participants", "trials: unique participants"],
-  ["Conversions", "successes: unique visitors who reached the goal"],
-  ["Rate (95% interval)"],
-  ["Uplift vs control"],
-  ["p-value", "two-sided, Holm-adjusted across variants when there are several"],
-  ["Chance to beat control"],
+  ["label", "Variant"],
+  ["trials", "Participants", "trials: unique participants"],
+  ["successes", "Conversions", "successes: unique visitors who reached the goal"],
+  ["conversion_rate", "Rate (95% interval)"],
+  ["uplift", "Uplift vs control"],
+  ["p_value", "p-value", "two-sided, Holm-adjusted across variants when there are several"],
+  ["chance_to_beat_control", "Chance to beat control"],
 ];
+const LABELS = Object.fromEntries(HEADINGS.map(([field, text]) => [field, text]));
 
 // The same header for every goal table: built once, cloned (a hundred experiments have
 // hundreds of tables, and cloning is much cheaper than building).
@@ -70,7 +86,7 @@ function resultsHeader() {
     h(
       "tr",
       {},
-      HEADINGS.map(([text, title], i) =>
+      HEADINGS.map(([, text, title], i) =>
         h("th", { scope: "col", class: i ? "num" : null, title, text }),
       ),
     ),
@@ -80,7 +96,11 @@ function resultsHeader() {
 
 // A numeric cell: the shown text first, an optional second line, the raw value in data-value.
 function cell(field, value, text, sub, attrs) {
-  const td = h("td", { "data-field": field, "data-value": raw(value), ...attrs }, text);
+  const td = h(
+    "td",
+    { "data-field": field, "data-label": LABELS[field], "data-value": raw(value), ...attrs },
+    text,
+  );
   if (sub) td.append(h("span", { class: "sub", text: sub }));
   return td;
 }
@@ -116,7 +136,8 @@ function resultRow(row, isControl, kind) {
 }
 
 function roleBadge(goal) {
-  const notes = [ROLE_NOTES[goal.role], goal.direction === "decrease" ? "lower is better" : null];
+  const lower = goal.direction === Direction.DECREASE;
+  const notes = [ROLE_NOTES[goal.role], lower ? "lower is better" : null];
   const text = notes.filter(Boolean).join(", ");
   return text ? h("span", { class: "badge badge-muted goal-role", text }) : null;
 }
@@ -130,6 +151,7 @@ export function goalSection(exp, goal) {
   }
   const kindOf = (row) => (row.label === control ? "control" : verdicts.get(row.label).kind);
   const body = rows.map((row) => resultRow(row, row.label === control, kindOf(row)));
+  const rated = rows.some((row) => typeof row.conversion_rate === "number");
   return h(
     "section",
     { class: "goal", "data-goal": goal.goal },
@@ -146,6 +168,8 @@ export function goalSection(exp, goal) {
       { class: "table-wrap" },
       h("table", { class: "results" }, resultsHeader(), h("tbody", {}, body)),
     ),
-    chart(rows, control, kindOf, goal.goal),
+    rated
+      ? chart(rows, control, kindOf, goal.goal)
+      : h("p", { class: "muted no-chart", text: NO_RATE }),
   );
 }

@@ -4,11 +4,12 @@
 // chart with a caption that says its figures in words.
 import { api } from "./api.js";
 import { h } from "./dom.js";
-import { count, pct, raw, signedPct } from "./format.js";
+import { count, pct, plural, raw, signedPct } from "./format.js";
 import { fetchInto } from "./ondemand.js";
 import { loadPlotting, participantsPlot, ratePlot, upliftPlot, variantColours } from "./plots.js";
 import { state } from "./state.js";
 import { timeline } from "./timeline.js";
+import { Analysis } from "./vocabulary.js";
 
 // Canvas colours are read from app.css when drawn: the histories on the page are drawn
 // again when the reader's colour scheme changes.
@@ -115,7 +116,7 @@ function upliftFigure(line, history, goal, colours) {
   const running = goal.uplifts.some((u) => u.running);
   const band = running
     ? "Band: the always-valid 95% interval, narrowed day by day (running intersection)."
-    : history.analysis === "sequential"
+    : history.analysis === Analysis.SEQUENTIAL
       ? "Band: the always-valid 95% interval at each day's totals."
       : "Band: the 95% interval at each day's totals (fixed horizon).";
   const facts = goal.uplifts.map((u) => {
@@ -135,6 +136,8 @@ function upliftFigure(line, history, goal, colours) {
   return figure("uplift", `Uplift over ${line.control}`, note, facts);
 }
 
+const empty = (chart, text) => h("p", { class: "muted no-chart", "data-chart": chart, text });
+
 function draw(body, uPlot, exp, history) {
   const line = timeline(history, exp.control);
   if (!line) {
@@ -142,8 +145,8 @@ function draw(body, uPlot, exp, history) {
     return;
   }
   const colours = variantColours(line.variants, line.control);
-  const days = line.dates.length === 1 ? "1 day" : `${line.dates.length} days`;
-  const span = `${days} with events, ${line.dates[0]} to ${line.dates[line.dates.length - 1]}`;
+  const range = `${line.dates[0]} to ${line.dates[line.dates.length - 1]}`;
+  const span = `${plural(line.dates.length, "day")} with events, ${range}`;
   const participants = participantsFigure(line, colours);
   body.replaceChildren(
     h("p", { class: "history-range", text: `${span} (UTC), as of the end of each day.` }),
@@ -152,11 +155,18 @@ function draw(body, uPlot, exp, history) {
   participantsPlot(uPlot, participants.plot, line, colours);
   if (!line.goals.length) body.append(h("p", { class: "muted", text: "No goal reached yet." }));
   for (const goal of line.goals) {
-    const rates = rateFigure(line, goal, colours);
-    const charts = h("div", { class: "history-charts" }, rates.el);
-    const compared = line.control && goal.uplifts.length;
+    // A chart with nothing to draw says so instead: no rate before a variant has a
+    // participant, no uplift before the control and another variant both have one.
+    const rates = goal.rated ? rateFigure(line, goal, colours) : null;
+    const compared = line.control && goal.compared;
     const uplift = compared ? upliftFigure(line, history, goal, colours) : null;
+    const charts = h("div", { class: "history-charts" });
+    if (rates) charts.append(rates.el);
+    else charts.append(empty("rates", "No participant in any variant yet: no rate to chart."));
     if (uplift) charts.append(uplift.el);
+    else if (rates && line.control) {
+      charts.append(empty("uplift", `No uplift over ${line.control} to chart yet.`));
+    }
     body.append(
       h(
         "section",
@@ -165,7 +175,7 @@ function draw(body, uPlot, exp, history) {
         charts,
       ),
     );
-    ratePlot(uPlot, rates.plot, line, goal, colours);
+    if (rates) ratePlot(uPlot, rates.plot, line, goal, colours);
     if (uplift) upliftPlot(uPlot, uplift.plot, line, goal, colours);
   }
 }

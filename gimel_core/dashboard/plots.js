@@ -3,7 +3,8 @@
 // width of the card. uPlot styles its elements through CSSOM only, which the page's CSP
 // (style-src 'self') allows; its stylesheet is vendor/uplot.css.
 import { DASH, count, pct, shortPct, signedPct } from "./format.js";
-import { DAY, isoDay } from "./timeline.js";
+import { isoDay } from "./timeline.js";
+import { DAY } from "./vocabulary.js";
 
 const HEIGHT = 220;
 const DAY_STEPS = [1, 2, 3, 7, 14, 28, 56, 91, 182, 364].map((days) => days * DAY);

@@ -6,6 +6,7 @@
 import { api } from "./api.js";
 import { h } from "./dom.js";
 import { goalSection } from "./goal.js";
+import { plural } from "./format.js";
 import { fetchInto } from "./ondemand.js";
 import { state } from "./state.js";
 
@@ -37,7 +38,7 @@ export function resultsSection(exp) {
       "Results",
       h("span", {
         class: "muted",
-        text: ` · ${names.length} ${names.length === 1 ? "goal" : "goals"}: ${shown.join(", ")}`,
+        text: ` · ${plural(names.length, "goal")}: ${shown.join(", ")}`,
       }),
     ),
     body,

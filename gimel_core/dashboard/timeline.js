@@ -2,8 +2,6 @@
 // value per point (the UTC day, in Unix seconds), one column per variant and measure. The
 // server computes every figure; this module only reads them out and subtracts day totals.
 
-export const DAY = 86400;
-
 // "2026-11-28" -> the Unix seconds of that UTC midnight, and back.
 export function dayStart(date) {
   const [year, month, day] = date.split("-").map(Number);
@@ -15,6 +13,9 @@ export function isoDay(seconds) {
 }
 
 const missing = (x) => x === null || x === undefined;
+
+// Whether a column has anything to draw: a chart of nothing but gaps is no chart.
+export const drawable = (column) => column.some((v) => !missing(v));
 
 // Names in the order the server lists them, across every point (a variant may start late),
 // with the control first.
@@ -83,13 +84,21 @@ function goalColumns(points, goal, variants, control) {
         ...exclusion(intervals),
       };
     });
-  return { goal, rates, uplifts };
+  return {
+    goal,
+    rates,
+    uplifts,
+    rated: rates.some((r) => drawable(r.rate)),
+    compared: uplifts.some((u) => drawable(u.uplift) || drawable(u.low)),
+  };
 }
 
-// The whole history, ready to draw: null when it has no point yet.
+// The whole history, ready to draw: null when it has no participant yet (no point, or only
+// points of a declared experiment that nobody has reached).
 export function timeline(history, control) {
   const points = Array.isArray(history && history.points) ? history.points : [];
-  if (!points.length) return null;
+  const someone = (p) => Object.values(p.participants || {}).some((n) => n > 0);
+  if (!points.some(someone)) return null;
   const variants = ordered(
     points.map((p) => [
       ...Object.keys(p.participants || {}),
