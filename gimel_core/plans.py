@@ -19,15 +19,15 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from . import defaults
 from .errors import InvalidInput
 from .events import check_name
 from .scripts import Meta
+from .vocabulary import Analysis, Direction, Role
 
-ROLES = ("primary", "guardrail", "secondary")
-DIRECTIONS = ("increase", "decrease")
 FIELDS = (
     "variants",
     "control",
@@ -41,6 +41,7 @@ FIELDS = (
 GOAL_FIELDS = ("name", "role", "direction", "margin")
 MAX_DESCRIPTION = 1000
 MAX_PARTICIPANTS = 10**12
+E = TypeVar("E", bound=StrEnum)
 # Control characters other than tab and newline, and lone surrogates (JSON can carry them).
 _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -48,8 +49,8 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 @dataclass(frozen=True, slots=True)
 class PlannedGoal:
     name: str
-    role: str = "primary"
-    direction: str = "increase"
+    role: Role = Role.PRIMARY
+    direction: Direction = Direction.INCREASE
     """Which way is better: ``decrease`` for goals such as refunds or errors."""
     margin: float = 0.0
     """Guardrails: the relative harm tolerated (0.02: up to 2% worse) before it is breached."""
@@ -57,8 +58,8 @@ class PlannedGoal:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "role": self.role,
-            "direction": self.direction,
+            "role": self.role.value,
+            "direction": self.direction.value,
             "margin": self.margin,
         }
 
@@ -69,7 +70,7 @@ class Plan:
     control: str
     goals: tuple[PlannedGoal, ...] = ()
     weights: dict[str, float] | None = None
-    analysis: str | None = None
+    analysis: Analysis | None = None
     """None: the experiment keeps the method it was created with."""
     planned_participants: int | None = None
     """Participants over all variants at which the team means to decide."""
@@ -91,7 +92,7 @@ class Plan:
             "control": self.control,
             "weights": self.weights,
             "goals": [g.to_json() for g in self.goals],
-            "analysis": self.analysis,
+            "analysis": self.analysis.value if self.analysis else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
             "description": self.description,
@@ -119,8 +120,6 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
     goals = _goals(body.get("goals"), max_goals)
     weights = body.get("weights")
     analysis = body.get("analysis")
-    if analysis is not None and analysis not in defaults.ANALYSES:
-        raise InvalidInput("analysis", f"must be one of: {', '.join(defaults.ANALYSES)}")
     planned = body.get("planned_participants")
     if planned is not None and (
         isinstance(planned, bool)
@@ -136,7 +135,7 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
         control=control,
         goals=goals,
         weights=None if weights is None else parse_weights(weights, variants),
-        analysis=analysis,
+        analysis=None if analysis is None else parse_analysis(analysis),
         planned_participants=planned,
         mde=_fraction("mde", body.get("mde"), low=0.0, high=10.0, open_low=True),
         description=parse_description(body.get("description")),
@@ -153,9 +152,12 @@ def from_json(data: dict[str, Any]) -> Plan:
     return Plan(
         variants=tuple(data["variants"]),
         control=data["control"],
-        goals=tuple(PlannedGoal(**g) for g in data["goals"]),
+        goals=tuple(
+            PlannedGoal(g["name"], Role(g["role"]), Direction(g["direction"]), g["margin"])
+            for g in data["goals"]
+        ),
         weights=data["weights"],
-        analysis=data["analysis"],
+        analysis=Analysis(data["analysis"]) if data["analysis"] else None,
         planned_participants=data["planned_participants"],
         mde=data["mde"],
         description=data["description"],
@@ -246,16 +248,23 @@ def _goals(value: Any, most: int) -> tuple[PlannedGoal, ...]:
             raise InvalidInput(
                 f"{where}.name", f"{name!r} is counted for every experiment: not a goal to declare"
             )
-        role = item.get("role", "primary")
-        if role not in ROLES:
-            raise InvalidInput(f"{where}.role", f"must be one of: {', '.join(ROLES)}")
-        direction = item.get("direction", "increase")
-        if direction not in DIRECTIONS:
-            raise InvalidInput(f"{where}.direction", f"must be one of: {', '.join(DIRECTIONS)}")
+        role = _one_of(f"{where}.role", Role, item.get("role", Role.PRIMARY))
+        direction = _one_of(f"{where}.direction", Direction, item.get("direction", "increase"))
         margin = _fraction(f"{where}.margin", item.get("margin"), low=0.0, high=1.0) or 0.0
         goals.append(PlannedGoal(name, role, direction, margin))
     _unique("goals", (g.name for g in goals))
     return tuple(goals)
+
+
+def parse_analysis(value: Any) -> Analysis:
+    """An analysis method as a plan or ``PATCH`` names it."""
+    return _one_of("analysis", Analysis, value)
+
+
+def _one_of(field: str, kind: type[E], value: Any) -> E:
+    if not isinstance(value, str) or value not in tuple(kind):
+        raise InvalidInput(field, f"must be one of: {', '.join(kind)}")
+    return kind(value)
 
 
 def _fraction(

@@ -85,4 +85,5 @@ VOCABULARY: dict[str, type[StrEnum]] = {
     "VerdictKind": VerdictKind,
     "DecisionKind": DecisionKind,
 }
-"""Every concept by name: what the dashboard's vocabulary and the OpenAPI enums are tested against."""
+"""Every concept by name: what the dashboard's vocabulary and the OpenAPI enums are tested
+against."""
