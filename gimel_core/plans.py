@@ -249,7 +249,9 @@ def _goals(value: Any, most: int) -> tuple[PlannedGoal, ...]:
                 f"{where}.name", f"{name!r} is counted for every experiment: not a goal to declare"
             )
         role = _one_of(f"{where}.role", Role, item.get("role", Role.PRIMARY))
-        direction = _one_of(f"{where}.direction", Direction, item.get("direction", "increase"))
+        direction = _one_of(
+            f"{where}.direction", Direction, item.get("direction", Direction.INCREASE)
+        )
         margin = _fraction(f"{where}.margin", item.get("margin"), low=0.0, high=1.0) or 0.0
         goals.append(PlannedGoal(name, role, direction, margin))
     _unique("goals", (g.name for g in goals))
