@@ -17,17 +17,25 @@ The uplift's interval and p-value follow the experiment's analysis method:
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 from . import decisions, stats
-from .results import ExperimentCounts, ExperimentResult, GoalResult, Planning, Srm, VariantResult
+from .cache import Caches, memo
+from .results import (
+    ExperimentCounts,
+    ExperimentResult,
+    GoalResult,
+    Interval,
+    Planning,
+    Srm,
+    VariantResult,
+)
 from .stats import power
 from .stats.counting_error import count_variance, equivalent_rse, rate_variance
 from .stats.proportions import clamp
+from .vocabulary import Analysis, Direction, Mode, Role
 
 CONTROL_NAMES = ("control", "original")
 """Variant names taken as the control when none is declared."""
@@ -42,9 +50,10 @@ def choose_control(variants: Iterable[str], declared: str | None = None) -> str 
     return names[0] if names else None
 
 
-def analyse(counts: ExperimentCounts) -> ExperimentResult:
-    """The results of one experiment now (without statistics if it does not exist)."""
-    return replan(_analyse(counts, _running_from_history(counts)), counts)
+def analyse(counts: ExperimentCounts, caches: Caches | None = None) -> ExperimentResult:
+    """The results of one experiment now (without statistics if it does not exist);
+    ``caches``: where a process keeps what it computed, to compute it once."""
+    return replan(_analyse(counts, _running_from_history(counts, caches), caches), counts)
 
 
 def plans_ahead(counts: ExperimentCounts) -> bool:
@@ -67,11 +76,15 @@ def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResu
     return replace(result, planning=outlook, decision=decision)
 
 
-def analyse_history(counts: ExperimentCounts, today: int) -> list[tuple[int, ExperimentResult]]:
+def analyse_history(
+    counts: ExperimentCounts, today: int, caches: Caches | None = None
+) -> list[tuple[int, ExperimentResult]]:
     """The results as they stood at the end of each recorded day, then today's (now)."""
-    past, through = _past(_fingerprint(counts), counts)
-    now = _running(counts, through)
-    return [*past, (today, _analyse(counts, now))]
+    past, through = memo(
+        caches.past if caches else None, _fingerprint(counts), lambda: _past(counts, caches)
+    )
+    now = _running(counts, through, caches)
+    return [*past, (today, _analyse(counts, now, caches))]
 
 
 def _fingerprint(counts: ExperimentCounts) -> tuple[object, ...]:
@@ -85,31 +98,17 @@ def _fingerprint(counts: ExperimentCounts) -> tuple[object, ...]:
 
 
 def _past(
-    fingerprint: tuple[object, ...], counts: ExperimentCounts
-) -> tuple[list[tuple[int, ExperimentResult]], Running]:
-    """The results of the recorded days, and the running values through the last of them.
-
-    A recorded day never changes, so a dashboard reopening a history recomputes only "now".
-    """
-    found = _PAST.get(fingerprint)
-    if found is None:
-        through: Running = {}
-        days = []
-        for day, cells in counts.history:
-            on_day = counts.on(day, cells)
-            through = _running(on_day, through)
-            days.append((day, _analyse(on_day, through)))
-        found = (days, through)
-        with _PAST_LOCK:  # gimel serve's threads share it: evict and insert as one step
-            if len(_PAST) >= _PAST_LIMIT:
-                _PAST.pop(next(iter(_PAST)))
-            _PAST[fingerprint] = found
-    return found
-
-
-_PAST: dict[tuple[object, ...], tuple[list[tuple[int, ExperimentResult]], Running]] = {}
-_PAST_LIMIT = 256
-_PAST_LOCK = threading.Lock()
+    counts: ExperimentCounts, caches: Caches | None
+) -> tuple[tuple[tuple[int, ExperimentResult], ...], Running]:
+    """The results of the recorded days, and the running values through the last of them
+    (kept by :func:`analyse_history`: a recorded day never changes)."""
+    through: Running = {}
+    days = []
+    for day, cells in counts.history:
+        on_day = counts.on(day, cells)
+        through = _running(on_day, through, caches)
+        days.append((day, _analyse(on_day, through, caches)))
+    return tuple(days), through
 
 
 # -- one look -------------------------------------------------------------------------------
@@ -118,7 +117,7 @@ Running = dict[tuple[str, str], stats.Running]
 """(goal, variant) -> the running always-valid values through this look (sequential only)."""
 
 
-def _analyse(counts: ExperimentCounts, running: Running) -> ExperimentResult:
+def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) -> ExperimentResult:
     """The results, without planning figures (:func:`replan` adds them)."""
     trials = counts.participants
     common: dict[str, Any] = {
@@ -133,7 +132,9 @@ def _analyse(counts: ExperimentCounts, running: Running) -> ExperimentResult:
     if counts.counting is None:
         return ExperimentResult(control=counts.settings.control, **common)
     control = choose_control(counts.variants, counts.settings.control)
-    goals = tuple(_goal(counts, trials, goal, control, running) for goal in _ordered(counts))
+    goals = tuple(
+        _goal(counts, trials, goal, control, running, caches) for goal in _ordered(counts)
+    )
     expected = stats.expected_split(trials, counts.settings.weights)
     observed = [trials.get(v, 0) for v in expected]
     # Participants of different variants are disjoint sets: independent counting errors.
@@ -150,7 +151,7 @@ def _planning(counts: ExperimentCounts, control: str | None) -> Planning | None:
     """The plan's figures for its first primary goal (None without a size or an MDE, or
     before the control has a rate to plan from)."""
     plan = counts.settings.plan
-    goal = next((g for g in plan.goals if g.role == "primary"), None) if plan else None
+    goal = next((g for g in plan.goals if g.role == Role.PRIMARY), None) if plan else None
     if plan is None or goal is None or control is None:
         return None
     if plan.planned_participants is None and plan.mde is None:
@@ -192,6 +193,7 @@ def _goal(
     goal: str,
     control: str | None,
     running: Running,
+    caches: Caches | None,
 ) -> GoalResult:
     plan = counts.settings.plan
     declared = plan.goal(goal) if plan else None
@@ -201,66 +203,72 @@ def _goal(
         for label in counts.variants
         if (r := running.get((goal, label))) is not None
     )
-    return _goal_result(
+    key = (
         goal,
         cells,
         control,
         counts.counting,
         counts.settings.analysis,
         counts.settings.sequential_tuning,
-        declared.role if declared else "primary",
-        declared.direction if declared else "increase",
+        declared.role if declared else Role.PRIMARY,
+        declared.direction if declared else Direction.INCREASE,
         declared.margin if declared else 0.0,
         through,
     )
+    return memo(caches.goals if caches else None, key, lambda: _goal_result(*key, caches=caches))
 
 
-@lru_cache(maxsize=4096)  # a few KB each: a few pages of a dashboard, bounded in memory
 def _goal_result(
     goal: str,
     cells: tuple[tuple[str, int, int], ...],
     control: str | None,
-    counting: str | None,
-    analysis: str,
+    counting: Mode | None,
+    analysis: Analysis,
     tuning: int,
-    role: str,
-    direction: str,
+    role: Role,
+    direction: Direction,
     margin: float,
     through: tuple[tuple[str, tuple[float, ...] | None, float | None], ...],
+    caches: Caches | None,
 ) -> GoalResult:
-    """One goal's rows and verdicts: a pure function of its counts and settings, so a goal
-    whose counts did not change since the last read (most of them, on a dashboard that
-    refreshes) is not computed again. Its rows are read-only once built."""
+    """One goal's rows and verdicts: a pure function of its counts and settings (kept by
+    :func:`_goal`, so a goal whose counts did not change since the last read, most of them on
+    a dashboard that refreshes, is not computed again). Each row is built once, whole."""
     trials = {label: n for label, _, n in cells}
     successes = {label: s for label, s, _ in cells}
     s0, n0 = clamp(successes[control], trials[control]) if control else (0, 0)
     running = {label: (ci, p) for label, ci, p in through}
-    sequential = analysis == "sequential"
-    results = []
+    sequential = analysis == Analysis.SEQUENTIAL
+    rows = []
     for label, s, n in cells:
-        row = _compare(label, s, n, s0, n0, control, counting)
-        if sequential and row.label != control and row.p_value is not None:
-            look = _sequential(row.successes, row.trials, s0, n0, tuning, counting)
-            row.uplift_ci = _bounded(look.ci) if look else None
-            row.p_value = look.p_value if look else None
+        values = _compare(label, s, n, s0, n0, control, counting)
+        if sequential and label != control and values.get("p_value") is not None:
+            look = _sequential(s, n, s0, n0, tuning, counting, caches)
+            values["uplift_ci"] = _bounded(look.ci) if look else None
+            values["p_value"] = look.p_value if look else None
             if label in running:
                 ci, p = running[label]
-                row.running_uplift_ci = _bounded(list(ci) if ci else None)
-                row.running_p_value = p
-        results.append(row)
+                values["running_uplift_ci"] = _bounded(ci)
+                values["running_p_value"] = p
+        rows.append(values)
     # Holm across the goal's comparisons (one comparison at most: nothing to adjust), on the
     # p-values that stay valid as the team looks: the running ones in sequential analysis.
-    p_values = [row.running_p_value if sequential else row.p_value for row in results]
-    adjusted = stats.holm(p_values) if len(results) > 2 else p_values
-    control_row = next((row for row in results if row.label == control), None)
-    for row, p_adjusted in zip(results, adjusted, strict=True):
-        row.p_value_adjusted = p_adjusted
-        if row is control_row:
+    p_values = [row.get("running_p_value" if sequential else "p_value") for row in rows]
+    adjusted = stats.holm(p_values) if len(rows) > 2 else p_values
+    for values, p_adjusted in zip(rows, adjusted, strict=True):
+        values["p_value_adjusted"] = p_adjusted
+    base = next((VariantResult(**row) for row in rows if row["label"] == control), None)
+    results = []
+    for values in rows:
+        if base is not None and values["label"] == control:
+            results.append(base)
             continue
-        if role == "guardrail":
-            row.verdict = decisions.guardrail(row, control_row, goal, analysis, direction, margin)
+        row = VariantResult(**values)
+        if role == Role.GUARDRAIL:
+            verdict = decisions.guardrail(row, base, goal, analysis, direction, margin)
         else:
-            row.verdict = decisions.verdict(row, control_row, goal, analysis, direction)
+            verdict = decisions.verdict(row, base, goal, analysis, direction)
+        results.append(VariantResult(**values, verdict=verdict))
     return GoalResult(goal, tuple(results), role, direction, margin)
 
 
@@ -269,7 +277,7 @@ def _ordered(counts: ExperimentCounts) -> list[str]:
     plan = counts.settings.plan
     if plan is None:
         return list(counts.goals)
-    rank = {"primary": 0, "guardrail": 1, "secondary": 2}
+    rank = {Role.PRIMARY: 0, Role.GUARDRAIL: 1, Role.SECONDARY: 2}
 
     def key(goal: str) -> tuple[int, str]:
         declared = plan.goal(goal)
@@ -278,10 +286,14 @@ def _ordered(counts: ExperimentCounts) -> list[str]:
     return sorted(counts.goals, key=key)
 
 
-def _bounded(ci: list[float] | None) -> list[float] | None:
+def _bounded(ci: tuple[float, ...] | list[float] | None) -> Interval | None:
     """A rate cannot fall below 0, so neither can the uplift below -1: the sequential interval
     (symmetric on the ratio's scale) is cut there, which keeps its coverage."""
-    return None if ci is None else [max(-1.0, ci[0]), ci[1]]
+    return None if ci is None else (max(-1.0, ci[0]), ci[1])
+
+
+def _interval(ci: list[float] | None) -> Interval | None:
+    return None if ci is None else (ci[0], ci[1])
 
 
 def _compare(
@@ -291,48 +303,52 @@ def _compare(
     s0: int,
     n0: int,
     control: str | None,
-    counting: str | None,
-) -> VariantResult:
-    """One variant's rate and, unless it is the control, its comparison with the control."""
+    counting: Mode | None,
+) -> dict[str, Any]:
+    """One variant's rate and, unless it is the control, its comparison with the control: the
+    row's values so far."""
     s, n = clamp(successes, trials)
     rate = s / n if n else None
     # The counting variance of each arm's log rate: a goal's uuids are a subset of its
     # variant's participants, so the two counts' errors correlate (counting_error).
     var = rate_variance(s, n, counting)
-    ci = stats.wilson(s, n, var)
+    row: dict[str, Any] = {
+        "label": label,
+        "successes": successes,
+        "trials": trials,
+        "conversion_rate": rate,
+        "ci": _interval(stats.wilson(s, n, var)),
+    }
     if label == control or not (n and n0):
-        return VariantResult(label, successes, trials, rate, ci)
+        return row
     var0 = rate_variance(s0, n0, counting)
-    return VariantResult(
-        label,
-        successes,
-        trials,
-        rate,
-        ci,
-        uplift=(s * n0) / (s0 * n) - 1.0 if s0 else None,
-        uplift_ci=stats.uplift_interval(s, n, s0, n0, var, var0),
-        p_value=stats.two_proportion_p(s, n, s0, n0, var, var0),
-        chance_to_beat_control=stats.chance_to_beat(s, n, s0, n0, var, var0),
-    )
+    row["uplift"] = (s * n0) / (s0 * n) - 1.0 if s0 else None
+    row["uplift_ci"] = _interval(stats.uplift_interval(s, n, s0, n0, var, var0))
+    row["p_value"] = stats.two_proportion_p(s, n, s0, n0, var, var0)
+    row["chance_to_beat_control"] = stats.chance_to_beat(s, n, s0, n0, var, var0)
+    return row
 
 
 # -- running values over the daily history ----------------------------------------------------
 
 
-@lru_cache(maxsize=262_144)
 def _sequential(
-    s: int, n: int, s0: int, n0: int, tuning: int, counting: str | None
+    s: int, n: int, s0: int, n0: int, tuning: int, counting: Mode | None, caches: Caches | None
 ) -> stats.Sequential | None:
-    """A day's look never changes once recorded: computed once per process."""
-    # The counting variance of the log ratio as counting_error models it, in the one-rse
-    # form sequential_uplift takes.
-    rse = equivalent_rse(s, n, s0, n0, counting)
-    return stats.sequential_uplift(s, n, s0, n0, tuning=tuning, rse=rse)
+    """One look (kept: a day's look never changes once recorded)."""
+
+    def look() -> stats.Sequential | None:
+        # The counting variance of the log ratio as counting_error models it, in the one-rse
+        # form sequential_uplift takes.
+        rse = equivalent_rse(s, n, s0, n0, counting)
+        return stats.sequential_uplift(s, n, s0, n0, tuning=tuning, rse=rse)
+
+    return memo(caches.looks if caches else None, (s, n, s0, n0, tuning, counting), look)
 
 
-def _running(counts: ExperimentCounts, through: Running) -> Running:
+def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) -> Running:
     """The running values through this look, from those through the previous one."""
-    if counts.settings.analysis != "sequential" or counts.counting is None:
+    if counts.settings.analysis != Analysis.SEQUENTIAL or counts.counting is None:
         return {}
     control = choose_control(counts.variants, counts.settings.control)
     if control is None:
@@ -346,15 +362,15 @@ def _running(counts: ExperimentCounts, through: Running) -> Running:
             if variant == control:
                 continue
             s, n = clamp(counts.count(goal, variant), trials[variant])
-            look = _sequential(s, n, s0, n0, tuning, counts.counting) if n and n0 else None
+            look = _sequential(s, n, s0, n0, tuning, counts.counting, caches) if n and n0 else None
             running[goal, variant] = stats.step(through.get((goal, variant)), look)
     return running
 
 
-def _running_from_history(counts: ExperimentCounts) -> Running:
-    if counts.settings.analysis != "sequential" or counts.counting is None:
+def _running_from_history(counts: ExperimentCounts, caches: Caches | None) -> Running:
+    if counts.settings.analysis != Analysis.SEQUENTIAL or counts.counting is None:
         return {}
     through: Running = {}
     for day, cells in counts.history:
-        through = _running(counts.on(day, cells), through)
-    return _running(counts, through)
+        through = _running(counts.on(day, cells), through, caches)
+    return _running(counts, through, caches)

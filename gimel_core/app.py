@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask
 
 from . import api, track_endpoint
+from .cache import Caches
 from .config import Config
 from .scripts import Scripts
 from .store import connect, local_or
@@ -20,15 +21,21 @@ if TYPE_CHECKING:
 
 
 class Gimel:
-    """What one process shares across requests: one Redis client, and what uses it."""
+    """What one process shares across requests: one Redis client, what uses it, and what it
+    keeps of the results it computed."""
 
     def __init__(
-        self, redis_url: str, config: Config, clock: Callable[[], float] = time.time
+        self,
+        redis_url: str,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        caches: Caches | None = None,
     ) -> None:
         self.client = connect(redis_url, config.redis_timeout)
         self.scripts = Scripts(self.client)
         self.config = config
         self.clock = clock
+        self.caches = Caches() if caches is None else caches
         self.tracker = Tracker(self.scripts, config, clock)
         self._experiments: Experiments | None = None
 
@@ -39,14 +46,17 @@ class Gimel:
         if self._experiments is None:
             from .experiments import Experiments
 
-            self._experiments = Experiments(self.scripts, self.config, self.clock)
+            self._experiments = Experiments(self.scripts, self.config, self.clock, self.caches)
         return self._experiments
 
 
 def create_app(
-    config: Config | Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time
+    config: Config | Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
+    caches: Caches | None = None,
 ) -> Flask:
-    """Build the app: settings from the environment unless given, one Redis client.
+    """Build the app: settings from the environment unless given, one Redis client, one
+    :class:`Caches` (``caches``: a test's own, e.g. with a small bound).
 
     ``config`` is a whole :class:`Config`, or overrides of ``Config`` fields applied to the
     environment's settings (as tests do). With no Redis URL the embedded Redis is started
@@ -61,7 +71,7 @@ def create_app(
     if server is not None:
         atexit.register(server.stop)
         app.extensions["gimel_embedded"] = server
-    gimel = Gimel(redis_url, config, clock)
+    gimel = Gimel(redis_url, config, clock, Caches() if caches is None else caches)
     app.extensions["gimel"] = gimel
     # Experiment names may contain "/" anywhere, even first: match any path, and never merge
     # "//" with a redirect (that would send /experiments/%2Fa to experiment "a").

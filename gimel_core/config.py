@@ -6,13 +6,16 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from . import defaults
 from .errors import ConfigError
+from .vocabulary import Analysis, Mode, Registration
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
+E = TypeVar("E", bound=StrEnum)
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,10 @@ class Config:
     redis_url: str | None = None
     """``None`` means: start the embedded Redis in ``data_dir``."""
     api_keys: tuple[str, ...] = ()
-    counting: str = defaults.COUNTING
-    analysis: str = defaults.ANALYSIS
+    counting: Mode = defaults.COUNTING
+    analysis: Analysis = defaults.ANALYSIS
     """Analysis method recorded for new experiments (each can be changed with PATCH)."""
-    registration: str = defaults.REGISTRATION
+    registration: Registration = defaults.REGISTRATION
     """``open``: any experiment a visitor names is counted; ``declared``: only planned ones."""
     dedup_window: int = defaults.DEDUP_WINDOW
     redis_timeout: float = defaults.REDIS_TIMEOUT
@@ -63,23 +66,9 @@ class Config:
                     "spaces, as API Gateway requires (make one "
                     "with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
                 )
-        counting = env.get("GIMEL_COUNTING", defaults.COUNTING).strip().lower()
-        if counting not in defaults.COUNTING_MODES:
-            raise ConfigError(
-                f"GIMEL_COUNTING must be one of {', '.join(defaults.COUNTING_MODES)} "
-                f"(got {counting!r})"
-            )
-        analysis = env.get("GIMEL_ANALYSIS", defaults.ANALYSIS).strip().lower()
-        if analysis not in defaults.ANALYSES:
-            raise ConfigError(
-                f"GIMEL_ANALYSIS must be one of {', '.join(defaults.ANALYSES)} (got {analysis!r})"
-            )
-        registration = env.get("GIMEL_REGISTRATION", defaults.REGISTRATION).strip().lower()
-        if registration not in defaults.REGISTRATIONS:
-            raise ConfigError(
-                f"GIMEL_REGISTRATION must be one of {', '.join(defaults.REGISTRATIONS)} "
-                f"(got {registration!r})"
-            )
+        counting = _choice(env, "GIMEL_COUNTING", Mode, defaults.COUNTING)
+        analysis = _choice(env, "GIMEL_ANALYSIS", Analysis, defaults.ANALYSIS)
+        registration = _choice(env, "GIMEL_REGISTRATION", Registration, defaults.REGISTRATION)
         window = _number(env, "GIMEL_DEDUP_WINDOW", int, defaults.DEDUP_WINDOW, 1, 366 * 86_400)
         timeout = _number(env, "GIMEL_REDIS_TIMEOUT", float, defaults.REDIS_TIMEOUT, 0.05, 30.0)
         data_dir = env.get("GIMEL_DATA_DIR", "").strip() or defaults.DATA_DIR
@@ -142,6 +131,14 @@ class Config:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         return replace(self, **overrides)
+
+
+def _choice(env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
+    """One of ``kind``'s values, in any case; ``default`` when unset."""
+    raw = env.get(name, default).strip().lower()
+    if raw not in tuple(kind):
+        raise ConfigError(f"{name} must be one of {', '.join(kind)} (got {raw!r})")
+    return kind(raw)
 
 
 def _names(env: Mapping[str, str], name: str) -> frozenset[str] | None:

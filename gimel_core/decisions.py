@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .results import Decision, GoalResult, Planning, Srm, VariantResult, Verdict
+from .vocabulary import Analysis, DecisionKind, Direction, Role, VerdictKind
 
 WIN_CHANCE = 0.95
 """A winner needs at least this chance to beat the other arm..."""
@@ -25,8 +26,8 @@ def verdict(
     row: VariantResult,
     control: VariantResult | None,
     goal: str,
-    analysis: str = "fixed",
-    direction: str = "increase",
+    analysis: Analysis,
+    direction: Direction,
 ) -> Verdict:
     """The verdict on ``row`` against the ``control`` row on ``goal`` (``direction``: which
     way is better).
@@ -40,33 +41,35 @@ def verdict(
     name, goal = short(row.label), short(goal)
     base = short(control.label) if control else "the control"
     c, p = row.chance_to_beat_control, row.p_value_adjusted
-    if c is not None and direction == "decrease":
+    if c is not None and direction == Direction.DECREASE:
         c = 1.0 - c  # the chance to be better: lower
     if c is None or p is None or control is None:
-        return Verdict("wait", f"{name} vs {base} on {goal}: not enough data yet")
-    p_shown = p_text(p) + (" (always valid)" if analysis == "sequential" else "")
+        return Verdict(VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet")
+    p_shown = p_text(p) + (" (always valid)" if analysis == Analysis.SEQUENTIAL else "")
     if c >= WIN_CHANCE and p < ALPHA:
         text = f"{name} beats {base} on {goal}, {chance(c)} Bayesian chance, {p_shown}"
-        return Verdict("win", text)
+        return Verdict(VerdictKind.WIN, text)
     if c <= 1 - WIN_CHANCE and p < ALPHA:
         text = f"{base} beats {name} on {goal}, {chance(1 - c)} Bayesian chance, {p_shown}"
-        return Verdict("lose", text)
+        return Verdict(VerdictKind.LOSE, text)
     detail = f"{chance(c)} Bayesian chance {name} is better, {p_shown}"
     if min(row.trials, control.trials) < MIN_TRIALS:
-        return Verdict("wait", f"{name} vs {base} on {goal}: not enough data yet ({detail})")
-    if analysis == "sequential":
+        return Verdict(
+            VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet ({detail})"
+        )
+    if analysis == Analysis.SEQUENTIAL:
         text = f"{name} vs {base} on {goal}: not enough evidence yet ({detail})"
-        return Verdict("wait", text)
+        return Verdict(VerdictKind.WAIT, text)
     text = f"No clear difference between {name} and {base} on {goal} yet ({detail})"
-    return Verdict("even", text)
+    return Verdict(VerdictKind.EVEN, text)
 
 
 def guardrail(
     row: VariantResult,
     control: VariantResult | None,
     goal: str,
-    analysis: str,
-    direction: str,
+    analysis: Analysis,
+    direction: Direction,
     margin: float,
 ) -> Verdict:
     """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin`` (relative)?
@@ -78,20 +81,24 @@ def guardrail(
     """
     name, goal = short(row.label), short(goal)
     base = short(control.label) if control else "the control"
-    ci = row.running_uplift_ci if analysis == "sequential" else row.uplift_ci
+    ci = row.running_uplift_ci if analysis == Analysis.SEQUENTIAL else row.uplift_ci
     if ci is None or control is None or min(row.trials, control.trials) < MIN_TRIALS:
-        return Verdict("wait", f"{name} vs {base} on guardrail {goal}: not enough data yet")
+        return Verdict(
+            VerdictKind.WAIT, f"{name} vs {base} on guardrail {goal}: not enough data yet"
+        )
     # Harm, as a positive relative change in the bad direction.
-    low, high = (-ci[1], -ci[0]) if direction == "increase" else (ci[0], ci[1])
+    low, high = (-ci[1], -ci[0]) if direction == Direction.INCREASE else (ci[0], ci[1])
     allowed = f"the {percent(margin)} margin" if margin else "no harm"
     if low > margin:
         text = f"{name} harms {goal}: {percent(low)} to {percent(high)} worse than {base}"
-        return Verdict("harm", f"{text}, beyond {allowed}")
+        return Verdict(VerdictKind.HARM, f"{text}, beyond {allowed}")
     if high < margin:
         worst = f"at worst {percent(high)} worse" if high > 0 else "no worse"
-        return Verdict("safe", f"{name} keeps {goal} within {allowed} ({worst} than {base})")
+        return Verdict(
+            VerdictKind.SAFE, f"{name} keeps {goal} within {allowed} ({worst} than {base})"
+        )
     text = f"{name} vs {base} on guardrail {goal}: harm not ruled out yet"
-    return Verdict("wait", f"{text} (from {_change(low)} to {_change(high)})")
+    return Verdict(VerdictKind.WAIT, f"{text} (from {_change(low)} to {_change(high)})")
 
 
 def _change(harm: float) -> str:
@@ -100,9 +107,9 @@ def _change(harm: float) -> str:
 
 def _risky(goal: GoalResult, row: VariantResult) -> bool:
     """A guardrail not decided yet whose estimate is already worse than its margin allows."""
-    if goal.role != "guardrail" or _kind(row) != "wait" or row.uplift is None:
+    if goal.role != Role.GUARDRAIL or _kind(row) != VerdictKind.WAIT or row.uplift is None:
         return False
-    harm = -row.uplift if goal.direction == "increase" else row.uplift
+    harm = -row.uplift if goal.direction == Direction.INCREASE else row.uplift
     return harm > goal.margin
 
 
@@ -124,20 +131,20 @@ def decide(
     """
     if srm is not None and srm.mismatch and srm.p_value is not None:
         return Decision(
-            "check_split",
+            DecisionKind.CHECK_SPLIT,
             f"Check the split first: the participants do not match the planned weights "
             f"({p_text(srm.p_value)}), so no result can be trusted until the assignment is fixed",
         )
-    primary = [g for g in goals if g.role == "primary"]
+    primary = [g for g in goals if g.role == Role.PRIMARY]
     if control is None or not primary:
         what = "no primary goal yet" if control else "no data yet"
-        return Decision("keep_running", f"Keep running: {what}")
+        return Decision(DecisionKind.KEEP_RUNNING, f"Keep running: {what}")
     harms = {
         row.label: row.verdict.text
         for g in goals
-        if g.role == "guardrail"
+        if g.role == Role.GUARDRAIL
         for row in g.results
-        if row.verdict and row.verdict.kind == "harm"
+        if row.verdict and row.verdict.kind == VerdictKind.HARM
     }
     risks = {row.label: (g, row) for g in goals for row in g.results if _risky(g, row)}
     rows: dict[str, list[VariantResult]] = {}  # variant -> its rows on the primary goals
@@ -149,7 +156,9 @@ def decide(
         (v, r)
         for v, rs in rows.items()
         for r in rs
-        if r.verdict and r.verdict.kind == "win" and not any(_kind(x) == "lose" for x in rs)
+        if r.verdict
+        and r.verdict.kind == VerdictKind.WIN
+        and not any(_kind(x) == VerdictKind.LOSE for x in rs)
     ]
     for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
         if variant in harms:
@@ -157,41 +166,41 @@ def decide(
         if variant in risks:  # a win, but a guardrail looks harmed: not before it is settled
             guard, worse = risks[variant]
             return Decision(
-                "keep_running",
+                DecisionKind.KEEP_RUNNING,
                 f"Keep running: {short(variant)} wins on a primary goal, but its harm to "
                 f"{short(guard.goal)} is not ruled out yet ({_change(-_signed(guard, worse))} "
                 "so far)",
                 variant,
             )
-        return Decision("ship", f"Ship {short(variant)}: {_text(row)}", variant)
+        return Decision(DecisionKind.SHIP, f"Ship {short(variant)}: {_text(row)}", variant)
     if winners:
         variant = winners[0][0]
         return Decision(
-            "keep_control",
+            DecisionKind.KEEP_CONTROL,
             f"Do not ship {short(variant)}: it wins on a primary goal but {harms[variant]}",
             variant,
         )
-    beaten = {v: next(r for r in rs if _kind(r) == "lose") for v, rs in rows.items()
-              if any(_kind(r) == "lose" for r in rs)}  # fmt: skip
+    beaten = {v: next(r for r in rs if _kind(r) == VerdictKind.LOSE) for v, rs in rows.items()
+              if any(_kind(r) == VerdictKind.LOSE for r in rs)}  # fmt: skip
     if rows and all(v in beaten or v in harms for v in rows):
         variant = next(iter(rows))
         reason = _text(beaten[variant]) if variant in beaten else harms[variant]
-        return Decision("keep_control", f"Keep {short(control)}: {reason}", variant)
+        return Decision(DecisionKind.KEEP_CONTROL, f"Keep {short(control)}: {reason}", variant)
     if planned is not None and participants >= planned:
         names = _goals(primary)
         at = f"at the planned {planned:,} participants"
         text = f"No difference on {names} {at}: keep {short(control)}"
-        return Decision("no_difference", text)
-    return Decision("keep_running", "Keep running: " + _remaining(primary, planning))
+        return Decision(DecisionKind.NO_DIFFERENCE, text)
+    return Decision(DecisionKind.KEEP_RUNNING, "Keep running: " + _remaining(primary, planning))
 
 
 def _signed(goal: GoalResult, row: VariantResult) -> float:
     """The row's uplift, positive when better in the goal's direction."""
     uplift = row.uplift or 0.0
-    return uplift if goal.direction == "increase" else -uplift
+    return uplift if goal.direction == Direction.INCREASE else -uplift
 
 
-def _kind(row: VariantResult) -> str | None:
+def _kind(row: VariantResult) -> VerdictKind | None:
     return row.verdict.kind if row.verdict else None
 
 

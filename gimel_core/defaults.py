@@ -1,13 +1,16 @@
-"""Every default Gimel uses, named and documented in one place."""
+"""Every default Gimel uses, named and documented in one place.
+
+The sets of values a default is chosen from (counting modes, analyses, registrations) are
+the enums of :mod:`gimel_core.vocabulary`.
+"""
+
+from .vocabulary import Analysis, Mode, Registration
 
 NAMESPACE = "alephbet"
 """Namespace used when a request names none; Alephbet's adapters default to it too."""
 
-COUNTING = "hll"
+COUNTING = Mode.HLL
 """Counting mode for new experiments: ``hll`` (HyperLogLog, fixed 12 KB) or ``exact``."""
-
-COUNTING_MODES = ("hll", "exact")
-"""The counting modes Gimel knows."""
 
 DEDUP_WINDOW = 86_400
 """Seconds an ``exact`` experiment remembers a uuid, so a resent event is counted once."""
@@ -101,12 +104,9 @@ BOT_PATTERN = (
 )
 """User agents answered 200 but not counted (case-insensitive regex; empty disables)."""
 
-ANALYSIS = "sequential"
+ANALYSIS = Analysis.SEQUENTIAL
 """Analysis method of new experiments: ``sequential`` (always-valid p-values and intervals,
 safe to look at every day) or ``fixed`` (fixed-horizon: valid at one planned look only)."""
-
-ANALYSES = ("sequential", "fixed")
-"""The analysis methods Gimel knows. Experiments created before history was kept are ``fixed``."""
 
 SEQUENTIAL_TUNING = 5000
 """N*, the sample size at which a sequential interval is tightest relative to a fixed one
@@ -116,8 +116,6 @@ BOT_AGENT_CHARS = 512
 """Only this many leading characters of a User-Agent are matched against the bot pattern, so
 a huge header costs a bounded scan (a 250 KB agent took 0.27 s); real agents are shorter."""
 
-REGISTRATION = "open"
+REGISTRATION = Registration.OPEN
 """Which experiments are counted: ``open`` (any a visitor names, the zero-config start of
 ``gimel serve``) or ``declared`` (only those declared with a plan; ``sls deploy``'s default)."""
-
-REGISTRATIONS = ("open", "declared")

@@ -8,25 +8,41 @@ from __future__ import annotations
 
 import bisect
 import json
-import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import analysis, dedup, defaults, keys, paging, plans, scripts, settings
+from .cache import Cache, Caches
 from .errors import Conflict, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
 from .scripts import ClearTag, Meta
 from .store import StoreBacked
+from .vocabulary import Mode
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .scripts import Scripts
 
 _CLEAR_ATTEMPTS = 20
 
 
 class Experiments(StoreBacked):
-    """The experiments stored in one Redis."""
+    """The experiments stored in one Redis; what this process analysed is kept in ``caches``
+    (the app's, or its own)."""
+
+    def __init__(
+        self,
+        scripts: Scripts,
+        config: Config,
+        clock: Callable[[], float] = time.time,
+        caches: Caches | None = None,
+    ) -> None:
+        super().__init__(scripts, config, clock)
+        self.caches = Caches() if caches is None else caches
 
     # -- reading -----------------------------------------------------------------------
 
@@ -137,7 +153,7 @@ class Experiments(StoreBacked):
         }
         now = self.clock()
         return [
-            _experiment_counts(exp, one, migrated.get(exp), now)
+            _experiment_counts(exp, one, migrated.get(exp), now, self.caches.snapshots)
             for exp, one in zip(names, stored, strict=True)
         ]
 
@@ -148,7 +164,7 @@ class Experiments(StoreBacked):
         self, namespace: str, names: Iterable[str]
     ) -> list[tuple[ExperimentResult, Texts | None]]:
         """Each experiment's results: one round trip, and the statistics only for those whose
-        stored data changed since this process last analysed them (:data:`_ANALYSED`); with
+        stored data changed since this process last analysed them (``caches.analysed``); with
         each, where its JSON is kept once encoded (None: not kept, it changes with time)."""
         names = list(names)
         raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
@@ -156,7 +172,7 @@ class Experiments(StoreBacked):
         found: dict[str, tuple[ExperimentResult, Texts | None]] = {}
         missed = []
         for name, raw in zip(names, raws, strict=True):
-            hit = _ANALYSED.get((namespace, name, raw))
+            hit = self.caches.analysed.get((namespace, name, raw))
             if hit is None:
                 missed.append((name, raw))
                 continue
@@ -170,10 +186,10 @@ class Experiments(StoreBacked):
             stored = [scripts.stored(raw) for _, raw in missed]
             fresh = self._counts(namespace, [name for name, _ in missed], stored)
             for (name, raw), one, counts in zip(missed, stored, fresh, strict=True):
-                result = analysis.analyse(counts)
+                result = analysis.analyse(counts, self.caches)
                 kept: Texts | None = None
                 if Meta.DAY in one.meta:  # not migrated by this read: the reply says it all
-                    kept = _remember(namespace, name, raw, counts, result)
+                    kept = _remember(self.caches.analysed, (namespace, name, raw), counts, result)
                 found[name] = result, None if analysis.plans_ahead(counts) else kept
         return [found[name] for name in names]
 
@@ -185,7 +201,7 @@ class Experiments(StoreBacked):
         today = int(self.clock()) // DAY
         points = [
             HistoryPoint(_date(day), result)
-            for day, result in analysis.analyse_history(counts, today)
+            for day, result in analysis.analyse_history(counts, today, self.caches)
         ]
         return History(name, counts.settings.analysis, points)
 
@@ -298,7 +314,11 @@ class Experiments(StoreBacked):
 
 
 def _experiment_counts(
-    name: str, stored: scripts.Stored, migrated: dict[tuple[str, str], int] | None, now: float
+    name: str,
+    stored: scripts.Stored,
+    migrated: dict[tuple[str, str], int] | None,
+    now: float,
+    snapshots: Cache[str, Mapping[str, int]],
 ) -> ExperimentCounts:
     meta, variants, goals = stored.meta, stored.variants, stored.goals
     declared = settings.stored(meta)
@@ -314,7 +334,7 @@ def _experiment_counts(
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
     return ExperimentCounts(
         name=name,
-        counting=mode,
+        counting=Mode(mode) if mode else None,
         variants=variants,
         goals=goals,
         counts=table if mode else {},
@@ -322,7 +342,7 @@ def _experiment_counts(
         dedup_window=int(meta[Meta.WINDOW]) if mode == "exact" and meta.get(Meta.WINDOW) else None,
         created=created,
         reset_at=reset_at,
-        history=_history(stored.history, variants, goals),
+        history=_history(stored.history, variants, goals, snapshots),
         elapsed_days=_days(reset_at or created, now),
     )
 
@@ -336,34 +356,17 @@ Texts = dict[bool, str]
 """An experiment's results encoded as the API answers them, by ``summary``: kept with its
 analysis, so an unchanged experiment is not encoded again either (``paging.Budget.fits``)."""
 
-_ANALYSED: dict[tuple[str, str, bytes], tuple[ExperimentCounts, ExperimentResult, Texts]] = {}
-"""(namespace, experiment, read.lua's reply) -> what it was analysed into, in this process.
-The reply holds every count, setting and day of history, so an unchanged reply means
-unchanged results (but for the planning figures, which :func:`analysis.replan` refreshes):
-a dashboard refreshing a page where little changed costs a read, not the statistics."""
-_ANALYSED_BYTES = 2_000_000
-"""Bound on the replies kept (the results they keep grow with them): a few pages of a
-dashboard, a few tens of megabytes at most, whatever the experiments."""
-_kept = [0]
-_ANALYSED_LOCK = threading.Lock()
-
 
 def _remember(
-    namespace: str, name: str, raw: bytes, counts: ExperimentCounts, result: ExperimentResult
+    analysed: Cache[tuple[str, str, bytes], Any],
+    key: tuple[str, str, bytes],
+    counts: ExperimentCounts,
+    result: ExperimentResult,
 ) -> Texts | None:
-    if len(raw) > _ANALYSED_BYTES // 8:
-        return None  # one huge experiment would push out a whole page of ordinary ones
-    with _ANALYSED_LOCK:  # gimel serve's threads share it: evict and insert as one step
-        if (namespace, name, raw) in _ANALYSED:
-            return None
-        while _ANALYSED and _kept[0] + len(raw) > _ANALYSED_BYTES:
-            oldest = next(iter(_ANALYSED))
-            _kept[0] -= len(oldest[2])
-            del _ANALYSED[oldest]
-        texts: Texts = {}
-        _ANALYSED[namespace, name, raw] = (counts, result, texts)
-        _kept[0] += len(raw)
-        return texts
+    """Keep an analysis by the reply it came from; where its JSON will be kept once encoded
+    (None: not kept, too big or kept already)."""
+    texts: Texts = {}
+    return texts if analysed.put(key, (counts, result, texts)) else None
 
 
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -380,7 +383,10 @@ def _date(day: int) -> str:
 
 
 def _history(
-    raw: dict[str, str], variants: tuple[str, ...], goals: tuple[str, ...]
+    raw: dict[str, str],
+    variants: tuple[str, ...],
+    goals: tuple[str, ...],
+    snapshots: Cache[str, Mapping[str, int]],
 ) -> tuple[tuple[int, dict[tuple[str, str], int]], ...]:
     """Daily snapshots, oldest first, as (goal, variant) counts (0 where not counted yet)."""
     if not raw:
@@ -388,14 +394,16 @@ def _history(
     fields = {keys.counts_field(g, v): (g, v) for g, v in _counters(variants, goals)}
     days = []
     for day, snapshot in sorted((int(d), s) for d, s in raw.items()):
-        stored = _decoded(snapshot)
+        stored = snapshots.get(snapshot)
+        if stored is None:
+            stored = _decoded(snapshot)
+            snapshots.put(snapshot, stored)
         days.append((day, {cell: int(stored.get(f, 0)) for f, cell in fields.items()}))
     return tuple(days)
 
 
-@lru_cache(maxsize=65_536)
 def _decoded(snapshot: str) -> dict[str, int]:
-    """A day's snapshot never changes once written: decode it once per process."""
+    """A day's snapshot (kept: it never changes once written)."""
     decoded: dict[str, int] = json.loads(snapshot)
     return decoded
 

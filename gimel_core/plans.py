@@ -19,16 +19,15 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from . import defaults
 from .errors import Conflict, InvalidFields, InvalidInput
 from .events import check_name
 from .scripts import Meta, Stored
-from .vocabulary import Direction, Role
+from .vocabulary import Analysis, Direction, Role
 
-ROLES = ("primary", "guardrail", "secondary")
-DIRECTIONS = ("increase", "decrease")
 FIELDS = (
     "variants",
     "control",
@@ -43,6 +42,7 @@ GOAL_FIELDS = ("name", "role", "direction", "margin")
 MAX_DESCRIPTION = 1000
 MAX_PARTICIPANTS = 10**12
 T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
 # Control characters other than tab and newline, and lone surrogates (JSON can carry them).
 _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -50,8 +50,8 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 @dataclass(frozen=True, slots=True)
 class PlannedGoal:
     name: str
-    role: str = "primary"
-    direction: str = "increase"
+    role: Role = Role.PRIMARY
+    direction: Direction = Direction.INCREASE
     """Which way is better: ``decrease`` for goals such as refunds or errors."""
     margin: float = 0.0
     """Guardrails: the relative harm tolerated (0.02: up to 2% worse) before it is breached."""
@@ -59,8 +59,8 @@ class PlannedGoal:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "role": self.role,
-            "direction": self.direction,
+            "role": self.role.value,
+            "direction": self.direction.value,
             "margin": self.margin,
         }
 
@@ -68,9 +68,9 @@ class PlannedGoal:
         """Its fields but the defaults; only a name left: the bare name."""
         shown: dict[str, Any] = {"name": self.name}
         if self.role != Role.PRIMARY:
-            shown["role"] = self.role
+            shown["role"] = self.role.value
         if self.direction != Direction.INCREASE:
-            shown["direction"] = self.direction
+            shown["direction"] = self.direction.value
         if self.margin:
             shown["margin"] = self.margin
         return self.name if len(shown) == 1 else shown
@@ -82,7 +82,7 @@ class Plan:
     control: str
     goals: tuple[PlannedGoal, ...] = ()
     weights: dict[str, float] | None = None
-    analysis: str | None = None
+    analysis: Analysis | None = None
     """None: the experiment keeps the method it was created with."""
     planned_participants: int | None = None
     """Participants over all variants at which the team means to decide."""
@@ -104,7 +104,7 @@ class Plan:
             "control": self.control,
             "weights": self.weights,
             "goals": [g.to_json() for g in self.goals],
-            "analysis": self.analysis,
+            "analysis": self.analysis.value if self.analysis else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
             "description": self.description,
@@ -119,7 +119,7 @@ class Plan:
         if self.goals:
             shown["goals"] = [g.declared() for g in self.goals]
         optional = {
-            "analysis": self.analysis,
+            "analysis": self.analysis.value if self.analysis else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
             "description": self.description,
@@ -146,8 +146,8 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
     if weights is not None and variants is not None:  # else nothing to check them against
         weights = problems.check(parse_weights, weights, variants)
     analysis = body.get("analysis")
-    if analysis is not None and analysis not in defaults.ANALYSES:
-        problems.add("analysis", f"must be one of: {', '.join(defaults.ANALYSES)}")
+    if analysis is not None:
+        analysis = problems.check(parse_analysis, analysis)
     planned = body.get("planned_participants")
     if planned is not None and (
         isinstance(planned, bool)
@@ -219,9 +219,12 @@ def from_json(data: dict[str, Any]) -> Plan:
     return Plan(
         variants=tuple(data["variants"]),
         control=data["control"],
-        goals=tuple(PlannedGoal(**g) for g in data["goals"]),
+        goals=tuple(
+            PlannedGoal(g["name"], Role(g["role"]), Direction(g["direction"]), g["margin"])
+            for g in data["goals"]
+        ),
         weights=data["weights"],
-        analysis=data["analysis"],
+        analysis=Analysis(data["analysis"]) if data["analysis"] else None,
         planned_participants=data["planned_participants"],
         mde=data["mde"],
         description=data["description"],
@@ -312,16 +315,25 @@ def _goal(where: str, item: Any, problems: _Problems) -> PlannedGoal | None:
             f"{where}.{key}", f"unknown goal field {key!r}; known: {', '.join(GOAL_FIELDS)}"
         )
     name = problems.check(_goal_name, f"{where}.name", item.get("name"))
-    role = item.get("role", Role.PRIMARY.value)
-    if role not in ROLES:
-        problems.add(f"{where}.role", f"must be one of: {', '.join(ROLES)}")
-    direction = item.get("direction", Direction.INCREASE.value)
-    if direction not in DIRECTIONS:
-        problems.add(f"{where}.direction", f"must be one of: {', '.join(DIRECTIONS)}")
+    role = problems.check(_one_of, f"{where}.role", Role, item.get("role", Role.PRIMARY))
+    direction = problems.check(
+        _one_of, f"{where}.direction", Direction, item.get("direction", Direction.INCREASE)
+    )
     margin = problems.check(_fraction, f"{where}.margin", item.get("margin"), low=0.0, high=1.0)
-    if name is None or role not in ROLES or direction not in DIRECTIONS:
+    if name is None or role is None or direction is None:
         return None
     return PlannedGoal(name, role, direction, margin or 0.0)
+
+
+def parse_analysis(value: Any) -> Analysis:
+    """An analysis method as a plan or ``PATCH`` names it."""
+    return _one_of("analysis", Analysis, value)
+
+
+def _one_of(field: str, kind: type[E], value: Any) -> E:
+    if not isinstance(value, str) or value not in tuple(kind):
+        raise InvalidInput(field, f"must be one of: {', '.join(kind)}")
+    return kind(value)
 
 
 def _goal_name(field: str, value: Any) -> str:

@@ -11,12 +11,65 @@ reading a deployed Gimel over HTTP).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
+from enum import Enum
+from typing import Any, TypeVar
 
 from . import defaults, plans
 from .plans import Plan
+from .vocabulary import Analysis, DecisionKind, Direction, Mode, Role, VerdictKind
+
+Interval = tuple[float, float]
+"""A 95% interval, (low, high): a JSON list of two numbers."""
+
+T = TypeVar("T")
+
+
+def _plain(value: Any) -> Any:
+    """A field's JSON value: an enum as its string, a tuple as a list, a part as its JSON."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    to_json = getattr(value, "to_json", None)
+    return value if to_json is None else to_json()
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _encoded(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """``obj``'s fields as JSON, in their declared order."""
+    return {name: _plain(getattr(obj, name)) for name in names}
+
+
+def _decoded(
+    cls: type[T],
+    data: Mapping[str, Any],
+    convert: Mapping[str, Callable[[Any], Any]] | None = None,
+    **given: Any,
+) -> T:
+    """A ``cls`` from its JSON: each field read by its name (its default when absent; a list
+    as a tuple), through ``convert`` where a field is more than a JSON value (an enum, a
+    part); ``given`` sets a field from elsewhere."""
+    convert = convert or {}
+    values = dict(given)
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in given or (f.name not in data and _has_default(f)):
+            continue
+        value = data[f.name]
+        if value is not None and f.name in convert:
+            value = convert[f.name](value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def _has_default(f: Field[Any]) -> bool:
+    return f.default is not MISSING or f.default_factory is not MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +80,8 @@ class Settings:
     weights: dict[str, float] | None = None
     description: str | None = None
     archived: bool = False
-    analysis: str = "fixed"
-    """``sequential`` (always-valid p-values and intervals) or ``fixed`` (fixed horizon)."""
+    analysis: Analysis = defaults.ANALYSIS
+    """Recorded when the experiment is created; ``fixed`` or ``sequential`` (always valid)."""
     sequential_tuning: int = defaults.SEQUENTIAL_TUNING
     plan: Plan | None = None
     """Declared with ``PUT /experiments/<name>``; None for an experiment visitors created."""
@@ -39,8 +92,8 @@ class ExperimentCounts:
     """One experiment as stored: names, settings and unique counts, no statistics."""
 
     name: str
-    counting: str | None
-    """``hll`` or ``exact``; None for an experiment that does not exist."""
+    counting: Mode | None
+    """None for an experiment that does not exist."""
     variants: tuple[str, ...] = ()
     goals: tuple[str, ...] = ()
     """Goal names, without the ``participate`` pseudo-goal."""
@@ -71,100 +124,73 @@ class ExperimentCounts:
 class Verdict:
     """The decision on one variant against the control for one goal, as a sentence."""
 
-    kind: str
-    """``win`` (the variant beats the control), ``lose``, ``even`` or ``wait``."""
+    kind: VerdictKind
     text: str
 
     def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "text": self.text}
+        return _encoded(self, _VERDICT)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Verdict:
+        return _decoded(cls, data, {"kind": VerdictKind})
 
 
-@dataclass(slots=True)
+_VERDICT = _names(Verdict)
+
+
+@dataclass(frozen=True, slots=True)
 class VariantResult:
-    """One variant on one goal. Built by :mod:`gimel_core.analysis`, read-only after that."""
+    """One variant on one goal, built by :mod:`gimel_core.analysis` with its final values:
+    frozen, so one row is shared by the requests and threads that read it."""
 
     label: str
     successes: int
     trials: int
     conversion_rate: float | None = None
-    ci: list[float] | None = None
+    ci: Interval | None = None
     uplift: float | None = None
-    uplift_ci: list[float] | None = None
+    uplift_ci: Interval | None = None
     p_value: float | None = None
     p_value_adjusted: float | None = None
     chance_to_beat_control: float | None = None
     verdict: Verdict | None = None
     """None for the control itself."""
-    running_uplift_ci: list[float] | None = None
+    running_uplift_ci: Interval | None = None
     """Sequential analysis: the intersection of this look's interval with every earlier day's."""
     running_p_value: float | None = None
     """Sequential analysis: the least p-value of this look and every earlier day's."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "successes": self.successes,
-            "trials": self.trials,
-            "conversion_rate": self.conversion_rate,
-            "ci": self.ci,
-            "uplift": self.uplift,
-            "uplift_ci": self.uplift_ci,
-            "p_value": self.p_value,
-            "p_value_adjusted": self.p_value_adjusted,
-            "chance_to_beat_control": self.chance_to_beat_control,
-            "verdict": self.verdict.to_json() if self.verdict else None,
-            "running_uplift_ci": self.running_uplift_ci,
-            "running_p_value": self.running_p_value,
-        }
+        return _encoded(self, _ROW)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VariantResult:
-        verdict = data.get("verdict")
-        return cls(
-            label=data["label"],
-            successes=data["successes"],
-            trials=data["trials"],
-            conversion_rate=data.get("conversion_rate"),
-            ci=data.get("ci"),
-            uplift=data.get("uplift"),
-            uplift_ci=data.get("uplift_ci"),
-            p_value=data.get("p_value"),
-            p_value_adjusted=data.get("p_value_adjusted"),
-            chance_to_beat_control=data.get("chance_to_beat_control"),
-            verdict=Verdict(verdict["kind"], verdict["text"]) if verdict else None,
-            running_uplift_ci=data.get("running_uplift_ci"),
-            running_p_value=data.get("running_p_value"),
-        )
+        return _decoded(cls, data, {"verdict": Verdict.from_json})
+
+
+_ROW = _names(VariantResult)
 
 
 @dataclass(frozen=True, slots=True)
 class GoalResult:
     goal: str
     results: tuple[VariantResult, ...]
-    role: str = "primary"
+    role: Role = Role.PRIMARY
     """From the plan: ``primary`` (decides), ``guardrail`` (must do no harm), ``secondary``."""
-    direction: str = "increase"
+    direction: Direction = Direction.INCREASE
     margin: float = 0.0
     """Guardrails: the relative harm tolerated."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "goal": self.goal,
-            "results": [row.to_json() for row in self.results],
-            "role": self.role,
-            "direction": self.direction,
-            "margin": self.margin,
-        }
+        return _encoded(self, _GOAL)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GoalResult:
-        return cls(
-            data["goal"],
-            tuple(VariantResult.from_json(r) for r in data["results"]),
-            data.get("role", "primary"),
-            data.get("direction", "increase"),
-            data.get("margin", 0.0),
-        )
+        rows = tuple(VariantResult.from_json(r) for r in data["results"])
+        return _decoded(cls, data, {"role": Role, "direction": Direction}, results=rows)
+
+
+_GOAL = _names(GoalResult)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +202,7 @@ class Srm:
     mismatch: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"p_value": self.p_value, "expected": self.expected, "mismatch": self.mismatch}
+        return _encoded(self, _names(Srm))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,34 +218,32 @@ class Planning:
     days_remaining: float | None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "goal": self.goal,
-            "mde": self.mde,
-            "power": self.power,
-            "needed": self.needed,
-            "days_remaining": self.days_remaining,
-        }
+        return _encoded(self, _names(Planning))
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The one line a team acts on, for the whole experiment."""
 
-    kind: str
-    """``ship``, ``keep_control``, ``no_difference``, ``keep_running`` or ``check_split``."""
+    kind: DecisionKind
     text: str
     variant: str | None = None
     """The variant to ship (``ship``), or the one that must not be (``keep_control``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "text": self.text, "variant": self.variant}
+        return _encoded(self, _names(Decision))
 
 
 @dataclass(frozen=True, slots=True)
 class ExperimentResult:
+    """One experiment's results. Its JSON lists the fields in this order, with the settings'
+    fields in place of ``settings`` (``control`` is the one in use, declared or chosen) and
+    ``srm``, ``decision`` and ``planning`` only for an experiment that exists."""
+
     experiment: str
-    counting: str | None
     goals: tuple[GoalResult, ...] = ()
+    counting: Mode | None = None
+    """None for an experiment that does not exist."""
     participants: dict[str, int] = field(default_factory=dict)
     control: str | None = None
     settings: Settings = Settings()
@@ -238,58 +262,37 @@ class ExperimentResult:
     def to_json(self, summary: bool = False) -> dict[str, Any]:
         """The API's JSON; ``summary``: ``goal_names``, the goals' names alone, in place of
         ``goals`` (``GET /experiments?view=summary``), every other field the same."""
-        goals: dict[str, Any] = (
-            {"goal_names": [goal.goal for goal in self.goals]}
-            if summary
-            else {"goals": [goal.to_json() for goal in self.goals]}
-        )
-        body: dict[str, Any] = {
-            "experiment": self.experiment,
-            **goals,
-            "counting": self.counting,
-            "participants": self.participants,
-            "control": self.control,
-            "weights": self.settings.weights,
-            "description": self.settings.description,
-            "archived": self.settings.archived,
-            "analysis": self.settings.analysis,
-            "sequential_tuning": self.settings.sequential_tuning,
-            "plan": self.settings.plan.to_json() if self.settings.plan else None,
-            "dedup_window": self.dedup_window,
-            "created": self.created,
-            "reset_at": self.reset_at,
-        }
-        if self.srm is not None:
-            body["srm"] = self.srm.to_json()
-            body["decision"] = self.decision.to_json() if self.decision else None
-            body["planning"] = self.planning.to_json() if self.planning else None
+        body: dict[str, Any] = {}
+        for name in _EXPERIMENT if self.srm is not None else _EXPERIMENT[:-3]:
+            if name == "settings":
+                body.update(_encoded(self.settings, _SETTINGS))
+            elif name == "goals" and summary:
+                body["goal_names"] = [goal.goal for goal in self.goals]
+            else:
+                body[name] = _plain(getattr(self, name))
         return body
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExperimentResult:
-        srm, decision, planning = data.get("srm"), data.get("decision"), data.get("planning")
-        return cls(
-            experiment=data["experiment"],
-            counting=data.get("counting"),
-            goals=tuple(GoalResult.from_json(g) for g in data.get("goals", [])),
-            participants=dict(data.get("participants") or {}),
+        settings = _decoded(
+            Settings,
+            data,
+            {"analysis": Analysis, "plan": plans.from_json},
             control=data.get("control"),
-            settings=Settings(
-                control=data.get("control"),
-                weights=data.get("weights"),
-                description=data.get("description"),
-                archived=bool(data.get("archived")),
-                analysis=data.get("analysis", "fixed"),
-                sequential_tuning=data.get("sequential_tuning", defaults.SEQUENTIAL_TUNING),
-                plan=plans.from_json(data["plan"]) if data.get("plan") else None,
-            ),
-            dedup_window=data.get("dedup_window"),
-            created=data.get("created"),
-            reset_at=data.get("reset_at"),
-            srm=Srm(srm["p_value"], srm["expected"], srm["mismatch"]) if srm else None,
-            decision=Decision(**decision) if decision else None,
-            planning=Planning(**planning) if planning else None,
         )
+        convert: dict[str, Callable[[Any], Any]] = {
+            "goals": lambda goals: tuple(GoalResult.from_json(g) for g in goals),
+            "counting": Mode,
+            "participants": dict,
+            "srm": lambda srm: _decoded(Srm, srm),
+            "decision": lambda decision: _decoded(Decision, decision, {"kind": DecisionKind}),
+            "planning": lambda planning: _decoded(Planning, planning),
+        }
+        return _decoded(cls, data, convert, settings=settings)
+
+
+_EXPERIMENT = _names(ExperimentResult)
+_SETTINGS = tuple(name for name in _names(Settings) if name != "control")
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,14 +367,14 @@ class History:
     """``GET /experiments/<name>/history``: one point per day with events, then now."""
 
     experiment: str
-    analysis: str
+    analysis: Analysis
     points: list[HistoryPoint]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "experiment": self.experiment,
             "interval": "day",
-            "analysis": self.analysis,
+            "analysis": _plain(self.analysis),
             "points": [point.to_json() for point in self.points],
         }
 
@@ -386,4 +389,4 @@ class History:
                 participants=dict(point["participants"]),
             )
             points.append(HistoryPoint(point["date"], result))
-        return cls(data["experiment"], data["analysis"], points)
+        return cls(data["experiment"], Analysis(data["analysis"]), points)

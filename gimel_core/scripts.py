@@ -26,6 +26,7 @@ import redis
 
 from . import dedup, defaults, keys
 from .errors import StoreUnavailable
+from .vocabulary import Mode, Registration
 
 
 class Meta:
@@ -88,8 +89,8 @@ PRELUDE = "\n".join(
         "-- Prepended by gimel_core/scripts.py: the names Python and the scripts share.",
         f"local PARTICIPATE = {_lua(defaults.PARTICIPATE)}",
         "local META = " + _table({k.lower(): v for k, v in vars(Meta).items() if k.isupper()}),
-        f"local MODE = {_table({m: m for m in defaults.COUNTING_MODES})}",
-        f"local REGISTRATION = {_table({r: r for r in defaults.REGISTRATIONS})}",
+        f"local MODE = {_table({m.value: m.value for m in Mode})}",
+        f"local REGISTRATION = {_table({r.value: r.value for r in Registration})}",
         f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
         f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
         f"local ACTION = {_table({a: a for a in CLEAR_ACTIONS})}",

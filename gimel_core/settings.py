@@ -12,6 +12,7 @@ from .events import check_name
 from .plans import parse_description, parse_weights
 from .results import Settings
 from .scripts import Meta
+from .vocabulary import Analysis
 
 FIELDS = ("control", "weights", "description", "archived", "analysis", "sequential_tuning")
 MAX_TUNING = 1_000_000_000
@@ -48,9 +49,7 @@ def parse(body: Any, variants: Iterable[str]) -> dict[str, str]:
             raise InvalidInput("archived", "must be true or false")
         fields[Meta.ARCHIVED] = "1" if body["archived"] else ""
     if "analysis" in body:
-        if body["analysis"] not in defaults.ANALYSES:
-            raise InvalidInput("analysis", f"must be one of: {', '.join(defaults.ANALYSES)}")
-        fields[Meta.ANALYSIS] = body["analysis"]
+        fields[Meta.ANALYSIS] = plans.parse_analysis(body["analysis"])
     if "sequential_tuning" in body:
         tuning = body["sequential_tuning"]
         if tuning is not None and (
@@ -72,8 +71,7 @@ def stored(meta: dict[str, str]) -> Settings:
         weights=json.loads(meta[Meta.WEIGHTS]) if meta.get(Meta.WEIGHTS) else None,
         description=meta.get(Meta.DESCRIPTION) or None,
         archived=bool(meta.get(Meta.ARCHIVED)),
-        # Experiments created before sequential analysis existed keep the fixed horizon.
-        analysis=meta.get(Meta.ANALYSIS) or "fixed",
+        analysis=Analysis(meta.get(Meta.ANALYSIS) or defaults.ANALYSIS),
         sequential_tuning=int(meta.get(Meta.SEQUENTIAL_TUNING) or defaults.SEQUENTIAL_TUNING),
         plan=plans.decode(meta[Meta.PLAN]) if meta.get(Meta.PLAN) else None,
     )

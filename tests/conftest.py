@@ -17,6 +17,7 @@ from hypothesis import settings
 from redis.cluster import RedisCluster
 
 from gimel_core import create_app
+from gimel_core.cache import Caches
 from gimel_core.embedded import EmbeddedRedis, redis_binary
 from gimel_core.store import connect
 from helpers import serving
@@ -166,14 +167,16 @@ def raw_redis(redis_url: str) -> Iterator[Any]:
 
 @pytest.fixture
 def make_app(redis_url: str) -> Iterator[Callable[..., Flask]]:
-    """Build an app on the test Redis; keyword arguments override Config fields, and
-    ``clock`` gives the app its time (Unix seconds)."""
+    """Build an app on the test Redis; keyword arguments override Config fields, ``clock``
+    gives the app its time (Unix seconds) and ``caches`` what it keeps (its own by default)."""
     made: list[Flask] = []
 
-    def make(clock: Callable[[], float] = time.time, **overrides: Any) -> Flask:
+    def make(
+        clock: Callable[[], float] = time.time, caches: Caches | None = None, **overrides: Any
+    ) -> Flask:
         settings: dict[str, Any] = {"redis_url": redis_url, "api_keys": (API_KEY,)}
         settings.update(overrides)
-        made.append(create_app(settings, clock=clock))
+        made.append(create_app(settings, clock=clock, caches=caches))
         return made[-1]
 
     yield make

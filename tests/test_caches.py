@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from conftest import AUTH
-from gimel_core import experiments
+from gimel_core.cache import Cache, Caches
 from helpers import track
 
 
@@ -31,18 +31,16 @@ def test_a_counted_event_is_in_the_next_read(client: Any) -> None:
 
 @pytest.mark.single_redis
 def test_threads_reading_while_the_cache_evicts_all_get_right_answers(
-    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Flask],
 ) -> None:
     """gimel serve runs several threads a worker: the kept results are evicted and filled
     from all of them at once (a small bound makes every read evict)."""
-    monkeypatch.setattr(experiments, "_ANALYSED_BYTES", 8_000)
+    caches = Caches(analysed_bytes=8_000)
     # Switch threads as often as the interpreter can, so reads, evictions and inserts of
     # different threads interleave as much as they ever will.
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
-    monkeypatch.setattr(experiments, "_kept", [0])
-    monkeypatch.setattr(experiments, "_ANALYSED", {})
-    app = make_app(counting="exact")
+    app = make_app(counting="exact", caches=caches)
     client = app.test_client()
     names = [f"exp {i:02}" for i in range(24)]
     for n, name in enumerate(names):
@@ -71,4 +69,34 @@ def test_threads_reading_while_the_cache_evicts_all_get_right_answers(
     finally:
         sys.setswitchinterval(previous)
     assert not errors, errors[0]
-    assert experiments._kept[0] <= experiments._ANALYSED_BYTES
+    assert 0 < caches.analysed.size <= caches.analysed.limit == 8_000
+    assert caches.analysed.size == sum(len(raw) for _, _, raw in caches.analysed._items)
+
+
+def test_each_app_keeps_its_own_results(make_app: Callable[..., Flask]) -> None:
+    """The app factory makes what an app keeps: two apps share nothing, and clearing one
+    empties every part of it at once."""
+    first, second = make_app(counting="exact"), make_app(counting="exact")
+    client = first.test_client()
+    for i in range(4):
+        track(client, "exp", "a" if i % 2 else "b", "participate", f"u{i}")
+    assert client.get("/experiments/exp", headers=AUTH).status_code == 200
+    kept = first.extensions["gimel"].caches
+    assert kept is not second.extensions["gimel"].caches
+    assert len(kept.analysed) == 1 and len(second.extensions["gimel"].caches.analysed) == 0
+    kept.clear()
+    assert len(kept.analysed) == kept.analysed.size == len(kept.goals) == 0
+
+
+def test_a_cache_stays_within_its_bound_and_keeps_no_giant() -> None:
+    """Weighed entries: the oldest go first, the total never passes the bound, and one entry
+    heavier than ``largest`` is not kept at all (it would push out all the others)."""
+    cache: Cache[str, str] = Cache(10, weigh=lambda _, value: len(value), largest=5)
+    assert cache.put("a", "xxxx") and cache.put("b", "xxxx")
+    assert not cache.put("c", "x" * 6)  # too heavy alone
+    assert cache.put("d", "xxx")  # 4 + 4 + 3 > 10: "a", the oldest, goes
+    assert (cache.get("a"), cache.get("b"), cache.get("d"), cache.size) == (None, "xxxx", "xxx", 7)
+    assert not cache.put("b", "yyyy") and cache.get("b") == "xxxx"  # kept already
+    calls = []
+    assert cache.through("e", lambda: calls.append(1) or "e") == "e"
+    assert cache.through("e", lambda: calls.append(1) or "again") == "e" and calls == [1]

@@ -13,9 +13,14 @@ from gimel_core.results import (
     ExperimentCounts,
     ExperimentResult,
     Listing,
+    Settings,
     VariantResult,
     Verdict,
 )
+from gimel_core.vocabulary import Analysis, Direction, Mode
+
+FIXED, UP = Analysis.FIXED, Direction.INCREASE
+"""Fixed-horizon analysis of a goal where higher is better, unless a test says otherwise."""
 
 CONTROL = VariantResult("control", 100, 1000)
 
@@ -53,31 +58,32 @@ def row(chance: float | None, p: float | None, trials: int = 1000) -> VariantRes
 def test_verdict_rules(
     chance: float | None, p: float | None, trials: int, kind: str, start: str
 ) -> None:
-    verdict = decisions.verdict(row(chance, p, trials), CONTROL, "signup")
+    verdict = decisions.verdict(row(chance, p, trials), CONTROL, "signup", FIXED, UP)
     assert verdict.kind == kind
     assert verdict.text.startswith(start)
 
 
 def test_sequential_verdicts_say_when_the_evidence_is_not_enough() -> None:
-    undecided = decisions.verdict(row(0.9, 0.2), CONTROL, "signup", "sequential")
+    undecided = decisions.verdict(row(0.9, 0.2), CONTROL, "signup", Analysis.SEQUENTIAL, UP)
     assert undecided.kind == "wait"
     assert undecided.text.startswith("red vs control on signup: not enough evidence yet")
     assert "p=0.20 (always valid)" in undecided.text
-    won = decisions.verdict(row(0.99, 0.01), CONTROL, "signup", "sequential")
+    won = decisions.verdict(row(0.99, 0.01), CONTROL, "signup", Analysis.SEQUENTIAL, UP)
     assert won.kind == "win" and won.text.endswith("p=0.010 (always valid)")
 
 
 def test_a_winner_needs_both_the_chance_and_the_adjusted_p_value() -> None:
-    assert decisions.verdict(row(0.95, 0.049), CONTROL, "g").kind == "win"
-    assert decisions.verdict(row(0.95, 0.05), CONTROL, "g").kind == "even"
-    assert decisions.verdict(row(0.9499, 0.049), CONTROL, "g").kind == "even"
+    assert decisions.verdict(row(0.95, 0.049), CONTROL, "g", FIXED, UP).kind == "win"
+    assert decisions.verdict(row(0.95, 0.05), CONTROL, "g", FIXED, UP).kind == "even"
+    assert decisions.verdict(row(0.9499, 0.049), CONTROL, "g", FIXED, UP).kind == "even"
 
 
 def counts(table: dict[str, tuple[int, int]]) -> ExperimentCounts:
     """A fixed-horizon experiment (exact counts) with one goal."""
     cells = {("participate", v): n for v, (_, n) in table.items()}
     cells |= {("signup", v): s for v, (s, _) in table.items()}
-    return ExperimentCounts("exp", "exact", tuple(sorted(table)), ("signup",), cells)
+    names = tuple(sorted(table))
+    return ExperimentCounts("exp", Mode.EXACT, names, ("signup",), cells, Settings(analysis=FIXED))
 
 
 def test_analysis_ships_a_verdict_per_compared_variant() -> None:
@@ -109,7 +115,7 @@ def test_sentences_quote_long_names_shortened_rows_keep_them_whole() -> None:
     winner = VariantResult(
         long, 150, 1000, chance_to_beat_control=0.999, p_value=0.001, p_value_adjusted=0.001
     )
-    text = decisions.verdict(winner, control, "g" * 100).text
+    text = decisions.verdict(winner, control, "g" * 100, FIXED, UP).text
     assert text.startswith(
         "v" * 31 + "\u2026 beats " + "c" * 31 + "\u2026 on " + "g" * 31 + "\u2026,"
     )

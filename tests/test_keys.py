@@ -16,6 +16,7 @@ from redis.crc import key_slot
 
 from conftest import AUTH
 from gimel_core import defaults, keys
+from gimel_core.vocabulary import Mode
 from helpers import original, track
 
 names = st.text(min_size=1, max_size=128)
@@ -93,7 +94,7 @@ def twins(char: str, template: str) -> list[str]:
     return [template.format(c) for c in (char, "", quote(char, safe=""))]
 
 
-@pytest.mark.parametrize("mode", defaults.COUNTING_MODES)
+@pytest.mark.parametrize("mode", list(Mode))
 @pytest.mark.parametrize("char", RESERVED, ids=lambda char: f"U+{ord(char):04X}")
 def test_each_reserved_character_round_trips_and_keeps_names_apart(
     make_app: Callable[..., Flask], char: str, mode: str

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,24 @@ from conftest import API_KEY, AUTH
 from gimel_core import create_app, track_endpoint
 from gimel_core.config import Config
 from gimel_core.embedded import free_port
+from gimel_core.results import (
+    Decision,
+    ExperimentResult,
+    GoalResult,
+    Planning,
+    Srm,
+    VariantResult,
+    Verdict,
+)
+from gimel_core.vocabulary import (
+    Analysis,
+    DecisionKind,
+    Direction,
+    Mode,
+    Registration,
+    Role,
+    VerdictKind,
+)
 
 pytestmark = pytest.mark.single_redis  # the contract does not depend on the kind of Redis
 
@@ -623,3 +642,89 @@ def test_schemathesis_finds_gimel_serve_true_to_the_document(tmp_path: Path) -> 
             "--phases",
             "examples,coverage,fuzzing",
         )
+
+
+# -- the document's words and fields are the code's ------------------------------------------
+
+CONCEPTS: dict[str, type[StrEnum]] = {
+    "counting": Mode,
+    "analysis": Analysis,
+    "registration": Registration,
+    "role": Role,
+    "direction": Direction,
+}
+"""A property of these names, in any schema, holds that concept's values."""
+KINDS: dict[str, type[StrEnum]] = {"verdict": VerdictKind, "Decision": DecisionKind}
+"""``kind``: a verdict's or a decision's, by the schema that holds it."""
+
+
+def vocabulary_fields(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any, type]]:
+    """Every property of the document that holds one of the vocabulary's concepts: its path,
+    its schema and the enum it must list."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from vocabulary_fields(item, (*path, str(i)))
+        return
+    if not isinstance(node, dict):
+        return
+    for name, schema in node.get("properties", {}).items():
+        concept = CONCEPTS.get(name)
+        if name == "kind":
+            concept = next(kind for holder, kind in KINDS.items() if holder in path)
+        if concept is not None:
+            yield "/".join((*path, name)), resolve(schema), concept
+    for key, value in node.items():
+        yield from vocabulary_fields(value, (*path, key))
+
+
+def test_every_enum_of_the_document_is_the_codes_vocabulary() -> None:
+    """A value added to a StrEnum (a new verdict, a new analysis) must be documented, and the
+    document cannot list one the code does not know."""
+    found = list(vocabulary_fields(DOC))
+    paths = {path for path, _, _ in found}
+    for expected in (
+        "components/schemas/Experiment/counting",
+        "components/schemas/Goal/role",
+        "components/schemas/Result/properties/verdict/kind",
+        "components/schemas/Decision/kind",
+        "components/schemas/History/analysis",
+    ):
+        assert expected in paths, expected
+    assert len(found) >= 14
+    for path, schema, concept in found:
+        listed = [value for value in schema["enum"] if value is not None]
+        if not listed:  # always null (an experiment with no data): holds none of them
+            continue
+        assert set(listed) == {member.value for member in concept}, path
+        assert len(listed) == len(set(listed)), path
+
+
+def test_every_result_field_is_documented_and_every_documented_one_is_sent() -> None:
+    """The result rows are listed once in the code (their dataclass fields): their JSON keys
+    are the document's properties, so a field cannot be added to one and not the other."""
+    verdict = Verdict(VerdictKind.WIN, "a beats b")
+    row = VariantResult("a", 1, 2, verdict=verdict)
+    decision = Decision(DecisionKind.SHIP, "Ship a", "a")
+    planning = Planning("signup", 0.1, 0.8, 1000, 3.0)
+    goal = GoalResult("signup", (row,))
+    srm = Srm(0.5, {"a": 1.0}, False)
+    experiment = ExperimentResult(
+        "exp", (goal,), Mode.HLL, {"a": 2}, srm=srm, decision=decision, planning=planning
+    )
+    schemas = DOC["components"]["schemas"]
+
+    def documented(schema: Any) -> list[str]:
+        return sorted(resolve(schema)["properties"])
+
+    assert documented(schemas["Result"]) == sorted(row.to_json())
+    assert documented(schemas["Result"]["properties"]["verdict"]) == sorted(verdict.to_json())
+    assert documented(schemas["Goal"]) == sorted(goal.to_json())
+    assert documented(schemas["Decision"]) == sorted(decision.to_json())
+    assert documented(schemas["Planning"]) == sorted(planning.to_json())
+    assert documented(schemas["Srm"]) == sorted(srm.to_json())
+    assert documented(schemas["Experiment"]) == sorted(experiment.to_json())
+    unknown = ExperimentResult("nothing").to_json()
+    assert documented(schemas["UnknownExperiment"]) == sorted(unknown)
+    summary = experiment.to_json(summary=True)  # Experiment's fields, goal_names for goals
+    assert set(summary) == set(experiment.to_json()) - {"goals"} | {"goal_names"}
+    assert set(documented(schemas["ExperimentSummary"])) <= set(summary)

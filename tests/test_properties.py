@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from conftest import AUTH
 from gimel_core import defaults
+from gimel_core.vocabulary import Mode
 from helpers import original
 
 # Everything Gimel accepts: no control characters (Cc: U+0000-001F, U+007F-009F), surrogates
@@ -55,7 +56,7 @@ experiments = names | nfc(
         lambda parts: "".join(parts)[: defaults.MAX_NAME_LENGTH]
     )
 )
-modes = st.sampled_from(defaults.COUNTING_MODES)
+modes = st.sampled_from(list(Mode))
 
 PROPERTY_SETTINGS = settings(
     max_examples=150,
@@ -83,7 +84,7 @@ def send(client: FlaskClient, fields: dict[str, str]) -> int:
 
 @pytest.fixture
 def clients(make_app: Callable[..., Flask]) -> dict[str, FlaskClient]:
-    return {mode: make_app(counting=mode).test_client() for mode in defaults.COUNTING_MODES}
+    return {mode: make_app(counting=mode).test_client() for mode in list(Mode)}
 
 
 LONGEST = "\U0001f600" * defaults.MAX_NAME_LENGTH  # 128 characters, 1,536 bytes percent-encoded

@@ -13,13 +13,14 @@ from flask.testing import FlaskClient
 
 from conftest import AUTH, WholeCluster
 from gimel_core import defaults, scripts
+from gimel_core.vocabulary import Mode
 from helpers import track
 
 LUA = resources.files("gimel_core").joinpath("lua")
 
 
 def shared_names() -> set[str]:
-    names = {defaults.PARTICIPATE, *defaults.COUNTING_MODES, *scripts.CLEAR_ACTIONS}
+    names = {defaults.PARTICIPATE, *list(Mode), *scripts.CLEAR_ACTIONS}
     names |= {v for k, v in vars(scripts.Meta).items() if k.isupper()}
     return names
 

@@ -27,6 +27,7 @@ from gimel_core import defaults, stats
 from gimel_core.analysis import analyse
 from gimel_core.results import ExperimentCounts, Settings
 from gimel_core.stats.counting_error import count_variance, rate_variance
+from gimel_core.vocabulary import Analysis
 
 
 def hll(successes: int, trials: int) -> float:
@@ -425,7 +426,7 @@ def annotate(
         variants=tuple(variants),
         goals=tuple(goal["goal"] for goal in exp["goals"]),
         counts=counts,
-        settings=Settings(control=control, weights=weights),
+        settings=Settings(control=control, weights=weights, analysis=Analysis.FIXED),
     )
     return analyse(stored).to_json()
 

@@ -25,12 +25,13 @@ from .. import defaults
 from ..config import Config
 from ..errors import GimelError
 from ..snippet import snippet
+from ..vocabulary import Mode, Registration
 from . import deploy_config
 from .check import redis_check
 from .options import one_line_errors
 
-COUNTING_CHOICE = click.Choice(list(defaults.COUNTING_MODES))
-REGISTRATION_CHOICE = click.Choice(list(defaults.REGISTRATIONS))
+COUNTING_CHOICE = click.Choice([m.value for m in Mode])
+REGISTRATION_CHOICE = click.Choice([r.value for r in Registration])
 FRONT_DOORS = ("rest", "url")
 """deploy/gimel-plugin.js's frontDoor values: the REST API only, or a function URL too."""
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")

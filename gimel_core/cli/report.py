@@ -16,6 +16,7 @@ from typing import IO, Any
 import click
 
 from ..results import ExperimentResult, GoalResult, History, VariantResult
+from ..vocabulary import Direction, Role
 from .options import WHERE, data_options, one_line_errors, open_backend
 
 
@@ -153,8 +154,8 @@ def _flags(exp: ExperimentResult) -> list[str]:
 
 def _goal_table(goal: GoalResult) -> list[str]:
     title = "goal " + shown(goal.goal)
-    if goal.role != "primary" or goal.direction != "increase":
-        lower = ", lower is better" if goal.direction == "decrease" else ""
+    if goal.role != Role.PRIMARY or goal.direction != Direction.INCREASE:
+        lower = ", lower is better" if goal.direction == Direction.DECREASE else ""
         title += f" ({goal.role}{lower})"
     rows = [[title, *TABLE_HEADER]] + [_cells(row) for row in goal.results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -35,13 +35,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from ..vocabulary import Analysis, Direction, Mode
 from .counting_error import rate_variance
 from .sequential import ALPHA, TUNING, _mixture_precision
 
 POWER = 0.8
 """The power a plan aims at, unless told otherwise."""
-ANALYSES = ("fixed", "sequential")
-DIRECTIONS = ("increase", "decrease")
 MAX_PARTICIPANTS = 10**12
 """Beyond this many participants an effect counts as out of reach."""
 MAX_LIFT = 1e6
@@ -69,15 +68,15 @@ class Design:
     variants: int = 2
     shares: tuple[float, float] | None = None
     alpha: float = ALPHA
-    analysis: str = "sequential"
+    analysis: Analysis = Analysis.SEQUENTIAL
     tuning: float = TUNING
-    counting: str | None = None
+    counting: Mode | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
-        if self.analysis not in ANALYSES:
-            raise ValueError(f"analysis must be one of {ANALYSES}")
+        if self.analysis not in tuple(Analysis):
+            raise ValueError(f"analysis must be one of {', '.join(Analysis)}")
         if not self.tuning > 0:
             raise ValueError("tuning must be positive")
         if self.variants < 2:
@@ -85,7 +84,7 @@ class Design:
         if self.variance is not None:
             if not self.variance >= 0.0:
                 raise ValueError("variance must be >= 0")
-            if self.counting == "hll":
+            if self.counting == Mode.HLL:
                 raise ValueError("hll counting error is modelled for conversion rates only")
         if self.shares is not None and not (
             self.shares[0] > 0
@@ -123,13 +122,13 @@ def standard_error(design: Design, lift: float, participants: float) -> float | 
         v0 = v1 = design.variance
     r = 1.0 + lift
     variance = (v1 / n1 + v0 * r * r / n0) / (m0 * m0)
-    if design.counting == "hll":
+    if design.counting == Mode.HLL:
         t1, t0 = round(n1), round(n0)
-        counting = rate_variance(round(m1 * t1), t1, "hll") + rate_variance(
-            round(m0 * t0), t0, "hll"
+        counting = rate_variance(round(m1 * t1), t1, Mode.HLL) + rate_variance(
+            round(m0 * t0), t0, Mode.HLL
         )
         variance += r * r * counting
-    if design.analysis == "sequential":
+    if design.analysis == Analysis.SEQUENTIAL:
         variance *= _padding(n1 + n0, design.tuning, design.alpha)
     return math.sqrt(variance)
 
@@ -155,7 +154,10 @@ def power(design: Design, lift: float, participants: float) -> float | None:
 
 
 def mde(
-    design: Design, participants: float, target: float = POWER, direction: str = "increase"
+    design: Design,
+    participants: float,
+    target: float = POWER,
+    direction: Direction = Direction.INCREASE,
 ) -> float | None:
     """Minimum detectable effect: the smallest relative change (a positive fraction, in the
     goal's ``direction``) found significant in that direction with chance ``target`` at
@@ -166,10 +168,10 @@ def mde(
     ``hll`` mode, for the counting error), or a rate that cannot move that far.
     """
     _check_target(design, target)
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}")
-    sign = 1.0 if direction == "increase" else -1.0
-    if direction == "decrease":
+    if direction not in tuple(Direction):
+        raise ValueError(f"direction must be one of {', '.join(Direction)}")
+    sign = 1.0 if direction == Direction.INCREASE else -1.0
+    if direction == Direction.DECREASE:
         high = 1.0
     elif design.variance is None:
         if not 0.0 < design.mean < 1.0:
@@ -234,7 +236,7 @@ def outlook(
     declared_mde: float | None,
     observed: int,
     days: float,
-    direction: str = "increase",
+    direction: Direction = Direction.INCREASE,
     target: float = POWER,
 ) -> Outlook:
     """The figures of one goal's decision line, from its plan and its history so far.
@@ -242,11 +244,11 @@ def outlook(
     Days remaining count toward the participants the declared MDE needs (more for sequential
     analysis and for ``hll`` counts) or, without a declared MDE, toward the planned size.
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}")
+    if direction not in tuple(Direction):
+        raise ValueError(f"direction must be one of {', '.join(Direction)}")
     lift = None
     if declared_mde is not None:
-        lift = declared_mde if direction == "increase" else -declared_mde
+        lift = declared_mde if direction == Direction.INCREASE else -declared_mde
     at_plan = None
     power_at_plan = None
     if planned_participants is not None:
