@@ -297,9 +297,9 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     assert lines["Redis"].startswith("ok    Redis (keeps the counts): ")
     assert lines["Redis"].endswith("reachable and writable")
     assert lines["API key"] == "ok    API key (opens the results and the dashboard): GIMEL_API_KEY"
-    # Not installed here, but npm is: `gimel deploy` installs the pinned sls itself.
+    # Not installed here, but npm is: missing ("--"), and `gimel deploy` installs it itself.
     assert lines["sls"] == (
-        "ok    for deploying: sls (runs the AWS deployment): "
+        "--    for deploying: sls (runs the AWS deployment): "
         "not installed yet; `gimel deploy` installs the pinned one (npm)"
     )
     assert lines["gimel.config.json"].startswith("--    for deploying: gimel.config.json (")
@@ -311,6 +311,7 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     lines = _check_lines(deploying.output)
     assert lines["gimel.config.json"].startswith("FAIL  for deploying: gimel.config.json")
     assert lines["Redis"].startswith("ok    ")
+    assert lines["sls"].startswith("--    for deploying: sls")  # gimel deploy installs it
 
     Path("gimel.config.json").write_text(
         json.dumps({"redisUrl": "rediss://:secret@cache.example:6380/0", "apiKey": API_KEY})
@@ -326,6 +327,69 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     assert configured["gimel.config.json"].endswith(
         f"stage {defaults.STAGE} in {defaults.REGION}, Redis cache.example:6380/0"
     )  # never the password
+
+
+TWO_KEYS = "first-key-0123456789,second-key-0123456789"
+
+
+@pytest.mark.parametrize("key", ["é" * 25, "k" * 200, "k" * 19, "k" * 20 + "\x7f"])
+def test_check_refuses_a_key_api_gateway_refuses_locally_and_for_deploying(
+    runner: CliRunner, redis_url: str, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    Path("gimel.config.json").write_text(json.dumps({"redisUrl": redis_url, "apiKey": key}))
+    result = runner.invoke(main, ["check", "--redis-url", redis_url, "--deploy"])
+    assert result.exit_code == 1
+    lines = _check_lines(result.output)
+    assert lines["gimel.config.json"].startswith("FAIL  for deploying: gimel.config.json")
+    assert lines["gimel.config.json"].endswith(
+        "the apiKey in gimel.config.json is not a key API Gateway accepts: a deployment's key "
+        "must be at least 20 printable ASCII characters and at most 128, with no spaces or commas"
+    )
+    monkeypatch.setenv("GIMEL_API_KEY", key)
+    local = runner.invoke(main, ["check", "--redis-url", redis_url])
+    assert local.exit_code == 1
+    assert _check_lines(local.output)["API key"].startswith("FAIL  API key")
+    assert "at most 128" in _check_lines(local.output)["API key"]
+
+
+def test_check_takes_two_keys_for_the_app_but_not_for_deploying(
+    runner: CliRunner, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIMEL_API_KEY", TWO_KEYS)
+    Path("gimel.config.json").write_text(json.dumps({"redisUrl": redis_url, "apiKey": API_KEY}))
+    result = runner.invoke(main, ["check", "--redis-url", redis_url, "--deploy"])
+    lines = _check_lines(result.output)
+    assert lines["API key"] == (
+        "ok    API key (opens the results and the dashboard): GIMEL_API_KEY, 2 keys for "
+        "rotation (the app accepts each; a deployment's API Gateway takes exactly one)"
+    )
+    # sls deploy reads GIMEL_API_KEY before the saved key: that is the one checked.
+    assert lines["gimel.config.json"].endswith(
+        "GIMEL_API_KEY is not a key API Gateway accepts: it is 2 keys joined by commas: the app "
+        "takes several for rotation, but a deployment's API Gateway takes exactly one"
+    )
+    assert lines["gimel.config.json"].startswith("FAIL  ") and result.exit_code == 1
+    deploy = runner.invoke(main, ["deploy"])
+    assert deploy.exit_code == 1 and "GIMEL_API_KEY is not a key API Gateway" in deploy.output
+    monkeypatch.delenv("GIMEL_API_KEY")
+    refused = runner.invoke(main, ["configure", "--api-key", TWO_KEYS, "--no-input"])
+    assert refused.exit_code == 1
+    assert "--api-key is not one API Gateway accepts: it is 2 keys joined" in refused.output
+    assert json.loads(Path("gimel.config.json").read_text())["apiKey"] == API_KEY
+
+
+def test_check_says_which_user_agents_are_not_counted(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def line() -> str:
+        return _check_lines(runner.invoke(main, ["check"]).output)["bot filter"]
+
+    assert "the default (crawlers, previews, monitors, headless browsers" in line()
+    assert "curl, Wget and HTTP libraries" in line()
+    monkeypatch.setenv("GIMEL_BOT_PATTERN", "")
+    assert line().endswith("none (GIMEL_BOT_PATTERN is empty): every User-Agent is counted")
+    monkeypatch.setenv("GIMEL_BOT_PATTERN", "mybot")
+    assert line().endswith("GIMEL_BOT_PATTERN 'mybot'")
 
 
 def test_check_fails_on_a_local_problem(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
