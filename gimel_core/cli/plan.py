@@ -31,7 +31,7 @@ from .. import defaults, plans
 from ..client import Backend, NotFound
 from ..errors import GimelError, InvalidInput, UnknownExperiment
 from ..events import check_name
-from .options import WHERE, data_options, one_line_errors, open_backend
+from .options import WHERE, Source, backend_options, one_line_errors
 from .report import shown
 
 
@@ -45,19 +45,15 @@ def plan() -> None:
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
-@data_options
+@backend_options
 @one_line_errors
 def apply(
     file: Path,
     dry_run: bool,
-    url: str | None,
-    api_key: str | None,
-    redis_url: str | None,
-    data_dir: str,
-    namespace: str,
+    source: Source,
 ) -> None:
-    namespace, wanted = read(file, namespace)
-    with open_backend(url, api_key, redis_url, data_dir) as backend:
+    namespace, wanted = read(file, source.namespace)
+    with source.open() as backend:
         changed = []
         for name, (body, parsed) in wanted.items():
             lines = plans.changes(current(backend, namespace, name), parsed)
@@ -79,18 +75,15 @@ def apply(
 @plan.command(help=f"Print the declared plans, in the format `plan apply` reads.\n\n{WHERE}")
 @click.argument("experiments", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
-@data_options
+@backend_options
 @one_line_errors
 def show(
     experiments: tuple[str, ...],
     fmt: str,
-    url: str | None,
-    api_key: str | None,
-    redis_url: str | None,
-    data_dir: str,
-    namespace: str,
+    source: Source,
 ) -> None:
-    with open_backend(url, api_key, redis_url, data_dir) as backend:
+    namespace = source.namespace
+    with source.open() as backend:
         if experiments:
             found = [backend.experiment(namespace, name) for name in experiments]
         else:
