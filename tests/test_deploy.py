@@ -559,7 +559,11 @@ def offline(tmp_path: Path, redis_url: str) -> Iterator[Offline]:
 def request(
     method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    # A browser's agent: urllib's own is one of the scripts' agents Gimel does not count.
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"}
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={**browser, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, dict(response.headers), response.read()
