@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner, Result
@@ -614,3 +616,46 @@ def test_import_legacy_renames_what_track_would_refuse_and_says_so(
     run(runner, "import-legacy", "--from", legacy_url, "--redis-url", redis_url)
     again = json.loads(run(runner, "results", "--redis-url", redis_url, "--format", "json").output)
     assert sorted(e["experiment"] for e in again[1:]) == sorted(by_name)
+
+
+def _commands(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command's argument path, the group's own first: (), ("check",), ("plan", "show")..."""
+    found = [path]
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            found += _commands(sub, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(main), ids=lambda path: " ".join(path) or "gimel")
+def test_every_help_is_whole_and_names_its_variables(
+    runner: CliRunner, path: tuple[str, ...]
+) -> None:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    shown = run(runner, *path, "--help").output
+    if isinstance(command, click.Group):  # each summary whole, not cut with "..."
+        summaries = shown.split("Commands:")[1]
+        assert "..." not in summaries, summaries
+    for option in command.params:
+        if not isinstance(option, click.Option) or option.hidden:
+            continue
+        assert option.help, f"{option.opts} has no help"
+        for variable in [option.envvar] if isinstance(option.envvar, str) else []:
+            assert f"env var: {variable}" in " ".join(shown.split()), (option.opts, shown)
+
+
+def test_every_gimel_variable_is_in_the_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    sources = [*root.joinpath("gimel_core").rglob("*.py"), root / "handler.py"]
+    sources += [root / "serverless.yml", root / "deploy" / "gimel-plugin.js"]
+    used = {
+        name
+        for path in sources
+        for name in re.findall(r"GIMEL_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())
+    }
+    readme = root.joinpath("README.md").read_text()
+    assert {"GIMEL_PORT", "GIMEL_NAMESPACE", "GIMEL_URL"} <= used
+    assert sorted(name for name in used if f"`{name}`" not in readme) == []

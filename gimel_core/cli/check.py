@@ -68,10 +68,11 @@ def _without_password(url: str) -> str:
     return url.rpartition("@")[2]
 
 
-@click.command()
+@click.command(short_help="Preflight: what running, then deploying, Gimel needs.")
 @click.option(
     "--redis-url",
     envvar="GIMEL_REDIS_URL",
+    show_envvar=True,
     help="Redis to check (default: the embedded one in --data-dir).",
 )
 @data_dir_option

@@ -45,7 +45,7 @@ DEPLOY_DIR = deploy_config.DEPLOY_DIR
 SLS = Path("node_modules", ".bin", "sls")
 
 
-@click.command()
+@click.command(short_help="Choose a deployment's Redis, counting, region and stage.")
 @click.option("--redis-url", help="Redis the Lambda function will use (redis:// or rediss://).")
 @click.option("--counting", type=COUNTING_CHOICE, help="Counting mode of new experiments.")
 @click.option("--region", help=f"AWS region, e.g. eu-west-1 (first default: {defaults.REGION}).")
@@ -125,7 +125,7 @@ def configure(
     click.echo("Next: gimel deploy")
 
 
-@click.command()
+@click.command(short_help="Deploy to AWS with sls; print the endpoint and snippet.")
 @click.option("--stage", help="Stage to deploy (default: the configured one).")
 @one_line_errors
 def deploy(stage: str | None) -> None:

@@ -36,11 +36,13 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 url_option = click.option(
     "--url",
     envvar="GIMEL_URL",
+    show_envvar=True,
     help="Base URL of a Gimel API (a local `gimel serve` or a deployment).",
 )
 api_key_option = click.option(
     "--api-key",
     envvar="GIMEL_API_KEY",
+    show_envvar=True,
     help=(
         "API key for --url. Not needed against a local `gimel serve`: without it, the key "
         f"that `gimel serve` keeps in --data-dir ({defaults.DATA_DIR}/{defaults.API_KEY_FILE}) "
@@ -48,17 +50,27 @@ api_key_option = click.option(
     ),
 )
 redis_url_option = click.option(
-    "--redis-url", envvar="GIMEL_REDIS_URL", help="Read and write this Redis directly instead."
+    "--redis-url",
+    envvar="GIMEL_REDIS_URL",
+    show_envvar=True,
+    help="Read and write this Redis directly instead.",
 )
 data_dir_option = click.option(
     "--data-dir",
     default=defaults.DATA_DIR,
     show_default=True,
     envvar="GIMEL_DATA_DIR",
+    show_envvar=True,
     help="Folder of the embedded Redis and the local API key.",
 )
 namespace_option = click.option(
-    "--namespace", "-n", default=defaults.NAMESPACE, show_default=True, envvar="GIMEL_NAMESPACE"
+    "--namespace",
+    "-n",
+    default=defaults.NAMESPACE,
+    show_default=True,
+    envvar="GIMEL_NAMESPACE",
+    show_envvar=True,
+    help="Namespace of the experiments (Alephbet's adapters default to alephbet too).",
 )
 
 

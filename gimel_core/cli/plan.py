@@ -35,13 +35,17 @@ from .options import WHERE, Source, backend_options, one_line_errors
 from .report import shown
 
 
-@click.group(help="Declare experiments from a file of plans, and show the declared ones.")
+@click.group(
+    short_help="Declare experiments from a file of plans; show them.",
+    help="Declare experiments from a file of plans, and show the declared ones.",
+)
 def plan() -> None:
     pass
 
 
 @plan.command(
-    help=f"Declare the plans in FILE (YAML or JSON): show the changes, apply them.\n\n{WHERE}"
+    short_help="Declare the plans in FILE: show the changes, apply them.",
+    help=f"Declare the plans in FILE (YAML or JSON): show the changes, apply them.\n\n{WHERE}",
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
@@ -74,7 +78,14 @@ def apply(
 
 @plan.command(help=f"Print the declared plans, in the format `plan apply` reads.\n\n{WHERE}")
 @click.argument("experiments", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="yaml, or json (both are what `plan apply` reads).",
+)
 @backend_options
 @one_line_errors
 def show(

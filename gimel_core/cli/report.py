@@ -20,7 +20,9 @@ from .options import WHERE, Source, backend_options, one_line_errors
 
 
 @click.command(
-    help="Results with their statistics and verdicts, of one EXPERIMENT or all of them.\n\n" + WHERE
+    short_help="Results, statistics and verdicts of the experiments.",
+    help="Results with their statistics and verdicts, of one EXPERIMENT or all of them.\n\n"
+    + WHERE,
 )
 @click.argument("experiment", required=False)
 @click.option(
