@@ -455,6 +455,7 @@ def test_deploy_needs_configuration_a_valid_key_and_npm(
     assert (prepared / "serverless.yml").is_file()
     assert (prepared / "deploy" / "gimel-plugin.js").is_file()
     assert (prepared / "gimel_core" / "__init__.py").is_file()
+    assert (prepared / "gimel_core" / "rules.json").is_file()  # the plugin reads it from there
     assert (prepared / "gimel.config.json").resolve() == Path("gimel.config.json").resolve()
 
 
