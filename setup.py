@@ -7,21 +7,16 @@ deploy folder anywhere. They are copied at build time only, so the checkout's gi
 which the Lambda zip holds, never contains them. Everything else is in pyproject.toml.
 """
 
+import json
 import shutil
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
-DEPLOY_FILES = (
-    "serverless.yml",
-    "deploy/gimel-plugin.js",
-    "handler.py",
-    "requirements.txt",
-    "package.json",
-    "package-lock.json",
-)
-"""Keep in step with gimel_core/cli/deploy.py's DEPLOY_FILES."""
+DEPLOY_FILES = json.loads(Path("gimel_core/rules.json").read_text())["deployFiles"]
+"""Read as gimel_core.rules.DEPLOY_FILES reads them (gimel_core cannot be imported here)."""
 
 
 class BuildPyWithDeployFiles(build_py):
@@ -35,4 +30,12 @@ class BuildPyWithDeployFiles(build_py):
             shutil.copyfile(name, target / name)
 
 
-setup(cmdclass={"build_py": BuildPyWithDeployFiles})
+class SdistWithDeployFiles(sdist):
+    """The sdist carries them too, so that a wheel built from it has them."""
+
+    def make_distribution(self) -> None:
+        self.filelist.extend(DEPLOY_FILES)
+        super().make_distribution()
+
+
+setup(cmdclass={"build_py": BuildPyWithDeployFiles, "sdist": SdistWithDeployFiles})

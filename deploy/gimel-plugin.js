@@ -18,17 +18,19 @@
 // functions run here and so can reach it. A deploy to AWS never has that variable pointing
 // at this machine.
 
+// The rules the app applies too (gimel_core/rules.py), written once in rules.json.
+const RULES = require('../gimel_core/rules.json');
+
 const TRACK = 'track';
 // How visitors' events reach the function. rest: API Gateway's REST API only (the routes
 // of serverless.yml). url: a Lambda function URL too, which costs nothing beyond the
 // function's own price; every path reaches the function there, and the app refuses the
 // private ones without the key, as it does behind API Gateway.
 const FRONT_DOORS = ['rest', 'url'];
-// The names the app accepts in GIMEL_TRACK_PATHS (gimel_core/config.py): letters,
-// digits, - and _, in segments separated by /.
-const PATH = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
-// API Gateway wants 20 to 128 characters; the app splits GIMEL_API_KEY on commas.
-const API_KEY = /^[\x21-\x2b\x2d-\x7e]{20,128}$/;
+// The names the app accepts in GIMEL_TRACK_PATHS.
+const PATH = whole(RULES.trackPath.pattern);
+// One key as API Gateway accepts it (the app also takes several, comma-separated).
+const API_KEY = whole(RULES.apiKey.pattern);
 // The key the example events in events/ carry: public, so never deployed.
 const EXAMPLE_KEY = 'local-example-key-0123456789';
 const REDIS_URL = /^rediss?(\+cluster)?:\/\/\S+$/;
@@ -37,6 +39,10 @@ const LOOPBACK = /^rediss?(?:\+cluster)?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.
 
 // An AWS endpoint on this machine: an emulator, never AWS.
 const LOCAL_ENDPOINT = /^https?:\/\/(?:localhost|127\.[0-9.]+|\[::1\])(?::\d+)?(?:\/|$)/i;
+
+function whole(pattern) {
+  return new RegExp(`^(?:${pattern})$`);
+}
 
 function list(value) {
   const items = Array.isArray(value) ? value : String(value ?? '').split(',');
@@ -105,9 +111,7 @@ class GimelPlugin {
     const paths = extra.map(trimSlashes);
     for (const path of paths) {
       if (!PATH.test(path)) {
-        this.fail(
-          `track path ${JSON.stringify(path)} may only hold letters, digits, - _ and /`
-        );
+        this.fail(`track path ${JSON.stringify(path)} may only hold ${RULES.trackPath.description}`);
       }
     }
     // A new path must not shadow or extend an existing route: API Gateway would send
@@ -156,8 +160,8 @@ class GimelPlugin {
   checkApiKey() {
     if (!API_KEY.test(this.settings().apiKey || '')) {
       this.fail(
-        'set the API key with --param="apiKey=..." (or GIMEL_API_KEY): 20 to 128 printable ' +
-          'characters, no spaces or commas. Generate one with: ' +
+        'set the API key with --param="apiKey=..." (or GIMEL_API_KEY): ' +
+          `${RULES.apiKey.description}. Generate one with: ` +
           'python3 -c "import secrets; print(secrets.token_urlsafe(24))"'
       );
     }

@@ -9,12 +9,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from . import defaults
+from . import defaults, rules
 from .errors import ConfigError
 from .vocabulary import Analysis, Mode, Registration
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -36,6 +35,7 @@ class Config:
     batch_max_events: int = defaults.BATCH_MAX_EVENTS
     batch_max_bytes: int = defaults.BATCH_MAX_BYTES
     track_paths: tuple[str, ...] = ("/track",)
+    """Paths that count events; extra ones get past ad-blockers that block "track" URLs."""
     max_namespaces: int = defaults.MAX_NAMESPACES
     max_experiments: int = defaults.MAX_EXPERIMENTS
     max_variants: int = defaults.MAX_VARIANTS
@@ -46,7 +46,6 @@ class Config:
     bot_pattern: str = defaults.BOT_PATTERN
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to read the data endpoints from a browser (the dashboard needs none)."""
-    """Paths that count events; extra ones get past ad-blockers that block "track" URLs."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -58,14 +57,7 @@ class Config:
                 + ", ".join(REDIS_SCHEMES)
                 + f" (got {redis_url.split('://')[0]!r}://...)"
             )
-        keys = tuple(k.strip() for k in env.get("GIMEL_API_KEY", "").split(",") if k.strip())
-        for key in keys:
-            if len(key) < 20 or not key.isprintable() or " " in key:
-                raise ConfigError(
-                    "GIMEL_API_KEY: each key must be at least 20 printable characters without "
-                    "spaces, as API Gateway requires (make one "
-                    "with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
-                )
+        keys = rules.api_keys(env.get("GIMEL_API_KEY", ""))
         counting = _choice(env, "GIMEL_COUNTING", Mode, defaults.COUNTING)
         analysis = _choice(env, "GIMEL_ANALYSIS", Analysis, defaults.ANALYSIS)
         registration = _choice(env, "GIMEL_REGISTRATION", Registration, defaults.REGISTRATION)
@@ -100,13 +92,7 @@ class Config:
                 raise ConfigError(
                     f"GIMEL_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
                 )
-        extra_paths = [p.strip().strip("/") for p in env.get("GIMEL_TRACK_PATHS", "").split(",")]
-        for path in extra_paths:
-            if path and not _PATH_SEGMENT.fullmatch(path):
-                raise ConfigError(
-                    "GIMEL_TRACK_PATHS must be comma-separated path names made of letters, "
-                    f"digits, '-', '_' and '/' (got {path!r})"
-                )
+        track_paths = rules.track_paths(env.get("GIMEL_TRACK_PATHS", ""))
         return cls(
             redis_url=redis_url,
             api_keys=keys,
@@ -118,7 +104,7 @@ class Config:
             data_dir=data_dir,
             batch_max_events=max_events,
             batch_max_bytes=max_bytes,
-            track_paths=("/track", *(f"/{p}" for p in extra_paths if p and p != "track")),
+            track_paths=("/track", *track_paths),
             max_namespaces=caps["namespaces"],
             max_experiments=caps["experiments"],
             max_variants=caps["variants"],

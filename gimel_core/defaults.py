@@ -99,10 +99,16 @@ at the caps (20 variants, 50 goals): a summary page of them took 0.3 s on one la
 BOT_PATTERN = (
     r"bot\b|crawl|spider|slurp|scrap|archiver|bingpreview|facebookexternalhit|embedly"
     r"|preview|lighthouse|pagespeed|pingdom|uptimerobot|statuscake|phantomjs"
-    r"|headlesschrome|python-requests|go-http-client|okhttp|java/|libwww|httpclient"
-    r"|ahrefs|semrush|yandex|baidu|bytespider|petalbot|gptbot|ccbot|claudebot|applebot"
+    r"|headlesschrome|ahrefs|semrush|yandex|baidu|bytespider|petalbot|gptbot|ccbot|claudebot"
+    r"|applebot"
+    r"|curl/|wget/|httpie/|powershell|postmanruntime|insomnia/"
+    r"|python-requests|python-urllib|python-httpx|aiohttp|go-http-client|okhttp|java/"
+    r"|httpclient|libwww|axios/|node-fetch|undici|guzzlehttp|^node$"
 )
-"""User agents answered 200 but not counted (case-insensitive regex; empty disables)."""
+"""User agents answered 200 but not counted (case-insensitive regex; empty disables): crawlers,
+link previews, monitors, headless browsers, and the agents that command-line tools and HTTP
+libraries send unless told otherwise (curl, Wget, python-requests, Python's urllib, Node's
+fetch, ...). A script that sends a browser's agent, or none, is counted."""
 
 ANALYSIS = Analysis.SEQUENTIAL
 """Analysis method of new experiments: ``sequential`` (always-valid p-values and intervals,

@@ -233,8 +233,8 @@ class Experiments(StoreBacked):
             if any(missing):
                 raise plans.refusal(experiment, *missing)
             after = plans.stored_with(before, experiment, plan, new, int(now), int(now) // DAY)
-            counts = _experiment_counts(experiment, after, None, now)
-            return analysis.analyse(counts), not before.meta
+            counts = _experiment_counts(experiment, after, None, now, self.caches.snapshots)
+            return analysis.analyse(counts, self.caches), not before.meta
         call = scripts.declare(
             namespace,
             experiment,

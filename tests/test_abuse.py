@@ -107,7 +107,47 @@ def test_allowlists(make_app: Callable[..., Flask], raw_redis: redis.Redis) -> N
     assert listed[0]["meta"]["dropped"] == {"allowlist": 3}
 
 
-@pytest.mark.parametrize("agent", [BOT, "facebookexternalhit/1.1", "python-requests/2.31"])
+SCRIPTS = [
+    "curl/8.5.0",
+    "Wget/1.21.4",
+    "python-requests/2.31.0",
+    "Python-urllib/3.12",
+    "python-httpx/0.27.0",
+    "Python/3.12 aiohttp/3.9.5",
+    "Go-http-client/1.1",
+    "okhttp/4.12.0",
+    "Java/17.0.10",
+    "Apache-HttpClient/4.5.14 (Java/17.0.10)",
+    "axios/1.7.2",
+    "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+    "node",
+    "undici",
+    "HTTPie/3.2.2",
+    "GuzzleHttp/7",
+    "libwww-perl/6.72",
+    "PostmanRuntime/7.37.3",
+    "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.22621.2506",
+]
+"""The agents command-line tools and HTTP libraries send unless told otherwise."""
+BROWSERS = [
+    BROWSER,
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.6367.82 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1",
+]
+
+
+@pytest.mark.parametrize("agent", [BOT, "facebookexternalhit/1.1", *SCRIPTS])
 def test_bots_are_answered_200_and_not_counted(client: FlaskClient, agent: str) -> None:
     url = "/track?experiment=e&variant=v&event=participate&uuid=u"
     response = client.get(url, headers={"User-Agent": agent})
@@ -128,6 +168,25 @@ def test_bots_are_answered_200_and_not_counted(client: FlaskClient, agent: str) 
     listed = client.get("/experiments", headers=AUTH).get_json()
     assert listed[0]["meta"]["filtered"] == 4
     assert listed[1]["participants"] == {"v": 0}  # only the browser's goal event is there
+
+
+def test_browsers_are_counted(client: FlaskClient) -> None:
+    for i, agent in enumerate(BROWSERS):
+        answer = client.get(
+            f"/track?experiment=e&variant=v&event=participate&uuid=u{i}",
+            headers={"User-Agent": agent},
+        )
+        assert answer.get_json() == {"ok": True}, agent
+    listed = client.get("/experiments", headers=AUTH).get_json()
+    assert listed[0]["meta"]["filtered"] == 0
+    assert listed[1]["participants"] == {"v": len(BROWSERS)}
+
+
+def test_a_pattern_with_capitals_still_ignores_case(make_app: Callable[..., Flask]) -> None:
+    client = make_app(bot_pattern="MyMonitor/").test_client()
+    url = "/track?experiment=e&variant=v&event=participate&uuid=u"
+    assert client.get(url, headers={"User-Agent": "mymonitor/2"}).get_json()["counted"] is False
+    assert client.get(url, headers={"User-Agent": BOT}).get_json() == {"ok": True}
 
 
 def test_the_bot_pattern_is_configurable(make_app: Callable[..., Flask]) -> None:

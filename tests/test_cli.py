@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import os
+import re
 from pathlib import Path
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner, Result
@@ -297,9 +299,9 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     assert lines["Redis"].startswith("ok    Redis (keeps the counts): ")
     assert lines["Redis"].endswith("reachable and writable")
     assert lines["API key"] == "ok    API key (opens the results and the dashboard): GIMEL_API_KEY"
-    # Not installed here, but npm is: `gimel deploy` installs the pinned sls itself.
+    # Not installed here, but npm is: missing ("--"), and `gimel deploy` installs it itself.
     assert lines["sls"] == (
-        "ok    for deploying: sls (runs the AWS deployment): "
+        "--    for deploying: sls (runs the AWS deployment): "
         "not installed yet; `gimel deploy` installs the pinned one (npm)"
     )
     assert lines["gimel.config.json"].startswith("--    for deploying: gimel.config.json (")
@@ -311,6 +313,7 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     lines = _check_lines(deploying.output)
     assert lines["gimel.config.json"].startswith("FAIL  for deploying: gimel.config.json")
     assert lines["Redis"].startswith("ok    ")
+    assert lines["sls"].startswith("--    for deploying: sls")  # gimel deploy installs it
 
     Path("gimel.config.json").write_text(
         json.dumps({"redisUrl": "rediss://:secret@cache.example:6380/0", "apiKey": API_KEY})
@@ -326,6 +329,69 @@ def test_check_passes_locally_without_sls_and_says_what_each_item_is_for(
     assert configured["gimel.config.json"].endswith(
         f"stage {defaults.STAGE} in {defaults.REGION}, Redis cache.example:6380/0"
     )  # never the password
+
+
+TWO_KEYS = "first-key-0123456789,second-key-0123456789"
+
+
+@pytest.mark.parametrize("key", ["é" * 25, "k" * 200, "k" * 19, "k" * 20 + "\x7f"])
+def test_check_refuses_a_key_api_gateway_refuses_locally_and_for_deploying(
+    runner: CliRunner, redis_url: str, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    Path("gimel.config.json").write_text(json.dumps({"redisUrl": redis_url, "apiKey": key}))
+    result = runner.invoke(main, ["check", "--redis-url", redis_url, "--deploy"])
+    assert result.exit_code == 1
+    lines = _check_lines(result.output)
+    assert lines["gimel.config.json"].startswith("FAIL  for deploying: gimel.config.json")
+    assert lines["gimel.config.json"].endswith(
+        "the apiKey in gimel.config.json is not a key API Gateway accepts: a deployment's key "
+        "must be at least 20 printable ASCII characters and at most 128, with no spaces or commas"
+    )
+    monkeypatch.setenv("GIMEL_API_KEY", key)
+    local = runner.invoke(main, ["check", "--redis-url", redis_url])
+    assert local.exit_code == 1
+    assert _check_lines(local.output)["API key"].startswith("FAIL  API key")
+    assert "at most 128" in _check_lines(local.output)["API key"]
+
+
+def test_check_takes_two_keys_for_the_app_but_not_for_deploying(
+    runner: CliRunner, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIMEL_API_KEY", TWO_KEYS)
+    Path("gimel.config.json").write_text(json.dumps({"redisUrl": redis_url, "apiKey": API_KEY}))
+    result = runner.invoke(main, ["check", "--redis-url", redis_url, "--deploy"])
+    lines = _check_lines(result.output)
+    assert lines["API key"] == (
+        "ok    API key (opens the results and the dashboard): GIMEL_API_KEY, 2 keys for "
+        "rotation (the app accepts each; a deployment's API Gateway takes exactly one)"
+    )
+    # sls deploy reads GIMEL_API_KEY before the saved key: that is the one checked.
+    assert lines["gimel.config.json"].endswith(
+        "GIMEL_API_KEY is not a key API Gateway accepts: it is 2 keys joined by commas: the app "
+        "takes several for rotation, but a deployment's API Gateway takes exactly one"
+    )
+    assert lines["gimel.config.json"].startswith("FAIL  ") and result.exit_code == 1
+    deploy = runner.invoke(main, ["deploy"])
+    assert deploy.exit_code == 1 and "GIMEL_API_KEY is not a key API Gateway" in deploy.output
+    monkeypatch.delenv("GIMEL_API_KEY")
+    refused = runner.invoke(main, ["configure", "--api-key", TWO_KEYS, "--no-input"])
+    assert refused.exit_code == 1
+    assert "--api-key is not one API Gateway accepts: it is 2 keys joined" in refused.output
+    assert json.loads(Path("gimel.config.json").read_text())["apiKey"] == API_KEY
+
+
+def test_check_says_which_user_agents_are_not_counted(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def line() -> str:
+        return _check_lines(runner.invoke(main, ["check"]).output)["bot filter"]
+
+    assert "the default (crawlers, previews, monitors, headless browsers" in line()
+    assert "curl, Wget and HTTP libraries" in line()
+    monkeypatch.setenv("GIMEL_BOT_PATTERN", "")
+    assert line().endswith("none (GIMEL_BOT_PATTERN is empty): every User-Agent is counted")
+    monkeypatch.setenv("GIMEL_BOT_PATTERN", "mybot")
+    assert line().endswith("GIMEL_BOT_PATTERN 'mybot'")
 
 
 def test_check_fails_on_a_local_problem(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,6 +455,7 @@ def test_deploy_needs_configuration_a_valid_key_and_npm(
     assert (prepared / "serverless.yml").is_file()
     assert (prepared / "deploy" / "gimel-plugin.js").is_file()
     assert (prepared / "gimel_core" / "__init__.py").is_file()
+    assert (prepared / "gimel_core" / "rules.json").is_file()  # the plugin reads it from there
     assert (prepared / "gimel.config.json").resolve() == Path("gimel.config.json").resolve()
 
 
@@ -550,3 +617,46 @@ def test_import_legacy_renames_what_track_would_refuse_and_says_so(
     run(runner, "import-legacy", "--from", legacy_url, "--redis-url", redis_url)
     again = json.loads(run(runner, "results", "--redis-url", redis_url, "--format", "json").output)
     assert sorted(e["experiment"] for e in again[1:]) == sorted(by_name)
+
+
+def _commands(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command's argument path, the group's own first: (), ("check",), ("plan", "show")..."""
+    found = [path]
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            found += _commands(sub, (*path, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _commands(main), ids=lambda path: " ".join(path) or "gimel")
+def test_every_help_is_whole_and_names_its_variables(
+    runner: CliRunner, path: tuple[str, ...]
+) -> None:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    shown = run(runner, *path, "--help").output
+    if isinstance(command, click.Group):  # each summary whole, not cut with "..."
+        summaries = shown.split("Commands:")[1]
+        assert "..." not in summaries, summaries
+    for option in command.params:
+        if not isinstance(option, click.Option) or option.hidden:
+            continue
+        assert option.help, f"{option.opts} has no help"
+        for variable in [option.envvar] if isinstance(option.envvar, str) else []:
+            assert f"env var: {variable}" in " ".join(shown.split()), (option.opts, shown)
+
+
+def test_every_gimel_variable_is_in_the_readme() -> None:
+    root = Path(__file__).resolve().parent.parent
+    sources = [*root.joinpath("gimel_core").rglob("*.py"), root / "handler.py"]
+    sources += [root / "serverless.yml", root / "deploy" / "gimel-plugin.js"]
+    used = {
+        name
+        for path in sources
+        for name in re.findall(r"GIMEL_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())
+    }
+    readme = root.joinpath("README.md").read_text()
+    assert {"GIMEL_PORT", "GIMEL_NAMESPACE", "GIMEL_URL"} <= used
+    assert sorted(name for name in used if f"`{name}`" not in readme) == []

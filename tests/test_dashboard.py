@@ -488,10 +488,12 @@ def test_under_a_stage_prefix_with_the_empty_state(
         assert "No experiments yet" in empty
         assert f'"{root}track"' in empty
         curl = page.page.locator(".empty pre").nth(1).inner_text()
-        sample = re.fullmatch(r"curl '(.+)'", curl)
-        assert sample and sample[1].startswith(root + "track?")
-        with urllib.request.urlopen(sample[1], timeout=10) as response:
+        sample = re.fullmatch(r"curl -A '([^']+)' '(.+)'", curl)
+        assert sample and sample[2].startswith(root + "track?")
+        by_hand = urllib.request.Request(sample[2], headers={"User-Agent": sample[1]})
+        with urllib.request.urlopen(by_hand, timeout=10) as response:
             assert response.status == 200
+            assert json.loads(response.read()) == {"ok": True}  # counted, not filtered
         page.page.click("#refresh")
         page.card("demo").wait_for()
         assert all(r.url.startswith(root) for r in page.requests)

@@ -31,7 +31,9 @@ import pytest
 from flask import Flask
 
 from conftest import API_KEY
+from gimel_core import rules
 from gimel_core.embedded import free_port
+from gimel_core.errors import ConfigError
 from helpers import PRIVATE, PUBLIC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -327,6 +329,88 @@ def test_package_refuses_settings_that_cannot_work(
     assert complaint in result.stdout + result.stderr
 
 
+# -- the plugin and the app apply one rule (gimel_core/rules.json) ---------------------------
+
+KEYS = [
+    "k" * 20,
+    "k" * 128,
+    "!\"#$%&'()*+-./0123456789:;<=>?@[\\]^_`{|}~",
+    "k" * 19,
+    "k" * 129,
+    "k" * 200,
+    "é" * 25,
+    "k" * 24 + "\U0001f600",
+    "k" * 20 + "," + "m" * 20,
+    "k" * 10 + " " + "k" * 10,
+    "k" * 20 + "\t",
+    "k" * 20 + "\x7f",
+]
+TRACK_PATHS = [
+    "collect",
+    "t",
+    "a/b",
+    "/collect/",
+    "a-b_c",
+    "a//b",
+    "collect.js",
+    "../x",
+    "é",
+    "a b",
+]
+PLUGIN_VERDICTS = """
+const Plugin = require(process.argv[1]);
+const { keys, paths } = JSON.parse(process.argv[2]);
+class Refused extends Error {}
+function accepts(gimel, act) {
+  const functions = { api: { events: [{ http: 'GET track' }] } };
+  const service = { custom: { gimel }, functions, provider: {} };
+  try {
+    act(new Plugin({ service, classes: { Error: Refused } }));
+    return true;
+  } catch (error) {
+    if (error instanceof Refused) return false;
+    throw error;
+  }
+}
+console.log(JSON.stringify({
+  keys: keys.map((apiKey) => accepts({ apiKey }, (plugin) => plugin.checkApiKey())),
+  paths: paths.map((path) => accepts({}, (plugin) => plugin.addTrackPaths([path]))),
+}));
+"""
+
+
+def python_accepts_path(path: str) -> bool:
+    try:
+        return bool(rules.track_paths(path))
+    except ConfigError:
+        return False
+
+
+def test_the_plugin_applies_the_apps_key_and_track_path_rules() -> None:
+    """Run by node for real: the plugin reads the rules the app reads, and agrees with it."""
+    table = json.dumps({"keys": KEYS, "paths": TRACK_PATHS})
+    plugin = str(ROOT / "deploy" / "gimel-plugin.js")
+    result = subprocess.run(
+        ["node", "-e", PLUGIN_VERDICTS, plugin, table], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    verdicts = json.loads(result.stdout)
+    assert verdicts["keys"] == [rules.deploy_key_problem(key) is None for key in KEYS]
+    assert verdicts["paths"] == [python_accepts_path(path) for path in TRACK_PATHS]
+    assert verdicts["keys"] == [True] * 3 + [False] * 9  # the table tests both sides
+    assert verdicts["paths"] == [True] * 5 + [False] * 5
+
+
+def test_setup_py_and_gimel_deploy_ship_the_same_files() -> None:
+    """setup.py reads the list from rules.json, as gimel deploy does, and every file exists."""
+    setup = (ROOT / "setup.py").read_text()
+    assert 'json.loads(Path("gimel_core/rules.json").read_text())["deployFiles"]' in setup
+    assert all((ROOT / name).is_file() for name in rules.DEPLOY_FILES)
+    assert "deploy/gimel-plugin.js" in rules.DEPLOY_FILES
+    # sls packages gimel_core/**, so the deployed app (and the plugin, beside it) has the rules.
+    assert "gimel_core/**" in (ROOT / "serverless.yml").read_text()
+
+
 # -- extra track paths through the Lambda handler -------------------------------------------
 
 
@@ -475,7 +559,11 @@ def offline(tmp_path: Path, redis_url: str) -> Iterator[Offline]:
 def request(
     method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    # A browser's agent: urllib's own is one of the scripts' agents Gimel does not count.
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"}
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={**browser, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, dict(response.headers), response.read()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .. import defaults, keys
+from .. import defaults, keys, rules
 from ..config import Config
 from ..errors import ConfigError, GimelError
 from ..store import connect, local_or, unavailable
@@ -31,6 +31,14 @@ SLS = Path("node_modules/.bin/sls")
 class Check:
     ok: bool
     line: str
+    blocks_deploy: bool = True
+    """False for what is missing but `gimel deploy` supplies itself (sls, with npm)."""
+
+    def mark(self, for_deploy: bool) -> str:
+        """ "ok", "FAIL", or "--" for what deploying needs and is missing but not required now."""
+        if self.ok:
+            return "ok    "
+        return "FAIL  " if for_deploy and self.blocks_deploy else "--    "
 
 
 def redis_check(url: str) -> tuple[bool, str]:
@@ -60,10 +68,11 @@ def _without_password(url: str) -> str:
     return url.rpartition("@")[2]
 
 
-@click.command()
+@click.command(short_help="Preflight: what running, then deploying, Gimel needs.")
 @click.option(
     "--redis-url",
     envvar="GIMEL_REDIS_URL",
+    show_envvar=True,
     help="Redis to check (default: the embedded one in --data-dir).",
 )
 @data_dir_option
@@ -81,15 +90,14 @@ def check(redis_url: str | None, data_dir: str, for_deploy: bool) -> None:
     `gimel serve` does not run). Exit code 1 if a local check fails, or with --deploy if a
     deploying one does. Lines marked "--" are missing but not needed to run Gimel locally.
     """
-    local = [_configuration(), _redis(redis_url, data_dir), _api_key(data_dir)]
+    local = [_configuration(), _bots(), _redis(redis_url, data_dir), _api_key(data_dir)]
     deploying = [_deploy_config(), _sls()]
     for item in local:
         click.echo(("ok    " if item.ok else "FAIL  ") + item.line)
     for item in deploying:
-        mark = "ok    " if item.ok else "FAIL  " if for_deploy else "--    "
-        click.echo(mark + "for deploying: " + item.line)
+        click.echo(item.mark(for_deploy) + "for deploying: " + item.line)
     ready_locally = all(item.ok for item in local)
-    ready_to_deploy = all(item.ok for item in deploying)
+    ready_to_deploy = all(item.ok or not item.blocks_deploy for item in deploying)
     if ready_locally and not ready_to_deploy and not for_deploy:
         click.echo("Ready to run locally; `gimel check --deploy` also requires the deploy items.")
     if not ready_locally or (for_deploy and not ready_to_deploy):
@@ -123,14 +131,35 @@ def _redis(redis_url: str | None, data_dir: str) -> Check:
 def _api_key(data_dir: str) -> Check:
     what = "API key (opens the results and the dashboard)"
     try:
-        env = {"GIMEL_API_KEY": os.environ.get("GIMEL_API_KEY", "")}
-        if Config.from_env(env).api_keys:
+        keys = rules.api_keys(os.environ.get("GIMEL_API_KEY", ""))
+        if len(keys) > 1:
+            return Check(
+                True,
+                f"{what}: GIMEL_API_KEY, {len(keys)} keys for rotation (the app accepts "
+                "each; a deployment's API Gateway takes exactly one)",
+            )
+        if keys:
             return Check(True, f"{what}: GIMEL_API_KEY")
         if local_key.read(data_dir):
             return Check(True, f"{what}: {local_key.path(data_dir)}")
     except GimelError as exc:
         return Check(False, f"{what}: {exc}")
     return Check(True, f"{what}: none yet; `gimel serve` makes one in {local_key.path(data_dir)}")
+
+
+def _bots() -> Check:
+    """Which visitors are not counted: said, so that nobody expects a script's hits counted."""
+    pattern = os.environ.get("GIMEL_BOT_PATTERN")
+    if pattern is None:
+        which = (
+            "the default (crawlers, previews, monitors, headless browsers, and the own "
+            "agents of curl, Wget and HTTP libraries); GIMEL_BOT_PATTERN changes it"
+        )
+    elif pattern:
+        which = f"GIMEL_BOT_PATTERN {pattern!r}"
+    else:
+        which = "none (GIMEL_BOT_PATTERN is empty): every User-Agent is counted"
+    return Check(True, f"bot filter (User-Agents answered but not counted): {which}")
 
 
 def _deploy_config() -> Check:
@@ -145,9 +174,12 @@ def _deploy_config() -> Check:
     if missing:
         return Check(False, f"{what}: no {' or '.join(missing)} (run `gimel configure`)")
     try:
-        Config.from_env({"GIMEL_REDIS_URL": values["redisUrl"], "GIMEL_API_KEY": values["apiKey"]})
+        Config.from_env({"GIMEL_REDIS_URL": values["redisUrl"]})
     except ConfigError as exc:
         return Check(False, f"{what}: {exc} (run `gimel configure`)")
+    key, source = deploy_config.api_key(values)
+    if problem := rules.deploy_key_problem(key):
+        return Check(False, f"{what}: {source} is not a key API Gateway accepts: {problem}")
     stage, region = values.get("stage", defaults.STAGE), values.get("region", defaults.REGION)
     redis = _without_password(values["redisUrl"])
     return Check(True, f"{what}: stage {stage} in {region}, Redis {redis}")
@@ -162,4 +194,8 @@ def _sls() -> Check:
         return Check(True, f"{what}: {prepared}")
     if shutil.which("npm") is None:
         return Check(False, f"{what}: not installed, and no npm to install it (install Node.js 20)")
-    return Check(True, f"{what}: not installed yet; `gimel deploy` installs the pinned one (npm)")
+    return Check(
+        False,
+        f"{what}: not installed yet; `gimel deploy` installs the pinned one (npm)",
+        blocks_deploy=False,
+    )

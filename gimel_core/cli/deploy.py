@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from .. import defaults
+from .. import defaults, rules
 from ..config import Config
 from ..errors import GimelError
 from ..snippet import snippet
@@ -41,23 +41,12 @@ ENDPOINT = re.compile(r"(https://\S+?)/track\b")
 FUNCTION_URL = re.compile(r"\b(https?://[^\s/]+\.lambda-url\.[^\s/]+?)/?\s*$")
 """The function URL `sls deploy` lists with frontDoor=url."""
 
-DEPLOY_FILES = (
-    "serverless.yml",
-    "deploy/gimel-plugin.js",
-    "handler.py",
-    "requirements.txt",
-    "package.json",
-    "package-lock.json",
-)
-"""What sls deploys from besides gimel_core; setup.py puts them in the wheel."""
 DEPLOY_DIR = deploy_config.DEPLOY_DIR
 """Where `gimel deploy` prepares them outside a checkout, beside gimel.config.json."""
 SLS = Path("node_modules", ".bin", "sls")
-API_GATEWAY_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]{20,128}")
-"""What API Gateway accepts as a key value (and deploy/gimel-plugin.js checks)."""
 
 
-@click.command()
+@click.command(short_help="Choose a deployment's Redis, counting, region and stage.")
 @click.option("--redis-url", help="Redis the Lambda function will use (redis:// or rediss://).")
 @click.option("--counting", type=COUNTING_CHOICE, help="Counting mode of new experiments.")
 @click.option("--region", help=f"AWS region, e.g. eu-west-1 (first default: {defaults.REGION}).")
@@ -114,6 +103,8 @@ def configure(
         values["frontDoor"] = front_door
     if not values["redisUrl"]:
         raise GimelError("a Redis URL is required: pass --redis-url")
+    if problem := rules.deploy_key_problem(values["apiKey"]):
+        raise GimelError(f"--api-key is not one API Gateway accepts: {problem}")
     Config.from_env(
         {
             "GIMEL_REDIS_URL": values["redisUrl"],
@@ -135,7 +126,7 @@ def configure(
     click.echo("Next: gimel deploy")
 
 
-@click.command()
+@click.command(short_help="Deploy to AWS with sls; print the endpoint and snippet.")
 @click.option("--stage", help="Stage to deploy (default: the configured one).")
 @one_line_errors
 def deploy(stage: str | None) -> None:
@@ -149,12 +140,14 @@ def deploy(stage: str | None) -> None:
     values = deploy_config.read()
     if not values:
         raise GimelError(f"no {deploy_config.DEPLOY_CONFIG}: run `gimel configure` first")
-    if not API_GATEWAY_KEY.fullmatch(str(values.get("apiKey", ""))):
-        raise GimelError(
-            f"the apiKey in {deploy_config.DEPLOY_CONFIG} is not one API Gateway accepts "
-            "(20 to 128 printable characters, no spaces or commas): run "
-            "`gimel configure --api-key ...`, or delete it there to have one generated"
+    key, source = deploy_config.api_key(values)
+    if problem := rules.deploy_key_problem(key):
+        fix = (
+            "unset it to deploy the saved one"
+            if source == "GIMEL_API_KEY"
+            else "run `gimel configure --api-key ...`, or delete it there to have one generated"
         )
+        raise GimelError(f"{source} is not a key API Gateway accepts ({problem}): {fix}")
     project = project_folder()
     install_sls(project)
     command = [
@@ -177,7 +170,7 @@ def deploy(stage: str | None) -> None:
         click.echo(f"\nEndpoint : {endpoint}")
         click.echo(f"Tracking : {track_url}")
         click.echo(f"Dashboard: {endpoint}/dashboard")
-        click.echo(f"API key  : {values['apiKey']}\n")
+        click.echo(f"API key  : {key}\n")
         click.echo(snippet(track_url))
 
 
@@ -197,7 +190,7 @@ def project_folder() -> Path:
                 "(pip install gimel) or run gimel deploy in a Gimel checkout"
             )
     click.echo(f"Preparing {DEPLOY_DIR}/ from Gimel in {package}")
-    for name in DEPLOY_FILES:
+    for name in rules.DEPLOY_FILES:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(kit / name, target / name)
     shutil.rmtree(target / "gimel_core", ignore_errors=True)

@@ -33,6 +33,14 @@ def read() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def api_key(values: dict[str, Any]) -> tuple[str, str]:
+    """The key `sls deploy` will give API Gateway, and where it comes from: serverless.yml
+    takes GIMEL_API_KEY from the environment before the saved one."""
+    if key := os.environ.get("GIMEL_API_KEY", ""):
+        return key, "GIMEL_API_KEY"
+    return str(values.get("apiKey", "")), f"the apiKey in {DEPLOY_CONFIG}"
+
+
 def write(values: dict[str, Any]) -> None:
     fd = os.open(DEPLOY_CONFIG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -13,7 +13,7 @@ from .options import data_dir_option, one_line_errors, open_store, redis_url_opt
 from .report import shown
 
 
-@click.command(name="import-legacy")
+@click.command(name="import-legacy", short_help="Import the original Gimel's counters.")
 @click.option("--from", "source", required=True, help="Redis URL of the original Gimel's data.")
 @click.option(
     "--namespace",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 
 from ..client import Backend
-from .options import WHERE, data_options, one_line_errors, open_backend
+from .options import WHERE, Source, backend_options, one_line_errors
 
 
 def _command(
@@ -18,21 +18,17 @@ def _command(
     @click.command(name=name, help=f"{summary}{asks}\n\n{WHERE}")
     @click.argument("experiment")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-    @data_options
+    @backend_options
     @one_line_errors
     def command(
         experiment: str,
         yes: bool,
-        url: str | None,
-        api_key: str | None,
-        redis_url: str | None,
-        data_dir: str,
-        namespace: str,
+        source: Source,
     ) -> None:
         if confirm and not yes:
             click.confirm(f"{name.capitalize()} experiment {experiment!r}?", abort=True)
-        with open_backend(url, api_key, redis_url, data_dir) as backend:
-            act(backend, namespace, experiment)
+        with source.open() as backend:
+            act(backend, source.namespace, experiment)
         click.echo(f"{experiment}: {done}")
 
     return command

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -35,11 +36,13 @@ def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 url_option = click.option(
     "--url",
     envvar="GIMEL_URL",
+    show_envvar=True,
     help="Base URL of a Gimel API (a local `gimel serve` or a deployment).",
 )
 api_key_option = click.option(
     "--api-key",
     envvar="GIMEL_API_KEY",
+    show_envvar=True,
     help=(
         "API key for --url. Not needed against a local `gimel serve`: without it, the key "
         f"that `gimel serve` keeps in --data-dir ({defaults.DATA_DIR}/{defaults.API_KEY_FILE}) "
@@ -47,25 +50,64 @@ api_key_option = click.option(
     ),
 )
 redis_url_option = click.option(
-    "--redis-url", envvar="GIMEL_REDIS_URL", help="Read and write this Redis directly instead."
+    "--redis-url",
+    envvar="GIMEL_REDIS_URL",
+    show_envvar=True,
+    help="Read and write this Redis directly instead.",
 )
 data_dir_option = click.option(
     "--data-dir",
     default=defaults.DATA_DIR,
     show_default=True,
     envvar="GIMEL_DATA_DIR",
+    show_envvar=True,
     help="Folder of the embedded Redis and the local API key.",
 )
 namespace_option = click.option(
-    "--namespace", "-n", default=defaults.NAMESPACE, show_default=True, envvar="GIMEL_NAMESPACE"
+    "--namespace",
+    "-n",
+    default=defaults.NAMESPACE,
+    show_default=True,
+    envvar="GIMEL_NAMESPACE",
+    show_envvar=True,
+    help="Namespace of the experiments (Alephbet's adapters default to alephbet too).",
 )
 
 
-def data_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of every command that reads or changes results; see :func:`open_backend`."""
+@dataclass(frozen=True)
+class Source:
+    """Where a command reads and changes results, and in which namespace (see ``WHERE``)."""
+
+    url: str | None
+    api_key: str | None
+    redis_url: str | None
+    data_dir: str
+    namespace: str
+
+    def open(self) -> AbstractContextManager[Backend]:
+        return open_backend(self.url, self.api_key, self.redis_url, self.data_dir)
+
+
+def backend_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that reads or changes results, given to it as one
+    ``source: Source`` argument."""
+
+    @functools.wraps(command)
+    def run(
+        *args: Any,
+        url: str | None,
+        api_key: str | None,
+        redis_url: str | None,
+        data_dir: str,
+        namespace: str,
+        **kwargs: Any,
+    ) -> Any:
+        source = Source(url, api_key, redis_url, data_dir, namespace)
+        return command(*args, source=source, **kwargs)
+
     for option in (namespace_option, data_dir_option, redis_url_option, api_key_option, url_option):
-        command = option(command)
-    return command
+        run = option(run)
+    return run
 
 
 WHERE = (
@@ -74,7 +116,7 @@ WHERE = (
     "`gimel deploy` saved in gimel.config.json, if any; else the local store in --data-dir, "
     "read directly (no server needs to run)."
 )
-"""Appended to the help of the commands that take :func:`data_options`."""
+"""Appended to the help of the commands that take :func:`backend_options`."""
 
 
 @contextmanager

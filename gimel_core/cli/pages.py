@@ -14,6 +14,7 @@ from .options import namespace_option, one_line_errors
 _base_url_option = click.option(
     "--url",
     envvar="GIMEL_URL",
+    show_envvar=True,
     help="Base URL of Gimel (default: the deployed one, else the local one).",
 )
 
@@ -23,12 +24,28 @@ def base_url(url: str | None) -> str:
     return (url or deploy_config.endpoint() or defaults.local_url()).rstrip("/")
 
 
-@click.command(name="snippet")
+@click.command(name="snippet", short_help="Print the HTML that loads Alephbet and counts in Gimel.")
 @_base_url_option
 @namespace_option
-@click.option("--adapter", type=click.Choice(sorted(ADAPTERS)), default="gimel", show_default=True)
-@click.option("--experiment", default="my first experiment", show_default=True)
-@click.option("--alephbet-src", default=ALEPHBET_SRC, show_default=True)
+@click.option(
+    "--adapter",
+    type=click.Choice(sorted(ADAPTERS)),
+    default="gimel",
+    show_default=True,
+    help="Alephbet's adapter: GimelAdapter, or LamedAdapter (names events by goal).",
+)
+@click.option(
+    "--experiment",
+    default="my first experiment",
+    show_default=True,
+    help="Name of the example experiment in the snippet.",
+)
+@click.option(
+    "--alephbet-src",
+    default=ALEPHBET_SRC,
+    show_default=True,
+    help="Where the page loads Alephbet from (serve it yourself to pin your own copy).",
+)
 @one_line_errors
 def snippet_command(
     url: str | None, namespace: str, adapter: str, experiment: str, alephbet_src: str
@@ -46,7 +63,7 @@ def snippet_command(
     click.echo(text, nl=False)
 
 
-@click.command()
+@click.command(short_help="Open the dashboard in a browser.")
 @_base_url_option
 @one_line_errors
 def dashboard(url: str | None) -> None:

@@ -34,17 +34,21 @@ from .. import defaults, plans
 from ..client import Backend, NotFound
 from ..errors import Conflict, GimelError, InvalidFields, InvalidInput, UnknownExperiment
 from ..events import check_name
-from .options import WHERE, data_options, one_line_errors, open_backend
+from .options import WHERE, Source, backend_options, one_line_errors
 from .report import shown
 
 
-@click.group(help="Declare experiments from a file of plans, and show the declared ones.")
+@click.group(
+    short_help="Declare experiments from a file of plans; show them.",
+    help="Declare experiments from a file of plans, and show the declared ones.",
+)
 def plan() -> None:
     pass
 
 
 @plan.command(
-    help=f"Declare the plans in FILE (YAML or JSON): show the changes, apply them.\n\n{WHERE}"
+    short_help="Declare the plans in FILE: show the changes, apply them.",
+    help=f"Declare the plans in FILE (YAML or JSON): show the changes, apply them.\n\n{WHERE}",
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -52,19 +56,15 @@ def plan() -> None:
     is_flag=True,
     help="Show what would change and what the server would refuse; change nothing.",
 )
-@data_options
+@backend_options
 @one_line_errors
 def apply(
     file: Path,
     dry_run: bool,
-    url: str | None,
-    api_key: str | None,
-    redis_url: str | None,
-    data_dir: str,
-    namespace: str,
+    source: Source,
 ) -> None:
-    namespace, wanted = read(file, namespace)
-    with open_backend(url, api_key, redis_url, data_dir) as backend:
+    namespace, wanted = read(file, source.namespace)
+    with source.open() as backend:
         changed = []
         for name, (body, parsed) in wanted.items():
             exists, declared = current(backend, namespace, name)
@@ -98,23 +98,28 @@ def apply(
 
 
 @plan.command(
+    short_help="Print the declared plans, in the format `plan apply` reads.",
     help="Print the declared plans, in the format `plan apply` reads: only what each declares, "
-    f"no default (a file it overwrites loses its comments).\n\n{WHERE}"
+    f"no default (a file it overwrites loses its comments).\n\n{WHERE}",
 )
 @click.argument("experiments", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
-@data_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="yaml, or json (both are what `plan apply` reads).",
+)
+@backend_options
 @one_line_errors
 def show(
     experiments: tuple[str, ...],
     fmt: str,
-    url: str | None,
-    api_key: str | None,
-    redis_url: str | None,
-    data_dir: str,
-    namespace: str,
+    source: Source,
 ) -> None:
-    with open_backend(url, api_key, redis_url, data_dir) as backend:
+    namespace = source.namespace
+    with source.open() as backend:
         if experiments:
             found = [backend.experiment(namespace, name) for name in experiments]
         else:

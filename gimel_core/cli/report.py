@@ -17,11 +17,13 @@ import click
 
 from ..results import ExperimentResult, GoalResult, History, VariantResult
 from ..vocabulary import Direction, Role
-from .options import WHERE, data_options, one_line_errors, open_backend
+from .options import WHERE, Source, backend_options, one_line_errors
 
 
 @click.command(
-    help="Results with their statistics and verdicts, of one EXPERIMENT or all of them.\n\n" + WHERE
+    short_help="Results, statistics and verdicts of the experiments.",
+    help="Results with their statistics and verdicts, of one EXPERIMENT or all of them.\n\n"
+    + WHERE,
 )
 @click.argument("experiment", required=False)
 @click.option(
@@ -39,25 +41,21 @@ from .options import WHERE, data_options, one_line_errors, open_backend
     is_flag=True,
     help="EXPERIMENT's results day by day (GET /experiments/<name>/history).",
 )
-@data_options
+@backend_options
 @one_line_errors
 def results(
     experiment: str | None,
     fmt: str,
     archived: bool,
     history: bool,
-    url: str | None,
-    api_key: str | None,
-    redis_url: str | None,
-    data_dir: str,
-    namespace: str,
+    source: Source,
 ) -> None:
     body: Any
     if history:
         if not experiment:
             raise click.UsageError("--history needs an EXPERIMENT")
-        with open_backend(url, api_key, redis_url, data_dir) as backend:
-            days = backend.history(namespace, experiment)
+        with source.open() as backend:
+            days = backend.history(source.namespace, experiment)
         if fmt == "json":
             click.echo(json.dumps(days.to_json(), indent=2, ensure_ascii=False))
         elif fmt == "csv":
@@ -65,12 +63,12 @@ def results(
         else:
             click.echo(render_history(days))
         return
-    with open_backend(url, api_key, redis_url, data_dir) as backend:
+    with source.open() as backend:
         if experiment:
-            one = backend.experiment(namespace, experiment)
+            one = backend.experiment(source.namespace, experiment)
             found, body = [one], one.to_json()
         else:
-            listing = backend.experiments(namespace, archived)
+            listing = backend.experiments(source.namespace, archived)
             found, body = listing.experiments, listing.to_json()
     if fmt == "json":
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))

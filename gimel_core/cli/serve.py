@@ -93,8 +93,23 @@ def _cores() -> int:
 
 
 @click.command()
-@click.option("--host", default=defaults.HOST, show_default=True, envvar="GIMEL_HOST")
-@click.option("--port", default=defaults.PORT, show_default=True, type=int, envvar="GIMEL_PORT")
+@click.option(
+    "--host",
+    default=defaults.HOST,
+    show_default=True,
+    envvar="GIMEL_HOST",
+    show_envvar=True,
+    help="Address to listen on (0.0.0.0: every interface, e.g. in a container).",
+)
+@click.option(
+    "--port",
+    default=defaults.PORT,
+    show_default=True,
+    type=int,
+    envvar="GIMEL_PORT",
+    show_envvar=True,
+    help="Port to listen on.",
+)
 @data_dir_option
 @click.option(
     "--threads",
@@ -102,6 +117,7 @@ def _cores() -> int:
     show_default=True,
     type=click.IntRange(1, 256),
     envvar="GIMEL_THREADS",
+    show_envvar=True,
     help="Python threads per worker running the app.",
 )
 @click.option(
@@ -110,6 +126,7 @@ def _cores() -> int:
     show_default="the number of cores it may run on",
     type=click.IntRange(1, 64),
     envvar="GIMEL_WORKERS",
+    show_envvar=True,
     help="Worker processes accepting on the one socket (one is one core at most).",
 )
 @one_line_errors

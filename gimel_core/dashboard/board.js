@@ -88,7 +88,8 @@ function emptyState() {
     h("p", { text: "Send events from your pages with Alephbet:" }),
     h("pre", { class: "code" }, adapter),
     h("p", { text: "or count one by hand, then refresh this page:" }),
-    h("pre", { class: "code" }, `curl '${sample.href}'`),
+    // With a browser's agent: curl's own is one of the scripts' agents Gimel does not count.
+    h("pre", { class: "code" }, `curl -A 'Mozilla/5.0 (by hand)' '${sample.href}'`),
   );
 }
 
