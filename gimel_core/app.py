@@ -11,7 +11,7 @@ from flask import Flask
 
 from . import api, track_endpoint
 from .config import Config
-from .scripts import Scripts
+from .storage.runner import Scripts
 from .store import connect, local_or
 from .tracking import Tracker
 

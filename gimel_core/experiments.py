@@ -15,13 +15,18 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from . import analysis, dedup, defaults, keys, paging, plans, scripts, settings
+from . import analysis, dedup, defaults, keys, paging, plans, settings
 from .errors import Conflict, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
 from .plans import Plan
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
-from .scripts import ClearTag, Meta
+from .storage import read
+from .storage.clear import clear
+from .storage.plan import Undeclared, declare
+from .storage.schema import DAY, ClearAction, ClearTag, Meta
+from .storage.settings import set_fields
 from .store import StoreBacked
+from .vocabulary import Mode
 
 _CLEAR_ATTEMPTS = 20
 
@@ -113,34 +118,16 @@ class Experiments(StoreBacked):
         return result
 
     def counts(self, namespace: str, names: Iterable[str]) -> list[ExperimentCounts]:
-        """What is stored of each named experiment: one round trip for any number (and, once
-        per experiment counted before history was kept, one more to index it)."""
+        """What is stored of each named experiment: one round trip for any number."""
         names = list(names)
-        raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
-        return self._counts(namespace, names, [scripts.stored(raw) for raw in raws])
+        raws = self.scripts.run([read.read(namespace, exp) for exp in names]) if names else []
+        return self._counts(namespace, names, [read.stored(raw) for raw in raws])
 
     def _counts(
-        self, namespace: str, names: list[str], stored: list[scripts.Stored]
+        self, namespace: str, names: list[str], stored: list[read.Stored]
     ) -> list[ExperimentCounts]:
-        today = int(self.clock()) // DAY
-        pending: dict[str, list[tuple[str, str]]] = {}  # experiment -> its hll counters
-        calls = []
-        for exp, one in zip(names, stored, strict=True):
-            mode = one.meta.get(Meta.COUNTING)
-            if mode is not None and Meta.DAY not in one.meta:
-                cells = _counters(one.variants, one.goals) if mode == "hll" else []
-                hlls = [(keys.hll(namespace, exp, g, v), keys.counts_field(g, v)) for g, v in cells]
-                pending[exp] = cells
-                calls.append(scripts.migrate(namespace, exp, today, hlls))
-        migrated = {
-            exp: dict(zip(pending[exp], found, strict=True))
-            for exp, found in zip(pending, self.scripts.run(calls) if calls else [], strict=True)
-        }
         now = self.clock()
-        return [
-            _experiment_counts(exp, one, migrated.get(exp), now)
-            for exp, one in zip(names, stored, strict=True)
-        ]
+        return [_experiment_counts(exp, one, now) for exp, one in zip(names, stored, strict=True)]
 
     def _results(self, namespace: str, names: Iterable[str]) -> list[ExperimentResult]:
         return [result for result, _ in self._results_encoded(namespace, names)]
@@ -152,7 +139,7 @@ class Experiments(StoreBacked):
         stored data changed since this process last analysed them (:data:`_ANALYSED`); with
         each, where its JSON is kept once encoded (None: not kept, it changes with time)."""
         names = list(names)
-        raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
+        raws = self.scripts.run([read.read(namespace, exp) for exp in names]) if names else []
         now = self.clock()
         found: dict[str, tuple[ExperimentResult, Texts | None]] = {}
         missed = []
@@ -168,7 +155,7 @@ class Experiments(StoreBacked):
             else:
                 found[name] = result, texts
         if missed:
-            stored = [scripts.stored(raw) for _, raw in missed]
+            stored = [read.stored(raw) for _, raw in missed]
             fresh = self._counts(namespace, [name for name, _ in missed], stored)
             for (name, raw), one, counts in zip(missed, stored, fresh, strict=True):
                 result = analysis.analyse(counts)
@@ -205,7 +192,7 @@ class Experiments(StoreBacked):
         # defaults allow even where the caps were lowered.
         most_variants = max(config.max_variants, defaults.MAX_VARIANTS)
         plan = plans.parse(body, most_variants, max(config.max_goals, defaults.MAX_GOALS))
-        call = scripts.declare(
+        call = declare(
             namespace,
             experiment,
             (config.counting, config.dedup_window, plan.analysis or config.analysis),
@@ -215,7 +202,7 @@ class Experiments(StoreBacked):
             plans.meta_fields(plan),
         )
         reply = self.scripts.run_one(call)
-        if isinstance(reply, scripts.Undeclared):
+        if isinstance(reply, Undeclared):
             missing = [*(f"variant {v!r}" for v in reply.variants)]
             missing += [f"goal {g!r}" for g in reply.goals]
             raise Conflict(
@@ -247,18 +234,18 @@ class Experiments(StoreBacked):
         if not variants:
             raise UnknownExperiment(experiment)
         fields = settings.parse(body, (_text(v) for v in variants))
-        if not self.scripts.run_one(scripts.settings(namespace, experiment, fields)):
+        if not self.scripts.run_one(set_fields(namespace, experiment, fields)):
             raise UnknownExperiment(experiment)
 
     def delete(self, namespace: str, experiment: str) -> None:
         """Delete an experiment and all its counters atomically; UnknownExperiment if absent."""
-        self._clear("delete", namespace, experiment)
+        self._clear(ClearAction.DELETE, namespace, experiment)
 
     def reset(self, namespace: str, experiment: str) -> None:
         """Zero an experiment's counters atomically, keeping its settings and names."""
-        self._clear("reset", namespace, experiment)
+        self._clear(ClearAction.RESET, namespace, experiment)
 
-    def _clear(self, action: str, namespace: str, experiment: str) -> None:
+    def _clear(self, action: ClearAction, namespace: str, experiment: str) -> None:
         for _ in range(_CLEAR_ATTEMPTS):
             pipe = self.client.pipeline(transaction=False)
             pipe.hget(keys.meta(namespace, experiment), Meta.WINDOW)
@@ -278,7 +265,7 @@ class Experiments(StoreBacked):
             buckets = [
                 keys.seen(namespace, experiment, b) for b in dedup.stored_buckets(window, now)
             ]
-            call = scripts.clear(
+            call = clear(
                 action, namespace, experiment, variants, goals, data_keys, int(now), buckets
             )
             result = self.scripts.run_one(call)
@@ -290,9 +277,7 @@ class Experiments(StoreBacked):
         raise StoreUnavailable(f"the experiment kept changing during {action}; try again")
 
 
-def _experiment_counts(
-    name: str, stored: scripts.Stored, migrated: dict[tuple[str, str], int] | None, now: float
-) -> ExperimentCounts:
+def _experiment_counts(name: str, stored: read.Stored, now: float) -> ExperimentCounts:
     meta, variants, goals = stored.meta, stored.variants, stored.goals
     declared = settings.stored(meta)
     if declared.plan is not None:  # its plan's names, counted yet or not
@@ -300,10 +285,7 @@ def _experiment_counts(
         goals = tuple(sorted({*goals, *declared.plan.goal_names}))
     mode = meta.get(Meta.COUNTING)
     cells = _counters(variants, goals)
-    if migrated is not None and mode == "hll":
-        table = migrated
-    else:
-        table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
+    table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
     return ExperimentCounts(
         name=name,
@@ -312,7 +294,9 @@ def _experiment_counts(
         goals=goals,
         counts=table if mode else {},
         settings=declared,
-        dedup_window=int(meta[Meta.WINDOW]) if mode == "exact" and meta.get(Meta.WINDOW) else None,
+        dedup_window=int(meta[Meta.WINDOW])
+        if mode == Mode.EXACT and meta.get(Meta.WINDOW)
+        else None,
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals),
@@ -362,10 +346,6 @@ def _remember(
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:
     """Every (goal, variant) counter of an experiment, participation first."""
     return [(goal, variant) for goal in (defaults.PARTICIPATE, *goals) for variant in variants]
-
-
-DAY = 86_400
-"""Seconds in a UTC day: history's interval (track.lua divides by the same)."""
 
 
 def _date(day: int) -> str:

@@ -10,7 +10,6 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode)
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:<i>  set   one set of a de-dup bucket (exact mode)
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:size string  records in that bucket (exact mode)
-    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>      set   8-byte digests (exact, before the above)
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
 
@@ -113,7 +112,7 @@ def history(namespace: str, experiment: str) -> str:
 
 def seen(namespace: str, experiment: str, bucket: int) -> str:
     """A de-dup bucket: its sets and count hang from this key (:func:`seen_set`,
-    :func:`seen_size`), which itself held its 8-byte digests before those (see dedup.py)."""
+    :func:`seen_size`); nothing is stored at the key itself."""
     return f"{_base(namespace, experiment)}:seen:{bucket}"
 
 

@@ -8,7 +8,7 @@ decision is checked against. It is declared with ``PUT /experiments/<name>`` (AP
 (``track.lua`` drops events for names the plan does not list).
 
 Parsed and validated here, stored as canonical JSON in the experiment's meta hash
-(:data:`gimel_core.scripts.Meta.PLAN`), with the control, weights, description and analysis
+(:data:`gimel_core.storage.schema.Meta.PLAN`), with the control, weights, description and analysis
 copied to their own meta fields so that the analysis reads one kind of settings.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 from . import defaults
 from .errors import InvalidInput
 from .events import check_name
-from .scripts import Meta
+from .storage.schema import Meta
 
 ROLES = ("primary", "guardrail", "secondary")
 DIRECTIONS = ("increase", "decrease")
