@@ -70,6 +70,7 @@ def _base(namespace: str, experiment: str) -> str:
     return f"{_tag(namespace, shard(experiment))}:{escape(experiment)}"
 
 
+@lru_cache(maxsize=16_384)
 def experiment_registry(namespace: str, experiment: str) -> str:
     """The registry shard that lists this experiment (same slot as its keys)."""
     return registry(namespace, shard(experiment))

@@ -24,7 +24,7 @@ from .errors import Refused, StoreUnavailable
 from .events import Event
 from .storage.namespace import admit_namespace
 from .storage.runner import Call, Scripts
-from .storage.schema import TRACK_FIRST_COUNTER
+from .storage.schema import TRACK_FIRST_COUNTER, TrackSettings
 from .storage.track import (
     Counted,
     ExactEvent,
@@ -32,7 +32,6 @@ from .storage.track import (
     ShardFull,
     TrackEvent,
     TrackReply,
-    TrackSettings,
     track_exact,
     track_hll,
 )
@@ -68,10 +67,10 @@ class Tracker(StoreBacked):
     ) -> None:
         super().__init__(scripts_, config, clock)
         self.new = TrackSettings(
-            mode=config.counting,
-            window=config.dedup_window,
-            analysis=config.analysis,
-            max_experiments_per_shard=math.ceil(config.max_experiments / keys.SHARDS),
+            new_mode=config.counting,
+            new_window=config.dedup_window,
+            new_analysis=config.analysis,
+            max_experiments=math.ceil(config.max_experiments / keys.SHARDS),
             max_variants=config.max_variants,
             max_goals=config.max_goals,
             registration=config.registration,

@@ -15,6 +15,8 @@ from conftest import AUTH, WholeCluster
 from gimel_core import dedup, defaults
 from gimel_core.storage import schema
 from gimel_core.storage.runner import source
+from gimel_core.storage.schema import TrackSettings
+from gimel_core.storage.track import track_exact
 from gimel_core.vocabulary import Mode, Registration
 from helpers import track
 
@@ -50,9 +52,9 @@ def test_scripts_spell_no_shared_fact(name: str) -> None:
 
 def test_every_script_has_its_argv_and_uses_each_slot() -> None:
     assert sorted(schema.ARGV) == sorted(SCRIPTS)
-    for script, (head, tail) in schema.ARGV.items():
+    for script, (_, tail) in schema.ARGV.items():
         body = code(f"{script}.lua")
-        for name in [*head._fields, *([tail] if tail else [])]:
+        for name in [*(name for name, _ in schema.slots(script)), *([tail] if tail else [])]:
             assert re.search(rf"\b{name}\b", body), f"{script}.lua never reads {name}"
 
 
@@ -60,16 +62,41 @@ def test_every_script_has_its_argv_and_uses_each_slot() -> None:
 def test_a_script_binds_its_argv_by_name_in_the_order_the_call_fills(script: str) -> None:
     """The runner sends prelude, shared functions, binding, then the file."""
     text, _ = source(script)
-    head, tail = schema.ARGV[script]
+    named, tail = schema.slots(script), schema.ARGV[script][1]
     assert text.startswith(schema.PRELUDE)
     assert text.endswith(STORAGE.joinpath(f"{script}.lua").read_text("utf-8"))
-    bound = re.findall(r"^local (\w+) = (?:tonumber\()?ARGV\[(\d+)\]", text, re.M)
-    assert bound == [(name, str(i)) for i, name in enumerate(head._fields, 1)]
-    for name in head._fields:
-        numeric = head.__annotations__[name] is int
-        assert (f"local {name} = tonumber(ARGV[" in text) is numeric
+    bound = re.findall(r"^local (\w+) = (tonumber\()?ARGV\[(\d+)\]", text, re.M)
+    assert bound == [
+        (name, "tonumber(" if kind is int else "", str(i))
+        for i, (name, kind) in enumerate(named, 1)
+    ]
     if tail:
-        assert f"local {tail} = {len(head._fields) + 1}\n" in text
+        assert f"local {tail} = {len(named) + 1}\n" in text
+
+
+def test_a_call_fills_the_slots_the_script_reads() -> None:
+    """The builder's list starts with the named slots, in the layout's order."""
+    new = TrackSettings(
+        new_mode="exact",
+        new_window=60,
+        new_analysis="fixed",
+        max_experiments=3,
+        max_variants=4,
+        max_goals=5,
+        registration="open",
+    )
+    call = track_exact("ns", "exp", 60, new, 1_000, ["bucket"], 2_000, [("v", "g", "1", "f")])
+    named = dict(zip((name for name, _ in schema.slots("track")), call.args, strict=False))
+    assert named == {
+        "experiment": "exp",
+        "keys_mode": "exact",
+        "keys_window": 60,
+        "now": 1_000,
+        "bucket_expiry": 2_000,
+        "counters": 0,
+        **new._asdict(),
+    }
+    assert call.args[len(named) :] == ["v", "g", "1", "f"]
 
 
 def test_prelude_defines_what_the_scripts_use() -> None:

@@ -5,8 +5,8 @@
 - the words: counting modes and registrations (:mod:`gimel_core.vocabulary`), the
   ``participate`` pseudo-goal, clear.lua's actions, the reply tags;
 - exact mode's de-dup constants (:mod:`gimel_core.dedup`, :mod:`gimel_core.keys`);
-- each script's ARGV: a ``NamedTuple`` per script (:data:`ARGV`), whose fields are the slots in
-  order. The call builder fills it by name; the script gets the same names as locals.
+- each script's ARGV (:data:`ARGV`): ``NamedTuple`` classes whose fields are the slots, in
+  order. The call builder fills them by name; the script gets the same names as locals.
 
 :data:`PRELUDE` is generated from these, and :func:`binding` from a script's ARGV; the runner
 puts both before each script (then ``prelude.lua``, the functions scripts share).
@@ -97,29 +97,34 @@ TRACK_FIRST_COUNTER = 7
 
 
 class TrackArgv(NamedTuple):
+    """What changes from one call to the next (then :class:`TrackSettings`)."""
+
     experiment: str
     keys_mode: str
     """The counting mode the keys were built for."""
     keys_window: int
     """The de-dup window they were built for."""
-    new_mode: str
-    """Counting mode for a new experiment."""
-    new_window: int
-    """De-dup window for a new experiment."""
     now: int
     """Unix seconds."""
     bucket_expiry: int
     """exact: when the current de-dup bucket may go (unix seconds); hll: 0."""
+    counters: int
+    """hll: the number of HyperLogLogs in KEYS (their counts fields follow); exact: 0."""
+
+
+class TrackSettings(NamedTuple):
+    """What a new experiment is created with, and the caps on names: the same for every call
+    of a process, so built once (``tracking.Tracker``) and sent after :class:`TrackArgv`."""
+
+    new_mode: str
+    new_window: int
+    new_analysis: str
     max_experiments: int
     """Most experiments in this registry shard (caps against a client inventing names)."""
     max_variants: int
     max_goals: int
-    new_analysis: str
-    """Analysis recorded for a new experiment."""
     registration: str
     """``open`` counts undeclared experiments (creating them), ``declared`` only planned ones."""
-    counters: int
-    """hll: the number of HyperLogLogs in KEYS (their counts fields follow); exact: 0."""
 
 
 class PlanArgv(NamedTuple):
@@ -159,21 +164,22 @@ class ImportArgv(NamedTuple):
     """Window and analysis of an experiment the import creates."""
 
 
-class NoArgv(NamedTuple):
-    """A script whose ARGV is only a list (settings: field, value, ...) or nothing (read)."""
-
-
-ARGV: dict[str, tuple[Any, str | None]] = {
-    "track": (TrackArgv, "fields_at"),
-    "read": (NoArgv, None),
-    "plan": (PlanArgv, "variants_at"),
-    "settings": (NoArgv, "fields_at"),
-    "clear": (ClearArgv, "names_at"),
-    "namespace": (NamespaceArgv, None),
-    "import_legacy": (ImportArgv, "counters_at"),
+ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
+    "track": ((TrackArgv, TrackSettings), "fields_at"),
+    "read": ((), None),
+    "plan": ((PlanArgv,), "variants_at"),
+    "settings": ((), "fields_at"),
+    "clear": ((ClearArgv,), "names_at"),
+    "namespace": ((NamespaceArgv,), None),
+    "import_legacy": ((ImportArgv,), "counters_at"),
 }
-"""Script -> its ARGV head, and the name of the local holding the index where the
-variable-length tail starts (None: no tail)."""
+"""Script -> its ARGV's named slots (the fields of these NamedTuples, one after the other), and
+the name of the local holding the index where the variable-length tail starts (None: none)."""
+
+
+def slots(script: str) -> list[tuple[str, type]]:
+    """A script's named ARGV slots, in order, with their types."""
+    return [(name, head.__annotations__[name]) for head in ARGV[script][0] for name in head._fields]
 
 
 # -- Lua source ------------------------------------------------------------------------
@@ -217,14 +223,11 @@ PRELUDE = "\n".join(
 
 def binding(script: str) -> str:
     """The Lua lines that name a script's ARGV (and where its tail starts), from :data:`ARGV`."""
-    head, tail = ARGV[script]
-    lines = [f"-- Generated from gimel_core/storage/schema.py's {head.__name__}."]
-    for i, name in enumerate(head._fields, 1):
+    named, tail = slots(script), ARGV[script][1]
+    lines = ["-- Generated from gimel_core/storage/schema.py's ARGV."]
+    for i, (name, kind) in enumerate(named, 1):
         value = f"ARGV[{i}]"
-        lines.append(
-            f"local {name} = "
-            + (f"tonumber({value})" if head.__annotations__[name] is int else value)
-        )
+        lines.append(f"local {name} = " + (f"tonumber({value})" if kind is int else value))
     if tail:
-        lines.append(f"local {tail} = {len(head._fields) + 1}")
+        lines.append(f"local {tail} = {len(named) + 1}")
     return "\n".join(lines) + "\n"

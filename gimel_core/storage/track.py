@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from .. import defaults, keys
+from .. import keys
 from ..vocabulary import Mode
 from .runner import Call, text
-from .schema import TrackArgv, TrackTag, experiment_keys
+from .schema import TrackArgv, TrackSettings, TrackTag, experiment_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +39,6 @@ class ShardFull:
 TrackReply = Counted | RecordedOtherwise | ShardFull
 
 
-@dataclass(frozen=True, slots=True)
-class TrackSettings:
-    """What a new experiment is created with, and the caps on names."""
-
-    mode: str
-    window: int
-    analysis: str
-    max_experiments_per_shard: int
-    max_variants: int
-    max_goals: int
-    registration: str = defaults.REGISTRATION
-    """``open``: count undeclared experiments too; ``declared``: only those with a plan."""
-
-
 def _reply(reply: list[Any]) -> TrackReply:
     tag = int(reply[0])
     if tag == TrackTag.COUNTED:
@@ -69,6 +56,14 @@ ExactEvent = tuple[str, str, str, str]
 ``dedup.Record``'s member."""
 
 
+@lru_cache(maxsize=4_096)
+def _head(namespace: str, experiment: str, mode: str) -> tuple[str, ...]:
+    """KEYS[1..6]: the same for every call of an experiment, so built once per process."""
+    sixth = keys.hll_index if mode == Mode.HLL else keys.counts
+    history = keys.history(namespace, experiment)
+    return (*experiment_keys(namespace, experiment), history, sixth(namespace, experiment))
+
+
 def track_hll(
     namespace: str,
     experiment: str,
@@ -79,15 +74,19 @@ def track_hll(
 ) -> Call[TrackReply]:
     """Count ``events`` of one hll experiment; ``counters``: (HyperLogLog key, counts field),
     in the order their KEYS indexes (from TRACK_FIRST_COUNTER) were given to the events."""
-    head = [
-        *experiment_keys(namespace, experiment),
-        keys.history(namespace, experiment),
-        keys.hll_index(namespace, experiment),
-    ]
-    args = _argv(experiment, Mode.HLL, 0, new, now, 0, len(counters))
+    call = TrackArgv(
+        experiment=experiment,
+        keys_mode=Mode.HLL,
+        keys_window=0,
+        now=now,
+        bucket_expiry=0,
+        counters=len(counters),
+    )
+    args: list[Any] = [*call, *new]
     args += [field for _, field in counters]
     for event in events:
         args += event
+    head = _head(namespace, experiment, Mode.HLL)
     return Call("track", [*head, *(key for key, _ in counters)], args, _reply)
 
 
@@ -103,40 +102,15 @@ def track_exact(
 ) -> Call[TrackReply]:
     """Count ``events`` of one exact experiment; ``buckets``: the de-dup buckets in the
     window (``keys.seen``), current first; ``bucket_expiry``: when the current one may go."""
-    head = [
-        *experiment_keys(namespace, experiment),
-        keys.history(namespace, experiment),
-        keys.counts(namespace, experiment),
-    ]
-    args = _argv(experiment, Mode.EXACT, window, new, now, bucket_expiry, 0)
+    call = TrackArgv(
+        experiment=experiment,
+        keys_mode=Mode.EXACT,
+        keys_window=window,
+        now=now,
+        bucket_expiry=bucket_expiry,
+        counters=0,
+    )
+    args: list[Any] = [*call, *new]
     for event in events:
         args += event
-    return Call("track", [*head, *buckets], args, _reply)
-
-
-def _argv(
-    experiment: str,
-    mode: str,
-    window: int,
-    new: TrackSettings,
-    now: int,
-    bucket_expiry: int,
-    counters: int,
-) -> list[Any]:
-    return [
-        *TrackArgv(
-            experiment=experiment,
-            keys_mode=mode,
-            keys_window=window,
-            new_mode=new.mode,
-            new_window=new.window,
-            now=now,
-            bucket_expiry=bucket_expiry,
-            max_experiments=new.max_experiments_per_shard,
-            max_variants=new.max_variants,
-            max_goals=new.max_goals,
-            new_analysis=new.analysis,
-            registration=new.registration,
-            counters=counters,
-        )
-    ]
+    return Call("track", [*_head(namespace, experiment, Mode.EXACT), *buckets], args, _reply)
