@@ -12,7 +12,7 @@ from flask import Flask
 from . import api, track_endpoint
 from .cache import Caches
 from .config import Config
-from .scripts import Scripts
+from .storage.runner import Scripts
 from .store import connect, local_or
 from .tracking import Tracker
 

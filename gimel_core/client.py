@@ -17,7 +17,7 @@ from .config import Config
 from .errors import Conflict, GimelError, InvalidInput
 from .experiments import Experiments
 from .results import ExperimentResult, History, Listing
-from .scripts import Scripts
+from .storage.runner import Scripts
 from .store import connect
 
 

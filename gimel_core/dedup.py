@@ -33,16 +33,11 @@ Measured (``python -m bench``, ``INFO memory``, records in one bucket): 8.8 to 8
 from 10k to 1M uuids, against 63 B for one hashtable set per bucket.
 
 Collisions: two uuids of one counter are confused only if their 62 bits (path and rest) are
-equal: probability about n^2 / 2^63 over n uuids in one window, 1e-7 at 1M and 1e-5 at 10M
-(the 8-byte digest before: 3e-8 and 3e-6). Members below 2^31 would take 4 bytes, but even
+equal: probability about n^2 / 2^63 over n uuids in one window, 1e-7 at 1M and 1e-5 at 10M.
+Members below 2^31 would take 4 bytes, but even
 with the set's index as bits of the record beside them (some 43 bits at a million uuids,
 about 5,000 sets), a window would hold 0.05 confused pairs at 1M uuids and 0.5 at 10M:
 counts that are no longer exact.
-
-Before the sets, a bucket was one set of 8-byte digests as bytes, at ``keys.seen``. track.lua
-still looks a record up there while such a set lives (it expires with its window), so an
-experiment counting across the upgrade never counts an old uuid twice; nothing writes it
-any more, and a delete removes it with the rest.
 """
 
 from __future__ import annotations
@@ -87,8 +82,6 @@ class Record:
     member: str
     """62 bits of the digest as a decimal integer below 2^63 whose last six digits are its
     path: an intset member."""
-    legacy: bytes
-    """The digest as buckets stored it before the sets of integers (looked up, never written)."""
 
     @property
     def path(self) -> int:
@@ -100,7 +93,7 @@ def record(goal: str, variant: str, uuid: str) -> Record:
     raw = digest(goal, variant, uuid)
     value = int.from_bytes(raw, "big")
     path, rest = value % SETS, value >> (64 - REST_BITS)
-    return Record(str(rest * 10**PATH_DIGITS + path), raw)
+    return Record(str(rest * 10**PATH_DIGITS + path))
 
 
 def sets(count: int) -> int:

@@ -14,18 +14,22 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import analysis, dedup, defaults, keys, paging, plans, scripts, settings
+from . import analysis, dedup, defaults, keys, paging, plans, settings
 from .cache import Cache, Caches
 from .errors import Conflict, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
-from .scripts import ClearTag, Meta
+from .storage import read
+from .storage.clear import clear
+from .storage.plan import Undeclared, declare
+from .storage.schema import DAY, ClearAction, ClearTag, Meta
+from .storage.settings import set_fields
 from .store import StoreBacked
 from .vocabulary import Mode
 
 if TYPE_CHECKING:
     from .config import Config
-    from .scripts import Scripts
+    from .storage.runner import Scripts
 
 _CLEAR_ATTEMPTS = 20
 
@@ -128,32 +132,17 @@ class Experiments(StoreBacked):
         return result
 
     def counts(self, namespace: str, names: Iterable[str]) -> list[ExperimentCounts]:
-        """What is stored of each named experiment: one round trip for any number (and, once
-        per experiment counted before history was kept, one more to index it)."""
+        """What is stored of each named experiment: one round trip for any number."""
         names = list(names)
-        raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
-        return self._counts(namespace, names, [scripts.stored(raw) for raw in raws])
+        raws = self.scripts.run([read.read(namespace, exp) for exp in names]) if names else []
+        return self._counts(namespace, names, [read.stored(raw) for raw in raws])
 
     def _counts(
-        self, namespace: str, names: list[str], stored: list[scripts.Stored]
+        self, namespace: str, names: list[str], stored: list[read.Stored]
     ) -> list[ExperimentCounts]:
-        today = int(self.clock()) // DAY
-        pending: dict[str, list[tuple[str, str]]] = {}  # experiment -> its hll counters
-        calls = []
-        for exp, one in zip(names, stored, strict=True):
-            mode = one.meta.get(Meta.COUNTING)
-            if mode is not None and Meta.DAY not in one.meta:
-                cells = _counters(one.variants, one.goals) if mode == "hll" else []
-                hlls = [(keys.hll(namespace, exp, g, v), keys.counts_field(g, v)) for g, v in cells]
-                pending[exp] = cells
-                calls.append(scripts.migrate(namespace, exp, today, hlls))
-        migrated = {
-            exp: dict(zip(pending[exp], found, strict=True))
-            for exp, found in zip(pending, self.scripts.run(calls) if calls else [], strict=True)
-        }
         now = self.clock()
         return [
-            _experiment_counts(exp, one, migrated.get(exp), now, self.caches.snapshots)
+            _experiment_counts(exp, one, now, self.caches.snapshots)
             for exp, one in zip(names, stored, strict=True)
         ]
 
@@ -167,7 +156,7 @@ class Experiments(StoreBacked):
         stored data changed since this process last analysed them (``caches.analysed``); with
         each, where its JSON is kept once encoded (None: not kept, it changes with time)."""
         names = list(names)
-        raws = self.scripts.run([scripts.read(namespace, exp) for exp in names]) if names else []
+        raws = self.scripts.run([read.read(namespace, exp) for exp in names]) if names else []
         now = self.clock()
         found: dict[str, tuple[ExperimentResult, Texts | None]] = {}
         missed = []
@@ -183,12 +172,12 @@ class Experiments(StoreBacked):
             else:
                 found[name] = result, texts
         if missed:
-            stored = [scripts.stored(raw) for _, raw in missed]
+            stored = [read.stored(raw) for _, raw in missed]
             fresh = self._counts(namespace, [name for name, _ in missed], stored)
             for (name, raw), one, counts in zip(missed, stored, fresh, strict=True):
                 result = analysis.analyse(counts, self.caches)
                 kept: Texts | None = None
-                if Meta.DAY in one.meta:  # not migrated by this read: the reply says it all
+                if one.meta:  # an experiment that exists: its reply says it all
                     kept = _remember(self.caches.analysed, (namespace, name, raw), counts, result)
                 found[name] = result, None if analysis.plans_ahead(counts) else kept
         return [found[name] for name in names]
@@ -227,15 +216,15 @@ class Experiments(StoreBacked):
         new = (config.counting, config.dedup_window, plan.analysis or config.analysis)
         now = self.clock()
         if dry_run:
-            (raw,) = self.scripts.run([scripts.read(namespace, experiment)])
-            before = scripts.stored(raw)
+            (raw,) = self.scripts.run([read.read(namespace, experiment)])
+            before = read.stored(raw)
             missing = plans.left_out(plan, before.variants, before.goals)
             if any(missing):
                 raise plans.refusal(experiment, *missing)
             after = plans.stored_with(before, experiment, plan, new, int(now), int(now) // DAY)
-            counts = _experiment_counts(experiment, after, None, now, self.caches.snapshots)
+            counts = _experiment_counts(experiment, after, now, self.caches.snapshots)
             return analysis.analyse(counts, self.caches), not before.meta
-        call = scripts.declare(
+        call = declare(
             namespace,
             experiment,
             new,
@@ -245,7 +234,7 @@ class Experiments(StoreBacked):
             plans.meta_fields(plan),
         )
         reply = self.scripts.run_one(call)
-        if isinstance(reply, scripts.Undeclared):
+        if isinstance(reply, Undeclared):
             raise plans.refusal(experiment, reply.variants, reply.goals)
         # The namespace is known from now on, whatever the cap on namespaces: events in it
         # are admitted (its own slot in a cluster, so a second command).
@@ -270,18 +259,18 @@ class Experiments(StoreBacked):
         if not variants:
             raise UnknownExperiment(experiment)
         fields = settings.parse(body, (_text(v) for v in variants))
-        if not self.scripts.run_one(scripts.settings(namespace, experiment, fields)):
+        if not self.scripts.run_one(set_fields(namespace, experiment, fields)):
             raise UnknownExperiment(experiment)
 
     def delete(self, namespace: str, experiment: str) -> None:
         """Delete an experiment and all its counters atomically; UnknownExperiment if absent."""
-        self._clear("delete", namespace, experiment)
+        self._clear(ClearAction.DELETE, namespace, experiment)
 
     def reset(self, namespace: str, experiment: str) -> None:
         """Zero an experiment's counters atomically, keeping its settings and names."""
-        self._clear("reset", namespace, experiment)
+        self._clear(ClearAction.RESET, namespace, experiment)
 
-    def _clear(self, action: str, namespace: str, experiment: str) -> None:
+    def _clear(self, action: ClearAction, namespace: str, experiment: str) -> None:
         for _ in range(_CLEAR_ATTEMPTS):
             pipe = self.client.pipeline(transaction=False)
             pipe.hget(keys.meta(namespace, experiment), Meta.WINDOW)
@@ -301,7 +290,7 @@ class Experiments(StoreBacked):
             buckets = [
                 keys.seen(namespace, experiment, b) for b in dedup.stored_buckets(window, now)
             ]
-            call = scripts.clear(
+            call = clear(
                 action, namespace, experiment, variants, goals, data_keys, int(now), buckets
             )
             result = self.scripts.run_one(call)
@@ -314,11 +303,7 @@ class Experiments(StoreBacked):
 
 
 def _experiment_counts(
-    name: str,
-    stored: scripts.Stored,
-    migrated: dict[tuple[str, str], int] | None,
-    now: float,
-    snapshots: Cache[str, Mapping[str, int]],
+    name: str, stored: read.Stored, now: float, snapshots: Cache[str, Mapping[str, int]]
 ) -> ExperimentCounts:
     meta, variants, goals = stored.meta, stored.variants, stored.goals
     declared = settings.stored(meta)
@@ -327,10 +312,7 @@ def _experiment_counts(
         goals = tuple(sorted({*goals, *declared.plan.goal_names}))
     mode = meta.get(Meta.COUNTING)
     cells = _counters(variants, goals)
-    if migrated is not None and mode == "hll":
-        table = migrated
-    else:
-        table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
+    table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
     return ExperimentCounts(
         name=name,
@@ -339,7 +321,9 @@ def _experiment_counts(
         goals=goals,
         counts=table if mode else {},
         settings=declared,
-        dedup_window=int(meta[Meta.WINDOW]) if mode == "exact" and meta.get(Meta.WINDOW) else None,
+        dedup_window=int(meta[Meta.WINDOW])
+        if mode == Mode.EXACT and meta.get(Meta.WINDOW)
+        else None,
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals, snapshots),
@@ -372,10 +356,6 @@ def _remember(
 def _counters(variants: tuple[str, ...], goals: tuple[str, ...]) -> list[tuple[str, str]]:
     """Every (goal, variant) counter of an experiment, participation first."""
     return [(goal, variant) for goal in (defaults.PARTICIPATE, *goals) for variant in variants]
-
-
-DAY = 86_400
-"""Seconds in a UTC day: history's interval (track.lua divides by the same)."""
 
 
 def _date(day: int) -> str:

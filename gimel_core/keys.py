@@ -10,7 +10,6 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode)
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:<i>  set   one set of a de-dup bucket (exact mode)
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:size string  records in that bucket (exact mode)
-    gimel:{<ns>:<shard>}:<exp>:seen:<bucket>      set   8-byte digests (exact, before the above)
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
 
@@ -71,6 +70,7 @@ def _base(namespace: str, experiment: str) -> str:
     return f"{_tag(namespace, shard(experiment))}:{escape(experiment)}"
 
 
+@lru_cache(maxsize=16_384)
 def experiment_registry(namespace: str, experiment: str) -> str:
     """The registry shard that lists this experiment (same slot as its keys)."""
     return registry(namespace, shard(experiment))
@@ -113,7 +113,7 @@ def history(namespace: str, experiment: str) -> str:
 
 def seen(namespace: str, experiment: str, bucket: int) -> str:
     """A de-dup bucket: its sets and count hang from this key (:func:`seen_set`,
-    :func:`seen_size`), which itself held its 8-byte digests before those (see dedup.py)."""
+    :func:`seen_size`); nothing is stored at the key itself."""
     return f"{_base(namespace, experiment)}:seen:{bucket}"
 
 

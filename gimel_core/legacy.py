@@ -20,10 +20,11 @@ from typing import Any
 
 import redis
 
-from . import defaults, keys, scripts
+from . import defaults, keys
 from .errors import InvalidInput
 from .events import check_name
-from .scripts import Scripts
+from .storage.import_legacy import import_counters
+from .storage.runner import Scripts
 from .store import unavailable
 
 PARTICIPATE_PREFIX = defaults.PARTICIPATE + ":"
@@ -170,14 +171,15 @@ def scan(source: redis.Redis, namespace: str) -> list[LegacyExperiment]:
     return found
 
 
-def write(target: redis.Redis, exp: LegacyExperiment, window: int) -> str | None:
-    """Import one experiment into Gimel's layout; returns a problem, or None when done."""
+def write(target: redis.Redis, exp: LegacyExperiment, window: int, analysis: str) -> str | None:
+    """Import one experiment into Gimel's layout; returns a problem, or None when done.
+    ``window`` and ``analysis``: what the experiment is created with if it is new here."""
     mode = exp.mode
     if mode is None or not exp.counters:
         return "nothing to import"
     counters = [(goal, variant, value) for (goal, variant), value in sorted(exp.counters.items())]
-    call = scripts.import_counters(
-        exp.namespace, exp.name, mode, int(time.time()), window, counters
+    call = import_counters(
+        exp.namespace, exp.name, mode, int(time.time()), (window, analysis), counters
     )
     with unavailable():
         recorded = Scripts(target).run_one(call)

@@ -8,7 +8,7 @@ decision is checked against. It is declared with ``PUT /experiments/<name>`` (AP
 (``track.lua`` drops events for names the plan does not list).
 
 Parsed and validated here, stored as canonical JSON in the experiment's meta hash
-(:data:`gimel_core.scripts.Meta.PLAN`), with the control, weights, description and analysis
+(:data:`gimel_core.storage.schema.Meta.PLAN`), with the control, weights, description and analysis
 copied to their own meta fields so that the analysis reads one kind of settings.
 """
 
@@ -25,7 +25,8 @@ from typing import Any, TypeVar
 from . import defaults
 from .errors import Conflict, InvalidFields, InvalidInput
 from .events import check_name
-from .scripts import Meta, Stored
+from .storage.read import Stored
+from .storage.schema import Meta
 from .vocabulary import Analysis, Direction, Role
 
 FIELDS = (

@@ -11,7 +11,7 @@ from .errors import InvalidInput
 from .events import check_name
 from .plans import parse_description, parse_weights
 from .results import Settings
-from .scripts import Meta
+from .storage.schema import Meta
 from .vocabulary import Analysis
 
 FIELDS = ("control", "weights", "description", "archived", "analysis", "sequential_tuning")

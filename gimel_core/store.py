@@ -25,7 +25,7 @@ from .errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from .config import Config
-    from .scripts import Scripts
+    from .storage.runner import Scripts
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """``redis+cluster://host:port,host:port`` (as the ``limits`` library writes it), TLS too."""

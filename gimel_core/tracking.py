@@ -1,7 +1,7 @@
 """Counting events: admission (allowlists and caps), then one atomic script call.
 
 An event goes: :meth:`Tracker.track` -> :meth:`Tracker._admit` (allowlists, the namespace
-cap) -> one ``track.lua`` call (:func:`gimel_core.scripts.track`), which records a new
+cap) -> one ``track.lua`` call (:mod:`gimel_core.storage.track`), which records a new
 experiment, admits its variant and goal under their caps, and counts the uuid (PFADD, or
 de-dup then a counter in exact mode). A batch groups its events by experiment and sends one
 call per experiment in one pipeline.
@@ -18,12 +18,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dedup, keys, scripts
+from . import dedup, keys
 from .config import Config
 from .errors import Refused, StoreUnavailable
 from .events import Event
-from .scripts import Counted, RecordedOtherwise, Scripts, ShardFull, TrackSettings
+from .storage.namespace import admit_namespace
+from .storage.runner import Call, Scripts
+from .storage.schema import TRACK_FIRST_COUNTER, TrackSettings
+from .storage.track import (
+    Counted,
+    ExactEvent,
+    RecordedOtherwise,
+    ShardFull,
+    TrackEvent,
+    TrackReply,
+    track_exact,
+    track_hll,
+)
 from .store import StoreBacked
+from .vocabulary import Mode
 
 _CACHE_LIMIT = 10_000
 _ATTEMPTS = 3
@@ -54,10 +67,10 @@ class Tracker(StoreBacked):
     ) -> None:
         super().__init__(scripts_, config, clock)
         self.new = TrackSettings(
-            mode=config.counting,
-            window=config.dedup_window,
-            analysis=config.analysis,
-            max_experiments_per_shard=math.ceil(config.max_experiments / keys.SHARDS),
+            new_mode=config.counting,
+            new_window=config.dedup_window,
+            new_analysis=config.analysis,
+            max_experiments=math.ceil(config.max_experiments / keys.SHARDS),
             max_variants=config.max_variants,
             max_goals=config.max_goals,
             registration=config.registration,
@@ -144,7 +157,7 @@ class Tracker(StoreBacked):
         events: list[Event],
         mode: str,
         window: int,
-        reply: scripts.TrackReply,
+        reply: TrackReply,
         tally: Tally,
     ) -> RecordedOtherwise | None:
         """Add a reply to the tally; the recorded mode if the call must be made again."""
@@ -164,31 +177,26 @@ class Tracker(StoreBacked):
         tally.refused += [_refused("goals", ident[1], self.config)] * reply.dropped_goals
         return None
 
-    def _call(
-        self, ident: Ident, events: list[Event], mode: str, window: int
-    ) -> scripts.Call[scripts.TrackReply]:
+    def _call(self, ident: Ident, events: list[Event], mode: str, window: int) -> Call[TrackReply]:
         ns, exp = ident
         now = int(self.clock())
-        if mode == "hll":
+        if mode == Mode.HLL:
             counters: dict[tuple[str, str], int] = {}  # (goal, variant) -> KEYS index
-            hll_events: list[scripts.TrackEvent] = []
+            hll_events: list[TrackEvent] = []
             for e in events:
                 slot = counters.get((e.event, e.variant))
                 if slot is None:
-                    slot = counters[e.event, e.variant] = scripts.TRACK_FIRST_COUNTER + len(
-                        counters
-                    )
+                    slot = counters[e.event, e.variant] = TRACK_FIRST_COUNTER + len(counters)
                 hll_events.append((e.variant, e.event, e.uuid, slot))
             hlls = [(keys.hll(ns, exp, g, v), keys.counts_field(g, v)) for g, v in counters]
-            return scripts.track_hll(ns, exp, self.new, now, hlls, hll_events)
-        exact_events: list[scripts.ExactEvent] = []
+            return track_hll(ns, exp, self.new, now, hlls, hll_events)
+        exact_events: list[ExactEvent] = []
         for e in events:
-            record = dedup.record(e.event, e.variant, e.uuid)
-            field_ = keys.counts_field(e.event, e.variant)
-            exact_events.append((e.variant, e.event, record.member, record.legacy, field_))
+            member = dedup.record(e.event, e.variant, e.uuid).member
+            exact_events.append((e.variant, e.event, member, keys.counts_field(e.event, e.variant)))
         buckets = [keys.seen(ns, exp, b) for b in dedup.seen_buckets(window, now)]
         expiry = dedup.expiry(window, now)
-        return scripts.track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events)
+        return track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events)
 
     # -- admission and caches -----------------------------------------------------------
 
@@ -207,7 +215,7 @@ class Tracker(StoreBacked):
         if namespace not in self._namespaces:
             declared_only = self.config.registration == "declared"
             most = 0 if declared_only else self.config.max_namespaces
-            if not self.scripts.run_one(scripts.admit_namespace(namespace, most)):
+            if not self.scripts.run_one(admit_namespace(namespace, most)):
                 return (
                     _UNDECLARED if declared_only else _refused("namespaces", namespace, self.config)
                 )

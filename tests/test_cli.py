@@ -487,8 +487,13 @@ def _legacy(source: redis.Redis) -> None:
 
 
 def test_import_legacy_merges_reports_ambiguity_and_is_idempotent(
-    runner: CliRunner, redis_url: str, raw_redis: redis.Redis, redis_server: EmbeddedRedis
+    runner: CliRunner,
+    redis_url: str,
+    raw_redis: redis.Redis,
+    redis_server: EmbeddedRedis,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("GIMEL_ANALYSIS", "sequential")  # what imported experiments record
     legacy_url = redis_server.url.replace("/0", "/5")  # the original's data, elsewhere
     _legacy(redis.Redis.from_url(legacy_url))
 
@@ -507,6 +512,7 @@ def test_import_legacy_merges_reports_ambiguity_and_is_idempotent(
             run(runner, "results", "--redis-url", redis_url, "--format", "json").output
         )
         by_name = {e["experiment"]: e for e in found[1:]}
+        assert {e["analysis"] for e in by_name.values()} == {"sequential"}
         assert by_name["int exp"]["counting"] == "exact"
         assert original(by_name["int exp"]["goals"]) == [
             {"goal": "buy", "results": [{"label": "x", "successes": 3, "trials": 7}]}

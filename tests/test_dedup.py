@@ -1,7 +1,6 @@
 """Exact mode's de-dup records in sets of integers (gimel_core/dedup.py): intsets at every
 size, de-dup across sets as they split and across buckets, expiry of every set, delete and
-reset that leave no key behind, and experiments counting across the upgrade from one set of
-8-byte digests per bucket."""
+reset that leave no key behind."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from redis.crc import key_slot
 from conftest import AUTH
 from gimel_core import dedup, defaults, keys
 from gimel_core.events import Event
-from gimel_core.scripts import Meta
 from gimel_core.tracking import Tracker
 
 NS, EXP = defaults.NAMESPACE, "big"
@@ -166,62 +164,6 @@ def test_reset_and_delete_leave_no_key_of_the_sets_behind(
     assert _count(client) == 600
 
 
-def test_an_experiment_counting_across_the_upgrade_counts_each_uuid_once(
-    make_app: Callable[..., Flask], raw_redis: Any
-) -> None:
-    """Built by hand as the layout before wrote it: one set of 8-byte digests per bucket."""
-    clock = Clock()
-    current = _bucket(clock)
-    older_uuids = [f"old-{i}" for i in range(900)]
-    recent_uuids = [f"recent-{i}" for i in range(700)]
-    raw_redis.hset(
-        keys.meta(NS, EXP),
-        mapping={
-            Meta.NAME: EXP,
-            Meta.COUNTING: "exact",
-            Meta.WINDOW: WINDOW,
-            Meta.CREATED: int(clock.now) - LENGTH,
-            Meta.ANALYSIS: "sequential",
-            Meta.DAY: int(clock.now) // 86_400,
-        },
-    )
-    raw_redis.sadd(keys.experiment_registry(NS, EXP), EXP)
-    raw_redis.sadd(keys.variants(NS, EXP), "v")
-    raw_redis.sadd(keys.goals(NS, EXP), "signup")
-    for bucket, uuids in [(current - 1, older_uuids), (current, recent_uuids)]:
-        legacy = keys.seen(NS, EXP, bucket)
-        raw_redis.sadd(legacy, *(dedup.digest("participate", "v", u) for u in uuids))
-        raw_redis.sadd(legacy, *(dedup.digest("signup", "v", u) for u in uuids[:100]))
-        raw_redis.expireat(legacy, dedup.expiry(WINDOW, bucket * LENGTH))
-    raw_redis.hset(
-        keys.counts(NS, EXP),
-        mapping={
-            keys.counts_field("participate", "v"): 1_600,
-            keys.counts_field("signup", "v"): 200,
-        },
-    )
-    raw_redis.sadd(keys.namespaces(), NS)
-    assert raw_redis.object("encoding", keys.seen(NS, EXP, current)) == b"hashtable"
-
-    app = make_app(counting="exact", clock=clock)
-    tracker, client = _tracker(app), app.test_client()
-    assert _send(tracker, older_uuids + recent_uuids) == 0  # seen before the upgrade
-    assert _send(tracker, older_uuids[:100] + recent_uuids[:100], goal="signup") == 0
-    assert _send(tracker, older_uuids[100:150], goal="signup") == 50
-    new_uuids = [f"new-{i}" for i in range(1_200)]
-    assert _send(tracker, new_uuids + older_uuids[::3]) == 1_200
-    clock.now += LENGTH  # the next bucket: the old sets are still looked at
-    assert _send(tracker, new_uuids[::2] + recent_uuids[::2] + older_uuids[1::2]) == 0
-    assert _send(tracker, ["newer"]) == 1
-    assert (_count(client), _count(client, "signup")) == (2_801, 250)
-    assert {raw_redis.object("encoding", k) for k in _sets(raw_redis, current)} == {b"intset"}
-
-    # Nothing is written in the old layout, and a delete removes it with the rest.
-    assert raw_redis.scard(keys.seen(NS, EXP, current)) == 800
-    assert client.delete(f"/experiments/{EXP}", headers=AUTH).status_code == 200
-    assert [k for k in raw_redis.keys("*") if b"}:big:" in k] == []
-
-
 @pytest.mark.single_redis
 def test_a_uuid_costs_at_most_16_bytes(make_app: Callable[..., Flask], raw_redis: Any) -> None:
     """INFO memory, as bench/track.py measures it: records only, client buffers and the slow
@@ -266,8 +208,7 @@ def test_a_record_is_an_int64_whose_last_digits_are_its_path(
     goal: str, variant: str, uuid: str
 ) -> None:
     record = dedup.record(goal, variant, uuid)
-    value = int.from_bytes(record.legacy, "big")
-    assert record.legacy == dedup.digest(goal, variant, uuid)
+    value = int.from_bytes(dedup.digest(goal, variant, uuid), "big")
     assert 0 <= int(record.member) < 2**63  # an intset member, stored in 8 bytes
     assert record.path == int(record.member) % 10**dedup.PATH_DIGITS == value % dedup.SETS
     assert int(record.member) // 10**dedup.PATH_DIGITS == value >> (64 - dedup.REST_BITS)

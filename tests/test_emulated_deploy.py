@@ -422,7 +422,7 @@ def test_the_three_commands_deploy_from_an_installed_wheel_in_an_empty_folder(
     # The zip holds the installed Gimel's code, and nothing of the deploy files it carries.
     with zipfile.ZipFile(folder / ".gimel/deploy/.serverless/gimel.zip") as archive:
         names = archive.namelist()
-    assert {"handler.py", "gimel_core/__init__.py", "gimel_core/lua/track.lua"} <= set(names)
+    assert {"handler.py", "gimel_core/__init__.py", "gimel_core/storage/track.lua"} <= set(names)
     assert not [name for name in names if "deploy_files" in name or name.endswith(".pyc")]
 
     # Declared registration: an undeclared experiment is answered, not counted...

@@ -191,33 +191,3 @@ def test_cli_prints_the_history(
     assert "history by UTC day" in table and date(0) in table and date(1) in table
     bad = runner.invoke(main, ["results", "--history", "--redis-url", redis_url])
     assert bad.exit_code != 0 and "--history needs an EXPERIMENT" in bad.output
-
-
-@pytest.mark.parametrize("counting", ["hll", "exact"])
-def test_experiments_from_before_history_are_migrated_on_first_read(
-    make_app: Callable[..., Flask], raw_redis: Any, counting: str
-) -> None:
-    """An experiment counted before history was kept has no day and no counter index."""
-    clock = Clock()
-    client = make_app(counting=counting, clock=clock).test_client()
-    truth = seed(client, clock)
-    (meta,) = raw_redis.keys("*}:exp:meta")
-    raw_redis.hdel(meta, "day")
-    raw_redis.delete(*raw_redis.keys("*}:exp:index"), *raw_redis.keys("*}:exp:history"))
-    clock.day(7)
-    track(client, "exp", "b", "signup", "b-0-5")  # before any read: no history to record yet
-    assert raw_redis.keys("*}:exp:history") == []
-    s, n = truth[3]["signup", "b"]
-    expected = {**truth[3], ("signup", "b"): (s + 1, n)}
-    now = client.get("/experiments/exp", headers=AUTH).get_json()
-    assert {
-        (g["goal"], r["label"]): (r["successes"], r["trials"])
-        for g in now["goals"]
-        for r in g["results"]
-    } == expected
-    assert raw_redis.hget(meta, "day") == str(20788 + 7).encode()
-    clock.day(8)
-    track(client, "exp", "a", "participate", "new-visitor")
-    points = history(client, "exp")["points"]
-    assert [p["date"] for p in points] == [date(7), date(8)]
-    assert cumulative(points[0]) == expected  # every counter, though only one had an event

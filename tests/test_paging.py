@@ -19,7 +19,7 @@ from gimel_core.cli import main
 from gimel_core.experiments import Experiments
 from gimel_core.paging import Budget, Page
 from gimel_core.results import Listing
-from gimel_core.scripts import Scripts
+from gimel_core.storage.runner import Scripts
 from helpers import track
 
 NAMES = ["alpha", "b/eta", "delta", "epsilon", "gamma", "zeta", "ünï", "中文"]

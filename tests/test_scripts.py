@@ -1,4 +1,4 @@
-"""The Lua scripts: shared names come from Python only, and a lost script is reloaded once."""
+"""The Lua scripts: every shared fact comes from Python only, and a lost script is reloaded once."""
 
 from __future__ import annotations
 
@@ -12,35 +12,109 @@ import redis
 from flask.testing import FlaskClient
 
 from conftest import AUTH, WholeCluster
-from gimel_core import defaults, scripts
-from gimel_core.vocabulary import Mode
+from gimel_core import dedup, defaults
+from gimel_core.storage import schema
+from gimel_core.storage.runner import source
+from gimel_core.storage.schema import TrackSettings
+from gimel_core.storage.track import track_exact
+from gimel_core.vocabulary import Mode, Registration
 from helpers import track
 
-LUA = resources.files("gimel_core").joinpath("lua")
+STORAGE = resources.files("gimel_core.storage")
+LUA = sorted(p.name for p in STORAGE.iterdir() if p.name.endswith(".lua"))
+SCRIPTS = [name.removesuffix(".lua") for name in LUA if name != "prelude.lua"]
 
 
 def shared_names() -> set[str]:
-    names = {defaults.PARTICIPATE, *list(Mode), *scripts.CLEAR_ACTIONS}
-    names |= {v for k, v in vars(scripts.Meta).items() if k.isupper()}
-    return names
+    names = {defaults.PARTICIPATE, *Mode, *Registration, *schema.ClearAction}
+    return names | set(schema.meta_fields().values())
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in LUA.iterdir() if p.name.endswith(".lua")))
-def test_scripts_spell_no_shared_name(name: str) -> None:
-    code = "\n".join(
-        line.split("--")[0] for line in LUA.joinpath(name).read_text("utf-8").splitlines()
-    )
-    literals = set(re.findall(r"'([^']*)'|\"([^\"]*)\"", code))
+def code(name: str) -> str:
+    """A .lua file without its comments."""
+    lines = STORAGE.joinpath(name).read_text("utf-8").splitlines()
+    return "\n".join(line.split("--")[0] for line in lines)
+
+
+@pytest.mark.parametrize("name", LUA)
+def test_scripts_spell_no_shared_fact(name: str) -> None:
+    """Names, the day length, de-dup constants and ARGV slots come from schema.py."""
+    literals = set(re.findall(r"'([^']*)'|\"([^\"]*)\"", code(name)))
     spelled = {text for pair in literals for text in pair if text} & shared_names()
     assert not spelled, f"{name} spells {spelled}: use the prelude's names"
+    numbers = set(re.findall(r"\b\d+\b", code(name))) & {
+        str(n) for n in (schema.DAY, dedup.LOAD, dedup.SETS, schema.TRACK_FIRST_COUNTER)
+    }
+    assert not numbers, f"{name} spells {numbers}: use the prelude's names"
+    by_position = re.findall(r"ARGV\[\s*[^\sA-Za-z_][^\]]*\]", code(name))
+    assert not by_position, f"{name} reads {by_position}: name the slot in schema.ARGV"
+
+
+def test_every_script_has_its_argv_and_uses_each_slot() -> None:
+    assert sorted(schema.ARGV) == sorted(SCRIPTS)
+    for script, (_, tail) in schema.ARGV.items():
+        body = code(f"{script}.lua")
+        for name in [*(name for name, _ in schema.slots(script)), *([tail] if tail else [])]:
+            assert re.search(rf"\b{name}\b", body), f"{script}.lua never reads {name}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_script_binds_its_argv_by_name_in_the_order_the_call_fills(script: str) -> None:
+    """The runner sends prelude, shared functions, binding, then the file."""
+    text, _ = source(script)
+    named, tail = schema.slots(script), schema.ARGV[script][1]
+    assert text.startswith(schema.PRELUDE)
+    assert text.endswith(STORAGE.joinpath(f"{script}.lua").read_text("utf-8"))
+    bound = re.findall(r"^local (\w+) = (tonumber\()?ARGV\[(\d+)\]", text, re.M)
+    assert bound == [
+        (name, "tonumber(" if kind is int else "", str(i))
+        for i, (name, kind) in enumerate(named, 1)
+    ]
+    if tail:
+        assert f"local {tail} = {len(named) + 1}\n" in text
+
+
+def test_a_call_fills_the_slots_the_script_reads() -> None:
+    """The builder's list starts with the named slots, in the layout's order."""
+    new = TrackSettings(
+        new_mode="exact",
+        new_window=60,
+        new_analysis="fixed",
+        max_experiments=3,
+        max_variants=4,
+        max_goals=5,
+        registration="open",
+    )
+    call = track_exact("ns", "exp", 60, new, 1_000, ["bucket"], 2_000, [("v", "g", "1", "f")])
+    named = dict(zip((name for name, _ in schema.slots("track")), call.args, strict=False))
+    assert named == {
+        "experiment": "exp",
+        "keys_mode": "exact",
+        "keys_window": 60,
+        "now": 1_000,
+        "bucket_expiry": 2_000,
+        "counters": 0,
+        **new._asdict(),
+    }
+    assert call.args[len(named) :] == ["v", "g", "1", "f"]
 
 
 def test_prelude_defines_what_the_scripts_use() -> None:
     used = set()
-    for path in LUA.iterdir():
-        used |= set(re.findall(r"\b(META|MODE|TRACK|CLEAR|ACTION)\.(\w+)", path.read_text()))
+    for name in LUA:
+        used |= set(
+            re.findall(r"\b(META|MODE|REGISTRATION|TRACK|CLEAR|ACTION|DEDUP)\.(\w+)", code(name))
+        )
     for table, field in used:
-        assert re.search(rf"local {table} = {{[^}}]*\b{field} = ", scripts.PRELUDE), (table, field)
+        assert re.search(rf"local {table} = {{[^}}]*\b{field} = ", schema.PRELUDE), (table, field)
+    assert f"local DAY = {schema.DAY}\n" in schema.PRELUDE
+
+
+def test_experiments_are_created_in_one_place() -> None:
+    creating = [name for name in LUA if "META.created" in code(name)]
+    assert creating == ["prelude.lua"]
+    for script in ("track", "plan", "import_legacy"):
+        assert "create_experiment(" in code(f"{script}.lua"), script
 
 
 def flush_scripts(raw_redis: Any) -> None:

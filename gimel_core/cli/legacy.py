@@ -53,13 +53,13 @@ def import_legacy(
     if dry_run:
         click.echo("Dry run: nothing written.")
         return
-    window = Config.from_env().dedup_window
+    config = Config.from_env()
     imported = 0
     with open_store(redis_url, data_dir) as store:
         for exp in found:
             if not (exp.counters and exp.mode):
                 continue
-            refused = legacy.write(store.client, exp, window)
+            refused = legacy.write(store.client, exp, config.dedup_window, config.analysis)
             if refused:
                 click.echo(f"  {exp.namespace}/{exp.name}: not imported: {refused}")
             else:

@@ -2,16 +2,14 @@
 --
 -- KEYS[1]  meta hash          KEYS[2]  registry shard set
 -- KEYS[3]  variants set       KEYS[4]  goals set
--- KEYS[5..] every counter the caller derived from the sets it read, then the d de-dup
---          buckets that may exist (exact), last: each removed with its sets and its count,
---          which hang from it (KEYS[k] .. DEDUP.separator .. index or DEDUP.size)
+-- KEYS[5..] every counter the caller derived from the sets it read, then the bucket_count
+--          de-dup buckets that may exist (exact), last: each removed with its sets and its
+--          count, which hang from it (bucket .. DEDUP.separator .. index or DEDUP.size)
 --
--- ARGV[1]  ACTION.delete (everything, and the registry entry) or ACTION.reset (counters only:
---          settings, variant and goal names stay)
--- ARGV[2]  experiment name    ARGV[3]  now (unix seconds), recorded as reset_at
--- ARGV[4]  d, the number of de-dup buckets at the end of KEYS
--- ARGV[5]  n, the number of variants the caller read; ARGV[6..5+n] those variants,
---          ARGV[6+n..] the goals it read
+-- ARGV: the named slots of ClearArgv (gimel_core/storage/schema.py), bound above: action is
+-- ACTION.delete (everything, and the registry entry) or ACTION.reset (counters only:
+-- settings, variant and goal names stay). Then, from ARGV[names_at], the variant_count
+-- variants the caller read, then the goals it read.
 --
 -- Returns CLEAR.done, CLEAR.missing if the experiment does not exist, or CLEAR.changed
 -- (nothing changed) when a variant or goal appeared since the caller read the sets: it would
@@ -19,13 +17,13 @@
 -- ever orphaned. A bucket of n records has sets 0 to n // DEDUP.load (see
 -- gimel_core/dedup.py), so its count says which to remove.
 --
--- ACTION, CLEAR, DEDUP and META come from the prelude gimel_core/scripts.py prepends.
+-- ACTION, CLEAR, DEDUP and META come from the prelude (gimel_core/storage/schema.py).
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return CLEAR.missing
 end
 
-local d, n = tonumber(ARGV[4]), tonumber(ARGV[5])
+local d, n = bucket_count, variant_count
 
 local function unchanged(key, first, last)
   if redis.call('SCARD', key) ~= last - first + 1 then
@@ -39,7 +37,8 @@ local function unchanged(key, first, last)
   return true
 end
 
-if not unchanged(KEYS[3], 6, 5 + n) or not unchanged(KEYS[4], 6 + n, #ARGV) then
+if not unchanged(KEYS[3], names_at, names_at + n - 1)
+    or not unchanged(KEYS[4], names_at + n, #ARGV) then
   return CLEAR.changed
 end
 
@@ -54,18 +53,17 @@ local function unlink_bucket(bucket)
 end
 
 local first = 5
-if ARGV[1] == ACTION.delete then
-  redis.call('SREM', KEYS[2], ARGV[2])
+if action == ACTION.delete then
+  redis.call('SREM', KEYS[2], experiment)
   first = 1
 else
-  redis.call('HSET', KEYS[1], META.reset_at, ARGV[3])
+  redis.call('HSET', KEYS[1], META.reset_at, now)
 end
 for i = first, #KEYS do
-  if i ~= 2 then
-    redis.call('UNLINK', KEYS[i])
-  end
   if i > #KEYS - d then
     unlink_bucket(KEYS[i])
+  elseif i ~= 2 then
+    redis.call('UNLINK', KEYS[i])
   end
 end
 return CLEAR.done

@@ -9,7 +9,7 @@
 -- the hash tag). An empty list is encoded as {}.
 -- A counter missing from the index has counted nothing since the experiment was indexed.
 --
--- META and MODE come from the prelude gimel_core/scripts.py prepends.
+-- META and MODE come from the prelude (gimel_core/storage/schema.py).
 
 local meta = redis.call('HGETALL', KEYS[1])
 local mode

@@ -6,38 +6,37 @@
 -- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key, see track.lua)
 -- KEYS[7..] hll only: the HyperLogLog of each imported counter, in ARGV order
 --
--- ARGV[1]  mode (hll or exact)    ARGV[2]  experiment name
--- ARGV[3]  now (unix seconds)     ARGV[4]  de-dup window for a new exact experiment
--- ARGV[5..] per counter, in fours: goal, variant, its field of the counts, value:
+-- ARGV: the named slots of ImportArgv (gimel_core/storage/schema.py), bound above: mode (hll
+-- or exact), then new_window and new_analysis for an experiment the import creates. Then,
+-- from ARGV[counters_at], per counter, in fours: goal, variant, its field of the counts, value:
 --          hll: the legacy HyperLogLog's bytes, merged (a union: importing twice is a no-op)
 --          exact: the legacy count; only its growth since the last import is added, so a
 --                 re-run adds nothing twice and events counted here meanwhile are kept
 --
--- PARTICIPATE, META and MODE come from the prelude gimel_core/scripts.py prepends.
---
 -- Returns the number of counters imported, or {mode} (nothing written) when the
 -- experiment already exists here with another counting mode.
+--
+-- PARTICIPATE, META and MODE come from the prelude (gimel_core/storage/schema.py),
+-- create_experiment from prelude.lua.
 
-local mode = redis.call('HGET', KEYS[1], META.counting)
-if mode and mode ~= ARGV[1] then
-  return {mode}
+local recorded = redis.call('HGET', KEYS[1], META.counting)
+if recorded and recorded ~= mode then
+  return {recorded}
 end
-if not mode then
-  redis.call('HSET', KEYS[1], META.name, ARGV[2], META.counting, ARGV[1], META.window, ARGV[4],
-             META.created, ARGV[3], META.day, math.floor(tonumber(ARGV[3]) / 86400))
-  redis.call('SADD', KEYS[2], ARGV[2])
+if not recorded then
+  create_experiment(KEYS[1], KEYS[2], experiment, mode, new_window, new_analysis, now)
 end
-redis.call('HSET', KEYS[1], META.imported_at, ARGV[3])
+redis.call('HSET', KEYS[1], META.imported_at, now)
 
 local n = 0
-for i = 5, #ARGV, 4 do
+for i = counters_at, #ARGV, 4 do
   local goal, variant, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   n = n + 1
   redis.call('SADD', KEYS[3], variant)
   if goal ~= PARTICIPATE then
     redis.call('SADD', KEYS[4], goal)
   end
-  if ARGV[1] == MODE.hll then
+  if mode == MODE.hll then
     redis.call('SET', KEYS[5], value)
     redis.call('PFMERGE', KEYS[6 + n], KEYS[6 + n], KEYS[5])
     redis.call('DEL', KEYS[5])

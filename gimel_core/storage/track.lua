@@ -7,27 +7,18 @@
 -- KEYS[4]  goals set
 -- KEYS[5]  history hash: UTC day number -> JSON of the cumulative counts at that day's end
 -- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key); exact: the counts hash
--- KEYS[7..] hll: the HyperLogLogs the events count into
---          exact: KEYS[7] the current de-dup bucket, KEYS[8..] older buckets in the window:
---          each the key its sets and count hang from (KEYS[k] .. DEDUP.separator .. index or
---          DEDUP.size), which held the bucket's 8-byte digests before those
+-- KEYS[TRACK_FIRST_COUNTER..]
+--          hll: the HyperLogLogs the events count into
+--          exact: the current de-dup bucket, then older buckets in the window: each the key
+--          its sets and count hang from (bucket .. DEDUP.separator .. index or DEDUP.size)
 --
--- ARGV[1]  experiment name
--- ARGV[2]  counting mode the keys were built for, ARGV[3] its de-dup window
--- ARGV[4]  counting mode for a new experiment, ARGV[5] its de-dup window
--- ARGV[6]  now (unix seconds)      ARGV[7]  exact only: expiry (unix seconds) of KEYS[7]
--- ARGV[8]  most experiments in this registry shard, ARGV[9] most variants, ARGV[10] most
---          goals (caps against a client inventing names without end)
--- ARGV[11] analysis method recorded for a new experiment
--- ARGV[12] registration: REGISTRATION.open counts undeclared experiments (creating them),
---          REGISTRATION.declared only those with a plan
--- ARGV[13] m: hll, the number of HyperLogLogs in KEYS[7..6+m]; ARGV[14..13+m] their fields
---          of the counts (the index's fields); exact: 0
--- ARGV[14+m..] per event: variant, goal, then
---          hll (fours): the uuid, and the index in KEYS of its HyperLogLog
---          exact (fives): the uuid's record (a decimal integer below 2^63: never computed
---          with, Lua's numbers are doubles; its last DEDUP.path_digits digits are its path),
---          the same digest as 8 bytes (as buckets stored it before), its field in the counts
+-- ARGV: the named slots of TrackArgv (gimel_core/storage/schema.py), bound above; then
+-- from ARGV[fields_at], hll: the counts field of each HyperLogLog, in KEYS order (`counters`
+-- of them); then per event, in fours: variant, goal, then
+--          hll: the uuid, and the index in KEYS of its HyperLogLog
+--          exact: the uuid's record (a decimal integer below 2^63: never computed with,
+--          Lua's numbers are doubles; its last DEDUP.path_digits digits are its path), and
+--          its field in the counts
 --
 -- History: on the first call of a new UTC day, before anything is counted, the counts as
 -- they stood at the end of the experiment's last active day are recorded in KEYS[5]: once a
@@ -51,36 +42,32 @@
 -- records are spread over 1 + count // DEDUP.load sets by linear hashing on their path (see
 -- gimel_core/dedup.py), so that each set stays small enough to be an intset: each
 -- DEDUP.load-th record splits one set in two. Every key written gets the current bucket's
--- expiry (ARGV[7]).
+-- expiry (bucket_expiry).
 --
--- PARTICIPATE, META, MODE, REGISTRATION, TRACK and DEDUP come from the prelude
--- gimel_core/scripts.py prepends.
+-- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_FIRST_COUNTER and DEDUP come from
+-- the prelude (gimel_core/storage/schema.py), create_experiment from prelude.lua.
 
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan)
 local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded[3]), recorded[4]
-local m = tonumber(ARGV[13])
-local stride = ARGV[2] == MODE.exact and 5 or 4  -- arguments per event
-if not plan and ARGV[12] == REGISTRATION.declared then
-  return {TRACK.counted, 0, 0, 0, (#ARGV - 13 - m) / stride}
+local first_event = fields_at + counters
+local stride = 4  -- arguments per event
+if not plan and registration == REGISTRATION.declared then
+  return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride}
 end
-local today = math.floor(tonumber(ARGV[6]) / 86400)
+local today = math.floor(now / DAY)
 if not mode then
-  if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[8]) then
+  if redis.call('SCARD', KEYS[2]) >= max_experiments then
     return {TRACK.shard_full}
   end
-  mode, window = ARGV[4], ARGV[5]
-  redis.call('HSET', KEYS[1], META.name, ARGV[1], META.counting, mode, META.window, window,
-             META.created, ARGV[6], META.analysis, ARGV[11], META.day, today)
-  redis.call('SADD', KEYS[2], ARGV[1])
-  last_day = today
+  mode, window = new_mode, new_window
+  last_day = create_experiment(KEYS[1], KEYS[2], experiment, mode, window, new_analysis, now)
 end
-if mode ~= ARGV[2] or (mode == MODE.exact and window ~= ARGV[3]) then
+if mode ~= keys_mode or (mode == MODE.exact and tonumber(window) ~= keys_window) then
   return {TRACK.recorded_otherwise, mode, window}
 end
 local exact = mode == MODE.exact
 
--- (An experiment counted before history was kept has no day until migrate.lua indexed it.)
-if last_day and last_day < today then
+if last_day < today then
   local counts, flat = {}, redis.call('HGETALL', KEYS[6])
   for i = 1, #flat, 2 do
     counts[flat[i]] = exact and tonumber(flat[i + 1]) or redis.call('PFCOUNT', flat[i + 1])
@@ -150,21 +137,16 @@ local function add_all(key, members)
   end
 end
 
--- exact: each bucket's count of records, and whether its set of 8-byte digests from before
--- the sets of integers still lives.
-local counts, legacy = {}, {}
+-- exact: each bucket's count of records.
+local current = TRACK_FIRST_COUNTER  -- exact: the KEYS index of the current bucket
+local counts = {}
 if exact then
-  local sizes, buckets = {}, {}
-  for k = 7, #KEYS do
-    sizes[#sizes + 1], buckets[#buckets + 1] = KEYS[k] .. DEDUP.separator .. DEDUP.size, KEYS[k]
+  local sizes = {}
+  for k = current, #KEYS do
+    sizes[#sizes + 1] = KEYS[k] .. DEDUP.separator .. DEDUP.size
   end
   for j, count in ipairs(redis.call('MGET', unpack(sizes))) do
-    counts[6 + j] = tonumber(count or '0')
-  end
-  if redis.call('EXISTS', unpack(buckets)) > 0 then  -- none, a window after the upgrade
-    for k = 7, #KEYS do
-      legacy[k] = redis.call('EXISTS', KEYS[k]) == 1
-    end
+    counts[current - 1 + j] = tonumber(count or '0')
   end
 end
 local written = {}  -- exact: keys of the current bucket written, to expire with it
@@ -172,17 +154,17 @@ local written = {}  -- exact: keys of the current bucket written, to expire with
 -- Records a new member in the current bucket, then splits a set if that was a LOAD-th record:
 -- set `sets - low` in two, its members whose path has the next bit set moving to `sets`.
 local function record(member)
-  local before = counts[7]
+  local before = counts[current]
   local path = path_of(member)
-  local into = set_key(7, set_index(before, path))
+  local into = set_key(current, set_index(before, path))
   redis.call('SADD', into, member)
   written[into] = true
-  counts[7] = before + 1
+  counts[current] = before + 1
   local sets, low = shape(before)
-  if shape(counts[7]) == sets then
+  if shape(counts[current]) == sets then
     return
   end
-  local from, to = set_key(7, sets - low), set_key(7, sets)
+  local from, to = set_key(current, sets - low), set_key(current, sets)
   local stay, move = {}, {}
   for _, m in ipairs(redis.call('SMEMBERS', from)) do
     if math.floor(path_of(m) / low) % 2 == 1 then
@@ -198,11 +180,9 @@ local function record(member)
 end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
-local max_variants, max_goals = tonumber(ARGV[9]), tonumber(ARGV[10])
 local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
-for i = 14 + m, #ARGV, stride do
-  local variant, goal, member = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local target = ARGV[i + stride - 1]
+for i = first_event, #ARGV, stride do
+  local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local counted = false
   if plan then
     if variants[variant] and (goal == PARTICIPATE or goals[goal]) then
@@ -226,11 +206,10 @@ for i = 14 + m, #ARGV, stride do
     used[k] = true
     new = new + redis.call('PFADD', KEYS[k], member)
   elseif counted then
-    local digest, seen = ARGV[i + 3], false
+    local seen = false
     local path = path_of(member)
-    for k = 7, #KEYS do
+    for k = current, #KEYS do
       seen = redis.call('SISMEMBER', set_key(k, set_index(counts[k], path)), member) == 1
-        or (legacy[k] and redis.call('SISMEMBER', KEYS[k], digest) == 1)
       if seen then
         break
       end
@@ -244,14 +223,14 @@ for i = 14 + m, #ARGV, stride do
 end
 -- Index only the HyperLogLogs that counted something: a dropped name leaves no trace.
 for k in pairs(used) do
-  redis.call('HSETNX', KEYS[6], ARGV[7 + k], KEYS[k])
+  redis.call('HSETNX', KEYS[6], ARGV[fields_at + k - TRACK_FIRST_COUNTER], KEYS[k])
 end
 if exact and new > 0 then
-  local size = KEYS[7] .. DEDUP.separator .. DEDUP.size
-  redis.call('SET', size, counts[7])
+  local size = KEYS[current] .. DEDUP.separator .. DEDUP.size
+  redis.call('SET', size, counts[current])
   written[size] = true
 end
 for key in pairs(written) do
-  redis.call('EXPIREAT', key, ARGV[7])
+  redis.call('EXPIREAT', key, bucket_expiry)
 end
 return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared}

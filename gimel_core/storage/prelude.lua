@@ -1,0 +1,12 @@
+-- The functions scripts share, after the generated names (gimel_core/storage/schema.py).
+
+-- Records a new experiment: its meta hash (what it counts with, since when, its analysis)
+-- and its name in the registry shard. Returns today's UTC day number, which starts its
+-- history. `now` is unix seconds, `window` the de-dup window (seconds).
+local function create_experiment(meta, registry, name, mode, window, analysis, now)
+  local today = math.floor(now / DAY)
+  redis.call('HSET', meta, META.name, name, META.counting, mode, META.window, window,
+             META.created, now, META.analysis, analysis, META.day, today)
+  redis.call('SADD', registry, name)
+  return today
+end

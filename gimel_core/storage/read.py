@@ -1,0 +1,61 @@
+"""read.lua: one experiment whole, in one call."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .. import keys
+from .runner import Call
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One experiment as read.lua returns it."""
+
+    meta: dict[str, str]
+    variants: tuple[str, ...]
+    goals: tuple[str, ...]
+    history: dict[str, str]
+    """UTC day number -> the JSON snapshot of that day."""
+    counts: dict[str, int]
+    """counts field (``keys.counts_field``) -> count."""
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def stored(reply: bytes) -> Stored:
+    """A reply of :func:`read`, parsed."""
+    # Names are valid UTF-8 (checked where they come in); surrogateescape keeps anything
+    # older readable rather than failing the whole listing.
+    meta, variants, goals, history, counts = (
+        item or [] for item in json.loads(reply.decode("utf-8", "surrogateescape"))
+    )
+    return Stored(
+        meta=_pairs(meta),
+        variants=tuple(sorted(variants)),
+        goals=tuple(sorted(goals)),
+        history=_pairs(history),
+        counts={k: int(v) for k, v in _pairs(counts).items()},
+    )
+
+
+def read(namespace: str, experiment: str) -> Call[bytes]:
+    """Everything results and history are computed from, in one call: the reply as it came
+    (one JSON string; :func:`stored` parses it), so that it can also key a cache."""
+    return Call(
+        "read",
+        [
+            keys.meta(namespace, experiment),
+            keys.variants(namespace, experiment),
+            keys.goals(namespace, experiment),
+            keys.history(namespace, experiment),
+            keys.hll_index(namespace, experiment),
+            keys.counts(namespace, experiment),
+        ],
+        [],
+        bytes,
+    )

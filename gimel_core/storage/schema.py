@@ -1,0 +1,233 @@
+"""Every fact Python and the Lua scripts share, in one place: the scripts spell none of them.
+
+- the stored layout: the meta hash's fields (:class:`Meta`), the day length (:data:`DAY`),
+  the KEYS every experiment script starts with (:func:`experiment_keys`);
+- the words: counting modes and registrations (:mod:`gimel_core.vocabulary`), the
+  ``participate`` pseudo-goal, clear.lua's actions, the reply tags;
+- exact mode's de-dup constants (:mod:`gimel_core.dedup`, :mod:`gimel_core.keys`);
+- each script's ARGV (:data:`ARGV`): ``NamedTuple`` classes whose fields are the slots, in
+  order. The call builder fills them by name; the script gets the same names as locals.
+
+:data:`PRELUDE` is generated from these, and :func:`binding` from a script's ARGV; the runner
+puts both before each script (then ``prelude.lua``, the functions scripts share).
+"""
+
+from collections.abc import Mapping
+from enum import IntEnum, StrEnum
+from typing import Any, NamedTuple
+
+from .. import dedup, defaults, keys
+from ..vocabulary import Mode, Registration
+
+DAY = 86_400
+"""Seconds in a UTC day: history's interval, and what a day number (``now // DAY``) counts."""
+
+
+class Meta:
+    """Field names of an experiment's meta hash (``keys.meta``)."""
+
+    NAME = "name"
+    COUNTING = "counting"
+    WINDOW = "window"
+    """De-dup window of an exact experiment, seconds."""
+    CREATED = "created"
+    RESET_AT = "reset_at"
+    DAY = "day"
+    """UTC day number (unix seconds // :data:`DAY`) of the last event: history snapshots it."""
+    ANALYSIS = "analysis"
+    """``sequential`` or ``fixed``; recorded when the experiment is created."""
+    SEQUENTIAL_TUNING = "sequential_tuning"
+    IMPORTED_AT = "imported_at"
+    IMPORTED_PREFIX = "imported:"
+    """``imported:<counts field>``: the legacy count imported last (import-legacy)."""
+    PLAN = "plan"
+    """The experiment's plan as canonical JSON (``gimel_core.plans``); absent: undeclared."""
+    CONTROL = "control"
+    WEIGHTS = "weights"
+    DESCRIPTION = "description"
+    ARCHIVED = "archived"
+
+
+def meta_fields() -> dict[str, str]:
+    """Every meta field by its lower-case name, as the prelude's ``META`` table has them."""
+    return {k.lower(): v for k, v in vars(Meta).items() if k.isupper()}
+
+
+class ClearAction(StrEnum):
+    """What clear.lua does."""
+
+    DELETE = "delete"
+    """Everything, and the registry entry."""
+    RESET = "reset"
+    """Counters only: settings, variant and goal names stay."""
+
+
+class TrackTag(IntEnum):
+    """First element of track.lua's reply, telling its three shapes apart."""
+
+    COUNTED = 0
+    RECORDED_OTHERWISE = 1
+    SHARD_FULL = 2
+
+
+class ClearTag(IntEnum):
+    """clear.lua's reply."""
+
+    DONE = 1
+    MISSING = 0
+    CHANGED = -1
+    """A variant or goal appeared since the caller read the sets: read again and retry."""
+
+
+def experiment_keys(namespace: str, experiment: str) -> list[str]:
+    """KEYS[1..4] of track, plan, clear and import: meta hash, registry shard, variants, goals."""
+    return [
+        keys.meta(namespace, experiment),
+        keys.experiment_registry(namespace, experiment),
+        keys.variants(namespace, experiment),
+        keys.goals(namespace, experiment),
+    ]
+
+
+TRACK_FIRST_COUNTER = 7
+"""KEYS index (1-based) of track.lua's first HyperLogLog (hll) or de-dup bucket (exact)."""
+
+
+# -- each script's ARGV: one slot per field, in order; ``int`` slots reach Lua as numbers ----
+
+
+class TrackArgv(NamedTuple):
+    """What changes from one call to the next (then :class:`TrackSettings`)."""
+
+    experiment: str
+    keys_mode: str
+    """The counting mode the keys were built for."""
+    keys_window: int
+    """The de-dup window they were built for."""
+    now: int
+    """Unix seconds."""
+    bucket_expiry: int
+    """exact: when the current de-dup bucket may go (unix seconds); hll: 0."""
+    counters: int
+    """hll: the number of HyperLogLogs in KEYS (their counts fields follow); exact: 0."""
+
+
+class TrackSettings(NamedTuple):
+    """What a new experiment is created with, and the caps on names: the same for every call
+    of a process, so built once (``tracking.Tracker``) and sent after :class:`TrackArgv`."""
+
+    new_mode: str
+    new_window: int
+    new_analysis: str
+    max_experiments: int
+    """Most experiments in this registry shard (caps against a client inventing names)."""
+    max_variants: int
+    max_goals: int
+    registration: str
+    """``open`` counts undeclared experiments (creating them), ``declared`` only planned ones."""
+
+
+class PlanArgv(NamedTuple):
+    experiment: str
+    new_mode: str
+    new_window: int
+    new_analysis: str
+    now: int
+    variant_count: int
+    """The plan's variants follow, then its goals' count and goals, then meta fields."""
+
+
+class ClearArgv(NamedTuple):
+    action: str
+    """A :class:`ClearAction`."""
+    experiment: str
+    now: int
+    """Recorded as ``reset_at``."""
+    bucket_count: int
+    """De-dup buckets at the end of KEYS."""
+    variant_count: int
+    """The variants the caller read follow, then the goals it read."""
+
+
+class NamespaceArgv(NamedTuple):
+    namespace: str
+    most: int
+    """Most namespaces."""
+
+
+class ImportArgv(NamedTuple):
+    mode: str
+    experiment: str
+    now: int
+    new_window: int
+    new_analysis: str
+    """Window and analysis of an experiment the import creates."""
+
+
+ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
+    "track": ((TrackArgv, TrackSettings), "fields_at"),
+    "read": ((), None),
+    "plan": ((PlanArgv,), "variants_at"),
+    "settings": ((), "fields_at"),
+    "clear": ((ClearArgv,), "names_at"),
+    "namespace": ((NamespaceArgv,), None),
+    "import_legacy": ((ImportArgv,), "counters_at"),
+}
+"""Script -> its ARGV's named slots (the fields of these NamedTuples, one after the other), and
+the name of the local holding the index where the variable-length tail starts (None: none)."""
+
+
+def slots(script: str) -> list[tuple[str, type]]:
+    """A script's named ARGV slots, in order, with their types."""
+    return [(name, head.__annotations__[name]) for head in ARGV[script][0] for name in head._fields]
+
+
+# -- Lua source ------------------------------------------------------------------------
+
+
+def _lua(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _table(items: Mapping[str, str | int]) -> str:
+    fields = (f"{k} = {_lua(v) if isinstance(v, str) else v}" for k, v in items.items())
+    return "{" + ", ".join(fields) + "}"
+
+
+PRELUDE = "\n".join(
+    [
+        "-- Generated by gimel_core/storage/schema.py: the facts Python and the scripts share.",
+        f"local DAY = {DAY}",
+        f"local PARTICIPATE = {_lua(defaults.PARTICIPATE)}",
+        f"local META = {_table(meta_fields())}",
+        f"local MODE = {_table({m.value: m.value for m in Mode})}",
+        f"local REGISTRATION = {_table({r.value: r.value for r in Registration})}",
+        f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
+        f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
+        f"local ACTION = {_table({a.value: a.value for a in ClearAction})}",
+        f"local TRACK_FIRST_COUNTER = {TRACK_FIRST_COUNTER}",
+        "local DEDUP = "
+        + _table(
+            {
+                "load": dedup.LOAD,
+                "sets": dedup.SETS,
+                "path_digits": dedup.PATH_DIGITS,
+                "separator": keys.SEEN_SEPARATOR,
+                "size": keys.SEEN_SIZE,
+            }
+        ),
+        "",
+    ]
+)
+
+
+def binding(script: str) -> str:
+    """The Lua lines that name a script's ARGV (and where its tail starts), from :data:`ARGV`."""
+    named, tail = slots(script), ARGV[script][1]
+    lines = ["-- Generated from gimel_core/storage/schema.py's ARGV."]
+    for i, (name, kind) in enumerate(named, 1):
+        value = f"ARGV[{i}]"
+        lines.append(f"local {name} = " + (f"tonumber({value})" if kind is int else value))
+    if tail:
+        lines.append(f"local {tail} = {len(named) + 1}")
+    return "\n".join(lines) + "\n"
