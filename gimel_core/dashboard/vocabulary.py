@@ -14,7 +14,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from gimel_core.experiments import DAY
+from gimel_core.storage.schema import DAY
 from gimel_core.vocabulary import VOCABULARY
 
 TARGET = Path(__file__).with_name("vocabulary.js")
