@@ -35,7 +35,8 @@ import redis
 from gimel_core import defaults
 from gimel_core.analysis import analyse
 from gimel_core.embedded import EmbeddedRedis
-from gimel_core.results import ExperimentCounts
+from gimel_core.results import ExperimentCounts, Settings
+from gimel_core.vocabulary import Analysis
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _BULK_HEAD = np.frombuffer(b"$32\r\n", dtype=np.uint8)
@@ -353,6 +354,7 @@ def analysed(counts: tuple[int, int, int, int], counting: str) -> tuple[float, b
             (GOAL, ARMS[0]): s0,
             (GOAL, ARMS[1]): s1,
         },
+        settings=Settings(analysis=Analysis.FIXED),  # the fixed-horizon test at one look
     )
     row = next(r for r in analyse(stored).goals[0].results if r.label == ARMS[1])
     assert row.p_value is not None and row.uplift_ci is not None
