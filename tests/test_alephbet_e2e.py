@@ -515,6 +515,7 @@ def resend_on_reload(visitor: Visitor) -> None:
     assert {r.status for r in visitor.responses[answered:]} == {200}
 
 
+@pytest.mark.slow
 def test_no_event_is_lost_while_the_store_is_down(browser: Any, site: Site, tmp_path: Path) -> None:
     """Redis stops while pages fire events: /track answers 503, Alephbet keeps the events in
     localStorage, and the first page view after Redis is back sends them all.

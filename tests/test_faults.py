@@ -234,6 +234,7 @@ def kill_run(tmp_path_factory: pytest.TempPathFactory) -> KillRun:
             restarted_store.stop()
 
 
+@pytest.mark.slow
 def test_no_500_while_redis_is_killed_and_restarted_under_load(kill_run: KillRun) -> None:
     statuses = {s.status for s in kill_run.sent}
     assert statuses <= {200, 503}, kill_run.log[-2000:]  # never a 500, never a dropped socket
@@ -241,6 +242,7 @@ def test_no_500_while_redis_is_killed_and_restarted_under_load(kill_run: KillRun
     assert kill_run.log.count("Gimel is listening") == 1
 
 
+@pytest.mark.slow
 def test_503_while_redis_is_down(kill_run: KillRun) -> None:
     down = [
         s
@@ -254,6 +256,7 @@ def test_503_while_redis_is_down(kill_run: KillRun) -> None:
     assert slowest < 1.5
 
 
+@pytest.mark.slow
 def test_200_again_once_redis_is_back_without_restarting_gimel(kill_run: KillRun) -> None:
     before = [s for s in kill_run.sent if s.ended < kill_run.killed_at]
     after = [s for s in kill_run.sent if s.started > kill_run.restarted]
@@ -261,6 +264,7 @@ def test_200_again_once_redis_is_back_without_restarting_gimel(kill_run: KillRun
     assert len(after) > 50 and {s.status for s in after} == {200}
 
 
+@pytest.mark.slow
 def test_sigkill_loses_no_event_acknowledged_more_than_two_seconds_before(
     kill_run: KillRun,
 ) -> None:

@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import redis
 
 from gimel_core.embedded import EmbeddedRedis
@@ -90,6 +91,7 @@ def test_ctrl_c_stops_gimel_serve_even_when_started_with_sigint_ignored(tmp_path
     assert not any(_alive(pid) for pid in workers)
 
 
+@pytest.mark.slow
 def test_a_signal_to_every_process_stops_gimel_serve_cleanly(tmp_path: Path) -> None:
     """Ctrl-C in a terminal signals every process of the foreground group, and systemd stops a
     unit by sending SIGTERM to all of its processes: the workers then stop on their own, and

@@ -539,6 +539,7 @@ def schemathesis(tmp: Path, base: str, *options: str) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_gimel_serve_true_to_the_document(tmp_path: Path) -> None:
     assert schemathesis_command().exists(), "install the test extra: pip install -e '.[test]'"
     key = secrets.token_urlsafe(24)
