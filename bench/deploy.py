@@ -47,10 +47,16 @@ def cold_start(runs: int = 9) -> dict[str, float]:
     return {"handler_s": handler_s, "baseline_s": baseline_s, "ratio": handler_s / baseline_s}
 
 
+SLS = ROOT / "node_modules" / ".bin" / "sls"
+"""The sls CLI `npm ci` installs (`make node_modules`): what packages the Lambda zip."""
+
+
 def zip_size() -> int:
     """Bytes of the Lambda package in .serverless/, running `npx sls package` if there is none."""
     zips = sorted((ROOT / ".serverless").glob("*.zip"))
     if not zips:
+        if not SLS.exists():
+            raise SystemExit(f"no {SLS.relative_to(ROOT)}: run `make node_modules` (npm ci) first")
         env = dict(os.environ)
         # The requirements are fetched with the `python3` first on PATH: this one.
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")

@@ -15,14 +15,13 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from gimel_core.embedded import free_port
+from tests.serving import GimelServe
 
 # Every request carries a new uuid, as real visitors do; a fifth re-send an earlier one.
 WRK_SCRIPT = """
@@ -53,38 +52,26 @@ def run(
     threads: int | None = None,
 ) -> dict[str, float]:
     """`gimel serve` (embedded Redis) under wrk; ``None`` leaves gimel serve its default."""
-    port = free_port()
     workers = workers or os.cpu_count() or 1
     options = ["--workers", str(workers)]
     if threads is not None:
         options += ["--threads", str(threads)]
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-        server = start(
-            [sys.executable, "-m", "gimel_core.cli", "serve", "--port", str(port)]
-            + ["--data-dir", str(data), *options],
-            env,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_up(base, server)
-            serving = expect_workers(server.pid, workers, parent_serves=False)
-            processes = [server.pid, *serving, *redis_servers(server.pid)]
-            # Warm up (imports, script cache, connection pool), then measure memory.
-            script = Path(tmp) / "track.lua"
-            script.write_text(WRK_SCRIPT)
-            wrk(base, script, 8, 2)
-            start_kb = sum(rss_kb(pid) for pid in processes)
-            result = wrk(base, script, connections, seconds)
-            end_kb = sum(rss_kb(pid) for pid in processes)
-        finally:
-            stop(server)
+    with tempfile.TemporaryDirectory() as tmp, GimelServe(Path(tmp) / "data", *options) as server:
+        serving = expect_workers(server.process.pid, workers, parent_serves=False)
+        processes = [server.process.pid, *serving, *redis_servers(server.process.pid)]
+        # Warm up (imports, script cache, connection pool), then measure memory.
+        script = Path(tmp) / "track.lua"
+        script.write_text(WRK_SCRIPT)
+        wrk(server.base, script, 8, 2)
+        start_kb = sum(rss_kb(pid) for pid in processes)
+        result = wrk(server.base, script, connections, seconds)
+        end_kb = sum(rss_kb(pid) for pid in processes)
     return {**result, "rss_start_mb": start_kb / 1024, "rss_end_mb": end_kb / 1024}
 
 
 def start(command: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A server in a session of its own, so that :func:`stop` ends all of its processes."""
+    """One of `bench.servers`' other servers, in a session of its own, so that :func:`stop`
+    ends all of its processes."""
     return subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gimel_core.embedded import EmbeddedRedis, free_port
+from tests import serving
 
 from . import load
 
@@ -78,10 +79,7 @@ def _here(kind: str, *extra: str) -> Callable[[int, int], list[str]]:
 
 
 def _gimel_serve(port: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "gimel_core.cli", "serve", "--port", str(port)] + [
-        "--workers",
-        str(workers),
-    ]
+    return serving.command(port, "--workers", str(workers))
 
 
 GIMEL = "granian (`gimel serve`)"

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -41,9 +37,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gimel_core import cli
-from gimel_core.embedded import EmbeddedRedis, free_port
+from gimel_core.embedded import EmbeddedRedis
 from gimel_core.snippet import ALEPHBET_VERSION
 from helpers import browser_unavailable, chromium
+from tests.serving import STOP_TIMEOUT, GimelServe
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = Path(__file__).resolve().parent / "e2e"
@@ -64,12 +61,6 @@ READ_QUEUE = """(name) => {
   return JSON.parse(store[name] || "[]").map((item) => item.properties);
 }"""
 QUEUE_EMPTY = f"(name) => ({READ_QUEUE})(name).length === 0"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-    env.update(extra)
-    return env
 
 
 # -- the pinned Alephbet ---------------------------------------------------------------------
@@ -136,56 +127,31 @@ class Gimel:
             connection.close()
 
 
-class Serve:
-    """`gimel serve` as a subprocess, on a free port, with its data in ``tmp/data``."""
+class Serve(GimelServe):
+    """`gimel serve` counting in ``counting`` mode, with its data in ``tmp/data``; what the
+    test started beside it (``after_stop``) is stopped after it."""
 
     def __init__(self, tmp: Path, counting: str) -> None:
-        self.port = free_port()
-        self.data_dir = tmp / "data"
-        self.log_path = tmp / "serve.log"
+        super().__init__(tmp / "data", env={"GIMEL_COUNTING": counting})
         self.after_stop: list[Callable[[], None]] = []
-        with open(self.log_path, "w") as log:  # a file, not a pipe: it can never fill up
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gimel_core.cli", "serve", "--host", "127.0.0.1"]
-                + ["--port", str(self.port), "--data-dir", str(self.data_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=tmp,
-                env=clean_env(GIMEL_COUNTING=counting),
-            )
 
-    def ready(self) -> Gimel:
-        """Wait for the banner (printed once the port listens); read the API key from it."""
-        deadline = time.monotonic() + 30
-        while "Ctrl-C" not in (banner := self.log_path.read_text()):
-            assert self.process.poll() is None, f"gimel serve exited:\n{banner}"
-            assert time.monotonic() < deadline, f"gimel serve did not start:\n{banner}"
-            time.sleep(0.05)
-        found = re.search(r"API key\s*:\s*(\S+)", banner)
-        assert found, banner
-        return Gimel(
-            f"http://127.0.0.1:{self.port}", found.group(1), self.data_dir, self.after_stop
-        )
+    def started(self) -> Gimel:
+        """Once it serves; the API key is the one its banner prints."""
+        self.ready()
+        return Gimel(self.base, self.api_key(), self.data_dir, self.after_stop)
 
-    def stop(self) -> None:
-        """SIGTERM, as systemd or Ctrl-C would; then whatever the test started beside it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        code = super().stop(sig, timeout)
         for stop in reversed(self.after_stop):
             stop()
+        return code
 
 
 @contextmanager
 def gimel_serve(tmp: Path, counting: str) -> Iterator[Gimel]:
     serve = Serve(tmp, counting)
     try:
-        yield serve.ready()
+        yield serve.started()
     finally:
         serve.stop()
 
@@ -282,7 +248,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Gime
         for mode in ("exact", "hll"):
             starting[mode] = Serve(tmp_path_factory.mktemp(f"gimel-{mode}"), mode)
             stack.callback(starting[mode].stop)
-        yield {mode: serve.ready() for mode, serve in starting.items()}
+        yield {mode: serve.started() for mode, serve in starting.items()}
 
 
 @dataclass
@@ -549,6 +515,7 @@ def resend_on_reload(visitor: Visitor) -> None:
     assert {r.status for r in visitor.responses[answered:]} == {200}
 
 
+@pytest.mark.slow
 def test_no_event_is_lost_while_the_store_is_down(browser: Any, site: Site, tmp_path: Path) -> None:
     """Redis stops while pages fire events: /track answers 503, Alephbet keeps the events in
     localStorage, and the first page view after Redis is back sends them all.

@@ -79,6 +79,25 @@ def test_results_as_json_csv_and_table_from_redis(
     assert lines[red].split()[:4] == ["red", "30", "3", "10.0%"]
 
 
+def test_csv_lists_an_experiment_with_participants_and_no_goal(
+    runner: CliRunner, client: FlaskClient, redis_url: str
+) -> None:
+    """The table says "no goals yet; participants: ..."; the CSV must not drop the experiment."""
+    for variant, n in [("blue", 3), ("red", 2)]:
+        for i in range(n):
+            track(client, "fresh", variant, "participate", f"{variant}{i}")
+    out = run(runner, "results", "fresh", "--redis-url", redis_url, "--format", "csv").output
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["experiment"], r["variant"], r["trials"]) for r in rows] == [
+        ("fresh", "blue", "3"),
+        ("fresh", "red", "2"),
+    ]
+    empty = ("goal", "role", "successes", "conversion_rate", "p_value", "verdict")
+    assert all(r[name] == "" for r in rows for name in empty)
+    assert {r["control"] for r in rows} == {"blue"}
+    assert {r["srm_mismatch"] for r in rows} == {"False"}
+
+
 def seed_two_goals(client: FlaskClient) -> None:
     """Control blue; red loses clearly on signup and is even on buy."""
     for variant, signups in [("blue", 80), ("red", 20)]:

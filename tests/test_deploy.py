@@ -452,6 +452,7 @@ def invoke_local(event: str, redis_url: str) -> dict[str, Any]:
     return json.loads("\n".join(lines[start:]))
 
 
+@pytest.mark.slow
 def test_invoke_local_runs_every_shipped_event(
     redis_url: str, make_app: Callable[..., Flask]
 ) -> None:

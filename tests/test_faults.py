@@ -19,13 +19,10 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,8 +33,9 @@ from flask import Flask
 from conftest import API_KEY, AUTH
 from gimel_core import defaults, keys
 from gimel_core.dedup import record, seen_buckets
-from gimel_core.embedded import EmbeddedRedis, free_port
+from gimel_core.embedded import EmbeddedRedis
 from helpers import serving
+from tests.serving import GimelServe
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -121,13 +119,6 @@ class Senders:
             conn.close()
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 # -- Redis SIGKILLed under load, behind a real `gimel serve` ---------------------------------
 
 NS, EXP = defaults.NAMESPACE, "crash"
@@ -162,19 +153,6 @@ def _redis_pid(port: int) -> int:
         client.close()
 
 
-def _health(host: str) -> bool:
-    conn = http.client.HTTPConnection(host, timeout=2)
-    try:
-        conn.request("GET", "/health")
-        response = conn.getresponse()
-        response.read()
-        return response.status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 def _counted(port: int, uuids: list[str]) -> tuple[set[str], int]:
     """Uuids whose exact de-dup record is in Redis, and the stored participate count."""
     client = redis.Redis(port=port, socket_timeout=5)
@@ -198,25 +176,13 @@ def _counted(port: int, uuids: list[str]) -> tuple[set[str], int]:
 def kill_run(tmp_path_factory: pytest.TempPathFactory) -> KillRun:
     """Send for 3.5 s, SIGKILL redis-server, 1.5 s down, start it again, send 1.5 s more."""
     data_dir = tmp_path_factory.mktemp("gimel-serve")
-    port = free_port()
-    host = f"127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-    env |= {"GIMEL_COUNTING": "exact", "GIMEL_API_KEY": API_KEY}
-    log_path = data_dir / "serve.log"
     restarted_store: EmbeddedRedis | None = None
     senders: Senders | None = None
-    with open(log_path, "wb") as log:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "gimel_core.cli", "serve", "--port", str(port)]
-            + ["--data-dir", str(data_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=Path(__file__).resolve().parents[1],  # this checkout's gimel_core
-        )
+    serve = GimelServe(data_dir, env={"GIMEL_COUNTING": "exact", "GIMEL_API_KEY": API_KEY})
+    host = f"127.0.0.1:{serve.port}"
+    log_path = serve.log_path
     try:
-        wait_until(lambda: _health(host), 30, "gimel serve to answer /health")
+        serve.ready()
         redis_port = int((data_dir / "redis.port").read_text())
         redis_pid = _redis_pid(redis_port)
 
@@ -231,7 +197,7 @@ def kill_run(tmp_path_factory: pytest.TempPathFactory) -> KillRun:
         time.sleep(1.5)
         sent = senders.stop()
 
-        alive_after = serve.poll() is None
+        alive_after = serve.process.poll() is None
         uuids = [s.uuid for s in sent]
         counted, count = _counted(redis_port, uuids)
         # What Alephbet does with a 503: keeps the event queued and sends it again.
@@ -263,17 +229,12 @@ def kill_run(tmp_path_factory: pytest.TempPathFactory) -> KillRun:
     finally:
         if senders is not None:
             senders.stop()  # (again: harmless) never leave a sender running
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait()
+        serve.stop(timeout=15)
         if restarted_store is not None:
             restarted_store.stop()
 
 
+@pytest.mark.slow
 def test_no_500_while_redis_is_killed_and_restarted_under_load(kill_run: KillRun) -> None:
     statuses = {s.status for s in kill_run.sent}
     assert statuses <= {200, 503}, kill_run.log[-2000:]  # never a 500, never a dropped socket
@@ -281,6 +242,7 @@ def test_no_500_while_redis_is_killed_and_restarted_under_load(kill_run: KillRun
     assert kill_run.log.count("Gimel is listening") == 1
 
 
+@pytest.mark.slow
 def test_503_while_redis_is_down(kill_run: KillRun) -> None:
     down = [
         s
@@ -294,6 +256,7 @@ def test_503_while_redis_is_down(kill_run: KillRun) -> None:
     assert slowest < 1.5
 
 
+@pytest.mark.slow
 def test_200_again_once_redis_is_back_without_restarting_gimel(kill_run: KillRun) -> None:
     before = [s for s in kill_run.sent if s.ended < kill_run.killed_at]
     after = [s for s in kill_run.sent if s.started > kill_run.restarted]
@@ -301,6 +264,7 @@ def test_200_again_once_redis_is_back_without_restarting_gimel(kill_run: KillRun
     assert len(after) > 50 and {s.status for s in after} == {200}
 
 
+@pytest.mark.slow
 def test_sigkill_loses_no_event_acknowledged_more_than_two_seconds_before(
     kill_run: KillRun,
 ) -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import redis
 
-from gimel_core.embedded import EmbeddedRedis, free_port
+from gimel_core.embedded import EmbeddedRedis
+from tests.serving import GimelServe
 
 
 def test_embedded_data_survives_a_restart(tmp_path: Path) -> None:
@@ -41,58 +38,16 @@ def test_a_second_process_reuses_the_running_server(tmp_path: Path) -> None:
         first.stop()
 
 
-@contextmanager
-def _serving(
-    data_dir: Path, port: int, *options: str, sigint_ignored: bool = False
-) -> Iterator[subprocess.Popen[str]]:
-    """`gimel serve` in its own process group. Whatever the test does, nothing outlives it:
-    if it is still running at the end, its group (workers too) and its embedded
-    redis-server (in a session of its own) are killed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-    command = [sys.executable, "-m", "gimel_core.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--data-dir", str(data_dir), *options],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-        # As a shell script's `gimel serve &` (or nohup) starts it: SIGINT ignored.
-        preexec_fn=_ignore_sigint if sigint_ignored else None,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            redis_pid = _redis_pid(data_dir)
-            if redis_pid is not None:
-                os.kill(redis_pid, signal.SIGKILL)
-        assert process.stdout is not None
-        process.stdout.close()
-
-
 def _ignore_sigint() -> None:
+    """As a shell script's `gimel serve &` (or nohup) starts it: SIGINT ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _banner(process: subprocess.Popen[str]) -> str:
-    lines = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line)
-        if "Ctrl-C" in line:
-            return "".join(lines)
-    raise AssertionError("gimel serve exited: " + "".join(lines))
-
-
-def _stop(process: subprocess.Popen[str], sig: int) -> tuple[int, str]:
+def _stop(serve: GimelServe, sig: int) -> tuple[int | None, str]:
     """Send ``sig``; the exit code and the last line it printed."""
-    process.send_signal(sig)
-    rest, _ = process.communicate(timeout=20)
-    return process.returncode, rest.splitlines()[-1] if rest else ""
+    code = serve.stop(sig)
+    lines = serve.output().splitlines()
+    return code, lines[-1] if lines else ""
 
 
 def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
@@ -104,92 +59,83 @@ def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
 
 
 def test_gimel_serve_prints_url_and_key_counts_and_keeps_data(tmp_path: Path) -> None:
-    port = free_port()
-    with _serving(tmp_path, port) as process:
-        banner = _banner(process)
-        assert f"http://127.0.0.1:{port}/track" in banner
-        key = re.search(r"API key\s*:\s*(\S+)", banner).group(1)  # type: ignore[union-attr]
+    with GimelServe(tmp_path) as serve:
+        assert f"{serve.base}/track" in serve.output()
+        key = serve.api_key()
         assert key == (tmp_path / "api-key").read_text().strip()
-        base = f"http://127.0.0.1:{port}"
+        base = serve.base
         for uuid in ["a", "b", "a"]:
             status, _ = _get(f"{base}/track?experiment=e&variant=v&event=participate&uuid={uuid}")
             assert status == 200
         _get(f"{base}/track?experiment=e&variant=v&event=goal&uuid=a")
-        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
+        assert _stop(serve, signal.SIGTERM) == (0, "Gimel stopped.")
 
     assert not (tmp_path / "redis.port").exists()  # the embedded Redis was stopped too
-    with _serving(tmp_path, port) as process:
-        banner = _banner(process)
-        assert key in banner  # the same key on the next start
+    with GimelServe(tmp_path) as serve:
+        assert key in serve.output()  # the same key on the next start
         time.sleep(0.2)
-        status, body = _get(f"http://127.0.0.1:{port}/experiments/e", key)
+        status, body = _get(f"{serve.base}/experiments/e", key)
         assert status == 200
         assert b'"successes": 1, "trials": 2' in body
-        assert _stop(process, signal.SIGINT) == (0, "Gimel stopped.")
+        assert _stop(serve, signal.SIGINT) == (0, "Gimel stopped.")
 
 
 def test_ctrl_c_stops_gimel_serve_even_when_started_with_sigint_ignored(tmp_path: Path) -> None:
-    port = free_port()
-    with _serving(tmp_path, port, "--workers", "2", sigint_ignored=True) as process:
-        _banner(process)
+    with GimelServe(tmp_path, "--workers", "2", preexec_fn=_ignore_sigint) as serve:
         redis_pid = _redis_pid(tmp_path)
         assert redis_pid is not None
-        workers = _workers(process.pid, redis_pid, 2)
-        status, _ = _get(f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid=a")
+        workers = _workers(serve.process.pid, redis_pid, 2)
+        status, _ = _get(f"{serve.base}/track?experiment=e&variant=v&event=x&uuid=a")
         assert status == 200
-        assert _stop(process, signal.SIGINT) == (0, "Gimel stopped.")
+        assert _stop(serve, signal.SIGINT) == (0, "Gimel stopped.")
     assert not (tmp_path / "redis.port").exists()
     assert not _alive(redis_pid)  # the embedded redis-server is gone, and the worker too
     assert not any(_alive(pid) for pid in workers)
 
 
+@pytest.mark.slow
 def test_a_signal_to_every_process_stops_gimel_serve_cleanly(tmp_path: Path) -> None:
     """Ctrl-C in a terminal signals every process of the foreground group, and systemd stops a
     unit by sending SIGTERM to all of its processes: the workers then stop on their own, and
     that is a clean stop (exit 0), not a worker that died."""
     for sig in (signal.SIGINT, signal.SIGTERM):
-        port = free_port()
-        with _serving(tmp_path, port, "--workers", "2") as process:
-            _banner(process)
+        with GimelServe(tmp_path, "--workers", "2") as serve:
             redis_pid = _redis_pid(tmp_path)
-            workers = _workers(process.pid, redis_pid, 2)
-            url = f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid=a"
+            workers = _workers(serve.process.pid, redis_pid, 2)
+            url = f"{serve.base}/track?experiment=e&variant=v&event=x&uuid=a"
             assert _get(url)[0] == 200
-            os.killpg(process.pid, sig)  # the redis-server has a session of its own
-            rest, _ = process.communicate(timeout=20)
-            assert (process.returncode, rest.splitlines()[-1]) == (0, "Gimel stopped."), rest
+            os.killpg(serve.process.pid, sig)  # the redis-server has a session of its own
+            serve.process.wait(timeout=20)
+            rest = serve.output()
+            assert (serve.process.returncode, rest.splitlines()[-1]) == (0, "Gimel stopped."), rest
         assert not (tmp_path / "redis.port").exists()
         assert redis_pid is not None and not _alive(redis_pid)
         assert not any(_alive(pid) for pid in workers)
 
 
 def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
-    port = free_port()
-    with _serving(tmp_path, port, "--workers", "2") as process:
-        _banner(process)
+    with GimelServe(tmp_path, "--workers", "2") as serve:
         redis_pid = _redis_pid(tmp_path)
-        workers = _workers(process.pid, redis_pid, 2)
+        workers = _workers(serve.process.pid, redis_pid, 2)
         dead = min(workers)
         os.kill(dead, signal.SIGKILL)
         deadline = time.monotonic() + 15
-        while (_children(process.pid) - {redis_pid, dead}) == workers - {dead}:
+        while (_children(serve.process.pid) - {redis_pid, dead}) == workers - {dead}:
             assert time.monotonic() < deadline, "no worker replaced the one that died"
             time.sleep(0.05)
-        replaced = _workers(process.pid, redis_pid, 2)
+        replaced = _workers(serve.process.pid, redis_pid, 2)
         assert dead not in replaced and workers - {dead} < replaced
         for i in range(20):
-            url = f"http://127.0.0.1:{port}/track?experiment=e&variant=v&event=x&uuid={i}"
+            url = f"{serve.base}/track?experiment=e&variant=v&event=x&uuid={i}"
             assert _get(url)[0] == 200
-        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
+        assert _stop(serve, signal.SIGTERM) == (0, "Gimel stopped.")
     assert not any(_alive(pid) for pid in replaced)
 
 
 def test_gimel_serve_runs_one_worker_per_core_by_default(tmp_path: Path) -> None:
-    port = free_port()
-    with _serving(tmp_path, port) as process:
-        _banner(process)
-        _workers(process.pid, _redis_pid(tmp_path), len(os.sched_getaffinity(0)))
-        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
+    with GimelServe(tmp_path) as serve:
+        _workers(serve.process.pid, _redis_pid(tmp_path), len(os.sched_getaffinity(0)))
+        assert _stop(serve, signal.SIGTERM) == (0, "Gimel stopped.")
 
 
 def _alive(pid: int) -> bool:
@@ -217,24 +163,21 @@ def _workers(pid: int, redis_pid: int | None, count: int) -> set[int]:
 
 
 def test_gimel_serve_with_several_workers_shares_one_store(tmp_path: Path) -> None:
-    port = free_port()
-    with _serving(tmp_path, port, "--workers", "3", "--threads", "2") as process:
-        banner = _banner(process)
-        key = re.search(r"API key\s*:\s*(\S+)", banner).group(1)  # type: ignore[union-attr]
-        workers = _workers(process.pid, _redis_pid(tmp_path), 3)  # on one socket
-        base = f"http://127.0.0.1:{port}"
+    with GimelServe(tmp_path, "--workers", "3", "--threads", "2") as serve:
+        key = serve.api_key()
+        workers = _workers(serve.process.pid, _redis_pid(tmp_path), 3)  # on one socket
+        base = serve.base
         for i in range(60):
             status, _ = _get(f"{base}/track?experiment=w&variant=v&event=participate&uuid={i}")
             assert status == 200
         _get(f"{base}/track?experiment=w&variant=v&event=goal&uuid=0")
-        assert _stop(process, signal.SIGTERM) == (0, "Gimel stopped.")
+        assert _stop(serve, signal.SIGTERM) == (0, "Gimel stopped.")
     assert not any(_alive(pid) for pid in workers)
     assert not (tmp_path / "redis.port").exists()  # stopped once, by the parent
-    with _serving(tmp_path, port) as process:
-        _banner(process)
-        status, body = _get(f"http://127.0.0.1:{port}/experiments/w", key)
+    with GimelServe(tmp_path) as serve:
+        status, body = _get(f"{serve.base}/experiments/w", key)
         assert b'"successes": 1, "trials": 60' in body
-        assert _stop(process, signal.SIGTERM)[0] == 0
+        assert _stop(serve, signal.SIGTERM)[0] == 0
 
 
 def _redis_pid(data_dir: Path) -> int | None:

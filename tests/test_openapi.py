@@ -14,12 +14,8 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -57,6 +53,7 @@ from gimel_core.vocabulary import (
     Role,
     VerdictKind,
 )
+from tests.serving import GimelServe
 
 pytestmark = pytest.mark.single_redis  # the contract does not depend on the kind of Redis
 
@@ -547,46 +544,12 @@ def schemathesis_command() -> Path:
 
 @contextmanager
 def gimel_serve(tmp: Path, key: str) -> Iterator[str]:
-    """`gimel serve` (embedded Redis in ``tmp/data``) on a free port; SIGTERM when done."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = tmp / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-    env["GIMEL_API_KEY"] = key
-    with open(log_path, "w") as log:  # a file, not a pipe: nothing can fill up and block it
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gimel_core.cli", "serve", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--data-dir", str(tmp / "data")],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            banner = log_path.read_text()
-            assert process.poll() is None, f"gimel serve exited:\n{banner}"
-            assert time.monotonic() < deadline, f"gimel serve did not start:\n{banner}"
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.1)
-        yield base
-        assert process.poll() is None, f"gimel serve died:\n{log_path.read_text()}"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+    """`gimel serve` (embedded Redis in ``tmp/data``); it must outlive the run and log no
+    traceback."""
+    with GimelServe(tmp / "data", env={"GIMEL_API_KEY": key}) as gimel:
+        yield gimel.base
+        assert gimel.process.poll() is None, f"gimel serve died:\n{gimel.output()}"
+    assert "Traceback" not in gimel.output(), gimel.output()
 
 
 def schemathesis(tmp: Path, base: str, *options: str) -> str:
@@ -620,6 +583,7 @@ def schemathesis(tmp: Path, base: str, *options: str) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_gimel_serve_true_to_the_document(tmp_path: Path) -> None:
     assert schemathesis_command().exists(), "install the test extra: pip install -e '.[test]'"
     key = secrets.token_urlsafe(24)

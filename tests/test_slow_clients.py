@@ -16,12 +16,9 @@ Loopback only, a fixed number of sockets, every loop bounded in time, everything
 from __future__ import annotations
 
 import http.client
-import os
 import resource
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from gimel_core.cli import serve
-from gimel_core.embedded import free_port
+from tests.serving import GimelServe
 
 SLOW_CLIENTS = 500
 LINE_EVERY = 2.0  # seconds between two header lines of one slow client
@@ -44,8 +41,8 @@ HOST = "127.0.0.1"
 @pytest.mark.slow
 def test_slow_clients_do_not_lock_out_ordinary_requests(tmp_path: Path) -> None:
     assert serve.HEADER_TIMEOUT * 2 < HOLD  # the hold outlasts the server's cut, twice
-    port = free_port()
-    with _open_files(SLOW_CLIENTS + 500), _gimel_serve(tmp_path, port) as process:
+    with _open_files(SLOW_CLIENTS + 500), GimelServe(tmp_path, "--workers", "2") as gimel:
+        port = gimel.port
         trickle = _Trickle(port)
         thread = threading.Thread(target=trickle.run, daemon=True)
         try:
@@ -65,10 +62,8 @@ def test_slow_clients_do_not_lock_out_ordinary_requests(tmp_path: Path) -> None:
             assert trickle.reopened >= SLOW_CLIENTS  # the server cut them, after its timeout
             # Stopping is not held up by clients that never finish a request.
             began = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            out, _ = process.communicate(timeout=serve.STOP_TIMEOUT + 10)
-            assert process.returncode == 0
-            assert out.splitlines()[-1] == "Gimel stopped."
+            assert gimel.stop(signal.SIGTERM, timeout=serve.STOP_TIMEOUT + 10) == 0
+            assert gimel.output().splitlines()[-1] == "Gimel stopped."
             assert time.monotonic() - began < serve.STOP_TIMEOUT + 5  # then workers are killed
         finally:
             trickle.stopping.set()
@@ -172,59 +167,3 @@ def _open_files(needed: int) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-@contextmanager
-def _gimel_serve(data_dir: Path, port: int) -> Iterator[subprocess.Popen[str]]:
-    """`gimel serve` (2 workers) answering /health; whatever is left of it at the end is
-    killed: its process group, and its embedded redis-server (in a session of its own)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gimel_core.cli", "serve", "--port", str(port)]
-        + ["--data-dir", str(data_dir), "--workers", "2"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(port):
-            assert process.poll() is None, "gimel serve exited"
-            assert time.monotonic() < deadline, "gimel serve did not answer"
-            time.sleep(0.1)
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        redis_port = data_dir / "redis.port"
-        if redis_port.exists():  # gimel serve did not stop it: shut it down here
-            _kill_redis(int(redis_port.read_text()))
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-def _answers(port: int) -> bool:
-    connection = http.client.HTTPConnection(HOST, port, timeout=1)
-    try:
-        connection.request("GET", "/health")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
-
-
-def _kill_redis(port: int) -> None:
-    import redis
-
-    client = redis.Redis(host=HOST, port=port, socket_timeout=2)
-    try:
-        client.shutdown(nosave=True)
-    except redis.RedisError:
-        pass
-    finally:
-        client.close()

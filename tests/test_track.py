@@ -111,6 +111,7 @@ def test_same_uuid_from_many_threads_at_once_counts_once(mode_client: FlaskClien
     assert original(exp["goals"])[0]["results"] == [{"label": "v", "successes": 20, "trials": 20}]
 
 
+@pytest.mark.slow
 def test_exact_counts_are_exact_past_hll_precision(make_app: Callable[..., Flask]) -> None:
     client = make_app(counting="exact").test_client()
     counters = client.application.extensions["gimel"].tracker

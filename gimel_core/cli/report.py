@@ -203,15 +203,32 @@ CSV_FIELDS = [
     "decision",
 ]
 """One row per experiment, goal and variant; ``verdict`` is empty for the control, and
-``decision`` is the experiment's (the same on each of its rows)."""
+``decision`` is the experiment's (the same on each of its rows). An experiment with no goal
+yet still gets one row per variant, its participants as ``trials`` and the goal cells empty,
+so a spreadsheet lists every experiment the table does."""
 
 
 def write_csv(found: Iterable[ExperimentResult], out: IO[str]) -> None:
     writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for exp in found:
+        if not exp.goals:
+            writer.writerows(_participants_row(exp, v, n) for v, n in exp.participants.items())
         for goal in exp.goals:
             writer.writerows(_csv_row(exp, goal, row) for row in goal.results)
+
+
+def _participants_row(exp: ExperimentResult, variant: str, trials: int) -> dict[str, Any]:
+    return {
+        "experiment": cell(exp.experiment),
+        "counting": cell(exp.counting),
+        "control": cell(exp.control),
+        "variant": cell(variant),
+        "trials": trials,
+        "srm_p_value": exp.srm.p_value if exp.srm else None,
+        "srm_mismatch": exp.srm.mismatch if exp.srm else None,
+        "decision": cell(exp.decision.text) if exp.decision else None,
+    }
 
 
 def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dict[str, Any]:
