@@ -10,3 +10,15 @@ local function create_experiment(meta, registry, name, mode, window, analysis, n
   redis.call('SADD', registry, name)
   return today
 end
+
+-- Sets meta fields from ARGV[first..] (field, value, field, value, ...); an empty value
+-- removes its field. What a plan and a settings change write.
+local function set_fields(meta, first)
+  for i = first, #ARGV, 2 do
+    if ARGV[i + 1] == '' then
+      redis.call('HDEL', meta, ARGV[i])
+    else
+      redis.call('HSET', meta, ARGV[i], ARGV[i + 1])
+    end
+  end
+end

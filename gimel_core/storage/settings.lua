@@ -9,11 +9,5 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-for i = fields_at, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
+set_fields(KEYS[1], fields_at)
 return 1
