@@ -20,6 +20,7 @@ from . import defaults, paging
 from .answers import encoded_response, error_response, json_response
 from .errors import InvalidInput
 from .events import check_name, parse_query
+from .store import HealthProbe
 
 if TYPE_CHECKING:
     from .experiments import Experiments
@@ -195,7 +196,25 @@ def delete() -> Response:
 
 @bp.get("/health")
 def health() -> Response:
-    store().ping()
+    """200 "ok"; 200 "degraded" with short problems while writes are taken but data may be
+    lost (an evicting policy, memory nearly full); 503 naming why Redis refuses writes.
+
+    A degraded instance stays in a load balancer's rotation: every instance shares the one
+    Redis, so taking them out would only add an outage; what a team must fix, it reads here
+    and in `gimel check`. Public: only fixed phrases, no figures, hosts or names."""
+    probe = current_app.extensions.get("gimel_health")
+    if probe is None:
+        probe = current_app.extensions.setdefault("gimel_health", HealthProbe(store().client))
+    state = probe.read()
+    if state.refuses:
+        log.warning("health: Redis refuses writes: %s", state.refuses)
+        return json_response(
+            {"error": f"Redis refuses writes: {state.refuses}"},
+            503,
+            {"Retry-After": str(defaults.RETRY_AFTER)},
+        )
+    if state.problems:
+        return json_response({"status": "degraded", "problems": list(state.problems)})
     return json_response({"status": "ok"})
 
 

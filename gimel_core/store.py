@@ -11,6 +11,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
@@ -20,7 +21,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from . import defaults
+from . import defaults, keys
 from .errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -138,3 +139,158 @@ def local_or(redis_url: str | None, data_dir: str) -> tuple[str, Any]:
 
     server = EmbeddedRedis(data_dir).start()
     return server.url, server
+
+
+# -- health: can Redis take writes, and can it lose what it holds? ---------------------------
+
+SAFE_POLICY = "noeviction"
+"""The only ``maxmemory-policy`` that never drops a key: every other one may evict counters
+or de-dup records (``volatile-*`` too: de-dup buckets carry a TTL), so that a re-sent event
+counts twice. With it, a full Redis refuses writes instead, and says so."""
+
+NEARLY_FULL = 0.9
+"""Share of ``maxmemory`` in use from which a Redis is reported nearly full."""
+
+FULL = 0.98
+"""Share of ``maxmemory`` in use from which a ``noeviction`` Redis counts as full. Redis
+refuses a write once its memory passes ``maxmemory``; a moment later a freed client buffer
+can let a small write such as the probe through while a batch is still refused, so the
+probe alone would flicker."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """What one Redis master said: its eviction policy, memory, and why it refused a write."""
+
+    policy: str
+    """``maxmemory-policy``, from INFO memory (Redis >= 4), else CONFIG GET; "" if neither."""
+    used: int
+    """Bytes that count against ``maxmemory`` (used_memory less replication/AOF buffers)."""
+    maxmemory: int
+    """0: no limit."""
+    refuses: str | None
+    """Why the probe write was refused (a short phrase), or None if it was taken."""
+
+    @property
+    def evicts(self) -> bool:
+        return self.policy != SAFE_POLICY
+
+    @property
+    def nearly_full(self) -> bool:
+        return self.maxmemory > 0 and self.used >= NEARLY_FULL * self.maxmemory
+
+    @property
+    def full(self) -> bool:
+        """Refusing (or about to refuse) writes for want of memory."""
+        return not self.evicts and self.maxmemory > 0 and self.used >= FULL * self.maxmemory
+
+
+FULL_REFUSAL = "it is full (maxmemory reached, policy noeviction)"
+
+
+def _refusal(exc: Exception) -> str:
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return FULL_REFUSAL
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return "it is a read-only replica"
+    if str(exc).startswith("NOREPLICAS"):
+        return "too few replicas are connected (min-replicas-to-write)"
+    return "it refused a write"
+
+
+def _node_health(client: redis.Redis, probe: str, memory: bool) -> NodeHealth | None:
+    """One pipelined round trip: a write probe (it expires by itself), then INFO memory."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(probe, "1", px=10_000)
+    if memory:
+        pipe.info("memory")
+    replies = pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, redis.ConnectionError | redis.TimeoutError):
+            raise reply
+    written = replies[0]
+    refuses = _refusal(written) if isinstance(written, Exception) else None
+    if not memory:
+        return NodeHealth("", 0, 0, refuses) if refuses else None
+    info = replies[1]
+    if isinstance(info, Exception):
+        raise info
+    policy = str(info.get("maxmemory_policy", ""))
+    if not policy:  # Redis < 4: INFO has no policy; CONFIG may be refused (managed Redis)
+        try:
+            policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", ""))
+        except redis.ResponseError:
+            policy = ""
+    used = int(info.get("used_memory", 0)) - int(info.get("mem_not_counted_for_evict", 0))
+    return NodeHealth(policy, used, int(info.get("maxmemory", 0)), refuses)
+
+
+def _masters(client: redis.Redis) -> list[tuple[redis.Redis, str]]:
+    """Each master's own client, and a probe key in a slot it serves."""
+    if not isinstance(client, RedisCluster):
+        return [(client, keys.check_probe("health"))]
+    cluster = client
+    wanted = {node.name for node in cluster.get_primaries()}
+    found: dict[str, str] = {}
+    for i in range(100_000):
+        key = keys.check_probe(f"health{{{i}}}")
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+        if node.name in wanted and node.name not in found:
+            found[node.name] = key
+            if len(found) == len(wanted):
+                break
+    nodes = {node.name: node for node in cluster.get_primaries()}
+    return [(cluster.get_redis_connection(nodes[name]), key) for name, key in found.items()]
+
+
+def redis_health(client: redis.Redis, memory: bool = True) -> list[NodeHealth]:
+    """Every master's health (a cluster's, one round trip each; a single server's, one).
+
+    With ``memory`` False only the write probe is sent, and only refusing masters are
+    returned (with no policy or memory). Raises StoreUnavailable if a master cannot be
+    reached."""
+    with unavailable():
+        healths = [_node_health(node, probe, memory) for node, probe in _masters(client)]
+    return [health for health in healths if health is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The store as ``/health`` tells it: whether it takes writes, and what may lose data."""
+
+    refuses: str | None
+    """Why Redis refuses writes (the API answers 503), or None."""
+    problems: tuple[str, ...]
+    """What may lose or refuse data soon, while writes are still taken (200, "degraded")."""
+
+
+class HealthProbe:
+    """Each read is one round trip (a write probe); INFO memory rides along at most once a
+    ``ttl``, so a public endpoint polled hard costs Redis no more than a PING each time."""
+
+    def __init__(self, client: redis.Redis, ttl: float = 1.0) -> None:
+        self.client = client
+        self.ttl = ttl
+        self._memory: tuple[float, bool, tuple[str, ...]] | None = None
+        """When INFO memory was read; whether a master was full; the problems."""
+
+    def read(self) -> Health:
+        now = time.monotonic()
+        stale = self._memory is None or now - self._memory[0] >= self.ttl
+        nodes = redis_health(self.client, memory=stale)
+        if stale:
+            self._memory = (now, any(node.full for node in nodes), _problems(nodes))
+        assert self._memory is not None
+        _, full, problems = self._memory
+        refusals = [node.refuses for node in nodes if node.refuses]
+        refusals += [FULL_REFUSAL] if full else []
+        return Health(refusals[0] if refusals else None, problems)
+
+
+def _problems(nodes: list[NodeHealth]) -> tuple[str, ...]:
+    problems = []
+    if any(node.evicts for node in nodes):
+        problems.append("Redis may evict counts (maxmemory-policy is not noeviction)")
+    if any(node.nearly_full for node in nodes):
+        problems.append(f"Redis memory is over {NEARLY_FULL:.0%} of maxmemory")
+    return tuple(problems)

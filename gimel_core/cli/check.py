@@ -8,7 +8,6 @@ check only with ``--deploy``, so a machine that only runs Gimel locally passes.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sys
 from dataclasses import dataclass
@@ -16,10 +15,10 @@ from pathlib import Path
 
 import click
 
-from .. import defaults, keys, rules
+from .. import defaults, rules
 from ..config import Config
 from ..errors import ConfigError, GimelError
-from ..store import connect, local_or, unavailable
+from ..store import FULL_REFUSAL, SAFE_POLICY, NodeHealth, connect, local_or, redis_health
 from . import deploy_config, local_key
 from .options import data_dir_option, one_line_errors
 
@@ -42,22 +41,52 @@ class Check:
 
 
 def redis_check(url: str) -> tuple[bool, str]:
-    """Whether a Redis answers a write from here (a probe key, deleted at once)."""
-    probe = keys.check_probe(secrets.token_hex(4))
+    """Whether a Redis takes a write from here (a probe key that expires by itself) and
+    cannot evict what Gimel keeps (every master of a cluster)."""
     try:
         Config.from_env({"GIMEL_REDIS_URL": url})  # the app's checks of the URL, and messages
         client = connect(url, timeout=3)
     except GimelError as exc:
         return False, f"not usable: {exc}"
     try:
-        with unavailable():
-            client.set(probe, "1", ex=10)
-            client.delete(probe)
-        return True, "reachable and writable"
+        nodes = redis_health(client)
     except GimelError as exc:
         return False, f"not reachable from here: {exc}"
     finally:
         client.close()
+    return _verdict(nodes)
+
+
+def _verdict(nodes: list[NodeHealth]) -> tuple[bool, str]:
+    masters = f"{len(nodes)} masters: " if len(nodes) > 1 else ""
+    memory = max(nodes, key=lambda node: node.used / (node.maxmemory or float("inf")))
+    use = f"memory {_mb(memory.used)}" + (
+        f" of maxmemory {_mb(memory.maxmemory)} ({memory.used / memory.maxmemory:.0%})"
+        if memory.maxmemory
+        else " (no maxmemory)"
+    )
+    refusing = [node.refuses for node in nodes if node.refuses]
+    if refusing or any(node.full for node in nodes):
+        reason = refusing[0] if refusing else FULL_REFUSAL
+        return False, (
+            f"{masters}refuses writes: {reason}; {use}. Raise maxmemory or free memory "
+            "(a full Redis answers every new event with 503)"
+        )
+    evicting = sorted({node.policy or "unknown" for node in nodes if node.evicts})
+    if evicting:
+        return False, (
+            f"{masters}maxmemory-policy is {', '.join(evicting)}: a full Redis would evict "
+            "counts and de-dup records (a re-sent event then counts twice). Set it to "
+            f"{SAFE_POLICY}: `redis-cli CONFIG SET maxmemory-policy {SAFE_POLICY}` and in "
+            "redis.conf; on ElastiCache, in the parameter group; then watch memory, since a "
+            f"full Redis refuses writes instead; {use}"
+        )
+    nearly = " (nearly full: raise maxmemory)" if any(n.nearly_full for n in nodes) else ""
+    return True, f"{masters}maxmemory-policy {SAFE_POLICY}, {use}{nearly}, reachable and writable"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def sls_command() -> list[str] | None:
