@@ -2,7 +2,8 @@
 
 Time. The window is split into ``defaults.DEDUP_BUCKETS`` time buckets, each expiring a
 window after it closes, so a record lives between one and 1.25 windows. A uuid is new if no
-bucket of the window holds its record; it is recorded in the current bucket.
+bucket of the window holds its record, nor the next bucket (:func:`lookup_buckets`); it is
+recorded in the current bucket.
 
 Space. Redis keeps a set of integers as an intset, 8 bytes a member, while it has at most
 ``set-max-intset-entries`` members (512 by default, Redis 6.2 to 7.x, ElastiCache, Valkey);
@@ -119,6 +120,17 @@ def seen_buckets(window: int, now: float) -> range:
     current = int(now) // length
     oldest = (int(now) - window) // length
     return range(current, oldest - 1, -1)
+
+
+def lookup_buckets(window: int, now: float) -> list[int]:
+    """Buckets a call looks a uuid up in: the current one first (where a new record goes),
+    the older ones of the window, then the next one. A call whose ``now`` lies before a
+    bucket boundary can run after one whose ``now`` lies past it (a retry after a timeout
+    sends the same ``now`` again; a request can queue behind a slow one; another process's
+    clock can run ahead), and that one recorded its uuids in the next bucket: without it,
+    each of them would be counted again."""
+    live = seen_buckets(window, now)
+    return [*live, live[0] + 1]
 
 
 def expiry(window: int, now: float) -> int:

@@ -194,7 +194,7 @@ class Tracker(StoreBacked):
         for e in events:
             member = dedup.record(e.event, e.variant, e.uuid).member
             exact_events.append((e.variant, e.event, member, keys.counts_field(e.event, e.variant)))
-        buckets = [keys.seen(ns, exp, b) for b in dedup.seen_buckets(window, now)]
+        buckets = [keys.seen(ns, exp, b) for b in dedup.lookup_buckets(window, now)]
         expiry = dedup.expiry(window, now)
         return track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events)
 

@@ -9,8 +9,10 @@
 -- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key); exact: the counts hash
 -- KEYS[TRACK_FIRST_COUNTER..]
 --          hll: the HyperLogLogs the events count into
---          exact: the current de-dup bucket, then older buckets in the window: each the key
---          its sets and count hang from (bucket .. DEDUP.separator .. index or DEDUP.size)
+--          exact: the current de-dup bucket, then older buckets in the window, then the
+--          next one (dedup.lookup_buckets: a call made just before a boundary may run after
+--          one made past it): each the key its sets and count hang from
+--          (bucket .. DEDUP.separator .. index or DEDUP.size)
 --
 -- ARGV: the named slots of TrackArgv (gimel_core/storage/schema.py), bound above; then
 -- from ARGV[fields_at], hll: the counts field of each HyperLogLog, in KEYS order (`counters`

@@ -100,8 +100,9 @@ def track_exact(
     bucket_expiry: int,
     events: list[ExactEvent],
 ) -> Call[TrackReply]:
-    """Count ``events`` of one exact experiment; ``buckets``: the de-dup buckets in the
-    window (``keys.seen``), current first; ``bucket_expiry``: when the current one may go."""
+    """Count ``events`` of one exact experiment; ``buckets``: the de-dup buckets to look
+    in (``keys.seen``, :func:`dedup.lookup_buckets`), current first; ``bucket_expiry``: when
+    the current one may go."""
     call = TrackArgv(
         experiment=experiment,
         keys_mode=Mode.EXACT,
