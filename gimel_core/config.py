@@ -150,7 +150,8 @@ def _proxy(env: Mapping[str, str]) -> tuple[str | None, int]:
     header = env.get("GIMEL_TRUSTED_PROXY_HEADER", "").strip() or None
     if header is not None and not re.fullmatch(r"[A-Za-z0-9-]+", header):
         raise ConfigError(
-            f"GIMEL_TRUSTED_PROXY_HEADER must be a header name like X-Forwarded-For (got {header!r})"
+            "GIMEL_TRUSTED_PROXY_HEADER must be a header name like X-Forwarded-For "
+            f"(got {header!r})"
         )
     hops = _number(
         env, "GIMEL_TRUSTED_PROXY_HOPS", int, defaults.TRUSTED_PROXY_HOPS, 1, 10, "proxies"
