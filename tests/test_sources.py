@@ -196,6 +196,19 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
     assert raw_redis.hgetall(keys.sources("alephbet", "checkout", NOW // 3_600 + 1))
 
 
+@pytest.mark.parametrize("counting", ["hll", "exact"])
+def test_only_new_events_cost(make_app: Callable[..., Flask], counting: str) -> None:
+    """A browser that resends its event (same uuid) spends nothing of its source's budget."""
+    client = make_app(clock=Clock(), counting=counting).test_client()
+    for _ in range(BUDGET * 2):
+        get(client, ATTACKER, "red", "participate", "the-same-visitor")
+    for i in range(BUDGET - 1):  # the participant above was the first new event
+        get(client, ATTACKER, "red", "signup", f"u{i}")
+    assert "source" not in dropped(client)
+    get(client, ATTACKER, "red", "signup", "one-too-many")
+    assert dropped(client) == {"source": 1}
+
+
 def test_the_hash_is_not_the_address_and_changes_with_the_day() -> None:
     clock = Clock()
     config = Config(source_secret="a-secret-of-twenty-chars")
@@ -319,7 +332,9 @@ def handler(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[ModuleT
     monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
     monkeypatch.setenv("GIMEL_COUNTING", "exact")
     sys.modules.pop("handler", None)
-    yield importlib.import_module("handler")
+    module = importlib.import_module("handler")
+    yield module
+    module.app.extensions["gimel"].client.close()
     sys.modules.pop("handler", None)
 
 
