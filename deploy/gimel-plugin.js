@@ -9,6 +9,8 @@
 //   - puts the function in a VPC when subnets and security groups are given;
 //   - with frontDoor=url, gives the function a public Lambda function URL as well, the
 //     cheaper way in for tracking (the REST API and its key stay as they are);
+//   - passes sourceBudget to the app (GIMEL_SOURCE_BUDGET) and, with trackRateLimit, caps
+//     the requests per second API Gateway's stage lets through to the tracking routes;
 // and, before packaging, refuses a package that could not work once deployed: no
 // Redis URL (or one on this machine), or an API key API Gateway would reject. `sls
 // offline` needs the key as well.
@@ -69,6 +71,7 @@ class GimelPlugin {
     this.serverless = serverless;
     this.hooks = {
       initialize: () => this.configure(),
+      'after:package:compileEvents': () => this.throttleTracking(),
       'before:package:initialize': () => this.checkDeployable(),
       'before:deploy:function:initialize': () => this.checkDeployable(),
       // serverless-offline checks the key like API Gateway, and the app must know it too.
@@ -89,6 +92,42 @@ class GimelPlugin {
     this.addTrackPaths(list(this.settings().trackPaths));
     this.addVpc(list(this.settings().subnetIds), list(this.settings().securityGroupIds));
     this.addFrontDoor(String(this.settings().frontDoor || 'rest').trim());
+    this.addSourceBudget(String(this.settings().sourceBudget ?? '').trim());
+  }
+
+  addSourceBudget(budget) {
+    if (budget === '') return;
+    if (!/^\d{1,7}$/.test(budget)) {
+      this.fail(`sourceBudget must be a whole number of events (0 turns it off), got ${JSON.stringify(budget)}`);
+    }
+    for (const fn of Object.values(this.serverless.service.functions)) {
+      fn.environment = { ...fn.environment, GIMEL_SOURCE_BUDGET: budget };
+    }
+  }
+
+  // API Gateway's stage throttling of each tracking route (every client together, unlike the
+  // app's per-source budget): set on the deployment that creates the stage.
+  throttleTracking() {
+    const limit = String(this.settings().trackRateLimit ?? '').trim();
+    if (limit === '') return;
+    if (!/^[1-9]\d{0,5}$/.test(limit)) {
+      this.fail(`trackRateLimit must be a whole number of requests per second, got ${JSON.stringify(limit)}`);
+    }
+    const resources = this.serverless.service.provider.compiledCloudFormationTemplate.Resources;
+    const deployments = Object.values(resources).filter((r) => r.Type === 'AWS::ApiGateway::Deployment');
+    if (deployments.length !== 1) this.fail('trackRateLimit needs the REST API\'s one deployment');
+    const paths = [TRACK, ...list(this.settings().trackPaths).map(trimSlashes)];
+    const rate = Number(limit);
+    const methodSettings = paths.flatMap((path) =>
+      ['GET', 'POST'].map((method) => ({
+        ResourcePath: `/${`/${path}`.replace(/~/g, '~0').replace(/\//g, '~1')}`,
+        HttpMethod: method,
+        ThrottlingRateLimit: rate,
+        ThrottlingBurstLimit: rate * 2,
+      }))
+    );
+    const properties = deployments[0].Properties;
+    properties.StageDescription = { ...properties.StageDescription, MethodSettings: methodSettings };
   }
 
   addFrontDoor(frontDoor) {

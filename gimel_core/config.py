@@ -46,6 +46,13 @@ class Config:
     bot_pattern: str = defaults.BOT_PATTERN
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to read the data endpoints from a browser (the dashboard needs none)."""
+    source_budget: int = defaults.SOURCE_BUDGET
+    """New events one source may add to one experiment per hour (0: no budget)."""
+    source_secret: str | None = None
+    """What the daily salt of source hashes is derived from (None: the API key, else random)."""
+    trusted_proxy_header: str | None = None
+    """Header a proxy of yours puts the client's address in (None: the peer's address)."""
+    trusted_proxy_hops: int = defaults.TRUSTED_PROXY_HOPS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -93,6 +100,13 @@ class Config:
                     f"GIMEL_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com"
                 )
         track_paths = rules.track_paths(env.get("GIMEL_TRACK_PATHS", ""))
+        budget = _number(
+            env, "GIMEL_SOURCE_BUDGET", int, defaults.SOURCE_BUDGET, 0, 1_000_000, "events"
+        )
+        secret = env.get("GIMEL_SOURCE_SECRET", "").strip() or None
+        if secret is not None and len(secret) < 20:
+            raise ConfigError("GIMEL_SOURCE_SECRET must be at least 20 characters")
+        header, hops = _proxy(env)
         return cls(
             redis_url=redis_url,
             api_keys=keys,
@@ -113,6 +127,10 @@ class Config:
             allowed_experiments=_names(env, "GIMEL_EXPERIMENTS"),
             bot_pattern=bot_pattern,
             cors_origins=tuple(o for o in origins if o),
+            source_budget=budget,
+            source_secret=secret,
+            trusted_proxy_header=header,
+            trusted_proxy_hops=hops,
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
@@ -125,6 +143,22 @@ def _choice(env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
     if raw not in tuple(kind):
         raise ConfigError(f"{name} must be one of {', '.join(kind)} (got {raw!r})")
     return kind(raw)
+
+
+def _proxy(env: Mapping[str, str]) -> tuple[str | None, int]:
+    """The trusted proxy header and its hops: a header is trusted only when configured."""
+    header = env.get("GIMEL_TRUSTED_PROXY_HEADER", "").strip() or None
+    if header is not None and not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        raise ConfigError(
+            "GIMEL_TRUSTED_PROXY_HEADER must be a header name like X-Forwarded-For "
+            f"(got {header!r})"
+        )
+    hops = _number(
+        env, "GIMEL_TRUSTED_PROXY_HOPS", int, defaults.TRUSTED_PROXY_HOPS, 1, 10, "proxies"
+    )
+    if header is None and env.get("GIMEL_TRUSTED_PROXY_HOPS", "").strip():
+        raise ConfigError("GIMEL_TRUSTED_PROXY_HOPS needs GIMEL_TRUSTED_PROXY_HEADER")
+    return header, hops
 
 
 def _names(env: Mapping[str, str], name: str) -> frozenset[str] | None:

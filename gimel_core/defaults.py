@@ -125,3 +125,18 @@ a huge header costs a bounded scan (a 250 KB agent took 0.27 s); real agents are
 REGISTRATION = Registration.OPEN
 """Which experiments are counted: ``open`` (any a visitor names, the zero-config start of
 ``gimel serve``) or ``declared`` (only those declared with a plan; ``sls deploy``'s default)."""
+
+# -- one source's budget (gimel_core/sources.py) ---------------------------------------------
+
+SOURCE_BUDGET = 30
+"""New events one source (client address, an IPv6 /64) may add to one experiment per clock
+hour; past it, events are answered 200 and not counted (``meta.dropped.source``); 0 turns the
+budget off. A visitor adds two or three (``participate``, a goal or two), so 30 lets 10-15
+visitors an hour from one office or home network into the same experiment, while 30 fake
+conversions leave a 1,000-per-arm experiment's decision where it was (README, "One source")."""
+
+SOURCE_WINDOW = 3_600
+"""Seconds a source's counts are kept: they are per clock hour, and expire when it ends."""
+
+TRUSTED_PROXY_HOPS = 1
+"""Proxies of your own that append to the trusted header (GIMEL_TRUSTED_PROXY_HEADER)."""

@@ -12,6 +12,7 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:size string  records in that bucket (exact mode)
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
+    gimel:{<ns>:<shard>}:<exp>:sources:<hour>     hash  source hash -> new events that hour
 
 The ``{...}`` hash tag puts an experiment's keys and its registry shard in one Redis
 Cluster slot, so every script touches a single slot. Experiments of a namespace are
@@ -115,6 +116,12 @@ def seen(namespace: str, experiment: str, bucket: int) -> str:
     """A de-dup bucket: its sets and count hang from this key (:func:`seen_set`,
     :func:`seen_size`); nothing is stored at the key itself."""
     return f"{_base(namespace, experiment)}:seen:{bucket}"
+
+
+def sources(namespace: str, experiment: str, hour: int) -> str:
+    """Hash of one clock hour (unix seconds // 3600): salted source hash -> new events it
+    added to the experiment (``gimel_core.sources``); it expires when the hour ends."""
+    return f"{_base(namespace, experiment)}:sources:{hour}"
 
 
 SEEN_SEPARATOR = ":"

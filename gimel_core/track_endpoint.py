@@ -2,6 +2,7 @@
 
 ``GET`` counts one event from Alephbet's query string; ``POST`` counts a JSON event or array
 (a batch); ``OPTIONS`` answers the CORS preflight. Known bots get 200 and are only tallied.
+Every request's events count against its source's budget (:mod:`gimel_core.sources`).
 
 This is the one request that runs per visitor event, so :class:`TrackEndpoint` answers it as
 WSGI middleware in front of Flask, skipping Flask's per-request machinery (context push,
@@ -29,6 +30,7 @@ from .answers import error_response, json_response
 from .config import Config
 from .errors import InvalidInput, StoreUnavailable
 from .events import parse_batch, parse_query, validate
+from .sources import Sources
 from .tracking import Tracker
 
 TRACK_HEADERS = {
@@ -47,6 +49,7 @@ class TrackEndpoint:
     def __init__(self, wsgi_app: Any, tracker: Tracker, config: Config) -> None:
         self.next = wsgi_app
         self.tracker = tracker
+        self.sources = Sources(config, tracker.clock)
         self.paths = frozenset(config.track_paths)
         self.max_events = config.batch_max_events
         self.max_bytes = config.batch_max_bytes
@@ -76,16 +79,18 @@ class TrackEndpoint:
                 event = validate(parse_query(_query(environ)))
                 if self._bot(environ, 1):
                     return _answer({"ok": True, "counted": False})
-                self.tracker.track(event)
+                self.tracker.track(event, self.sources.of(environ))
                 return self.tracked
             if method == "POST":
                 events = parse_batch(_body(environ, self.max_bytes), self.max_events)
                 if self._bot(environ, len(events)):
                     return _answer({"accepted": 0, "filtered": len(events)})
-                tally = self.tracker.track_many(events)
+                tally = self.tracker.track_many(events, self.sources.of(environ))
                 body: dict[str, Any] = {"accepted": tally.counted}
                 if tally.undeclared:
                     body["undeclared"] = tally.undeclared
+                if tally.over_budget:
+                    body["over_budget"] = tally.over_budget
                 if tally.refused:
                     body["dropped"] = [{"field": r.field, "error": str(r)} for r in tally.refused]
                 return _answer(body)

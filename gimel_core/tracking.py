@@ -24,7 +24,7 @@ from .errors import Refused, StoreUnavailable
 from .events import Event
 from .storage.namespace import admit_namespace
 from .storage.runner import Call, Scripts
-from .storage.schema import TRACK_FIRST_COUNTER, TrackSettings
+from .storage.schema import NO_SOURCE, TRACK_FIRST_COUNTER, TrackSettings
 from .storage.track import (
     Counted,
     ExactEvent,
@@ -32,6 +32,7 @@ from .storage.track import (
     ShardFull,
     TrackEvent,
     TrackReply,
+    source_budget,
     track_exact,
     track_hll,
 )
@@ -53,6 +54,8 @@ class Tally:
     refused: list[Refused] = field(default_factory=list)
     undeclared: int = 0
     """Events answered but not counted: their experiment, variant or goal is not declared."""
+    over_budget: int = 0
+    """Events answered but not counted: their source added its budget this hour."""
 
 
 Ident = tuple[str, str]
@@ -75,32 +78,37 @@ class Tracker(StoreBacked):
             max_goals=config.max_goals,
             registration=config.registration,
         )
+        self.budget = config.source_budget
         self._modes: dict[Ident, tuple[str, int]] = {}  # as recorded in Redis
         self._namespaces: set[str] = set()  # known to be admitted
 
-    def track(self, event: Event) -> bool:
-        """Count one event; True if it was new. Refused if past a cap or an allowlist."""
+    def track(self, event: Event, source: str | None = None) -> bool:
+        """Count one event; True if it was new. Refused if past a cap or an allowlist.
+
+        ``source``: the salted hash of the client's address (``gimel_core.sources``), whose
+        budget of new events per experiment and hour the event counts against; None: none."""
         ident = (event.namespace, event.experiment)
         tally = Tally()
         refusal = self._admit(*ident)
         if refusal is _UNDECLARED:  # answered, not counted: no refusal
             tally.undeclared, refusal = 1, None
         elif refusal is None:
-            self._count(ident, [event], tally, *self._assumed(ident))
+            self._count(ident, [event], tally, *self._assumed(ident), source)
             refusal = tally.refused[0] if tally.refused else None
-        if refusal or tally.undeclared:
+        if refusal or tally.undeclared or tally.over_budget:
             self._record_dropped([refusal] if refusal else [], tally)
         if refusal:
             raise refusal
         return tally.new > 0
 
-    def track_many(self, events: list[Event]) -> Tally:
+    def track_many(self, events: list[Event], source: str | None = None) -> Tally:
         """Count events: one script call per experiment, one pipeline, one round trip per node.
 
         Counting is idempotent (PFADD, or de-dup before the counter), so a batch that
         failed half-way can simply be sent again. Events past a cap or outside the
         allowlists are not counted; they are tallied (and added to the ``dropped`` counts), as
-        are events the registration mode or a plan leaves out (``undeclared``).
+        are events the registration mode or a plan leaves out (``undeclared``) and those past
+        their source's budget (``over_budget``; ``source`` as in :meth:`track`).
         """
         tally = Tally()
         groups: dict[Ident, list[Event]] = {}
@@ -118,7 +126,8 @@ class Tracker(StoreBacked):
         pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
         for _ in range(_ATTEMPTS):
             calls = [
-                self._call(ident, group, mode, window) for ident, group, mode, window in pending
+                self._call(ident, group, mode, window, source)
+                for ident, group, mode, window in pending
             ]
             replies = self.scripts.run(calls)
             retry = []
@@ -141,10 +150,16 @@ class Tracker(StoreBacked):
     # -- one experiment -----------------------------------------------------------------
 
     def _count(
-        self, ident: Ident, events: list[Event], tally: Tally, mode: str, window: int
+        self,
+        ident: Ident,
+        events: list[Event],
+        tally: Tally,
+        mode: str,
+        window: int,
+        source: str | None,
     ) -> None:
         for _ in range(_ATTEMPTS):
-            reply = self.scripts.run_one(self._call(ident, events, mode, window))
+            reply = self.scripts.run_one(self._call(ident, events, mode, window, source))
             moved = self._settle(ident, events, mode, window, reply, tally)
             if moved is None:
                 return
@@ -170,16 +185,24 @@ class Tracker(StoreBacked):
         self._remember(ident, mode, window)
         tally.new += reply.new
         tally.counted += (
-            len(events) - reply.dropped_variants - reply.dropped_goals - reply.undeclared
+            len(events)
+            - reply.dropped_variants
+            - reply.dropped_goals
+            - reply.undeclared
+            - reply.over_budget
         )
         tally.undeclared += reply.undeclared
+        tally.over_budget += reply.over_budget
         tally.refused += [_refused("variants", ident[1], self.config)] * reply.dropped_variants
         tally.refused += [_refused("goals", ident[1], self.config)] * reply.dropped_goals
         return None
 
-    def _call(self, ident: Ident, events: list[Event], mode: str, window: int) -> Call[TrackReply]:
+    def _call(
+        self, ident: Ident, events: list[Event], mode: str, window: int, source: str | None
+    ) -> Call[TrackReply]:
         ns, exp = ident
         now = int(self.clock())
+        budget = NO_SOURCE if source is None else source_budget(source, self.budget, now)
         if mode == Mode.HLL:
             counters: dict[tuple[str, str], int] = {}  # (goal, variant) -> KEYS index
             hll_events: list[TrackEvent] = []
@@ -189,14 +212,14 @@ class Tracker(StoreBacked):
                     slot = counters[e.event, e.variant] = TRACK_FIRST_COUNTER + len(counters)
                 hll_events.append((e.variant, e.event, e.uuid, slot))
             hlls = [(keys.hll(ns, exp, g, v), keys.counts_field(g, v)) for g, v in counters]
-            return track_hll(ns, exp, self.new, now, hlls, hll_events)
+            return track_hll(ns, exp, self.new, now, hlls, hll_events, budget)
         exact_events: list[ExactEvent] = []
         for e in events:
             member = dedup.record(e.event, e.variant, e.uuid).member
             exact_events.append((e.variant, e.event, member, keys.counts_field(e.event, e.variant)))
         buckets = [keys.seen(ns, exp, b) for b in dedup.lookup_buckets(window, now)]
         expiry = dedup.expiry(window, now)
-        return track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events)
+        return track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events, budget)
 
     # -- admission and caches -----------------------------------------------------------
 
@@ -227,6 +250,8 @@ class Tracker(StoreBacked):
         dropped = Counter(r.reason for r in refused)
         if tally.undeclared:
             dropped[UNDECLARED] = tally.undeclared
+        if tally.over_budget:
+            dropped[OVER_BUDGET] = tally.over_budget
         for reason, n in dropped.items():
             self.client.hincrby(keys.abuse(), f"dropped:{reason}", n)
 
@@ -241,6 +266,8 @@ class Tracker(StoreBacked):
 
 UNDECLARED = "undeclared"
 """``meta.dropped`` reason of events for names no plan declares (answered 200, not counted)."""
+OVER_BUDGET = "source"
+"""``meta.dropped`` reason of events past their source's budget (answered 200, not counted)."""
 _UNDECLARED = Refused("namespace", UNDECLARED, "not counted: no experiment is declared here")
 
 

@@ -50,6 +50,8 @@ PARAMS = {
     "trackPaths": "collect,t",
     "counting": "exact",
     "dedupWindow": "3600",
+    "sourceBudget": "40",
+    "trackRateLimit": "500",
     "subnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "securityGroupIds": "sg-0123456789abcdef0",
 }
@@ -227,10 +229,24 @@ def test_function_runtime_settings_and_environment(package: Package) -> None:
         # A deploy counts only declared experiments unless told otherwise (serverless.yml).
         "GIMEL_REGISTRATION": "declared",
         "GIMEL_TRACK_PATHS": "collect,t",
+        "GIMEL_SOURCE_BUDGET": "40",
     }
     assert function["VpcConfig"] == {
         "SubnetIds": PARAMS["subnetIds"].split(","),
         "SecurityGroupIds": PARAMS["securityGroupIds"].split(","),
+    }
+
+
+def test_the_stage_throttles_every_tracking_route(package: Package) -> None:
+    """trackRateLimit: API Gateway's ceiling on the tracking routes, all visitors together."""
+    (deployment,) = package.resources("AWS::ApiGateway::Deployment").values()
+    settings = deployment["StageDescription"]["MethodSettings"]
+    throttled = {(s["HttpMethod"], s["ResourcePath"]) for s in settings}
+    assert throttled == {
+        (method, f"/~1{path}") for path in ("track", "collect", "t") for method in ("GET", "POST")
+    }
+    assert {(s["ThrottlingRateLimit"], s["ThrottlingBurstLimit"]) for s in settings} == {
+        (500, 1000)
     }
 
 
@@ -318,6 +334,8 @@ def test_zip_is_self_contained(package: Package, redis_url: str, tmp_path: Path)
         ({"trackPaths": "experiments"}, "collides with an existing route"),
         ({"trackPaths": "collect.js"}, "may only hold letters, digits"),
         ({"subnetIds": None}, "needs both subnetIds and securityGroupIds"),
+        ({"sourceBudget": "thirty"}, "sourceBudget must be a whole number"),
+        ({"trackRateLimit": "0"}, "trackRateLimit must be a whole number"),
     ],
 )
 def test_package_refuses_settings_that_cannot_work(

@@ -38,6 +38,8 @@ EXPERIMENTS, VARIANTS, GOALS = 24, defaults.MAX_VARIANTS, defaults.MAX_GOALS
 def handler(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Any:
     monkeypatch.setenv("GIMEL_REDIS_URL", redis_url)
     monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
+    # Visitors from many addresses, replayed from one recorded event's: no source budget.
+    monkeypatch.setenv("GIMEL_SOURCE_BUDGET", "0")
     for name in ("GIMEL_COUNTING", "GIMEL_MAX_VARIANTS", "GIMEL_MAX_GOALS"):
         monkeypatch.delenv(name, raising=False)  # the default caps
     sys.modules.pop("handler", None)

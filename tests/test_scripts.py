@@ -85,7 +85,10 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         max_goals=5,
         registration="open",
     )
-    call = track_exact("ns", "exp", 60, new, 1_000, ["bucket"], 2_000, [("v", "g", "1", "f")])
+    source = schema.TrackSource("5f0c", 30, 3_600)
+    call = track_exact(
+        "ns", "exp", 60, new, 1_000, ["bucket"], 2_000, [("v", "g", "1", "f")], source
+    )
     named = dict(zip((name for name, _ in schema.slots("track")), call.args, strict=False))
     assert named == {
         "experiment": "exp",
@@ -95,6 +98,7 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         "bucket_expiry": 2_000,
         "counters": 0,
         **new._asdict(),
+        **source._asdict(),
     }
     assert call.args[len(named) :] == ["v", "g", "1", "f"]
 

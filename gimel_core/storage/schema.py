@@ -89,7 +89,10 @@ def experiment_keys(namespace: str, experiment: str) -> list[str]:
     ]
 
 
-TRACK_FIRST_COUNTER = 7
+TRACK_SOURCES = 7
+"""KEYS index (1-based) of track.lua's per-source counts of the current hour (``keys.sources``)."""
+
+TRACK_FIRST_COUNTER = 8
 """KEYS index (1-based) of track.lua's first HyperLogLog (hll) or de-dup bucket (exact)."""
 
 
@@ -125,6 +128,21 @@ class TrackSettings(NamedTuple):
     max_goals: int
     registration: str
     """``open`` counts undeclared experiments (creating them), ``declared`` only planned ones."""
+
+
+class TrackSource(NamedTuple):
+    """Whose events these are, and how many new ones a source may add this hour (after
+    :class:`TrackSettings`; ``gimel_core.sources``)."""
+
+    source: str
+    """The request's salted source hash; empty: not budgeted."""
+    source_budget: int
+    source_expiry: int
+    """When the hour's per-source counts go (unix seconds): the end of the hour."""
+
+
+NO_SOURCE = TrackSource("", 0, 0)
+"""Events counted under no budget."""
 
 
 class PlanArgv(NamedTuple):
@@ -165,7 +183,7 @@ class ImportArgv(NamedTuple):
 
 
 ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
-    "track": ((TrackArgv, TrackSettings), "fields_at"),
+    "track": ((TrackArgv, TrackSettings, TrackSource), "fields_at"),
     "read": ((), None),
     "plan": ((PlanArgv,), "variants_at"),
     "settings": ((), "fields_at"),
@@ -205,6 +223,7 @@ PRELUDE = "\n".join(
         f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
         f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
         f"local ACTION = {_table({a.value: a.value for a in ClearAction})}",
+        f"local TRACK_SOURCES = {TRACK_SOURCES}",
         f"local TRACK_FIRST_COUNTER = {TRACK_FIRST_COUNTER}",
         "local DEDUP = "
         + _table(

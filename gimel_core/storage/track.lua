@@ -7,6 +7,8 @@
 -- KEYS[4]  goals set
 -- KEYS[5]  history hash: UTC day number -> JSON of the cumulative counts at that day's end
 -- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key); exact: the counts hash
+-- KEYS[TRACK_SOURCES]
+--          this clock hour's per-source counts: salted source hash -> new events it added
 -- KEYS[TRACK_FIRST_COUNTER..]
 --          hll: the HyperLogLogs the events count into
 --          exact: the current de-dup bucket, then older buckets in the window, then the
@@ -31,10 +33,11 @@
 -- plan lists, under no cap: visitors cannot add names to it, and the caps they can fill do not
 -- apply to it. An undeclared one is counted only in open registration, under the caps.
 --
--- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared}: how many events
--- were new (duplicates count 0), how many were dropped because they would add a variant or a
--- goal past its cap, and how many because the experiment, variant or goal is not declared
--- (in declared registration, an undeclared experiment: every event, nothing written). Or,
+-- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_budget}: how
+-- many events were new (duplicates count 0), how many were dropped because they would add a
+-- variant or a goal past its cap, how many because the experiment, variant or goal is not
+-- declared (in declared registration, an undeclared experiment: every event, nothing
+-- written), and how many because their source had added its budget this hour. Or,
 -- with nothing written: {TRACK.recorded_otherwise, mode, window} when the
 -- experiment was recorded with another mode or window (the caller rebuilds its keys for those
 -- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
@@ -46,7 +49,14 @@
 -- DEDUP.load-th record splits one set in two. Every key written gets the current bucket's
 -- expiry (bucket_expiry).
 --
--- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_FIRST_COUNTER and DEDUP come from
+-- One source's budget (gimel_core/sources.py): when `source` is not empty, the events are
+-- one request's, whose client address hashes to `source`. Once that source has added
+-- `source_budget` new events to this experiment this hour, its further events are not
+-- counted (over_budget); an event that was not new (a resent one) costs nothing. The hour's
+-- counts expire when it ends (source_expiry).
+--
+-- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER and
+-- DEDUP come from
 -- the prelude (gimel_core/storage/schema.py), create_experiment from prelude.lua.
 
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan)
@@ -54,7 +64,7 @@ local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded
 local first_event = fields_at + counters
 local stride = 4  -- arguments per event
 if not plan and registration == REGISTRATION.declared then
-  return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride}
+  return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0}
 end
 local today = math.floor(now / DAY)
 if not mode then
@@ -181,6 +191,13 @@ local function record(member)
   written[from], written[to] = true, true
 end
 
+-- One source's budget: what it added this hour (nil: not budgeted).
+local spent, spent_before, over_budget = nil, 0, 0
+if source ~= '' then
+  spent = tonumber(redis.call('HGET', KEYS[TRACK_SOURCES], source) or '0')
+  spent_before = spent
+end
+
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
 for i = first_event, #ARGV, stride do
@@ -203,6 +220,10 @@ for i = first_event, #ARGV, stride do
   else
     counted = true
   end
+  if counted and spent and spent >= source_budget then  -- one source's budget
+    counted, over_budget = false, over_budget + 1
+  end
+  local new_before = new
   if counted and not exact then
     local k = tonumber(target)
     used[k] = true
@@ -222,6 +243,9 @@ for i = first_event, #ARGV, stride do
       new = new + 1
     end
   end
+  if spent then  -- one source's budget: only new events cost
+    spent = spent + new - new_before
+  end
 end
 -- Index only the HyperLogLogs that counted something: a dropped name leaves no trace.
 for k in pairs(used) do
@@ -235,4 +259,9 @@ end
 for key in pairs(written) do
   redis.call('EXPIREAT', key, bucket_expiry)
 end
-return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared}
+-- One source's budget: its count, kept until the hour ends.
+if spent and spent > spent_before then
+  redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
+  redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
+end
+return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_budget}

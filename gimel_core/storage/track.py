@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .. import keys
+from .. import defaults, keys
 from ..vocabulary import Mode
 from .runner import Call, text
-from .schema import TrackArgv, TrackSettings, TrackTag, experiment_keys
+from .schema import NO_SOURCE, TrackArgv, TrackSettings, TrackSource, TrackTag, experiment_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,8 @@ class Counted:
     dropped_goals: int
     undeclared: int = 0
     """Events dropped because their experiment, variant or goal is not declared."""
+    over_budget: int = 0
+    """Events dropped because their source added its budget of new events this hour."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,7 @@ TrackReply = Counted | RecordedOtherwise | ShardFull
 def _reply(reply: list[Any]) -> TrackReply:
     tag = int(reply[0])
     if tag == TrackTag.COUNTED:
-        return Counted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+        return Counted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]), int(reply[5]))
     if tag == TrackTag.RECORDED_OTHERWISE:
         return RecordedOtherwise(text(reply[1]), int(reply[2]))
     return ShardFull()
@@ -54,6 +56,17 @@ TrackEvent = tuple[str, str, str, int]
 ExactEvent = tuple[str, str, str, str]
 """(variant, goal, member, field of the counts hash): one exact event, its uuid as a
 ``dedup.Record``'s member."""
+
+
+def _sources(namespace: str, experiment: str, now: int) -> str:
+    """KEYS[TRACK_SOURCES]: the per-source counts of the current clock hour."""
+    return keys.sources(namespace, experiment, now // defaults.SOURCE_WINDOW)
+
+
+def source_budget(source: str, budget: int, now: int) -> TrackSource:
+    """The ARGV that counts events under ``source``'s budget for the current hour."""
+    hour = now // defaults.SOURCE_WINDOW
+    return TrackSource(source, budget, (hour + 1) * defaults.SOURCE_WINDOW)
 
 
 @lru_cache(maxsize=4_096)
@@ -71,6 +84,7 @@ def track_hll(
     now: int,
     counters: list[tuple[str, str]],
     events: list[TrackEvent],
+    source: TrackSource = NO_SOURCE,
 ) -> Call[TrackReply]:
     """Count ``events`` of one hll experiment; ``counters``: (HyperLogLog key, counts field),
     in the order their KEYS indexes (from TRACK_FIRST_COUNTER) were given to the events."""
@@ -82,11 +96,11 @@ def track_hll(
         bucket_expiry=0,
         counters=len(counters),
     )
-    args: list[Any] = [*call, *new]
+    args: list[Any] = [*call, *new, *source]
     args += [field for _, field in counters]
     for event in events:
         args += event
-    head = _head(namespace, experiment, Mode.HLL)
+    head = [*_head(namespace, experiment, Mode.HLL), _sources(namespace, experiment, now)]
     return Call("track", [*head, *(key for key, _ in counters)], args, _reply)
 
 
@@ -99,6 +113,7 @@ def track_exact(
     buckets: list[str],
     bucket_expiry: int,
     events: list[ExactEvent],
+    source: TrackSource = NO_SOURCE,
 ) -> Call[TrackReply]:
     """Count ``events`` of one exact experiment; ``buckets``: the de-dup buckets to look
     in (``keys.seen``, :func:`dedup.lookup_buckets`), current first; ``bucket_expiry``: when
@@ -111,7 +126,8 @@ def track_exact(
         bucket_expiry=bucket_expiry,
         counters=0,
     )
-    args: list[Any] = [*call, *new]
+    args: list[Any] = [*call, *new, *source]
     for event in events:
         args += event
-    return Call("track", [*_head(namespace, experiment, Mode.EXACT), *buckets], args, _reply)
+    head = [*_head(namespace, experiment, Mode.EXACT), _sources(namespace, experiment, now)]
+    return Call("track", [*head, *buckets], args, _reply)
