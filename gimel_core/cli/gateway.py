@@ -17,6 +17,7 @@ import asyncio
 import io
 import json
 import os
+import signal
 import socket
 import struct
 import threading
@@ -39,6 +40,9 @@ the Redis timeout, a stall answers every client within about a second, whatever 
 
 RETRY_AFTER = str(defaults.RETRY_AFTER)
 
+CLOSE = ("Connection", "close")
+FIRST = asyncio.FIRST_COMPLETED
+
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
@@ -55,25 +59,51 @@ class Gateway:
         self.app = app
         self.threads = threads
         self.max_body = max_body
-        self.pool: ThreadPoolExecutor | None = None
+        # Made in each worker by __rsgi_init__: threads and futures do not survive a fork.
+        self.pool: ThreadPoolExecutor
+        self.stopped: asyncio.Future[None]
 
     # RSGI: granian calls these in each worker, with its event loop.
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gimel")
+        self.stopped = loop.create_future()
+
+        def stop(signum: int, frame: object) -> None:
+            loop.call_soon_threadsafe(self._stop)
+
+        # granian stops the worker from its own handler, which still runs: the loop learns of
+        # the signal through its wake-up descriptor, whatever Python-level handler is set.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, stop)
+
+    def _stop(self) -> None:
+        if not self.stopped.done():
+            self.stopped.set_result(None)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
-        try:
-            body = await asyncio.wait_for(self._body(scope, protocol), BODY_TIMEOUT)
-        except TimeoutError:
-            message = f"the request body did not arrive within {BODY_TIMEOUT} s"
-            answer = _json(408, message, ("Connection", "close"))
+        headers = scope.headers
+        if scope.http_version.startswith("1") and not (
+            "content-length" in headers or "transfer-encoding" in headers
+        ):
+            body = b""  # HTTP/1 without either header: no body
         else:
-            answer = await self._call(_environ(scope, body))
-        protocol.response_bytes(*answer)
+            reading: asyncio.Future[Any] = asyncio.ensure_future(self._body(scope, protocol))
+            await asyncio.wait([reading, self.stopped], timeout=BODY_TIMEOUT, return_when=FIRST)
+            if not reading.done():
+                reading.cancel()
+                if self.stopped.done():
+                    stopping = "the server is stopping, retry later"
+                    answer = _json(503, stopping, ("Retry-After", RETRY_AFTER), CLOSE)
+                else:
+                    late = f"the request body did not arrive within {BODY_TIMEOUT} s"
+                    answer = _json(408, late, CLOSE)
+                protocol.response_bytes(*answer)
+                return
+            body = reading.result()
+        protocol.response_bytes(*await self._call(_environ(scope, body)))
 
     async def _body(self, scope: Any, protocol: Any) -> bytes:
         """The body, or its first ``max_body + 1`` bytes: the app answers a longer one 413
@@ -93,7 +123,6 @@ class Gateway:
         return b"".join(chunks)
 
     async def _call(self, environ: dict[str, Any]) -> Answer:
-        assert self.pool is not None, "__rsgi_init__ starts the threads"
         job = self.pool.submit(self._run, environ)
         waiting = asyncio.wrap_future(job)
         done, _ = await asyncio.wait([waiting], timeout=QUEUE_TIMEOUT)
