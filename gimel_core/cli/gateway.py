@@ -5,10 +5,11 @@ lets the app read the body from that thread, with no time limit: a client trickl
 holds the thread for as long as it likes. So `gimel serve` runs granian's asynchronous
 interface (RSGI) instead and :class:`Gateway` adapts it: the body is read on the event loop
 (a slow client costs a coroutine, never a thread) within :data:`BODY_TIMEOUT`, and only a
-complete request is queued for one of the app's threads. A request that cannot start within
-:data:`QUEUE_TIMEOUT` (every thread waiting on a stalled Redis) is answered 503 at once and
-never reaches Redis. :class:`IdleReaper` closes connections on which the client sends nothing:
-neither granian nor the HTTP library under it has an idle timeout.
+complete request is queued for one of the app's threads. A request that could not start
+within :data:`QUEUE_TIMEOUT` (every thread waiting on a stalled Redis) is answered 503 without
+reaching Redis. :class:`IdleReaper` closes connections on which the client sends nothing:
+granian's header timeout starts with a request's first byte, so a connection that never
+sends one was kept for ever.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,8 +37,10 @@ IDLE_TIMEOUT = 10
 a kept-alive connection) before it is closed."""
 
 QUEUE_TIMEOUT = 0.5
-"""Seconds a complete request may wait for a free app thread before it is answered 503: with
-the Redis timeout, a stall answers every client within about a second, whatever the load."""
+"""Seconds a complete request may wait for a free app thread: one that waited longer is
+answered 503 as soon as a thread takes it, without going to Redis. The threads are then stuck
+on a stalled Redis, each for at most the Redis timeout, so every client is answered within
+about QUEUE_TIMEOUT + 2 x GIMEL_REDIS_TIMEOUT seconds, whatever the load."""
 
 RETRY_AFTER = str(defaults.RETRY_AFTER)
 
@@ -50,6 +54,9 @@ def _json(status: int, error: str, *headers: tuple[str, str]) -> Answer:
     body = json.dumps({"error": error}).encode()
     plain = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
     return status, [*plain, *headers], body
+
+
+BUSY = _json(503, "the server is busy, retry later", ("Retry-After", RETRY_AFTER))
 
 
 class Gateway:
@@ -123,14 +130,12 @@ class Gateway:
         return b"".join(chunks)
 
     async def _call(self, environ: dict[str, Any]) -> Answer:
-        job = self.pool.submit(self._run, environ)
-        waiting = asyncio.wrap_future(job)
-        done, _ = await asyncio.wait([waiting], timeout=QUEUE_TIMEOUT)
-        if not done and job.cancel():  # still queued: no thread took it, none will
-            return _json(503, "the server is busy, retry later", ("Retry-After", RETRY_AFTER))
-        return await waiting
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._run, environ, time.monotonic())
 
-    def _run(self, environ: dict[str, Any]) -> Answer:
+    def _run(self, environ: dict[str, Any], queued: float) -> Answer:
+        if time.monotonic() - queued > QUEUE_TIMEOUT:
+            return BUSY  # the threads are stuck (on a stalled Redis): spare it the wait
         answer: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> None:

@@ -158,7 +158,7 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
             listener = listen(host, port)
             started = True
             _banner(defaults.local_url(host, port), app, store)
-            run(app, listener, workers, threads)
+            run(app, listener, workers, threads, app.config["GIMEL"].batch_max_bytes)
     finally:  # SIGINT and SIGTERM are ignored from here on
         if listener is not None:
             listener.close()
@@ -196,8 +196,15 @@ def _banner(base: str, app: Any, store: Any) -> None:
     sys.stdout.flush()
 
 
-def run(app: Any, listener: socket.socket, workers: int, threads: int) -> None:
-    """Serve the WSGI ``app`` on ``listener`` with granian until SIGINT or SIGTERM.
+def run(
+    app: Any,
+    listener: socket.socket,
+    workers: int,
+    threads: int,
+    max_body: int = defaults.BATCH_MAX_BYTES,
+) -> None:
+    """Serve the WSGI ``app`` on ``listener`` with granian until SIGINT or SIGTERM; bodies
+    past ``max_body`` bytes are not read (the app answers them 413).
 
     The workers are forked from this process, so they share the app built here (and leave
     the embedded Redis to it); a worker that dies is replaced. Exits 1 (SystemExit) if
@@ -229,7 +236,7 @@ def run(app: Any, listener: socket.socket, workers: int, threads: int) -> None:
     # The workers must inherit the app built here: fork, whatever the platform's default.
     multiprocessing.set_start_method("fork", force=True)
     port = listener.getsockname()[1]
-    gateway = Gateway(app, threads, app.config["GIMEL"].batch_max_bytes)
+    gateway = Gateway(app, threads, max_body)
 
     def load() -> Any:
         # In each worker, once forked: its own idle reaper (a thread does not survive a fork).
