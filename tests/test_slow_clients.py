@@ -14,7 +14,8 @@ body is read on the event loop, not by an app thread, so probes are answered as 
 above, and each slow body is answered 408 and cut after ``gateway.BODY_TIMEOUT`` (10 s).
 (Before: 8 of them took the 8 app threads; 6 probes were answered in 30 s.) Silent
 connections, fresh or kept alive after a request, are cut after ``gateway.IDLE_TIMEOUT``
-(10 s); a connection that keeps sending requests is not.
+(10 s); a connection that keeps sending requests is not; 1,100 of them (granian's default
+would serve 512 a worker) lock no one out.
 
 Loopback only, a fixed number of sockets, every loop bounded in time, everything closed in
 ``finally``.
@@ -312,6 +313,27 @@ def test_silent_connections_are_cut(tmp_path: Path) -> None:
             assert busy_answers >= (gateway.IDLE_TIMEOUT + 2) / 2  # never cut
         finally:
             busy.close()
+            for sock in socks:
+                sock.close()
+
+
+MANY_SILENT = 1100  # more than granian's default connections per worker (512) x 2 workers
+
+
+@pytest.mark.slow
+def test_more_silent_connections_than_granian_takes_by_default_lock_no_one_out(
+    tmp_path: Path,
+) -> None:
+    with _open_files(MANY_SILENT + 500), GimelServe(tmp_path, "--workers", "2") as gimel:
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(MANY_SILENT):
+                socks.append(socket.create_connection((HOST, gimel.port), timeout=2))
+            time.sleep(0.5)  # all accepted
+            latencies = sorted(_probe(gimel.port, 2))
+            print(f"\n{MANY_SILENT} silent connections: probes' worst {latencies[-1]:.1f} ms")
+            assert latencies[-1] <= 5 * P99_MS  # before: none answered until they were cut
+        finally:
             for sock in socks:
                 sock.close()
 

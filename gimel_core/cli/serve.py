@@ -1,12 +1,12 @@
 """`gimel serve`: Gimel under granian on this machine, one worker process per core.
 
 granian parses HTTP in Rust (hyper on tokio): a connection costs a socket and a small buffer,
-not a Python thread. Its headers are read in Rust, its body on each worker's event loop
-(:mod:`.gateway`), and only a complete request is handed to one of the app's threads: a slow
-client holds no thread and hits no connection cap. A client is cut when it takes longer than
-:data:`HEADER_TIMEOUT` to send its headers, :data:`~.gateway.BODY_TIMEOUT` its body, or sends
-nothing for :data:`~.gateway.IDLE_TIMEOUT`. `bench/servers.py` measures it against waitress
-and gunicorn.
+neither a Python thread nor one of a few hundred slots (:func:`_connections_per_worker`). Its
+headers are read in Rust, its body on each worker's event loop (:mod:`.gateway`), and only a
+complete request is handed to one of the app's threads. A client is cut when it takes longer
+than :data:`HEADER_TIMEOUT` to send its headers or :data:`~.gateway.BODY_TIMEOUT` its body,
+or sends nothing for :data:`~.gateway.IDLE_TIMEOUT`. `bench/servers.py` measures it against
+waitress and gunicorn.
 
 This process binds the socket, runs the embedded Redis and supervises the workers, which are
 forked from it with the app already built and accept on the one socket. SIGINT (Ctrl-C) and
@@ -248,12 +248,22 @@ def run(
         interface=Interfaces.RSGI,
         workers=workers,
         backlog=BACKLOG,
+        backpressure=_connections_per_worker(),
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000),
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
         workers_kill_timeout=STOP_TIMEOUT,
     )
     server.serve(target_loader=load, wrap_loader=False)
+
+
+def _connections_per_worker() -> int:
+    """Connections a worker serves at once (granian's ``backpressure``; by default half the
+    backlog, 512 with 2 workers, which 1,024 silent connections would fill): as many as its
+    open files allow, less room for its own files and Redis connections. A connection costs a
+    socket and, while its request is read, a coroutine; slow ones are cut."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return OPEN_FILES if soft == resource.RLIM_INFINITY else max(64, soft - 256)
 
 
 def _more_open_files() -> None:
