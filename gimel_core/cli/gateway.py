@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -51,8 +52,14 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 def _json(status: int, error: str, *headers: tuple[str, str]) -> Answer:
+    """An answer of the gateway's own, as the app words its errors; readable by a page on any
+    origin (a browser's tracking call sees the status, not a network error)."""
     body = json.dumps({"error": error}).encode()
-    plain = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+    plain = [
+        ("Content-Type", "application/json"),
+        ("Cache-Control", "no-store"),
+        ("Access-Control-Allow-Origin", "*"),
+    ]
     return status, [*plain, *headers], body
 
 
@@ -169,7 +176,7 @@ def _environ(scope: Any, body: bytes) -> dict[str, Any]:
         "wsgi.url_scheme": scope.scheme,
         "wsgi.input": io.BytesIO(body),
         "wsgi.input_terminated": True,
-        "wsgi.errors": io.StringIO(),
+        "wsgi.errors": sys.stderr,
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
