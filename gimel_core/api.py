@@ -223,8 +223,9 @@ def health() -> Response:
 # Any .js, .css or .html file of the dashboard folder, by a plain name (no dot-file, no
 # subfolder, no ".."); the extension gives the content type. The pinned libraries' release
 # files live apart in dashboard/vendor/ but are served at the same level: API Gateway's
-# dashboard/{asset} route matches one path segment only.
-DASHBOARD_ASSET = re.compile(r"[a-z][a-z0-9-]*\.(js|css|html)")
+# dashboard/{asset} route matches one path segment only. Names are short: a longer one is
+# not looked up (the file system would refuse it, ENAMETOOLONG, past 255 bytes).
+DASHBOARD_ASSET = re.compile(r"[a-z][a-z0-9-]{0,63}\.(js|css|html)")
 DASHBOARD_FOLDERS = (("dashboard",), ("dashboard", "vendor"))
 DASHBOARD_TYPES = {
     "js": "text/javascript; charset=utf-8",

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """``redis+cluster://host:port,host:port`` (as the ``limits`` library writes it), TLS too."""
 
+CONNECTIONS = 64
+"""Most connections one process opens to Redis (to each node of a cluster): more than the
+threads that use them (``gimel serve --threads``), so one is free unless Redis stalls."""
+
 
 def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
     """One client (and connection pool) for the whole process, reused across requests.
@@ -38,8 +42,11 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
     Every call fails within about ``timeout * (1 + REDIS_RETRIES)`` seconds (no periodic
     health-check PING: it would run its own retries inside each attempt), so a client
     that sees 503 can keep its event queued; the pool reconnects by itself once Redis is
-    back, with no restart. A cluster URL gives a cluster client with the same interface:
-    every key of an experiment lives in one slot, so nothing else needs to know.
+    back, with no restart. The pool holds at most :data:`CONNECTIONS` connections and a call
+    waits at most ``timeout`` for one: a stall neither opens a connection per waiting thread
+    nor keeps a thread waiting without bound. A cluster URL gives a cluster client with the
+    same interface: every key of an experiment lives in one slot, so nothing else needs to
+    know.
     """
     options: dict[str, Any] = {
         "socket_timeout": timeout,
@@ -52,17 +59,21 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
         nodes = [ClusterNode(*_host_port(node)) for node in _netlocs(rest)]
         cluster = RedisCluster(
             startup_nodes=nodes,
+            max_connections=CONNECTIONS,  # per node; more: an error at once
             username=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
             ssl=scheme == "rediss+cluster",
             **options,
         )
         return cast(redis.Redis, cluster)
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=CONNECTIONS,
+        timeout=timeout,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         **options,
     )
+    return redis.Redis.from_pool(pool)
 
 
 def _netlocs(rest: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
+from werkzeug.exceptions import NotFound
 
 from conftest import API_KEY
 from helpers import original
 
 EVENTS = Path(__file__).parent / "events"
+NOT_FOUND = NotFound.description
 
 
 def load(name: str) -> dict[str, Any]:
@@ -136,3 +140,25 @@ def test_a_deeply_nested_settings_body_through_the_handler_is_400(handler: Modul
     answer = handler.handler(event, None)
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["field"] == "body"
+
+
+LONG_ASSET_NAMES = ["a" * 253 + ".js", "a" * 300 + ".css", "a" * 64 + ".js", "é" * 200 + ".js"]
+"""Longer than a file name may be (255 bytes: ENAMETOOLONG, once a 500 with a traceback),
+or just past the longest name looked up."""
+
+
+@pytest.mark.single_redis  # no Redis is involved
+@pytest.mark.parametrize("name", LONG_ASSET_NAMES, ids=lambda name: f"{len(name)}-chars")
+def test_a_dashboard_asset_name_too_long_for_a_file_is_404_on_both_paths(
+    handler: ModuleType, client: FlaskClient, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    direct = client.get(f"/dashboard/{name}")
+    assert direct.status_code == 404
+    assert direct.get_json() == {"error": NOT_FOUND}
+    event = load("health.json")
+    event.update(path=f"/dashboard/{name}", resource="/dashboard/{asset}")
+    event["pathParameters"] = {"asset": name}
+    answer = handler.handler(event, None)
+    assert answer["statusCode"] == 404
+    assert json.loads(answer["body"]) == {"error": NOT_FOUND}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback

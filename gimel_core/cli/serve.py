@@ -1,9 +1,12 @@
 """`gimel serve`: Gimel under granian on this machine, one worker process per core.
 
 granian parses HTTP in Rust (hyper on tokio): a connection costs a socket and a small buffer,
-not a Python thread, and a request reaches Python only once its headers are complete. So
-clients that trickle their headers hold no thread and hit no connection cap; they are cut
-after :data:`HEADER_TIMEOUT`. `bench/servers.py` measures it against waitress and gunicorn.
+neither a Python thread nor one of a few hundred slots (:func:`_connections_per_worker`). Its
+headers are read in Rust, its body on each worker's event loop (:mod:`.gateway`), and only a
+complete request is handed to one of the app's threads. A client is cut when it takes longer
+than :data:`HEADER_TIMEOUT` to send its headers or :data:`~.gateway.BODY_TIMEOUT` its body,
+or sends nothing for :data:`~.gateway.IDLE_TIMEOUT`. `bench/servers.py` measures it against
+waitress and gunicorn.
 
 This process binds the socket, runs the embedded Redis and supervises the workers, which are
 forked from it with the app already built and accept on the one socket. SIGINT (Ctrl-C) and
@@ -33,13 +36,14 @@ from ..config import Config
 from ..errors import GimelError
 from ..snippet import snippet
 from . import local_key
+from .gateway import Gateway, IdleReaper
 from .options import data_dir_option, one_line_errors
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 THREADS = 4
 """Python threads per worker running the app. A request holds one only while Gimel works on
-it (the HTTP side is in Rust): a few hundred microseconds around one Redis round trip, so a
+it (HTTP is read before): a few hundred microseconds around one Redis round trip, so a
 few threads keep the core busy while others wait on Redis; more only queue on the GIL
 (`python -m bench.load --threads N`, 2 cores: 2 and 4 alike, 1 and 8 slower)."""
 
@@ -51,8 +55,8 @@ BACKLOG = 1024
 
 STOP_TIMEOUT = 5
 """Seconds a worker has to finish its requests once told to stop, before it is killed: a
-request takes milliseconds, and a client still sending its headers would otherwise hold the
-stop until :data:`HEADER_TIMEOUT` cuts it."""
+request takes milliseconds, and a client still sending its headers or body would otherwise
+hold the stop until :data:`HEADER_TIMEOUT` or :data:`~.gateway.BODY_TIMEOUT` cuts it."""
 
 OPEN_FILES = 65_536
 """Soft limit on open files this process raises itself to (within the hard limit): every
@@ -154,7 +158,7 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
             listener = listen(host, port)
             started = True
             _banner(defaults.local_url(host, port), app, store)
-            run(app, listener, workers, threads)
+            run(app, listener, workers, threads, app.config["GIMEL"].batch_max_bytes)
     finally:  # SIGINT and SIGTERM are ignored from here on
         if listener is not None:
             listener.close()
@@ -192,8 +196,15 @@ def _banner(base: str, app: Any, store: Any) -> None:
     sys.stdout.flush()
 
 
-def run(app: Any, listener: socket.socket, workers: int, threads: int) -> None:
-    """Serve the WSGI ``app`` on ``listener`` with granian until SIGINT or SIGTERM.
+def run(
+    app: Any,
+    listener: socket.socket,
+    workers: int,
+    threads: int,
+    max_body: int = defaults.BATCH_MAX_BYTES,
+) -> None:
+    """Serve the WSGI ``app`` on ``listener`` with granian until SIGINT or SIGTERM; bodies
+    past ``max_body`` bytes are not read (the app answers them 413).
 
     The workers are forked from this process, so they share the app built here (and leave
     the embedded Redis to it); a worker that dies is replaced. Exits 1 (SystemExit) if
@@ -224,18 +235,35 @@ def run(app: Any, listener: socket.socket, workers: int, threads: int) -> None:
 
     # The workers must inherit the app built here: fork, whatever the platform's default.
     multiprocessing.set_start_method("fork", force=True)
+    port = listener.getsockname()[1]
+    gateway = Gateway(app, threads, max_body)
+
+    def load() -> Any:
+        # In each worker, once forked: its own idle reaper (a thread does not survive a fork).
+        IdleReaper(port).start()
+        return gateway
+
     server = Server(
         "gimel",
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         workers=workers,
-        blocking_threads=threads,
         backlog=BACKLOG,
+        backpressure=_connections_per_worker(),
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT * 1000),
         log_level=LogLevels.warning,
         respawn_failed_workers=True,
         workers_kill_timeout=STOP_TIMEOUT,
     )
-    server.serve(target_loader=lambda: app, wrap_loader=False)
+    server.serve(target_loader=load, wrap_loader=False)
+
+
+def _connections_per_worker() -> int:
+    """Connections a worker serves at once (granian's ``backpressure``; by default half the
+    backlog, 512 with 2 workers, which 1,024 silent connections would fill): as many as its
+    open files allow, less room for its own files and Redis connections. A connection costs a
+    socket and, while its request is read, a coroutine; slow ones are cut."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return OPEN_FILES if soft == resource.RLIM_INFINITY else max(64, soft - 256)
 
 
 def _more_open_files() -> None:
