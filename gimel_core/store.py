@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import ConstantBackoff
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """``redis+cluster://host:port,host:port`` (as the ``limits`` library writes it), TLS too."""
+
+CLUSTER_QUERY = ("ssl_ca_certs",)
+"""What a cluster URL's query may set: a CA file for a server whose certificate no public CA
+signed (a single-node URL takes every query argument redis-py's ``from_url`` does)."""
 
 
 def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
@@ -54,6 +58,7 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
             username=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
             ssl=scheme == "rediss+cluster",
+            **_cluster_query(url),
             **options,
         )
         return cast(redis.Redis, cluster)
@@ -62,6 +67,17 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         **options,
     )
+
+
+def _cluster_query(url: str) -> dict[str, Any]:
+    query = parse_qs(urlsplit(url).query)
+    unknown = sorted(set(query) - set(CLUSTER_QUERY))
+    if unknown:
+        raise ConfigError(
+            f"GIMEL_REDIS_URL: a cluster URL takes only {', '.join(CLUSTER_QUERY)} "
+            f"in its query, not {', '.join(unknown)}"
+        )
+    return {name: values[-1] for name, values in query.items()}
 
 
 def _netlocs(rest: str) -> list[str]:
