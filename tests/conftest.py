@@ -37,6 +37,10 @@ AUTH = {"x-api-key": API_KEY}
 ENGINE = engine(os.environ.get("GIMEL_TEST_ENGINE", "redis6"))
 """Every server the tests start runs this engine's binary (tests/test_engines.py checks it)."""
 
+ENGINE_ARGS = [] if ENGINE.name == "redis6" else ["--enable-debug-command", "local"]
+"""Fault tests stall the server with DEBUG SLEEP, which Redis 7 and Valkey refuse by default
+(and Redis 6.2 has no option for)."""
+
 
 def cluster_port() -> int:
     """A port whose cluster bus (port + 10000) is free too, both below the kernel's
@@ -69,7 +73,7 @@ class RedisClusterProcess:
             EmbeddedRedis(
                 base / f"node{i}",
                 port=cluster_port(),
-                extra_args=cluster_args,
+                extra_args=[*ENGINE_ARGS, *cluster_args],
                 binary=ENGINE.server,
                 tls=tls,
             )
@@ -131,7 +135,8 @@ class RedisClusterProcess:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), binary=ENGINE.server).start()
+    folder = tmp_path_factory.mktemp("redis")
+    server = EmbeddedRedis(folder, extra_args=ENGINE_ARGS, binary=ENGINE.server).start()
     yield server
     server.stop()
 
@@ -174,7 +179,9 @@ def tls_redis_server(
 ) -> Iterator[EmbeddedRedis]:
     """A server that listens on TLS only (``--port 0``): reached through ``rediss://``."""
     folder = tmp_path_factory.mktemp("tls-redis")
-    server = EmbeddedRedis(folder, binary=ENGINE.server, tls=test_tls).start()
+    server = EmbeddedRedis(
+        folder, extra_args=ENGINE_ARGS, binary=ENGINE.server, tls=test_tls
+    ).start()
     yield server
     server.stop()
 
