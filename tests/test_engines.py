@@ -5,7 +5,10 @@ is the engine claimed, so a misconfigured run cannot pass on another one."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from conftest import AUTH, ENGINE
 from gimel_core.errors import ConfigError
 from gimel_core.store import connect
 from helpers import original, track
+from tests.serving import GimelServe
 
 pytestmark = pytest.mark.tls
 
@@ -126,6 +130,30 @@ def test_a_declared_plan_and_a_batch(make_app: Callable[..., Flask], counting: s
         assert found["signup"] == {"blue": (10, 40), "red": (10, 40)}
     dropped = client.get("/experiments", headers=AUTH).get_json()[0]["meta"]["dropped"]
     assert sum(dropped.values()) > 0, dropped
+
+
+def test_gimel_serve_reaches_the_engine_through_its_url(redis_url: str, tmp_path: Path) -> None:
+    """The process a team runs, configured only by GIMEL_REDIS_URL (with its CA query)."""
+    with GimelServe(tmp_path, env={"GIMEL_REDIS_URL": redis_url}) as serve:
+        events = [
+            {"experiment": "served", "variant": "red", "event": event, "uuid": f"u{i}"}
+            for i in range(25)
+            for event in (["participate", "signup"] if i < 5 else ["participate"])
+        ]
+        post = urllib.request.Request(
+            f"{serve.base}/track",
+            data=json.dumps(events).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "Mozilla/5.0"},
+        )
+        with urllib.request.urlopen(post, timeout=10) as answer:
+            assert json.load(answer) == {"accepted": 30}
+        read = urllib.request.Request(
+            f"{serve.base}/experiments/served", headers={"x-api-key": serve.api_key()}
+        )
+        with urllib.request.urlopen(read, timeout=10) as answer:
+            goals = original(json.load(answer)["goals"])
+        assert not (tmp_path / "redis.port").exists()  # no embedded Redis: the URL's
+    assert goals[0]["results"] == [{"label": "red", "successes": 5, "trials": 25}]
 
 
 def test_a_cluster_url_refuses_a_query_it_would_ignore() -> None:
