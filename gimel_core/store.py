@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
 from redis.backoff import ConstantBackoff
@@ -34,6 +34,10 @@ CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 CONNECTIONS = 64
 """Most connections one process opens to Redis (to each node of a cluster): more than the
 threads that use them (``gimel serve --threads``), so one is free unless Redis stalls."""
+
+CLUSTER_QUERY = ("ssl_ca_certs",)
+"""What a cluster URL's query may set: a CA file for a server whose certificate no public CA
+signed (a single-node URL takes every query argument redis-py's ``from_url`` does)."""
 
 
 def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
@@ -63,6 +67,7 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
             username=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,
             ssl=scheme == "rediss+cluster",
+            **_cluster_query(url),
             **options,
         )
         return cast(redis.Redis, cluster)
@@ -74,6 +79,17 @@ def connect(url: str, timeout: float = defaults.REDIS_TIMEOUT) -> redis.Redis:
         **options,
     )
     return redis.Redis.from_pool(pool)
+
+
+def _cluster_query(url: str) -> dict[str, Any]:
+    query = parse_qs(urlsplit(url).query)
+    unknown = sorted(set(query) - set(CLUSTER_QUERY))
+    if unknown:
+        raise ConfigError(
+            f"GIMEL_REDIS_URL: a cluster URL takes only {', '.join(CLUSTER_QUERY)} "
+            f"in its query, not {', '.join(unknown)}"
+        )
+    return {name: values[-1] for name, values in query.items()}
 
 
 def _netlocs(rest: str) -> list[str]:
