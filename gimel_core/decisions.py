@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .results import Decision, GoalResult, Planning, Srm, VariantResult, Verdict
+from .results import Decision, GoalResult, Interval, Planning, Srm, VariantResult, Verdict
 from .vocabulary import Analysis, DecisionKind, Direction, Role, VerdictKind
 
 WIN_CHANCE = 0.95
@@ -29,18 +29,34 @@ def verdict(
     analysis: Analysis,
     direction: Direction,
 ) -> Verdict:
-    """The verdict on ``row`` against the ``control`` row on ``goal`` (``direction``: which
-    way is better).
+    """The verdict on ``row`` against the ``control`` row on ``goal`` (:func:`judge`)."""
+    chance, p = row.chance_to_beat_control, row.p_value_adjusted
+    return judge(row.label, row.trials, chance, p, control, goal, analysis, direction)
 
-    ``p_value_adjusted`` decides, so the verdict follows the analysis method: in
-    ``sequential`` analysis it is the always-valid running p-value, and a difference is only
-    declared once the evidence would hold however often the dashboard was looked at; until
-    then the verdict says the evidence is not enough yet. The chance to beat is Bayesian
-    (Beta(1, 1) priors) and only confirms the direction.
+
+def judge(
+    label: str,
+    trials: int,
+    chance_to_beat: float | None,
+    p_adjusted: float | None,
+    control: VariantResult | None,
+    goal: str,
+    analysis: Analysis,
+    direction: Direction,
+) -> Verdict:
+    """The verdict on variant ``label`` against the ``control`` row on ``goal``
+    (``direction``: which way is better), from the values its row will hold: the analysis
+    builds each row once, whole, with its verdict.
+
+    ``p_adjusted`` (the row's ``p_value_adjusted``) decides, so the verdict follows the
+    analysis method: in ``sequential`` analysis it is the always-valid running p-value, and a
+    difference is only declared once the evidence would hold however often the dashboard was
+    looked at; until then the verdict says the evidence is not enough yet. The chance to beat
+    is Bayesian (Beta(1, 1) priors) and only confirms the direction.
     """
-    name, goal = short(row.label), short(goal)
+    name, goal = short(label), short(goal)
     base = short(control.label) if control else "the control"
-    c, p = row.chance_to_beat_control, row.p_value_adjusted
+    c, p = chance_to_beat, p_adjusted
     if c is not None and direction == Direction.DECREASE:
         c = 1.0 - c  # the chance to be better: lower
     if c is None or p is None or control is None:
@@ -53,7 +69,7 @@ def verdict(
         text = f"{base} beats {name} on {goal}, {chance(1 - c)} Bayesian chance, {p_shown}"
         return Verdict(VerdictKind.LOSE, text)
     detail = f"{chance(c)} Bayesian chance {name} is better, {p_shown}"
-    if min(row.trials, control.trials) < MIN_TRIALS:
+    if min(trials, control.trials) < MIN_TRIALS:
         return Verdict(
             VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet ({detail})"
         )
@@ -72,17 +88,34 @@ def guardrail(
     direction: Direction,
     margin: float,
 ) -> Verdict:
-    """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin`` (relative)?
+    """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin``? (:func:`judge_guardrail`)"""
+    cis = row.uplift_ci, row.running_uplift_ci
+    return judge_guardrail(row.label, row.trials, *cis, control, goal, analysis, direction, margin)
+
+
+def judge_guardrail(
+    label: str,
+    trials: int,
+    uplift_ci: Interval | None,
+    running_uplift_ci: Interval | None,
+    control: VariantResult | None,
+    goal: str,
+    analysis: Analysis,
+    direction: Direction,
+    margin: float,
+) -> Verdict:
+    """Does variant ``label`` do harm on a guardrail ``goal`` beyond ``margin`` (relative)?
+    From the values its row will hold, as :func:`judge`.
 
     A one-sided test at 2.5% on each side, read from the uplift's 95% interval (the running
     one in sequential analysis, so it holds however often the team looks): ``harm`` when
     even its most favourable end is worse than the margin allows, ``safe`` when even its
     least favourable end is within it, ``wait`` until one of the two is shown.
     """
-    name, goal = short(row.label), short(goal)
+    name, goal = short(label), short(goal)
     base = short(control.label) if control else "the control"
-    ci = row.running_uplift_ci if analysis == Analysis.SEQUENTIAL else row.uplift_ci
-    if ci is None or control is None or min(row.trials, control.trials) < MIN_TRIALS:
+    ci = running_uplift_ci if analysis == Analysis.SEQUENTIAL else uplift_ci
+    if ci is None or control is None or min(trials, control.trials) < MIN_TRIALS:
         return Verdict(
             VerdictKind.WAIT, f"{name} vs {base} on guardrail {goal}: not enough data yet"
         )
