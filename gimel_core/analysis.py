@@ -261,12 +261,13 @@ def _goal_result(
         values["p_value_adjusted"] = p_adjusted
     base = next((VariantResult(**row) for row in rows if row["label"] == control), None)
     results = []
+    guardrail = role == Role.GUARDRAIL
     for values in rows:
         label = values["label"]
         if base is not None and label == control:
             results.append(base)
             continue
-        if role == Role.GUARDRAIL:
+        if guardrail:
             verdict = decisions.judge_guardrail(
                 label,
                 values["trials"],

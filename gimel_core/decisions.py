@@ -61,7 +61,8 @@ def judge(
         c = 1.0 - c  # the chance to be better: lower
     if c is None or p is None or control is None:
         return Verdict(VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet")
-    p_shown = p_text(p) + (" (always valid)" if analysis == Analysis.SEQUENTIAL else "")
+    sequential = analysis == Analysis.SEQUENTIAL
+    p_shown = p_text(p) + (" (always valid)" if sequential else "")
     if c >= WIN_CHANCE and p < ALPHA:
         text = f"{name} beats {base} on {goal}, {chance(c)} Bayesian chance, {p_shown}"
         return Verdict(VerdictKind.WIN, text)
@@ -73,7 +74,7 @@ def judge(
         return Verdict(
             VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet ({detail})"
         )
-    if analysis == Analysis.SEQUENTIAL:
+    if sequential:
         text = f"{name} vs {base} on {goal}: not enough evidence yet ({detail})"
         return Verdict(VerdictKind.WAIT, text)
     text = f"No clear difference between {name} and {base} on {goal} yet ({detail})"
@@ -185,13 +186,17 @@ def decide(
         for row in g.results:
             if row.label != control and row.verdict is not None:
                 rows.setdefault(row.label, []).append(row)
+    beaten: dict[str, VariantResult] = {}  # variant -> its first loss on a primary goal
+    for v, rs in rows.items():
+        lost = next((r for r in rs if _kind(r) == VerdictKind.LOSE), None)
+        if lost is not None:
+            beaten[v] = lost
     winners = [
         (v, r)
         for v, rs in rows.items()
+        if v not in beaten
         for r in rs
-        if r.verdict
-        and r.verdict.kind == VerdictKind.WIN
-        and not any(_kind(x) == VerdictKind.LOSE for x in rs)
+        if _kind(r) == VerdictKind.WIN
     ]
     for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
         if variant in harms:
@@ -213,8 +218,6 @@ def decide(
             f"Do not ship {short(variant)}: it wins on a primary goal but {harms[variant]}",
             variant,
         )
-    beaten = {v: next(r for r in rs if _kind(r) == VerdictKind.LOSE) for v, rs in rows.items()
-              if any(_kind(r) == VerdictKind.LOSE for r in rs)}  # fmt: skip
     if rows and all(v in beaten or v in harms for v in rows):
         variant = next(iter(rows))
         reason = _text(beaten[variant]) if variant in beaten else harms[variant]
