@@ -173,14 +173,14 @@ def decide(
     if control is None or not primary:
         what = "no primary goal yet" if control else "no data yet"
         return Decision(DecisionKind.KEEP_RUNNING, f"Keep running: {what}")
+    guardrails = [g for g in goals if g.role == Role.GUARDRAIL]
     harms = {
         row.label: row.verdict.text
-        for g in goals
-        if g.role == Role.GUARDRAIL
+        for g in guardrails
         for row in g.results
         if row.verdict and row.verdict.kind == VerdictKind.HARM
     }
-    risks = {row.label: (g, row) for g in goals for row in g.results if _risky(g, row)}
+    risks = {row.label: (g, row) for g in guardrails for row in g.results if _risky(g, row)}
     rows: dict[str, list[VariantResult]] = {}  # variant -> its rows on the primary goals
     for g in primary:
         for row in g.results:
