@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from . import decisions, stats
-from .cache import Caches, memo
+from .cache import Caches, Memo, memo, memoized
 from .results import (
     ExperimentCounts,
     ExperimentResult,
@@ -215,7 +215,8 @@ def _goal(
         declared.margin if declared else 0.0,
         through,
     )
-    return memo(caches.goals if caches else None, key, lambda: _goal_result(*key, caches=caches))
+    goal_result = memoized(caches.goals if caches else None, _goal_result)
+    return goal_result(*key, caches.looks if caches else None)
 
 
 def _goal_result(
@@ -229,7 +230,7 @@ def _goal_result(
     direction: Direction,
     margin: float,
     through: tuple[tuple[str, tuple[float, ...] | None, float | None], ...],
-    caches: Caches | None,
+    looks: Memo | None,
 ) -> GoalResult:
     """One goal's rows and verdicts: a pure function of its counts and settings (kept by
     :func:`_goal`, so a goal whose counts did not change since the last read, most of them on
@@ -239,11 +240,12 @@ def _goal_result(
     s0, n0 = clamp(successes[control], trials[control]) if control else (0, 0)
     running = {label: (ci, p) for label, ci, p in through}
     sequential = analysis == Analysis.SEQUENTIAL
+    sequential_look = memoized(looks, _sequential)
     rows = []
     for label, s, n in cells:
         values = _compare(label, s, n, s0, n0, control, counting)
         if sequential and label != control and values.get("p_value") is not None:
-            look = _sequential(s, n, s0, n0, tuning, counting, caches)
+            look = sequential_look(s, n, s0, n0, tuning, counting)
             values["uplift_ci"] = _bounded(look.ci) if look else None
             values["p_value"] = look.p_value if look else None
             if label in running:
@@ -259,15 +261,29 @@ def _goal_result(
         values["p_value_adjusted"] = p_adjusted
     base = next((VariantResult(**row) for row in rows if row["label"] == control), None)
     results = []
+    guardrail = role == Role.GUARDRAIL
     for values in rows:
-        if base is not None and values["label"] == control:
+        label = values["label"]
+        if base is not None and label == control:
             results.append(base)
             continue
-        row = VariantResult(**values)
-        if role == Role.GUARDRAIL:
-            verdict = decisions.guardrail(row, base, goal, analysis, direction, margin)
+        if guardrail:
+            verdict = decisions.judge_guardrail(
+                label,
+                values["trials"],
+                values.get("uplift_ci"),
+                values.get("running_uplift_ci"),
+                base,
+                goal,
+                analysis,
+                direction,
+                margin,
+            )
         else:
-            verdict = decisions.verdict(row, base, goal, analysis, direction)
+            chance, p = values.get("chance_to_beat_control"), values["p_value_adjusted"]
+            verdict = decisions.judge(
+                label, values["trials"], chance, p, base, goal, analysis, direction
+            )
         results.append(VariantResult(**values, verdict=verdict))
     return GoalResult(goal, tuple(results), role, direction, margin)
 
@@ -333,17 +349,13 @@ def _compare(
 
 
 def _sequential(
-    s: int, n: int, s0: int, n0: int, tuning: int, counting: Mode | None, caches: Caches | None
+    s: int, n: int, s0: int, n0: int, tuning: int, counting: Mode | None
 ) -> stats.Sequential | None:
-    """One look (kept: a day's look never changes once recorded)."""
-
-    def look() -> stats.Sequential | None:
-        # The counting variance of the log ratio as counting_error models it, in the one-rse
-        # form sequential_uplift takes.
-        rse = equivalent_rse(s, n, s0, n0, counting)
-        return stats.sequential_uplift(s, n, s0, n0, tuning=tuning, rse=rse)
-
-    return memo(caches.looks if caches else None, (s, n, s0, n0, tuning, counting), look)
+    """One look (kept in ``Caches.looks``: a day's look never changes once recorded)."""
+    # The counting variance of the log ratio as counting_error models it, in the one-rse
+    # form sequential_uplift takes.
+    rse = equivalent_rse(s, n, s0, n0, counting)
+    return stats.sequential_uplift(s, n, s0, n0, tuning=tuning, rse=rse)
 
 
 def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) -> Running:
@@ -354,7 +366,8 @@ def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) 
     if control is None:
         return {}
     trials = counts.participants
-    tuning = counts.settings.sequential_tuning
+    tuning, counting = counts.settings.sequential_tuning, counts.counting
+    sequential_look = memoized(caches.looks if caches else None, _sequential)
     running: Running = {}
     for goal in counts.goals:
         s0, n0 = clamp(counts.count(goal, control), trials[control])
@@ -362,7 +375,7 @@ def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) 
             if variant == control:
                 continue
             s, n = clamp(counts.count(goal, variant), trials[variant])
-            look = _sequential(s, n, s0, n0, tuning, counts.counting, caches) if n and n0 else None
+            look = sequential_look(s, n, s0, n0, tuning, counting) if n and n0 else None
             running[goal, variant] = stats.step(through.get((goal, variant)), look)
     return running
 

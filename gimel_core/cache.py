@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Generic, TypeVar
+from functools import lru_cache, partial
+from typing import Any, Generic, TypeVar, cast
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+F = TypeVar("F", bound=Callable[..., Any])
 
 ANALYSED_BYTES = 2_000_000
 """Bound on the ``read.lua`` replies kept with their analysis (the results kept grow with
@@ -90,6 +92,33 @@ def memo(cache: Cache[K, V] | None, key: K, compute: Callable[[], V]) -> V:
     return compute() if cache is None else cache.through(key, compute)
 
 
+class Memo:
+    """Calls of pure functions of hashable values, at most ``limit`` of them, the least
+    recently used forgotten first: ``functools.lru_cache``, whose lookup (in C, safe across
+    threads) is what the statistics' inner loops can afford, one per :class:`Caches` rather
+    than one per function in a module."""
+
+    def __init__(self, limit: int) -> None:
+        self.call = lru_cache(maxsize=limit)(_call)
+        """``call(function, *args)``: ``function(*args)``, kept."""
+
+    def __len__(self) -> int:
+        return self.call.cache_info().currsize
+
+    def clear(self) -> None:
+        self.call.cache_clear()
+
+
+def _call(function: Callable[..., V], *args: Hashable) -> V:
+    return function(*args)
+
+
+def memoized(memo: Memo | None, function: F) -> F:
+    """``function``, its calls kept in ``memo`` if there is one (a C-level partial of the
+    lru_cache: no Python frame on a hit)."""
+    return function if memo is None else cast(F, partial(memo.call, function))
+
+
 class Caches:
     """Everything one process keeps between requests, each part bounded."""
 
@@ -105,9 +134,9 @@ class Caches:
         self.past: Cache[tuple[object, ...], Any] = Cache(256)
         """An experiment's recorded days -> their results and running values: a recorded day
         never changes, so a dashboard reopening a history recomputes only "now"."""
-        self.goals: Cache[tuple[object, ...], Any] = Cache(4096)
+        self.goals = Memo(4096)
         """One goal's counts and settings -> its rows and verdicts (a few KB each)."""
-        self.looks: Cache[tuple[object, ...], Any] = Cache(262_144)
+        self.looks = Memo(262_144)
         """One sequential look's counts -> its always-valid interval and p-value."""
 
     def clear(self) -> None:

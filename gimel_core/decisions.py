@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .results import Decision, GoalResult, Planning, Srm, VariantResult, Verdict
+from .results import Decision, GoalResult, Interval, Planning, Srm, VariantResult, Verdict
 from .vocabulary import Analysis, DecisionKind, Direction, Role, VerdictKind
 
 WIN_CHANCE = 0.95
@@ -29,23 +29,40 @@ def verdict(
     analysis: Analysis,
     direction: Direction,
 ) -> Verdict:
-    """The verdict on ``row`` against the ``control`` row on ``goal`` (``direction``: which
-    way is better).
+    """The verdict on ``row`` against the ``control`` row on ``goal`` (:func:`judge`)."""
+    chance, p = row.chance_to_beat_control, row.p_value_adjusted
+    return judge(row.label, row.trials, chance, p, control, goal, analysis, direction)
 
-    ``p_value_adjusted`` decides, so the verdict follows the analysis method: in
-    ``sequential`` analysis it is the always-valid running p-value, and a difference is only
-    declared once the evidence would hold however often the dashboard was looked at; until
-    then the verdict says the evidence is not enough yet. The chance to beat is Bayesian
-    (Beta(1, 1) priors) and only confirms the direction.
+
+def judge(
+    label: str,
+    trials: int,
+    chance_to_beat: float | None,
+    p_adjusted: float | None,
+    control: VariantResult | None,
+    goal: str,
+    analysis: Analysis,
+    direction: Direction,
+) -> Verdict:
+    """The verdict on variant ``label`` against the ``control`` row on ``goal``
+    (``direction``: which way is better), from the values its row will hold: the analysis
+    builds each row once, whole, with its verdict.
+
+    ``p_adjusted`` (the row's ``p_value_adjusted``) decides, so the verdict follows the
+    analysis method: in ``sequential`` analysis it is the always-valid running p-value, and a
+    difference is only declared once the evidence would hold however often the dashboard was
+    looked at; until then the verdict says the evidence is not enough yet. The chance to beat
+    is Bayesian (Beta(1, 1) priors) and only confirms the direction.
     """
-    name, goal = short(row.label), short(goal)
+    name, goal = short(label), short(goal)
     base = short(control.label) if control else "the control"
-    c, p = row.chance_to_beat_control, row.p_value_adjusted
+    c, p = chance_to_beat, p_adjusted
     if c is not None and direction == Direction.DECREASE:
         c = 1.0 - c  # the chance to be better: lower
     if c is None or p is None or control is None:
         return Verdict(VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet")
-    p_shown = p_text(p) + (" (always valid)" if analysis == Analysis.SEQUENTIAL else "")
+    sequential = analysis == Analysis.SEQUENTIAL
+    p_shown = p_text(p) + (" (always valid)" if sequential else "")
     if c >= WIN_CHANCE and p < ALPHA:
         text = f"{name} beats {base} on {goal}, {chance(c)} Bayesian chance, {p_shown}"
         return Verdict(VerdictKind.WIN, text)
@@ -53,11 +70,11 @@ def verdict(
         text = f"{base} beats {name} on {goal}, {chance(1 - c)} Bayesian chance, {p_shown}"
         return Verdict(VerdictKind.LOSE, text)
     detail = f"{chance(c)} Bayesian chance {name} is better, {p_shown}"
-    if min(row.trials, control.trials) < MIN_TRIALS:
+    if min(trials, control.trials) < MIN_TRIALS:
         return Verdict(
             VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet ({detail})"
         )
-    if analysis == Analysis.SEQUENTIAL:
+    if sequential:
         text = f"{name} vs {base} on {goal}: not enough evidence yet ({detail})"
         return Verdict(VerdictKind.WAIT, text)
     text = f"No clear difference between {name} and {base} on {goal} yet ({detail})"
@@ -72,17 +89,34 @@ def guardrail(
     direction: Direction,
     margin: float,
 ) -> Verdict:
-    """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin`` (relative)?
+    """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin``? (:func:`judge_guardrail`)"""
+    cis = row.uplift_ci, row.running_uplift_ci
+    return judge_guardrail(row.label, row.trials, *cis, control, goal, analysis, direction, margin)
+
+
+def judge_guardrail(
+    label: str,
+    trials: int,
+    uplift_ci: Interval | None,
+    running_uplift_ci: Interval | None,
+    control: VariantResult | None,
+    goal: str,
+    analysis: Analysis,
+    direction: Direction,
+    margin: float,
+) -> Verdict:
+    """Does variant ``label`` do harm on a guardrail ``goal`` beyond ``margin`` (relative)?
+    From the values its row will hold, as :func:`judge`.
 
     A one-sided test at 2.5% on each side, read from the uplift's 95% interval (the running
     one in sequential analysis, so it holds however often the team looks): ``harm`` when
     even its most favourable end is worse than the margin allows, ``safe`` when even its
     least favourable end is within it, ``wait`` until one of the two is shown.
     """
-    name, goal = short(row.label), short(goal)
+    name, goal = short(label), short(goal)
     base = short(control.label) if control else "the control"
-    ci = row.running_uplift_ci if analysis == Analysis.SEQUENTIAL else row.uplift_ci
-    if ci is None or control is None or min(row.trials, control.trials) < MIN_TRIALS:
+    ci = running_uplift_ci if analysis == Analysis.SEQUENTIAL else uplift_ci
+    if ci is None or control is None or min(trials, control.trials) < MIN_TRIALS:
         return Verdict(
             VerdictKind.WAIT, f"{name} vs {base} on guardrail {goal}: not enough data yet"
         )
@@ -139,26 +173,30 @@ def decide(
     if control is None or not primary:
         what = "no primary goal yet" if control else "no data yet"
         return Decision(DecisionKind.KEEP_RUNNING, f"Keep running: {what}")
+    guardrails = [g for g in goals if g.role == Role.GUARDRAIL]
     harms = {
         row.label: row.verdict.text
-        for g in goals
-        if g.role == Role.GUARDRAIL
+        for g in guardrails
         for row in g.results
         if row.verdict and row.verdict.kind == VerdictKind.HARM
     }
-    risks = {row.label: (g, row) for g in goals for row in g.results if _risky(g, row)}
+    risks = {row.label: (g, row) for g in guardrails for row in g.results if _risky(g, row)}
     rows: dict[str, list[VariantResult]] = {}  # variant -> its rows on the primary goals
     for g in primary:
         for row in g.results:
             if row.label != control and row.verdict is not None:
                 rows.setdefault(row.label, []).append(row)
+    beaten: dict[str, VariantResult] = {}  # variant -> its first loss on a primary goal
+    for v, rs in rows.items():
+        lost = next((r for r in rs if _kind(r) == VerdictKind.LOSE), None)
+        if lost is not None:
+            beaten[v] = lost
     winners = [
         (v, r)
         for v, rs in rows.items()
+        if v not in beaten
         for r in rs
-        if r.verdict
-        and r.verdict.kind == VerdictKind.WIN
-        and not any(_kind(x) == VerdictKind.LOSE for x in rs)
+        if _kind(r) == VerdictKind.WIN
     ]
     for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
         if variant in harms:
@@ -180,8 +218,6 @@ def decide(
             f"Do not ship {short(variant)}: it wins on a primary goal but {harms[variant]}",
             variant,
         )
-    beaten = {v: next(r for r in rs if _kind(r) == VerdictKind.LOSE) for v, rs in rows.items()
-              if any(_kind(r) == VerdictKind.LOSE for r in rs)}  # fmt: skip
     if rows and all(v in beaten or v in harms for v in rows):
         variant = next(iter(rows))
         reason = _text(beaten[variant]) if variant in beaten else harms[variant]
