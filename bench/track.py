@@ -42,6 +42,9 @@ def handler_vs_pfadd(url: str, count: int = 20_000) -> dict[str, float]:
         event = copy.deepcopy(template)
         event["queryStringParameters"]["uuid"] = f"uuid-{i}"
         event["multiValueQueryStringParameters"]["uuid"] = [f"uuid-{i}"]
+        # A visitor each, from an address each: what is measured is counting, not the
+        # per-source budget turning one address's events away.
+        event["requestContext"]["identity"]["sourceIp"] = f"198.18.{i // 256 % 256}.{i % 256}"
         events.append(event)
 
     def through_handler(n: int) -> None:
@@ -77,6 +80,9 @@ def _batch_event(template: dict[str, Any], k: int, size: int) -> dict[str, Any]:
     )
     event["headers"]["Content-Type"] = "application/json"
     event["multiValueHeaders"]["Content-Type"] = ["application/json"]
+    # A backend relaying its visitors' events sends the key: not one source's budget.
+    event["headers"]["x-api-key"] = API_KEY
+    event["multiValueHeaders"]["x-api-key"] = [API_KEY]
     event["body"] = json.dumps(
         [
             {
