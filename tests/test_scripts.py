@@ -84,6 +84,9 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         max_variants=4,
         max_goals=5,
         registration="open",
+        open_budget=6,
+        idle_seconds=7,
+        max_records=8,
     )
     call = track_exact("ns", "exp", 60, new, 1_000, ["bucket"], 2_000, [("v", "g", "1", "f")])
     named = dict(zip((name for name, _ in schema.slots("track")), call.args, strict=False))
@@ -103,7 +106,9 @@ def test_prelude_defines_what_the_scripts_use() -> None:
     used = set()
     for name in LUA:
         used |= set(
-            re.findall(r"\b(META|MODE|REGISTRATION|TRACK|CLEAR|ACTION|DEDUP)\.(\w+)", code(name))
+            re.findall(
+                r"\b(META|MODE|REGISTRATION|TRACK|CLEAR|ACTION|DEDUP|OPEN|COST)\.(\w+)", code(name)
+            )
         )
     for table, field in used:
         assert re.search(rf"local {table} = {{[^}}]*\b{field} = ", schema.PRELUDE), (table, field)
