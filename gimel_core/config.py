@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -141,6 +142,25 @@ class Config:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         return replace(self, **overrides)
+
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def registration_beyond_loopback(
+    host: str, environ: Mapping[str, str] | None = None
+) -> Registration | None:
+    """``declared`` when ``gimel serve`` listens beyond loopback and GIMEL_REGISTRATION is
+    unset: reachable from other machines, only a plan decides what is counted (and stored).
+    None: keep the configured registration."""
+    env = os.environ if environ is None else environ
+    if env.get("GIMEL_REGISTRATION", "").strip():
+        return None
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() in LOOPBACK_NAMES
+    return None if loopback else Registration.DECLARED
 
 
 def _choice(env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:

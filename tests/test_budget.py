@@ -23,7 +23,10 @@ from flask.testing import FlaskClient
 
 from conftest import AUTH
 from gimel_core import dedup, defaults, keys
+from gimel_core.config import Config, registration_beyond_loopback
+from gimel_core.errors import ConfigError
 from gimel_core.storage.schema import DAY, OpenBudget
+from gimel_core.vocabulary import Registration
 from helpers import snapshot, track
 
 NS = defaults.NAMESPACE
@@ -346,3 +349,58 @@ def test_random_uuids_stop_at_the_records_cap_of_a_declared_exact_experiment(
     # A uuid already recorded is still recognised: counted once, not dropped.
     first = raw_redis.smembers(next(iter(raw_redis.keys("*:seen:*:0"))))
     assert first and len(first) <= dedup.LOAD * 2
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "env", "registration"),
+    [
+        ("127.0.0.1", {}, None),
+        ("::1", {}, None),
+        ("[::1]", {}, None),
+        ("localhost", {}, None),
+        ("127.0.0.2", {}, None),
+        ("0.0.0.0", {}, Registration.DECLARED),
+        ("::", {}, Registration.DECLARED),
+        ("192.168.1.5", {}, Registration.DECLARED),
+        ("gimel.example.com", {}, Registration.DECLARED),
+        ("0.0.0.0", {"GIMEL_REGISTRATION": "open"}, None),  # said so: kept
+    ],
+)
+def test_gimel_serve_beyond_loopback_counts_only_declared_experiments_unless_told(
+    host: str, env: dict[str, str], registration: Registration | None
+) -> None:
+    assert registration_beyond_loopback(host, env) == registration
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GIMEL_OPEN_BUDGET_BYTES", "lots"),
+        ("GIMEL_OPEN_BUDGET_BYTES", "10"),
+        ("GIMEL_OPEN_IDLE_DAYS", "0"),
+        ("GIMEL_OPEN_IDLE_DAYS", "1.5"),
+        ("GIMEL_DEDUP_MAX_RECORDS", "-1"),
+    ],
+)
+def test_a_bad_bound_stops_start_up_naming_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Config.from_env({variable: value})
+
+
+def test_the_bounds_are_read_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "GIMEL_OPEN_BUDGET_BYTES": "2000000",
+            "GIMEL_OPEN_IDLE_DAYS": "7",
+            "GIMEL_DEDUP_MAX_RECORDS": "5000",
+        }
+    )
+    assert (config.open_budget_bytes, config.open_idle_days, config.dedup_max_records) == (
+        2_000_000,
+        7,
+        5_000,
+    )
+    assert Config.from_env({}).open_budget_bytes == defaults.OPEN_BUDGET_BYTES
