@@ -404,3 +404,19 @@ def test_the_bounds_are_read_from_the_environment() -> None:
         5_000,
     )
     assert Config.from_env({}).open_budget_bytes == defaults.OPEN_BUDGET_BYTES
+
+
+def test_an_experiment_older_than_the_budget_is_entered_on_its_next_day(
+    make_app: Callable[..., Flask], raw_redis: Any
+) -> None:
+    """Undeclared experiments stored before the budget existed have no entry in it: their
+    next day's first event makes one, so that their registry entry goes once they expire."""
+    clock = Clock()
+    client = make_app(clock=clock).test_client()
+    assert track(client, "old", "v", "participate", "a").status_code == 200
+    budget = keys.open_budget(NS, "old")
+    raw_redis.delete(budget)  # as if stored before
+    clock.now += DAY
+    assert track(client, "old", "v", "participate", "b").status_code == 200
+    held, name = raw_redis.hget(budget, keys.meta(NS, "old")).split(b" ")
+    assert name == b"old" and int(held) >= 0  # its day of history, charged

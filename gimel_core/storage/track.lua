@@ -154,6 +154,8 @@ if last_day < today then
   redis.call('HSET', KEYS[1], META.day, today)
   if budgeted then  -- a new day: renew every key's expiry (the head's at the end)
     grew = true
+    -- one older than the budget gets an entry, so that it is forgotten once it expires
+    redis.call('HSETNX', KEYS[7], KEYS[1], '0 ' .. experiment)
     if not exact then
       for i = 2, #flat, 2 do
         redis.call('EXPIRE', flat[i], idle_seconds)
