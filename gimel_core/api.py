@@ -146,14 +146,23 @@ def json_body() -> Any:
 @require_key
 def declare_experiment(name: str) -> Response:
     """Declare (or update) the experiment's plan; 201 when this creates the experiment.
-    ``dry_run=true`` answers the same and writes nothing."""
-    values = query("namespace", "dry_run")
+    ``dry_run=true`` answers the same and writes nothing; ``drop_undeclared=true`` removes
+    what public traffic counted outside the plan of an experiment no plan declared yet."""
+    values = query("namespace", "dry_run", "drop_undeclared")
     namespace = namespace_of(values)
-    dry_run = values.get("dry_run", "false").lower()
-    if dry_run not in ("true", "false"):
-        raise InvalidInput("dry_run", "'dry_run' must be true or false")
+    flags = {}
+    for flag in ("dry_run", "drop_undeclared"):
+        flags[flag] = values.get(flag, "false").lower()
+        if flags[flag] not in ("true", "false"):
+            raise InvalidInput(flag, f"'{flag}' must be true or false")
     name = check_name("experiment", name)
-    found, created = store().declare(namespace, name, json_body(), dry_run == "true")
+    found, created = store().declare(
+        namespace,
+        name,
+        json_body(),
+        flags["dry_run"] == "true",
+        drop_undeclared=flags["drop_undeclared"] == "true",
+    )
     return json_response(found.to_json(), 201 if created else 200)
 
 

@@ -29,7 +29,12 @@ class Backend(Protocol):
     def delete(self, namespace: str, name: str) -> None: ...
     def history(self, namespace: str, name: str) -> History: ...
     def declare(
-        self, namespace: str, name: str, plan: Any, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        plan: Any,
+        dry_run: bool = False,
+        drop_undeclared: bool = False,
     ) -> ExperimentResult: ...
 
 
@@ -108,10 +113,17 @@ class HttpBackend:
         return ExperimentResult.from_json(found)
 
     def declare(
-        self, namespace: str, name: str, plan: Any, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        plan: Any,
+        dry_run: bool = False,
+        drop_undeclared: bool = False,
     ) -> ExperimentResult:
         """The server validates either way; a dry run (``?dry_run=true``) writes nothing."""
         params = {"namespace": namespace, "dry_run": "true" if dry_run else "false"}
+        if drop_undeclared:
+            params["drop_undeclared"] = "true"
         found = self._call("PUT", _path(name), params=params, json=plan)
         return ExperimentResult.from_json(found)
 
@@ -166,8 +178,13 @@ class RedisBackend:
         return self.store.history(namespace, name)
 
     def declare(
-        self, namespace: str, name: str, plan: Any, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        plan: Any,
+        dry_run: bool = False,
+        drop_undeclared: bool = False,
     ) -> ExperimentResult:
         """The same validation as the server's PUT (it is the same code)."""
-        found, _ = self.store.declare(namespace, name, plan, dry_run)
+        found, _ = self.store.declare(namespace, name, plan, dry_run, drop_undeclared)
         return found

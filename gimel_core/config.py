@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +41,12 @@ class Config:
     max_experiments: int = defaults.MAX_EXPERIMENTS
     max_variants: int = defaults.MAX_VARIANTS
     max_goals: int = defaults.MAX_GOALS
+    open_budget_bytes: int = defaults.OPEN_BUDGET_BYTES
+    """Bytes the undeclared experiments of a namespace may hold (open registration)."""
+    open_idle_days: int = defaults.OPEN_IDLE_DAYS
+    """Days without an event after which an undeclared experiment expires."""
+    dedup_max_records: int = defaults.DEDUP_MAX_RECORDS
+    """exact: most uuid records per de-dup bucket of an experiment."""
     allowed_namespaces: frozenset[str] | None = None
     """Only these namespaces are counted (None: any, up to max_namespaces)."""
     allowed_experiments: frozenset[str] | None = None
@@ -86,6 +93,21 @@ class Config:
                 ("goals", defaults.MAX_GOALS),
             )
         }
+        open_budget = _number(
+            env,
+            "GIMEL_OPEN_BUDGET_BYTES",
+            int,
+            defaults.OPEN_BUDGET_BYTES,
+            100_000,
+            10**12,
+            "bytes",
+        )
+        idle_days = _number(
+            env, "GIMEL_OPEN_IDLE_DAYS", int, defaults.OPEN_IDLE_DAYS, 1, 3660, "days"
+        )
+        max_records = _number(
+            env, "GIMEL_DEDUP_MAX_RECORDS", int, defaults.DEDUP_MAX_RECORDS, 1_000, 10**9, "records"
+        )
         bot_pattern = env.get("GIMEL_BOT_PATTERN", defaults.BOT_PATTERN)
         try:
             re.compile(bot_pattern)
@@ -123,6 +145,9 @@ class Config:
             max_experiments=caps["experiments"],
             max_variants=caps["variants"],
             max_goals=caps["goals"],
+            open_budget_bytes=open_budget,
+            open_idle_days=idle_days,
+            dedup_max_records=max_records,
             allowed_namespaces=_names(env, "GIMEL_NAMESPACES"),
             allowed_experiments=_names(env, "GIMEL_EXPERIMENTS"),
             bot_pattern=bot_pattern,
@@ -135,6 +160,25 @@ class Config:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         return replace(self, **overrides)
+
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def registration_beyond_loopback(
+    host: str, environ: Mapping[str, str] | None = None
+) -> Registration | None:
+    """``declared`` when ``gimel serve`` listens beyond loopback and GIMEL_REGISTRATION is
+    unset: reachable from other machines, only a plan decides what is counted (and stored).
+    None: keep the configured registration."""
+    env = os.environ if environ is None else environ
+    if env.get("GIMEL_REGISTRATION", "").strip():
+        return None
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() in LOOPBACK_NAMES
+    return None if loopback else Registration.DECLARED
 
 
 def _choice(env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:

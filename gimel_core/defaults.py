@@ -80,6 +80,18 @@ MAX_VARIANTS = 20
 MAX_GOALS = 50
 """Goals per experiment."""
 
+OPEN_BUDGET_BYTES = 32_000_000
+"""Bytes the undeclared experiments of one namespace may make Redis hold in ``open``
+registration (names, counters at their full size, history), spread evenly over its 16
+registry shards: one experiment holds at most a 16th. What would pass it is dropped."""
+
+OPEN_IDLE_DAYS = 30
+"""Days without an event after which an undeclared experiment is removed, keys and all."""
+
+DEDUP_MAX_RECORDS = 5_000_000
+"""``exact``: most uuid records one de-dup bucket of an experiment holds (about 7.3 bytes
+each); new uuids past it are dropped. An experiment holds at most DEDUP_BUCKETS + 1 buckets."""
+
 PAGE_LIMIT = 20
 """Experiments per ``GET /experiments`` page when ``limit`` is not given."""
 

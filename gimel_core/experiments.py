@@ -200,13 +200,19 @@ class Experiments(StoreBacked):
     # -- changing ----------------------------------------------------------------------
 
     def declare(
-        self, namespace: str, experiment: str, body: Any, dry_run: bool = False
+        self,
+        namespace: str,
+        experiment: str,
+        body: Any,
+        dry_run: bool = False,
+        drop_undeclared: bool = False,
     ) -> tuple[ExperimentResult, bool]:
         """Validate and store a plan (PUT); the experiment then, and whether it is new.
 
-        Conflict (nothing written) if a variant or goal already counted is not in it. A dry
-        run writes nothing and answers the same: it reads the counted names and compares
-        them as plan.lua would (:func:`plans.left_out`).
+        Conflict (nothing written) if a variant or goal already counted is not in it, unless
+        ``drop_undeclared`` and no plan was declared before: then what public traffic counted
+        outside the plan is removed. A dry run writes nothing and answers the same: it reads
+        the counted names and compares them as plan.lua would (:func:`plans.left_out`).
         """
         config = self.config
         # The caps bound what visitors can create; a plan may list as many names as the
@@ -219,8 +225,11 @@ class Experiments(StoreBacked):
             (raw,) = self.scripts.run([read.read(namespace, experiment)])
             before = read.stored(raw)
             missing = plans.left_out(plan, before.variants, before.goals)
+            declared = Meta.PLAN in before.meta
+            if any(missing) and (declared or not drop_undeclared):
+                raise plans.refusal(experiment, *missing, declared=declared)
             if any(missing):
-                raise plans.refusal(experiment, *missing)
+                before = plans.without_undeclared(before, plan)
             after = plans.stored_with(before, experiment, plan, new, int(now), int(now) // DAY)
             counts = _experiment_counts(experiment, after, now, self.caches.snapshots)
             return analysis.analyse(counts, self.caches), not before.meta
@@ -232,10 +241,12 @@ class Experiments(StoreBacked):
             plan.variants,
             plan.goal_names,
             plans.meta_fields(plan),
+            drop_undeclared,
         )
         reply = self.scripts.run_one(call)
         if isinstance(reply, Undeclared):
-            raise plans.refusal(experiment, reply.variants, reply.goals)
+            declared = self.client.hexists(keys.meta(namespace, experiment), Meta.PLAN)
+            raise plans.refusal(experiment, reply.variants, reply.goals, bool(declared))
         # The namespace is known from now on, whatever the cap on namespaces: events in it
         # are admitted (its own slot in a cluster, so a second command).
         self.client.sadd(keys.namespaces(), namespace)

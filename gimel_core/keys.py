@@ -13,6 +13,7 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
     gimel:{<ns>:<shard>}:<exp>:sources:<hour>     hash  source hash -> new events that hour
+    gimel:{<ns>:<shard>}:open                     hash  bytes undeclared experiments hold
 
 The ``{...}`` hash tag puts an experiment's keys and its registry shard in one Redis
 Cluster slot, so every script touches a single slot. Experiments of a namespace are
@@ -59,6 +60,12 @@ def _tag(namespace: str, shard_no: int) -> str:
 def registry(namespace: str, shard_no: int) -> str:
     """Set of the experiment names of one shard of a namespace."""
     return f"{_tag(namespace, shard_no)}:experiments"
+
+
+def open_budget(namespace: str, experiment: str) -> str:
+    """Hash of the bytes the undeclared experiments of this experiment's registry shard hold
+    (the open-registration budget, ``track.lua``); same slot as the experiment's keys."""
+    return f"{_tag(namespace, shard(experiment))}:open"
 
 
 def registries(namespace: str) -> list[str]:

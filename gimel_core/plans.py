@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from . import defaults
 from .errors import Conflict, InvalidFields, InvalidInput
 from .events import check_name
+from .storage.plan import kept_fields
 from .storage.read import Stored
 from .storage.schema import Meta
 from .vocabulary import Analysis, Direction, Role
@@ -402,15 +403,41 @@ def left_out(
     )
 
 
-def refusal(experiment: str, variants: Iterable[str], goals: Iterable[str]) -> Conflict:
-    """The 409 for a plan that leaves out counted names, dry run or not."""
+def refusal(
+    experiment: str, variants: Iterable[str], goals: Iterable[str], declared: bool = False
+) -> Conflict:
+    """The 409 for a plan that leaves out counted names, dry run or not; ``declared``: the
+    experiment has a plan already, so ``drop_undeclared`` cannot help."""
     variants, goals = list(variants), list(goals)
     missing = [*(f"variant {v!r}" for v in variants), *(f"goal {g!r}" for g in goals)]
+    drop = (
+        ""
+        if declared
+        else ", drop them and their counts (drop_undeclared=true; plan apply --drop-undeclared)"
+    )
     return Conflict(
         f"the plan leaves out what {experiment!r} has already counted: "
         + ", ".join(missing)
-        + "; name them in the plan, or delete the experiment first",
+        + f"; name them in the plan{drop}, or delete the experiment first",
         {"variants": variants, "goals": goals},
+    )
+
+
+def without_undeclared(stored: Stored, plan: Plan) -> Stored:
+    """``stored`` once plan.lua has dropped what ``plan`` leaves out (``drop_undeclared``):
+    the names, their counts and their days of history. A dry run's prediction."""
+    kept = set(kept_fields(plan.variants, plan.goal_names))
+
+    def day(snapshot: str) -> str:
+        counts = json.loads(snapshot)
+        return json.dumps({k: v for k, v in counts.items() if k in kept})
+
+    return replace(
+        stored,
+        variants=tuple(v for v in stored.variants if v in plan.variants),
+        goals=tuple(g for g in stored.goals if g in plan.goal_names),
+        counts={k: v for k, v in stored.counts.items() if k in kept},
+        history={d: day(s) for d, s in stored.history.items()},
     )
 
 

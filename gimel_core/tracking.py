@@ -24,7 +24,7 @@ from .errors import Refused, StoreUnavailable
 from .events import Event
 from .storage.namespace import admit_namespace
 from .storage.runner import Call, Scripts
-from .storage.schema import NO_SOURCE, TRACK_FIRST_COUNTER, TrackSettings
+from .storage.schema import DAY, NO_SOURCE, TRACK_FIRST_COUNTER, TrackSettings
 from .storage.track import (
     Counted,
     ExactEvent,
@@ -77,6 +77,9 @@ class Tracker(StoreBacked):
             max_variants=config.max_variants,
             max_goals=config.max_goals,
             registration=config.registration,
+            open_budget=math.ceil(config.open_budget_bytes / keys.SHARDS),
+            idle_seconds=config.open_idle_days * DAY,
+            max_records=config.dedup_max_records,
         )
         self.budget = config.source_budget
         self._modes: dict[Ident, tuple[str, int]] = {}  # as recorded in Redis
@@ -184,17 +187,17 @@ class Tracker(StoreBacked):
         assert isinstance(reply, Counted)
         self._remember(ident, mode, window)
         tally.new += reply.new
-        tally.counted += (
-            len(events)
-            - reply.dropped_variants
-            - reply.dropped_goals
-            - reply.undeclared
-            - reply.over_budget
-        )
+        dropped = {
+            "variants": reply.dropped_variants,
+            "goals": reply.dropped_goals,
+            "budget": reply.over_open,
+            "records": reply.over_records,
+        }
+        tally.counted += len(events) - reply.undeclared - reply.over_source - sum(dropped.values())
         tally.undeclared += reply.undeclared
-        tally.over_budget += reply.over_budget
-        tally.refused += [_refused("variants", ident[1], self.config)] * reply.dropped_variants
-        tally.refused += [_refused("goals", ident[1], self.config)] * reply.dropped_goals
+        tally.over_budget += reply.over_source
+        for reason, n in dropped.items():
+            tally.refused += [_refused(reason, ident[1], self.config)] * n
         return None
 
     def _call(
@@ -287,5 +290,17 @@ def _refused(reason: str, name: str, config: Config) -> Refused:
             f"variants in experiment {name!r}",
         ),
         "goals": ("event", config.max_goals, "GIMEL_MAX_GOALS", f"goals in experiment {name!r}"),
+        "budget": (
+            "experiment",
+            config.open_budget_bytes,
+            "GIMEL_OPEN_BUDGET_BYTES",
+            "bytes held by this namespace's undeclared experiments",
+        ),
+        "records": (
+            "uuid",
+            config.dedup_max_records,
+            "GIMEL_DEDUP_MAX_RECORDS",
+            f"new uuids per de-dup bucket of experiment {name!r}",
+        ),
     }[reason]
     return Refused(field_, reason, f"not counted: at most {limit} {what} ({variable})")

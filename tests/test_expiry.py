@@ -1,9 +1,11 @@
-"""Expiry: exact mode forgets a uuid after its de-dup window, and nothing else ever expires.
+"""Expiry: exact mode forgets a uuid after its de-dup window, and nothing else of a declared
+experiment ever expires.
 
 A de-dup record is the only data Gimel keeps about a uuid, and the README promises it
 expires: the window is split into ``defaults.DEDUP_BUCKETS`` time buckets and each bucket's
 set lives until its last record is one window old, so window..1.25 window after the event.
-Counters, names and settings must never expire.
+A declared experiment's counters, names and settings must never expire (an undeclared one
+goes when idle: tests/test_budget.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from conftest import AUTH
 from gimel_core import defaults
 from helpers import track
+
+PLANS = {
+    "button": {"variants": ["red", "blue"], "goals": ["signup", "buy"]},
+    "other": {"variants": ["a", "b"]},
+}
 
 
 @pytest.mark.parametrize("window", [3600, defaults.DEDUP_WINDOW])
@@ -25,6 +33,8 @@ def test_dedup_records_expire_after_the_window_and_nothing_else_expires(
     make_app: Callable[..., Flask], raw_redis: Any, window: int
 ) -> None:
     client = make_app(counting="exact", dedup_window=window).test_client()
+    for name, plan in PLANS.items():
+        assert client.put(f"/experiments/{name}", json=plan, headers=AUTH).status_code == 201
 
     started = time.time()
     for variant, uuid in [("red", "u1"), ("red", "u2"), ("blue", "u3")]:

@@ -40,6 +40,8 @@ def handler(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Any:
     monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
     # Visitors from many addresses, replayed from one recorded event's: no source budget.
     monkeypatch.setenv("GIMEL_SOURCE_BUDGET", "0")
+    # The listing's size at the default caps: 24,480 counters, far past the open budget.
+    monkeypatch.setenv("GIMEL_OPEN_BUDGET_BYTES", str(10**11))
     for name in ("GIMEL_COUNTING", "GIMEL_MAX_VARIANTS", "GIMEL_MAX_GOALS"):
         monkeypatch.delenv(name, raising=False)  # the default caps
     sys.modules.pop("handler", None)

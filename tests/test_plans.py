@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import AUTH
+from gimel_core.cli import main
 from helpers import snapshot, track
 
 PLAN = {
@@ -393,3 +395,21 @@ def test_planning_figures_move_with_time_alone(make_app: Callable[..., Flask]) -
     assert results(client)["decision"]["text"].endswith(
         "about 8 days to the 1,000 participants the plan needs"
     )
+
+
+def test_plan_apply_drops_undeclared_names_only_when_told(
+    client: FlaskClient, redis_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gimel plan apply --drop-undeclared`: the dry run it makes first predicts the same."""
+    for name in ("GIMEL_URL", "GIMEL_API_KEY", "GIMEL_REDIS_URL", "GIMEL_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    assert track(client, "checkout", "red", "participate", "u1").status_code == 200
+    assert track(client, "checkout", "evil", "participate", "u2").status_code == 200
+    plans_file = tmp_path / "plans.yaml"
+    plans_file.write_text("experiments:\n  checkout:\n    variants: [red, blue]\n")
+    args = ["plan", "apply", str(plans_file), "--redis-url", redis_url, "-n", "alephbet"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "--drop-undeclared" in refused.output
+    applied = CliRunner().invoke(main, [*args, "--drop-undeclared"])
+    assert applied.exit_code == 0, applied.output
+    assert results(client)["participants"] == {"blue": 0, "red": 1}

@@ -84,6 +84,9 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         max_variants=4,
         max_goals=5,
         registration="open",
+        open_budget=6,
+        idle_seconds=7,
+        max_records=8,
     )
     source = schema.TrackSource("5f0c", 30, 3_600)
     call = track_exact(
@@ -107,7 +110,9 @@ def test_prelude_defines_what_the_scripts_use() -> None:
     used = set()
     for name in LUA:
         used |= set(
-            re.findall(r"\b(META|MODE|REGISTRATION|TRACK|CLEAR|ACTION|DEDUP)\.(\w+)", code(name))
+            re.findall(
+                r"\b(META|MODE|REGISTRATION|TRACK|CLEAR|ACTION|DEDUP|OPEN|COST)\.(\w+)", code(name)
+            )
         )
     for table, field in used:
         assert re.search(rf"local {table} = {{[^}}]*\b{field} = ", schema.PRELUDE), (table, field)

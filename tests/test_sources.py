@@ -29,6 +29,7 @@ from gimel_core import defaults, keys
 from gimel_core.config import Config
 from gimel_core.errors import ConfigError
 from gimel_core.sources import Sources
+from gimel_core.storage.schema import OpenBudget
 from helpers import track_url
 
 NOW = int(time.time()) // 3_600 * 3_600 + 600
@@ -207,6 +208,28 @@ def test_only_new_events_cost(make_app: Callable[..., Flask], counting: str) -> 
     assert "source" not in dropped(client)
     get(client, ATTACKER, "red", "signup", "one-too-many")
     assert dropped(client) == {"source": 1}
+
+
+@pytest.mark.parametrize("counting", ["hll", "exact"])
+def test_a_spent_source_adds_no_name_nor_byte_to_an_undeclared_experiment(
+    make_app: Callable[..., Flask], raw_redis: Any, counting: str
+) -> None:
+    """In open registration, a source past its budget cannot fill the variants cap nor the
+    open budget with names it may not count; another source still can add one."""
+    client = make_app(clock=Clock(), counting=counting).test_client()
+    for i in range(BUDGET):
+        get(client, ATTACKER, "red", "participate", f"u{i}")
+    names = raw_redis.smembers(keys.variants("alephbet", "checkout"))
+    budget = keys.open_budget("alephbet", "checkout")
+    held = raw_redis.hget(budget, OpenBudget.TOTAL)
+    for i in range(10):
+        get(client, ATTACKER, f"junk-{i}", "participate", f"junk-{i}")
+    assert dropped(client) == {"source": 10}
+    assert raw_redis.smembers(keys.variants("alephbet", "checkout")) == names == {b"red"}
+    assert raw_redis.hget(budget, OpenBudget.TOTAL) == held
+    get(client, "198.51.100.7", "blue", "participate", "a-visitor")
+    assert raw_redis.smembers(keys.variants("alephbet", "checkout")) == {b"red", b"blue"}
+    assert int(raw_redis.hget(budget, OpenBudget.TOTAL)) > int(held)
 
 
 def test_the_hash_is_not_the_address_and_changes_with_the_day() -> None:

@@ -56,11 +56,18 @@ def plan() -> None:
     is_flag=True,
     help="Show what would change and what the server would refuse; change nothing.",
 )
+@click.option(
+    "--drop-undeclared",
+    is_flag=True,
+    help="Where an experiment no plan declared yet counted names its plan leaves out (from "
+    "public traffic), remove them and their counts instead of refusing the plan.",
+)
 @backend_options
 @one_line_errors
 def apply(
     file: Path,
     dry_run: bool,
+    drop_undeclared: bool,
     source: Source,
 ) -> None:
     namespace, wanted = read(file, source.namespace)
@@ -81,7 +88,7 @@ def apply(
         refused = []
         for name, body in changed:
             try:
-                backend.declare(namespace, name, body, dry_run=True)
+                backend.declare(namespace, name, body, True, drop_undeclared)
             except (Conflict, InvalidInput) as exc:
                 refused.append(f"{name}: {exc}")
         if refused:
@@ -93,7 +100,7 @@ def apply(
             click.echo(f"{len(changed)} to change{' (dry run: nothing sent)' if dry_run else ''}")
             return
         for name, body in changed:
-            backend.declare(namespace, name, body)
+            backend.declare(namespace, name, body, drop_undeclared=drop_undeclared)
         click.echo(f"{len(changed)} declared in namespace {shown(namespace)}")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import click
 
 from .. import defaults
-from ..config import Config
+from ..config import Config, registration_beyond_loopback
 from ..errors import GimelError
 from ..snippet import snippet
 from . import local_key
@@ -147,6 +147,9 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
     overrides: dict[str, object] = {"data_dir": data_dir}
     if not config.api_keys:
         overrides["api_keys"] = (local_key.ensure(data_dir),)
+    if registration := registration_beyond_loopback(host):  # reachable by others: plans only
+        overrides["registration"] = registration
+        click.echo(f"Listening beyond loopback: registration={registration} (GIMEL_REGISTRATION)")
     _more_open_files()
     store: Any = None
     listener: socket.socket | None = None

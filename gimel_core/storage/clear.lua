@@ -2,7 +2,9 @@
 --
 -- KEYS[1]  meta hash          KEYS[2]  registry shard set
 -- KEYS[3]  variants set       KEYS[4]  goals set
--- KEYS[5..] every counter the caller derived from the sets it read, then the bucket_count
+-- KEYS[5]  the registry shard's open budget hash (see track.lua): deleted or reset, the
+--          experiment leaves it
+-- KEYS[6..] every counter the caller derived from the sets it read, then the bucket_count
 --          de-dup buckets that may exist (exact), last: each removed with its sets and its
 --          count, which hang from it (bucket .. DEDUP.separator .. index or DEDUP.size)
 --
@@ -17,7 +19,8 @@
 -- ever orphaned. A bucket of n records has sets 0 to n // DEDUP.load (see
 -- gimel_core/dedup.py), so its count says which to remove.
 --
--- ACTION, CLEAR, DEDUP and META come from the prelude (gimel_core/storage/schema.py).
+-- ACTION, CLEAR, DEDUP and META come from the prelude (gimel_core/storage/schema.py),
+-- unbudget from prelude.lua.
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return CLEAR.missing
@@ -52,7 +55,8 @@ local function unlink_bucket(bucket)
   redis.call('UNLINK', size)
 end
 
-local first = 5
+unbudget(KEYS[5], KEYS[1])
+local first = 6
 if action == ACTION.delete then
   redis.call('SREM', KEYS[2], experiment)
   first = 1
@@ -62,7 +66,7 @@ end
 for i = first, #KEYS do
   if i > #KEYS - d then
     unlink_bucket(KEYS[i])
-  elseif i ~= 2 then
+  elseif i ~= 2 and i ~= 5 then
     redis.call('UNLINK', KEYS[i])
   end
 end

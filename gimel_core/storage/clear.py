@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import keys
 from .runner import Call
 from .schema import ClearAction, ClearArgv, ClearTag, experiment_keys
 
@@ -20,7 +21,7 @@ def clear(
 ) -> Call[ClearTag]:
     """Delete or zero an experiment, if its names are still these; ``buckets``: its de-dup
     buckets (``keys.seen``), each removed with its whole tree."""
-    head = experiment_keys(namespace, experiment)
+    head = [*experiment_keys(namespace, experiment), keys.open_budget(namespace, experiment)]
     argv = ClearArgv(
         action=action,
         experiment=experiment,

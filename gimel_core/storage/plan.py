@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import defaults, keys
 from .runner import Call, text
 from .schema import PlanArgv, experiment_keys
 
@@ -32,9 +33,12 @@ def declare(
     variants: Sequence[str],
     goals: Sequence[str],
     fields: dict[str, str],
+    drop_undeclared: bool = False,
 ) -> Call[Declared | Undeclared]:
     """Store a plan (``fields``: the meta fields it sets) if it names every counted name;
-    ``new``: counting mode, de-dup window and analysis if the experiment is created."""
+    ``new``: counting mode, de-dup window and analysis if the experiment is created.
+    ``drop_undeclared``: an experiment no plan declared yet loses what the plan leaves out
+    instead (names, counters, history), in the same call."""
     mode, window, analysis = new
     args: list[Any] = [
         *PlanArgv(
@@ -43,10 +47,13 @@ def declare(
             new_window=window,
             new_analysis=analysis,
             now=now,
+            drop_undeclared=int(drop_undeclared),
             variant_count=len(variants),
         )
     ]
     args += [*variants, len(goals), *goals]
+    kept = kept_fields(variants, goals) if drop_undeclared else []
+    args += [len(kept), *kept]
     args += [item for pair in fields.items() for item in pair]
 
     def parse(reply: list[Any]) -> Declared | Undeclared:
@@ -54,4 +61,16 @@ def declare(
             return Declared(bool(int(reply[1])))
         return Undeclared(tuple(map(text, reply[1])), tuple(map(text, reply[2])))
 
-    return Call("plan", experiment_keys(namespace, experiment), args, parse)
+    counters = [keys.history, keys.hll_index, keys.counts]
+    budget = keys.open_budget(namespace, experiment)
+    named = [
+        *experiment_keys(namespace, experiment),
+        *(key(namespace, experiment) for key in counters),
+    ]
+    return Call("plan", [*named, budget], args, parse)
+
+
+def kept_fields(variants: Sequence[str], goals: Sequence[str]) -> list[str]:
+    """The counts fields (``keys.counts_field``) a plan's names own: every other goes when
+    undeclared names are dropped."""
+    return [keys.counts_field(g, v) for v in variants for g in (defaults.PARTICIPATE, *goals)]

@@ -11,6 +11,19 @@ local function create_experiment(meta, registry, name, mode, window, analysis, n
   return today
 end
 
+-- Takes an experiment (its meta key) out of its registry shard's open budget (track.lua):
+-- declared, deleted or reset, it no longer holds what was charged. A budget left empty goes.
+local function unbudget(budget, meta)
+  local entry = redis.call('HGET', budget, meta)
+  if entry then
+    redis.call('HDEL', budget, meta)
+    local total = redis.call('HINCRBY', budget, OPEN.total, -tonumber(string.match(entry, '^%d+')))
+    if total <= 0 and redis.call('HLEN', budget) <= 2 then  -- only its total and pruned
+      redis.call('DEL', budget)
+    end
+  end
+end
+
 -- Sets meta fields from ARGV[first..] (field, value, field, value, ...); an empty value
 -- removes its field. What a plan and a settings change write.
 local function set_fields(meta, first)

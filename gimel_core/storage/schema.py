@@ -89,11 +89,49 @@ def experiment_keys(namespace: str, experiment: str) -> list[str]:
     ]
 
 
-TRACK_SOURCES = 7
-"""KEYS index (1-based) of track.lua's per-source counts of the current hour (``keys.sources``)."""
+TRACK_SOURCES = 8
+"""KEYS index (1-based) of track.lua's per-source counts of the current hour (``keys.sources``),
+after the experiment's seven (the last its registry shard's open budget, ``keys.open_budget``)."""
 
-TRACK_FIRST_COUNTER = 8
+TRACK_FIRST_COUNTER = 9
 """KEYS index (1-based) of track.lua's first HyperLogLog (hll) or de-dup bucket (exact)."""
+
+
+# -- the open-registration budget (track.lua, plan.lua) ---------------------------------
+
+
+class OpenBudget:
+    """Fields of a registry shard's budget hash (``keys.open_budget``). Every other field is
+    the meta key of one undeclared experiment, valued ``"<bytes> <name>"``: what it holds."""
+
+    TOTAL = "total"
+    """Bytes the shard's undeclared experiments hold, all told."""
+    PRUNED = "pruned"
+    """Hour (unix seconds // :data:`PRUNE_INTERVAL`) of the last pass that forgot expired,
+    deleted and declared experiments."""
+
+
+PRUNE_INTERVAL = 3_600
+"""Seconds between two passes over a shard's budget hash (each reads every entry)."""
+
+
+class Cost:
+    """Bytes an undeclared experiment is charged, on top of the length of the names it
+    stores (as keys, set members or hash fields): an upper estimate of what Redis takes,
+    checked against MEMORY USAGE by tests/test_budget.py."""
+
+    KEY = 128
+    """A key of its own: the keyspace entry, its expiry, the object header."""
+    MEMBER = 64
+    """A set member or hash field with its value."""
+    HLL = 12_304
+    """A HyperLogLog at its largest (dense: 16,384 six-bit registers and a header)."""
+    META = 512
+    """An experiment's meta fields (mode, window, created, analysis, day)."""
+
+
+def cost_table() -> dict[str, int]:
+    return {k.lower(): v for k, v in vars(Cost).items() if k.isupper()}
 
 
 # -- each script's ARGV: one slot per field, in order; ``int`` slots reach Lua as numbers ----
@@ -128,6 +166,16 @@ class TrackSettings(NamedTuple):
     max_goals: int
     registration: str
     """``open`` counts undeclared experiments (creating them), ``declared`` only planned ones."""
+    # -- the bytes public traffic can make Redis hold ------------------------------------
+    open_budget: int
+    """Bytes the undeclared experiments of one registry shard may hold (GIMEL_OPEN_BUDGET_BYTES
+    spread over the shards); what would pass it is dropped."""
+    idle_seconds: int
+    """An undeclared experiment's keys expire this long after the first event of its last
+    active day (GIMEL_OPEN_IDLE_DAYS)."""
+    max_records: int
+    """exact: most uuid records one de-dup bucket of an experiment holds
+    (GIMEL_DEDUP_MAX_RECORDS); new uuids past it are dropped."""
 
 
 class TrackSource(NamedTuple):
@@ -151,8 +199,12 @@ class PlanArgv(NamedTuple):
     new_window: int
     new_analysis: str
     now: int
+    drop_undeclared: int
+    """1: names counted that neither this plan nor the one before names are removed, with
+    their counters, instead of refusing the plan."""
     variant_count: int
-    """The plan's variants follow, then its goals' count and goals, then meta fields."""
+    """The plan's variants follow, then its goals' count and goals, then (when dropping)
+    the count of the counts fields the plan keeps and those fields, then meta fields."""
 
 
 class ClearArgv(NamedTuple):
@@ -225,6 +277,9 @@ PRELUDE = "\n".join(
         f"local ACTION = {_table({a.value: a.value for a in ClearAction})}",
         f"local TRACK_SOURCES = {TRACK_SOURCES}",
         f"local TRACK_FIRST_COUNTER = {TRACK_FIRST_COUNTER}",
+        f"local OPEN = {_table({'total': OpenBudget.TOTAL, 'pruned': OpenBudget.PRUNED})}",
+        f"local PRUNE_INTERVAL = {PRUNE_INTERVAL}",
+        f"local COST = {_table(cost_table())}",
         "local DEDUP = "
         + _table(
             {

@@ -7,6 +7,7 @@
 -- KEYS[4]  goals set
 -- KEYS[5]  history hash: UTC day number -> JSON of the cumulative counts at that day's end
 -- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key); exact: the counts hash
+-- KEYS[7]  the registry shard's open budget hash (keys.open_budget; see below)
 -- KEYS[TRACK_SOURCES]
 --          this clock hour's per-source counts: salted source hash -> new events it added
 -- KEYS[TRACK_FIRST_COUNTER..]
@@ -33,11 +34,13 @@
 -- plan lists, under no cap: visitors cannot add names to it, and the caps they can fill do not
 -- apply to it. An undeclared one is counted only in open registration, under the caps.
 --
--- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_budget}: how
--- many events were new (duplicates count 0), how many were dropped because they would add a
--- variant or a goal past its cap, how many because the experiment, variant or goal is not
--- declared (in declared registration, an undeclared experiment: every event, nothing
--- written), and how many because their source had added its budget this hour. Or,
+-- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
+-- over_open, over_records}: how many events were new (duplicates count 0), how many were
+-- dropped because they would add a variant or a goal past its cap, how many because the
+-- experiment, variant or goal is not declared (in declared registration, an undeclared
+-- experiment: every event, nothing written), how many because their source had added its
+-- budget this hour, how many because what they would add does not fit the open budget, and
+-- how many new uuids because the current de-dup bucket holds max_records already. Or,
 -- with nothing written: {TRACK.recorded_otherwise, mode, window} when the
 -- experiment was recorded with another mode or window (the caller rebuilds its keys for those
 -- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
@@ -52,24 +55,94 @@
 -- One source's budget (gimel_core/sources.py): when `source` is not empty, the events are
 -- one request's, whose client address hashes to `source`. Once that source has added
 -- `source_budget` new events to this experiment this hour, its further events are not
--- counted (over_budget); an event that was not new (a resent one) costs nothing. The hour's
--- counts expire when it ends (source_expiry).
+-- counted (over_source), and add no name nor byte to an undeclared experiment; an event that
+-- was not new (a resent one) costs nothing. The hour's counts expire when it ends
+-- (source_expiry).
 --
--- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER and
--- DEDUP come from
--- the prelude (gimel_core/storage/schema.py), create_experiment from prelude.lua.
+-- Open budget and idle expiry (undeclared experiments only; a declared one pays neither):
+-- whatever an event would add (the experiment, a variant, a goal, a counter, a day of
+-- history) is charged to the registry shard's budget hash, KEYS[7], in bytes (its names'
+-- lengths plus COST), and dropped if the shard's total would pass open_budget. Each
+-- undeclared experiment has its entry there (its meta key -> "<bytes> <name>"); once an hour
+-- at most, when the budget or the shard's cap is reached, a pass forgets the entries of
+-- experiments gone (expired or deleted: their registry entry goes too) or declared since.
+-- Every key of an undeclared experiment expires idle_seconds after the call that created it
+-- or the first call of a day, whichever came last: nobody's events for that long, and it goes.
+--
+-- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER,
+-- DEDUP, OPEN, PRUNE_INTERVAL and COST come from the prelude (gimel_core/storage/schema.py),
+-- create_experiment and unbudget from prelude.lua.
 
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan)
 local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded[3]), recorded[4]
 local first_event = fields_at + counters
 local stride = 4  -- arguments per event
 if not plan and registration == REGISTRATION.declared then
-  return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0}
+  return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0, 0, 0}
 end
 local today = math.floor(now / DAY)
+
+-- == Open budget: the bytes undeclared experiments hold (see above) ====================
+local budgeted = not plan
+local grew = false  -- this call added a key, a name or a counter: renew the expiry
+local pruned = false
+
+-- Forgets the entries of experiments gone or declared, at most once an hour; the total.
+local function prune()
+  local total = tonumber(redis.call('HGET', KEYS[7], OPEN.total) or '0')
+  local hour = math.floor(now / PRUNE_INTERVAL)
+  if pruned or tonumber(redis.call('HGET', KEYS[7], OPEN.pruned) or '-1') >= hour then
+    return total
+  end
+  pruned, total = true, 0
+  local flat = redis.call('HGETALL', KEYS[7])
+  for i = 1, #flat, 2 do
+    if flat[i] ~= OPEN.total and flat[i] ~= OPEN.pruned then
+      local held, name = string.match(flat[i + 1], '^(%d+) (.*)$')
+      local found = redis.call('HMGET', flat[i], META.counting, META.plan)
+      if found[1] and not found[2] then
+        total = total + tonumber(held)
+      else
+        redis.call('HDEL', KEYS[7], flat[i])
+        if not found[1] then
+          redis.call('SREM', KEYS[2], name)  -- expired: no dangling registry entry
+        end
+      end
+    end
+  end
+  redis.call('HSET', KEYS[7], OPEN.total, total, OPEN.pruned, hour)
+  return total
+end
+
+-- Charges `bytes` to this experiment if they fit the budget; false (nothing charged) if not.
+local function afford(bytes)
+  local total = tonumber(redis.call('HGET', KEYS[7], OPEN.total) or '0')
+  if total + bytes > open_budget and prune() + bytes > open_budget then
+    return false
+  end
+  local entry = redis.call('HGET', KEYS[7], KEYS[1])
+  local held = entry and tonumber(string.match(entry, '^%d+')) or 0
+  redis.call('HSET', KEYS[7], KEYS[1], (held + bytes) .. ' ' .. experiment)
+  redis.call('HINCRBY', KEYS[7], OPEN.total, bytes)
+  grew = true
+  return true
+end
+-- == end of the open budget's functions ================================================
+
 if not mode then
-  if redis.call('SCARD', KEYS[2]) >= max_experiments then
+  local full = redis.call('SCARD', KEYS[2]) >= max_experiments
+  if full and budgeted then  -- names of expired experiments may hold places
+    prune()
+    full = redis.call('SCARD', KEYS[2]) >= max_experiments
+  end
+  if full then
     return {TRACK.shard_full}
+  end
+  unbudget(KEYS[7], KEYS[1])  -- an entry left by an expired one of that name is not this one's
+  -- meta, variants, goals, history, index or counts, and the entries naming it
+  local size = COST.meta + 5 * (COST.key + #KEYS[1]) + 2 * (COST.member + #experiment + #KEYS[1])
+  if not afford(size) then
+    return {TRACK.counted, 0, 0, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0}
   end
   mode, window = new_mode, new_window
   last_day = create_experiment(KEYS[1], KEYS[2], experiment, mode, window, new_analysis, now)
@@ -85,22 +158,58 @@ if last_day < today then
     counts[flat[i]] = exact and tonumber(flat[i + 1]) or redis.call('PFCOUNT', flat[i + 1])
   end
   if next(counts) then
-    redis.call('HSET', KEYS[5], last_day, cjson.encode(counts))
+    local snapshot = cjson.encode(counts)
+    if not budgeted or afford(COST.member + #snapshot) then
+      redis.call('HSET', KEYS[5], last_day, snapshot)
+    end
   end
   redis.call('HSET', KEYS[1], META.day, today)
+  if budgeted then  -- a new day: renew every key's expiry (the head's at the end)
+    grew = true
+    -- one older than the budget gets an entry, so that it is forgotten once it expires
+    redis.call('HSETNX', KEYS[7], KEYS[1], '0 ' .. experiment)
+    if not exact then
+      for i = 2, #flat, 2 do
+        redis.call('EXPIRE', flat[i], idle_seconds)
+      end
+    end
+  end
 end
 
 
--- Adds a name to a set unless that would pass the cap; false when refused.
+-- Adds a name to a set unless that would pass the cap or the budget: true, 'cap' or 'budget'.
 local function admit(key, name, cap)
   if redis.call('SISMEMBER', key, name) == 1 then
     return true
   end
   if redis.call('SCARD', key) >= cap then
-    return false
+    return 'cap'
+  end
+  if not afford(COST.member + #name) then
+    return 'budget'
   end
   redis.call('SADD', key, name)
   return true
+end
+
+-- Undeclared: whether a counter exists or its bytes fit the budget (then charged), once per
+-- counter and call. hll: `target` is its KEYS index; exact: its counts field.
+local afforded = {}
+local fresh = {}  -- hll: the HyperLogLogs charged in this call (keys)
+local function counter_fits(target)
+  if afforded[target] == nil then
+    local field = exact and target or ARGV[fields_at + tonumber(target) - TRACK_FIRST_COUNTER]
+    local fits = redis.call('HEXISTS', KEYS[6], field) == 1
+    if not fits and exact then
+      fits = afford(COST.member + #field)
+    elseif not fits then
+      local key = KEYS[tonumber(target)]
+      fits = afford(COST.key + COST.hll + COST.member + 2 * #key + #field)
+      fresh[key] = fits or nil
+    end
+    afforded[target] = fits
+  end
+  return afforded[target]
 end
 
 -- The plan's names, as sets (a plan is small: decoding it costs microseconds).
@@ -192,17 +301,19 @@ local function record(member)
 end
 
 -- One source's budget: what it added this hour (nil: not budgeted).
-local spent, spent_before, over_budget = nil, 0, 0
+local spent, spent_before = nil, 0
 if source ~= '' then
   spent = tonumber(redis.call('HGET', KEYS[TRACK_SOURCES], source) or '0')
   spent_before = spent
 end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
+local over_source, over_open, over_records = 0, 0, 0
 local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
 for i = first_event, #ARGV, stride do
   local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local counted = false
+  local broke = spent and spent >= source_budget  -- one source's budget spent
   if plan then
     if variants[variant] and (goal == PARTICIPATE or goals[goal]) then
       redis.call('SADD', KEYS[3], variant)
@@ -213,15 +324,23 @@ for i = first_event, #ARGV, stride do
     else
       undeclared = undeclared + 1
     end
-  elseif not admit(KEYS[3], variant, max_variants) then
-    dropped_variants = dropped_variants + 1
-  elseif goal ~= PARTICIPATE and not admit(KEYS[4], goal, max_goals) then
-    dropped_goals = dropped_goals + 1
+  elseif broke then  -- nothing admitted nor charged for it
+    over_source = over_source + 1
   else
-    counted = true
+    local variant_in = admit(KEYS[3], variant, max_variants)
+    local goal_in = variant_in == true and (goal == PARTICIPATE or admit(KEYS[4], goal, max_goals))
+    if variant_in == 'cap' then
+      dropped_variants = dropped_variants + 1
+    elseif goal_in == 'cap' then
+      dropped_goals = dropped_goals + 1
+    elseif goal_in == true and counter_fits(target) then
+      counted = true
+    else
+      over_open = over_open + 1
+    end
   end
-  if counted and spent and spent >= source_budget then  -- one source's budget
-    counted, over_budget = false, over_budget + 1
+  if counted and broke then
+    counted, over_source = false, over_source + 1
   end
   local new_before = new
   if counted and not exact then
@@ -237,7 +356,9 @@ for i = first_event, #ARGV, stride do
         break
       end
     end
-    if not seen then
+    if not seen and counts[current] >= max_records then
+      over_records = over_records + 1
+    elseif not seen then
       record(member)
       redis.call('HINCRBY', KEYS[6], target, 1)
       new = new + 1
@@ -264,4 +385,16 @@ if spent and spent > spent_before then
   redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
   redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
 end
-return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_budget}
+
+-- == Idle expiry of an undeclared experiment: renewed when it grew or a day began ======
+if budgeted and grew then
+  for _, i in ipairs({1, 3, 4, 5, 6}) do
+    redis.call('EXPIRE', KEYS[i], idle_seconds)
+  end
+  for key in pairs(fresh) do
+    redis.call('EXPIRE', key, idle_seconds)
+  end
+end
+
+return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
+        over_open, over_records}

@@ -21,8 +21,12 @@ class Counted:
     dropped_goals: int
     undeclared: int = 0
     """Events dropped because their experiment, variant or goal is not declared."""
-    over_budget: int = 0
+    over_source: int = 0
     """Events dropped because their source added its budget of new events this hour."""
+    over_open: int = 0
+    """Events dropped because what they would add passes the open budget."""
+    over_records: int = 0
+    """New uuids dropped because the current de-dup bucket is full (exact)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ TrackReply = Counted | RecordedOtherwise | ShardFull
 def _reply(reply: list[Any]) -> TrackReply:
     tag = int(reply[0])
     if tag == TrackTag.COUNTED:
-        return Counted(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]), int(reply[5]))
+        return Counted(*(int(n) for n in reply[1:8]))
     if tag == TrackTag.RECORDED_OTHERWISE:
         return RecordedOtherwise(text(reply[1]), int(reply[2]))
     return ShardFull()
@@ -71,10 +75,11 @@ def source_budget(source: str, budget: int, now: int) -> TrackSource:
 
 @lru_cache(maxsize=4_096)
 def _head(namespace: str, experiment: str, mode: str) -> tuple[str, ...]:
-    """KEYS[1..6]: the same for every call of an experiment, so built once per process."""
+    """KEYS[1..7]: the same for every call of an experiment, so built once per process."""
     sixth = keys.hll_index if mode == Mode.HLL else keys.counts
     history = keys.history(namespace, experiment)
-    return (*experiment_keys(namespace, experiment), history, sixth(namespace, experiment))
+    budget = keys.open_budget(namespace, experiment)
+    return (*experiment_keys(namespace, experiment), history, sixth(namespace, experiment), budget)
 
 
 def track_hll(
