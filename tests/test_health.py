@@ -58,12 +58,15 @@ def _check(redis_url: str) -> tuple[int, str]:
 
 
 def fill(client: redis.Redis) -> int:
-    """Give ``client`` 2 MB more room, then write until it refuses: keys written."""
+    """Give ``client`` 2 MB more room, then write until it refuses: keys written. It is then
+    held full (its limit a little under what it uses), so that a buffer freed since cannot
+    let the next small write through."""
     client.config_set("maxmemory", client.info("memory")["used_memory"] + 2_000_000)
     for i in range(10_000):
         try:
             client.set(f"filler:{i}", "x" * 10_000)
         except redis.exceptions.OutOfMemoryError:
+            client.config_set("maxmemory", client.info("memory")["used_memory"] - 100_000)
             return i
     raise AssertionError("Redis never refused a write")
 
