@@ -59,7 +59,7 @@ test-js:
 # The developer loop: the lint and every test but the long ones (marked slow) and the
 # emulated deploy.
 check: $(TESTING) node_modules lint test-js
-	$(BIN)/pytest -m "not slow and not emulator"
+	$(BIN)/pytest -n auto -m "not slow and not emulator"
 
 # Every test but the emulated deploy, which installs LocalStack on its first run.
 test: $(TESTING) node_modules lint test-js
