@@ -32,8 +32,17 @@ from gimel_core.sources import Sources
 from gimel_core.storage.schema import OpenBudget
 from helpers import track_url
 
-NOW = int(time.time()) // 3_600 * 3_600 + 600
-"""Ten minutes into this clock hour: Redis expires keys by its own clock."""
+
+def this_hour() -> int:
+    """Ten minutes into the current clock hour, read when a test starts (not when the module
+    is imported: a run can cross an hour, and Redis expires a source's counts by its own
+    clock at the end of the app's hour). In an hour's last minute, waits for the next."""
+    left = 3_600 - time.time() % 3_600
+    if left < 60:
+        time.sleep(left + 0.1)
+    return int(time.time()) // 3_600 * 3_600 + 600
+
+
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
 PLAN = {
     "variants": ["blue", "red"],
@@ -45,8 +54,8 @@ BUDGET = defaults.SOURCE_BUDGET
 
 
 class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
+    def __init__(self, now: float | None = None) -> None:
+        self.now = this_hour() if now is None else now
 
     def __call__(self) -> float:
         return self.now
@@ -181,9 +190,10 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
     sources: Sources = app.wsgi_app.sources  # type: ignore[attr-defined]
     salt = sources._salt[1]
     source = sources.hash(ATTACKER)
-    hour = keys.sources("alephbet", "checkout", NOW // 3_600)
+    now = int(clock.now)
+    hour = keys.sources("alephbet", "checkout", now // 3_600)
     assert raw_redis.hgetall(hour) == {source.encode(): str(BUDGET).encode()}
-    end = (NOW // 3_600 + 1) * 3_600
+    end = (now // 3_600 + 1) * 3_600
     assert end - time.time() - 5 <= raw_redis.ttl(hour) <= 3_600
     forbidden = [ATTACKER.encode(), salt, salt.hex().encode(), b"a-secret-of-twenty-chars"]
     for key, value in everything(raw_redis):
@@ -194,7 +204,7 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
 
     clock.now += 3_600  # the next hour: a fresh budget, in a key of its own
     get(client, ATTACKER, "red", "participate", "next-hour")
-    assert raw_redis.hgetall(keys.sources("alephbet", "checkout", NOW // 3_600 + 1))
+    assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1))
 
 
 @pytest.mark.parametrize("counting", ["hll", "exact"])
