@@ -81,19 +81,6 @@ def judge(
     return Verdict(VerdictKind.EVEN, text)
 
 
-def guardrail(
-    row: VariantResult,
-    control: VariantResult | None,
-    goal: str,
-    analysis: Analysis,
-    direction: Direction,
-    margin: float,
-) -> Verdict:
-    """Does ``row`` do harm on a guardrail ``goal`` beyond ``margin``? (:func:`judge_guardrail`)"""
-    cis = row.uplift_ci, row.running_uplift_ci
-    return judge_guardrail(row.label, row.trials, *cis, control, goal, analysis, direction, margin)
-
-
 def judge_guardrail(
     label: str,
     trials: int,
