@@ -126,6 +126,10 @@ ANALYSIS = Analysis.SEQUENTIAL
 """Analysis method of new experiments: ``sequential`` (always-valid p-values and intervals,
 safe to look at every day) or ``fixed`` (fixed-horizon: valid at one planned look only)."""
 
+MIN_TRIALS = 100
+"""Below this many participants in either arm, no comparison is decided ("not enough data"),
+so a group-sequential plan must reach it in every variant."""
+
 SEQUENTIAL_TUNING = 5000
 """N*, the sample size at which a sequential interval is tightest relative to a fixed one
 (GrowthBook's default)."""

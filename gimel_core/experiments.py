@@ -158,10 +158,11 @@ class Experiments(StoreBacked):
         names = list(names)
         raws = self.scripts.run([read.read(namespace, exp) for exp in names]) if names else []
         now = self.clock()
+        today = int(now) // DAY  # a closed day is a group-sequential look: new results
         found: dict[str, tuple[ExperimentResult, Texts | None]] = {}
         missed = []
         for name, raw in zip(names, raws, strict=True):
-            hit = self.caches.analysed.get((namespace, name, raw))
+            hit = self.caches.analysed.get((namespace, name, raw, today))
             if hit is None:
                 missed.append((name, raw))
                 continue
@@ -178,7 +179,9 @@ class Experiments(StoreBacked):
                 result = analysis.analyse(counts, self.caches)
                 kept: Texts | None = None
                 if one.meta:  # an experiment that exists: its reply says it all
-                    kept = _remember(self.caches.analysed, (namespace, name, raw), counts, result)
+                    kept = _remember(
+                        self.caches.analysed, (namespace, name, raw, today), counts, result
+                    )
                 found[name] = result, None if analysis.plans_ahead(counts) else kept
         return [found[name] for name in names]
 
@@ -339,6 +342,8 @@ def _experiment_counts(
         reset_at=reset_at,
         history=_history(stored.history, variants, goals, snapshots),
         elapsed_days=_days(reset_at or created, now),
+        last_day=int(meta[Meta.DAY]) if meta.get(Meta.DAY) else None,
+        today=int(now) // DAY,
     )
 
 
@@ -353,8 +358,8 @@ analysis, so an unchanged experiment is not encoded again either (``paging.Budge
 
 
 def _remember(
-    analysed: Cache[tuple[str, str, bytes], Any],
-    key: tuple[str, str, bytes],
+    analysed: Cache[tuple[str, str, bytes, int], Any],
+    key: tuple[str, str, bytes, int],
     counts: ExperimentCounts,
     result: ExperimentResult,
 ) -> Texts | None:
