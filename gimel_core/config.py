@@ -211,9 +211,11 @@ MAX_WINDOW = 366 * 86_400
 
 
 def _window(env: Mapping[str, str]) -> int:
-    """GIMEL_DEDUP_WINDOW: ``life`` (or unset) remembers a uuid for the experiment's life."""
+    """GIMEL_DEDUP_WINDOW: ``life`` (the default) remembers a uuid for the experiment's life."""
     raw = env.get("GIMEL_DEDUP_WINDOW", "").strip()
-    if raw.lower() in ("", dedup.LIFE_NAME):
+    if not raw:
+        return defaults.DEDUP_WINDOW
+    if raw.lower() == dedup.LIFE_NAME:
         return dedup.LIFE
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_WINDOW:
         raise ConfigError(
