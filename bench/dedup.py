@@ -3,7 +3,8 @@
     python -m bench.dedup [--uuids 1000000] [--resent 10000]
 
 Memory: ``--uuids`` uuids, each in 5 counters (``participate`` and 4 goals, so 5 records
-each), written through the real Tracker in one experiment that remembers them for life;
+each), written through the real Tracker in one declared experiment (a plan: its records never
+expire, as in production) that remembers them for life;
 ``INFO memory`` (used_memory) before and after, as bench/track.py reads it (the tracker's
 connection closed and the slow log emptied first), divided by the uuids and by the records.
 
@@ -31,6 +32,7 @@ from gimel_core.events import Event
 from gimel_core.storage.schema import DAY
 
 API_KEY = "bench-key-0123456789abcdef"
+AUTH = {"X-Api-Key": API_KEY}
 NS = "alephbet"
 GOALS = ("participate", "signup", "cart", "buy", "share")
 """The 5 counters every uuid is counted in."""
@@ -83,7 +85,7 @@ def _send(app: Flask, experiment: str, uuids: range, prefix: str = "") -> int:
 
 def _counts(app: Flask, experiment: str) -> list[int]:
     """Participants, then each goal's conversions, over both variants, read through the API."""
-    body = app.test_client().get(f"/experiments/{experiment}", headers={"X-Api-Key": API_KEY})
+    body = app.test_client().get(f"/experiments/{experiment}", headers=AUTH)
     found = body.get_json()
     goals = {g["goal"]: sum(r["successes"] for r in g["results"]) for g in found["goals"]}
     return [sum(found["participants"].values()), *(goals[g] for g in GOALS[1:])]
@@ -105,7 +107,10 @@ def bytes_per_uuid(url: str, uuids: int) -> dict[str, float]:
         client.slowlog_reset()
         return int(client.info("memory")["used_memory"])
 
-    _send(app, "mem", range(0, 1), prefix="warm-up")  # the experiment and its counters
+    plan = {"variants": ["a", "b"], "goals": list(GOALS[1:])}
+    answer = app.test_client().put("/experiments/mem", json=plan, headers=AUTH)
+    assert answer.status_code == 201, answer.get_json()
+    _send(app, "mem", range(0, 1), prefix="warm-up")  # its counters
     before = used()
     started = time.perf_counter()
     new = _send(app, "mem", range(uuids))
