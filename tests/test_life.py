@@ -141,15 +141,18 @@ def test_an_undeclared_experiments_records_go_with_it_and_a_declared_ones_stay(
 ) -> None:
     """Open registration: an undeclared experiment expires when idle, its records with it;
     declaring it keeps them for good."""
-    idle = 30 * DAY
+    idle = 30 * DAY + DAY  # a day longer than its other keys, renewed later in a day
     clock = Clock()
     client = make_app(clock=clock, counting="exact").test_client()
-    _post(client, [f"u-{i}" for i in range(500)])
-    clock.now += DAY  # a new day renews every key, the records too
-    _post(client, [f"w-{i}" for i in range(500)])
+    _post(client, [f"u-{i}" for i in range(1_000)])
     found = _seen_keys(raw_redis)
     assert len(found) == dedup.sets(2_000) + 1
     assert all(idle - 60 < raw_redis.ttl(k) <= idle for k in found)
+    for key in found:  # as if nearly 30 days had passed
+        raw_redis.expire(key, 100)
+    clock.now += DAY  # a visitor seen before, on a new day: every record is renewed
+    _post(client, ["u-0"])
+    assert all(idle - 60 < raw_redis.ttl(k) <= idle for k in _seen_keys(raw_redis))
 
     plan = {"variants": ["a", "b"], "goals": ["signup"]}
     assert client.put(f"/experiments/{EXP}", json=plan, headers=AUTH).status_code == 200

@@ -53,8 +53,7 @@
 -- gimel_core/dedup.py), so that each set stays small enough to be an intset: each
 -- DEDUP.load-th record splits one set in two. With a window, every key written gets the
 -- current bucket's expiry (bucket_expiry). For life, a declared experiment's records never
--- expire; an undeclared one's expire with its other keys (idle expiry, below): each set
--- written, and every set of the bucket when the other keys are renewed.
+-- expire; an undeclared one's expire with its other keys (idle expiry, below).
 --
 -- One source's budget (gimel_core/sources.py): when `source` is not empty, the events are
 -- one request's, whose client address hashes to `source`. Once that source has added
@@ -72,7 +71,9 @@
 -- experiments gone (expired or deleted: their registry entry goes too) or declared since.
 -- Every key of an undeclared experiment expires idle_seconds after the call that created it
 -- or the first call of a day, whichever came last: nobody's events for that long, and it goes.
--- The de-dup records of one exact for life go with it (a set written later, later).
+-- The de-dup records of one exact for life go with it: each set written, and every set on the
+-- first call of a day, expire a day later than that (the other keys' expiry may be renewed
+-- later in the day, when the experiment grows: the records never go before them).
 --
 -- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER,
 -- DEDUP, OPEN, PRUNE_INTERVAL and COST come from the prelude (gimel_core/storage/schema.py),
@@ -160,7 +161,8 @@ local life = exact and keys_window == 0
 -- exact: most records of the current bucket (for life, the experiment's only one)
 local record_cap = life and max_records or math.floor(max_records / (DEDUP.buckets + 1))
 
-if last_day < today then
+local day_began = last_day < today
+if day_began then
   local counts, flat = {}, redis.call('HGETALL', KEYS[6])
   for i = 1, #flat, 2 do
     counts[flat[i]] = exact and tonumber(flat[i + 1]) or redis.call('PFCOUNT', flat[i + 1])
@@ -390,12 +392,12 @@ if not life then
     redis.call('EXPIREAT', key, bucket_expiry)
   end
 elseif budgeted then  -- for life, undeclared: the records go idle with the experiment
-  local renewed = grew and bucket_keys(KEYS[current]) or {}
+  local renewed = day_began and bucket_keys(KEYS[current]) or {}
   for key in pairs(written) do
     renewed[#renewed + 1] = key
   end
   for _, key in ipairs(renewed) do
-    redis.call('EXPIRE', key, idle_seconds)
+    redis.call('EXPIRE', key, idle_seconds + DAY)
   end
 end
 -- One source's budget: its count, kept until the hour ends.
