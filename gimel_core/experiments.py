@@ -335,9 +335,7 @@ def _experiment_counts(
         goals=goals,
         counts=table if mode else {},
         settings=declared,
-        dedup_window=int(meta[Meta.WINDOW])
-        if mode == Mode.EXACT and meta.get(Meta.WINDOW)
-        else None,
+        dedup_window=_window(meta) if mode == Mode.EXACT else None,
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals, snapshots),
@@ -416,3 +414,8 @@ def _text(value: bytes | str) -> str:
 
 def _timestamp(raw: str | None) -> int | None:
     return int(raw) if raw else None
+
+
+def _window(meta: Mapping[str, str]) -> int | None:
+    """An exact experiment's de-dup window, seconds; None when it remembers uuids for life."""
+    return int(meta.get(Meta.WINDOW) or dedup.LIFE) or None
