@@ -6,13 +6,19 @@ variants), the Bayesian chance to beat the control and a verdict; per experiment
 sample-ratio-mismatch test against the declared weights. ``hll`` counts carry their counting
 error into every statistic (:mod:`gimel_core.stats.counting_error`).
 
-The uplift's interval and p-value follow the experiment's analysis method:
+The uplift's interval and p-value follow the experiment's analysis method (:func:`method`):
 
 - ``fixed``: the fixed-horizon Katz interval and pooled z-test, valid at one planned look;
 - ``sequential``: the always-valid confidence sequence and p-value (:mod:`.stats.sequential`)
   at this look, and, from the daily history, their running intersection and minimum
   (``running_uplift_ci``, ``running_p_value``), which stay valid however often the team looks.
-  The Holm adjustment and the verdict use the running p-values.
+  The Holm adjustment and the verdict use the running p-values;
+- ``group_sequential``, for a plan with a size: alpha spent over the closed days toward the
+  planned size (:mod:`.looks`), each row's interval the repeated confidence interval at the
+  last look, its verdict the bound's.
+
+The comparisons a decision rests on (every primary goal's challengers) are corrected as one
+family (:mod:`.multiplicity`).
 """
 
 from __future__ import annotations

@@ -254,3 +254,31 @@ def test_pocock_spending_is_declared_and_used(client: FlaskClient, clock: Clock)
     expected = group_sequential.bounds((0.25,), 0.05, "pocock", 2)
     assert looks["bounds"] == pytest.approx(list(expected))
     assert looks["bounds"][0] < obrien_fleming_first_bound(0.25)  # Pocock spends earlier
+
+
+def test_the_planning_figures_follow_the_method(make_app: Callable[..., Flask]) -> None:
+    """The same counts and plan under each method: the group-sequential design needs a little
+    more than the fixed horizon (its final bound is above z) and much less than the confidence
+    sequence, whose interval is about 1.5 times as wide at this size."""
+    mdes = {}
+    for analysis in ("fixed", "group_sequential", "sequential"):
+        clock = Clock()
+        client = make_app(clock=clock, counting="exact").test_client()
+        name = f"{EXP}-{analysis}"
+        plan = {"variants": ["a", "b"], "goals": ["signup"], "planned_participants": 20_000}
+        plan["analysis"] = analysis
+        assert client.put(f"/experiments/{name}", json=plan, headers=AUTH).status_code == 201
+        events = [
+            {"experiment": name, "variant": v, "uuid": f"{v}{i}", "event": e}
+            for v in "ab"
+            for i in range(1000)
+            for e in (("participate", "signup") if i < 100 else ("participate",))
+        ]
+        for first in range(0, len(events), 500):
+            assert client.post("/track", json=events[first : first + 500]).status_code == 200
+        clock.day(1)
+        found = client.get(f"/experiments/{name}", headers=AUTH).get_json()
+        assert found["method"] == analysis
+        mdes[analysis] = found["planning"]["mde"]
+    assert mdes["fixed"] < mdes["group_sequential"] < 1.1 * mdes["fixed"]
+    assert mdes["group_sequential"] < mdes["sequential"]
