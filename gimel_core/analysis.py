@@ -253,9 +253,7 @@ def _final_bound(counts: ExperimentCounts, shown: Looks, planned: int | None) ->
         count = max(1, len(shown.fractions))
     else:
         count = len(shown.fractions) + math.ceil(max(0.0, planned - total) * days / total)
-    count = min(looks.MAX_PROJECTED, max(1, count))
-    fractions = tuple((k + 1) / count for k in range(count))
-    return looks.bounds(None, fractions, looks.ALPHA, shown.spending)[-1]
+    return looks.final_bound(min(looks.MAX_PROJECTED, max(1, count)), shown.spending)
 
 
 def _goal(
