@@ -71,7 +71,7 @@ def _end_weights(m: int) -> tuple[float, ...]:
     """
     bern = [Fraction(1), Fraction(-1, 2)]  # B_0, B_1 (the sign that makes the sum start at 0)
     for n in range(2, m + 1):
-        bern.append(-sum(comb(n + 1, k) * bern[k] for k in range(n)) / (n + 1))
+        bern.append(-sum((comb(n + 1, k) * bern[k] for k in range(n)), Fraction(0)) / (n + 1))
     rhs = [bern[p + 1] / (p + 1) for p in range(m)]  # what sum_j c_j j^p must equal
     rows = [[Fraction(j**p) for j in range(m)] + [rhs[p]] for p in range(m)]
     for col in range(m):  # Gauss-Jordan on exact fractions: m is small, done once
