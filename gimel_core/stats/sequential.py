@@ -110,12 +110,29 @@ def sequential_uplift(
         + p0 * (1.0 - p0) * ratio * ratio / (n0 * p0 * p0)
         + 4.0 * rse * rse * ratio * ratio
     )
-    x = _mixture_precision(n1 + n0, tuning, alpha)
+    half, p_value = always_valid(uplift, variance, n1 + n0, tuning, alpha)
+    return Sequential(uplift, variance, [uplift - half, uplift + half], p_value)
+
+
+def always_valid(
+    estimate: float,
+    variance: float,
+    participants: int,
+    tuning: float = TUNING,
+    alpha: float = ALPHA,
+) -> tuple[float, float]:
+    """The confidence sequence's half-width and p-value for an asymptotically normal estimate
+    of ``variance`` (> 0) at ``participants`` in both arms, against a null of 0.
+
+    Any such estimate (a rate's uplift here, a mean's in :mod:`.means`) gets the same
+    boundary, as GrowthBook's ``SequentialTwoSidedTTest`` gives every statistic.
+    """
+    x = _mixture_precision(participants, tuning, alpha)
     half = math.sqrt(variance * (x + 1.0) / x * (math.log1p(x) - 2.0 * math.log(alpha)))
     # ln E, kept in logs: exp(z^2 ...) overflows long before the p-value stops being 0.
-    log_e = 0.5 * (x / (x + 1.0) * uplift * uplift / variance - math.log1p(x))
+    log_e = 0.5 * (x / (x + 1.0) * estimate * estimate / variance - math.log1p(x))
     p_value = 1.0 if log_e <= 0.0 else math.exp(-log_e)
-    return Sequential(uplift, variance, [uplift - half, uplift + half], p_value)
+    return half, p_value
 
 
 def running(looks: Iterable[Sequential | None]) -> list[Running]:
