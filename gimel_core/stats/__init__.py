@@ -7,6 +7,9 @@
 - :mod:`.srm`: the sample-ratio-mismatch test of the participants' split.
 - :mod:`.sequential`: the always-valid (sequential) interval and p-value of the relative
   uplift, valid however often the results are looked at, and their running values over looks.
+- :mod:`.means`: a mean per participant from per-arm sums (revenue per visitor), its uplift
+  with Welch's and the always-valid test, and CUPED on a pre-experiment covariate
+  (:mod:`.student`: Student's t for Welch's test).
 - :mod:`.counting_error`: the error a HyperLogLog count carries, which every statistic adds
   to its variance, so intervals never look tighter than the counters allow.
 
