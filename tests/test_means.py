@@ -223,6 +223,16 @@ def test_degenerate_arm_gives_none(bad: Sums) -> None:
     assert means.cuped(GOOD, bad) is None
 
 
+@pytest.mark.parametrize("name", ["no participants", "one participant", "all zero"])
+def test_gbstats_declines_where_we_give_none(name: str) -> None:
+    bad = BAD_ARMS[name]
+    for cuped in (False, True):
+        for arm, control in ((bad, GOOD), (GOOD, bad)):
+            theirs = gbstats_result(arm, control, cuped=cuped, tuning=None)
+            assert theirs.error_message is not None
+            assert _uplift(arm, control, cuped) is None
+
+
 def test_zero_control_mean_gives_none_and_zero_variant_mean_does_not() -> None:
     zero_mean = Sums(100, 0.0, 50.0)  # values of both signs (refunds) averaging 0
     assert means.relative_uplift(GOOD, zero_mean) is None
