@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import analysis, dedup, defaults, keys, paging, plans, settings
+from . import analysis, dedup, defaults, keys, looks, paging, plans, settings
 from .cache import Cache, Caches
 from .errors import Conflict, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
@@ -224,9 +224,10 @@ class Experiments(StoreBacked):
         plan = plans.parse(body, most_variants, max(config.max_goals, defaults.MAX_GOALS))
         new = (config.counting, config.dedup_window, plan.analysis or config.analysis)
         now = self.clock()
+        (raw,) = self.scripts.run([read.read(namespace, experiment)])
+        before = read.stored(raw)
+        self._keep_design(experiment, before, plan, now)
         if dry_run:
-            (raw,) = self.scripts.run([read.read(namespace, experiment)])
-            before = read.stored(raw)
             missing = plans.left_out(plan, before.variants, before.goals)
             declared = Meta.PLAN in before.meta
             if any(missing) and (declared or not drop_undeclared):
@@ -254,6 +255,27 @@ class Experiments(StoreBacked):
         # are admitted (its own slot in a cluster, so a second command).
         self.client.sadd(keys.namespaces(), namespace)
         return self.experiment(namespace, experiment), reply.created
+
+    def _keep_design(
+        self, experiment: str, before: read.Stored, plan: plans.Plan, now: float
+    ) -> None:
+        """Conflict if ``plan`` changes the design of a group-sequential test that has taken a
+        look: new bounds or a new family over the same counts would test them again (a look
+        that missed its bound could pass a new one), so the design holds until a reset."""
+        current = before.meta.get(Meta.PLAN)
+        field = plans.design_change(plans.decode(current), plan) if current else None
+        if field is None:
+            return
+        counts = _experiment_counts(experiment, before, now, self.caches.snapshots)
+        control = analysis.choose_control(counts.variants, counts.settings.control)
+        taken = looks.schedule(counts, control)
+        if taken is not None and taken.days:
+            raise Conflict(
+                f"{experiment!r} is analysed group-sequentially and took its first look on "
+                f"{looks.date(taken.days[0])}: its {field} cannot change, or the same counts "
+                "would be tested again; reset the experiment to start a new design",
+                {"field": field},
+            )
 
     def update_settings(self, namespace: str, experiment: str, body: Any) -> None:
         """Validate and store control, weights, description, archived (PATCH)."""

@@ -433,6 +433,28 @@ def changes(current: Plan | None, wanted: Plan) -> list[str]:
     ]
 
 
+DESIGN = ("analysis", "spending", "planned_participants", "mde", "control", "primary goals")
+"""What a group-sequential test's bounds and family rest on: fixed once a look is taken."""
+
+
+def design_change(current: Plan, wanted: Plan) -> str | None:
+    """The first field of :data:`DESIGN` that ``wanted`` changes (None: the same design).
+    Changed after a look, it would test the same counts again under other bounds."""
+
+    def primary(plan: Plan) -> frozenset[str]:
+        return frozenset(g.name for g in plan.goals if g.role == Role.PRIMARY)
+
+    values = {
+        "analysis": (current.method, wanted.method),
+        "spending": (current.spending, wanted.spending),
+        "planned_participants": (current.planned_participants, wanted.planned_participants),
+        "mde": (current.mde, wanted.mde),
+        "control": (current.control, wanted.control),
+        "primary goals": (primary(current), primary(wanted)),
+    }
+    return next((field for field in DESIGN if values[field][0] != values[field][1]), None)
+
+
 def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 

@@ -282,3 +282,53 @@ def test_the_planning_figures_follow_the_method(make_app: Callable[..., Flask]) 
         mdes[analysis] = found["planning"]["mde"]
     assert mdes["fixed"] < mdes["group_sequential"] < 1.1 * mdes["fixed"]
     assert mdes["group_sequential"] < mdes["sequential"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"spending": "pocock"}, "spending"),  # Pocock's bound at t = 0.25 is 2.37: a ship
+        ({"planned_participants": 5000}, "planned_participants"),  # the look becomes final
+        ({"analysis": "fixed"}, "analysis"),
+        ({"goals": ["signup", {"name": "buy", "role": "secondary"}]}, "primary goals"),
+    ],
+)
+def test_a_design_that_took_a_look_cannot_change_until_a_reset(
+    client: FlaskClient, clock: Clock, change: dict[str, Any], field: str
+) -> None:
+    """|z| = 2.41 missed the O'Brien-Fleming bound 4.33 at the first look: a plan changed
+    after it would test the same counts again under other bounds (or another family)."""
+    plan = {"goals": ["signup", "buy"], "planned_participants": 20_000}
+    assert declare(client, **plan).status_code == 201
+    assert declare(client, **plan, spending="pocock").status_code == 200  # no look yet: free
+    assert declare(client, **plan).status_code == 200
+    send(client, "d0", {"a": (2500, 250), "b": (2500, 310)})
+    clock.day(1)
+    before = results(client)
+    assert before["looks"]["dates"] == ["2026-12-01"] and row(before)["verdict"]["kind"] == "wait"
+
+    answer = declare(client, **{**plan, **change})
+    assert answer.status_code == 409, answer.get_json()
+    assert answer.get_json()["field"] == field and "reset" in answer.get_json()["error"]
+    dry = client.put(
+        f"/experiments/{EXP}?dry_run=true",
+        json={"variants": ["a", "b"], **plan, **change},
+        headers=AUTH,
+    )
+    assert dry.status_code == 409
+    after = results(client)
+    assert after["plan"] == before["plan"] and after["decision"]["kind"] == "keep_running"
+    assert declare(client, **plan, description="what changed").status_code == 200  # not design
+
+    assert client.post(f"/experiments/{EXP}/reset", headers=AUTH).status_code == 200
+    assert declare(client, **{**plan, **change}).status_code == 200  # a new design, new counts
+
+
+def test_a_final_look_is_not_reopened_by_a_larger_plan(client: FlaskClient, clock: Clock) -> None:
+    assert declare(client, planned_participants=2000).status_code == 201
+    send(client, "d0", {"a": (1000, 100), "b": (1000, 100)})
+    clock.day(1)
+    assert results(client)["decision"]["kind"] == "no_difference"
+    answer = declare(client, planned_participants=40_000)
+    assert answer.status_code == 409 and answer.get_json()["field"] == "planned_participants"
+    assert results(client)["decision"]["kind"] == "no_difference"
