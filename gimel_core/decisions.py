@@ -273,10 +273,12 @@ def decide(
         text = f"No difference on {names} {at}: keep {short(control)}{_by(correction)}"
         return Decision(DecisionKind.NO_DIFFERENCE, text)
     if looks is not None and not looks.dates:
+        when = f"first look at the end of {looks.next_look} (UTC)"
+        if looks.planned is None:  # an MDE-only plan: its size needs the control's rate
+            when = f"the first look is the first closed day where {short(control)} converts"
         return Decision(
             DecisionKind.KEEP_RUNNING,
-            f"Keep running: first look at the end of {looks.next_look} (UTC); group-sequential "
-            "analysis decides on closed days only",
+            f"Keep running: {when}; group-sequential analysis decides on closed days only",
         )
     return Decision(DecisionKind.KEEP_RUNNING, "Keep running: " + _remaining(primary, planning))
 

@@ -332,3 +332,15 @@ def test_a_final_look_is_not_reopened_by_a_larger_plan(client: FlaskClient, cloc
     answer = declare(client, planned_participants=40_000)
     assert answer.status_code == 409 and answer.get_json()["field"] == "planned_participants"
     assert results(client)["decision"]["kind"] == "no_difference"
+
+
+def test_an_mde_plan_waits_for_a_closed_day_where_the_control_converts(
+    client: FlaskClient, clock: Clock
+) -> None:
+    assert declare(client, mde=0.2).status_code == 201
+    send(client, "d0", {"a": (300, 0), "b": (300, 30)})  # the control has no rate yet
+    clock.day(1)
+    body = results(client)
+    assert body["looks"]["planned"] is None and body["looks"]["dates"] == []
+    assert body["decision"]["kind"] == "keep_running"
+    assert "first closed day where a converts" in body["decision"]["text"]
