@@ -12,7 +12,7 @@ import tempfile
 
 from gimel_core.embedded import EmbeddedRedis
 
-from . import aa, dashboard, deploy, history, load, servers, track
+from . import aa, dashboard, deploy, group_sequential, history, load, servers, track
 
 
 def missing() -> list[str]:
@@ -158,6 +158,10 @@ def main() -> None:
         "within 5% ± 3.3 binomial SE",
         all(abs(r.fpr_hll - 0.05) <= 3.3 * (0.05 * 0.95 / r.replicates) ** 0.5 for r in short),
     )
+    print("group-sequential decisions, simulated (quick)...", file=sys.stderr, flush=True)
+    for f in group_sequential.measure(group_sequential.QUICK):
+        runs = f"{f.replicates:,} runs" + (f", {f.seconds:.0f} s" if f.seconds else "")
+        row(f"{f.figure} ({runs}; `python -m bench.group_sequential`)", f.measured, f.target, f.ok)
     print("cold start and package size...", file=sys.stderr, flush=True)
     cold = deploy.cold_start()
     row(

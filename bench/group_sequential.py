@@ -173,8 +173,8 @@ def _wave(
     for day in range(study.days + 1):
         clock["now"] = float(START + day * DAY + 3_600)
         if day:  # the morning look at yesterday, a closed day
-            for name in [n for n in names if n not in found and traffic[n][day - 1]]:
-                looks[name] += 1
+            for name in [n for n in names if n not in found]:
+                looks[name] += traffic[name][day - 1] > 0  # a day without traffic is no look
                 answer = client.get(f"/experiments/{name}", headers=AUTH)
                 assert answer.status_code == 200, answer.get_json()
                 body = answer.get_json()
