@@ -17,17 +17,20 @@ The uplift's interval and p-value follow the experiment's analysis method:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from . import decisions, stats
+from . import decisions, looks, multiplicity, stats
 from .cache import Caches, Memo, memo, memoized
+from .defaults import PARTICIPATE
 from .results import (
     ExperimentCounts,
     ExperimentResult,
     GoalResult,
     Interval,
+    Looks,
     Planning,
     Srm,
     VariantResult,
@@ -59,7 +62,20 @@ def analyse(counts: ExperimentCounts, caches: Caches | None = None) -> Experimen
 def plans_ahead(counts: ExperimentCounts) -> bool:
     """Whether the results depend on the time too (a plan with a size or an MDE)."""
     plan = counts.settings.plan
-    return plan is not None and (plan.planned_participants is not None or plan.mde is not None)
+    return plan is not None and plan.sized
+
+
+def method(counts: ExperimentCounts) -> Analysis:
+    """The analysis that computes the intervals and p-values: the declared one, but the
+    confidence sequence for a group-sequential experiment without a size (:mod:`.looks`)."""
+    analysis = counts.settings.analysis
+    if analysis != Analysis.GROUP_SEQUENTIAL:
+        return analysis
+    plan = counts.settings.plan
+    if plan is not None and plan.planned_participants is not None:
+        return analysis
+    control = choose_control(counts.variants, counts.settings.control)
+    return analysis if looks.schedule(counts, control) else Analysis.SEQUENTIAL
 
 
 def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResult:
@@ -68,10 +84,17 @@ def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResu
     plan = counts.settings.plan
     if plan is None or not plans_ahead(counts) or result.srm is None:  # srm: it exists
         return result
-    outlook = _planning(counts, result.control)
+    outlook = _planning(counts, result)
     total = sum(result.participants.values())
     decision = decisions.decide(
-        result.goals, result.control, result.srm, total, plan.planned_participants, outlook
+        result.goals,
+        result.control,
+        result.srm,
+        total,
+        plan.planned_participants,
+        outlook,
+        result.looks,
+        multiplicity.describe(result.goals, result.control, result.method or Analysis.FIXED),
     )
     return replace(result, planning=outlook, decision=decision)
 
@@ -92,9 +115,10 @@ def _fingerprint(counts: ExperimentCounts) -> tuple[object, ...]:
     settings = counts.settings
     weights = tuple(sorted(settings.weights.items())) if settings.weights else None
     days = tuple((day, tuple(sorted(cells.items()))) for day, cells in counts.history)
+    plan = settings.plan.encode() if settings.plan else None
     return (counts.name, counts.counting, counts.variants, counts.goals, settings.control,
             weights, settings.analysis, settings.sequential_tuning, counts.created,
-            counts.reset_at, days)  # fmt: skip
+            counts.reset_at, days, plan)  # fmt: skip
 
 
 def _past(
@@ -132,9 +156,15 @@ def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) 
     if counts.counting is None:
         return ExperimentResult(control=counts.settings.control, **common)
     control = choose_control(counts.variants, counts.settings.control)
+    design = looks.schedule(counts, control)
+    used = method(counts)
     goals = tuple(
-        _goal(counts, trials, goal, control, running, caches) for goal in _ordered(counts)
+        _goal(counts, trials, goal, control, running, used, caches) for goal in _ordered(counts)
     )
+    memo_bounds = caches.bounds if caches else None
+    estimates = _estimates(counts, design, control, caches) if design else {}
+    goals = multiplicity.correct(goals, control, used, design, estimates, memo_bounds)
+    shown = design.shown(memo_bounds) if design and used == Analysis.GROUP_SEQUENTIAL else None
     expected = stats.expected_split(trials, counts.settings.weights)
     observed = [trials.get(v, 0) for v in expected]
     # Participants of different variants are disjoint sets: independent counting errors.
@@ -143,13 +173,25 @@ def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) 
     srm = Srm(p, expected, p is not None and p < stats.SRM_ALPHA)
     plan = counts.settings.plan
     planned = plan.planned_participants if plan else None
-    decision = decisions.decide(goals, control, srm, sum(trials.values()), planned, None)
-    return ExperimentResult(goals=goals, control=control, srm=srm, decision=decision, **common)
+    correction = multiplicity.describe(goals, control, used)
+    decision = decisions.decide(
+        goals, control, srm, sum(trials.values()), planned, None, shown, correction
+    )
+    return ExperimentResult(
+        goals=goals,
+        control=control,
+        srm=srm,
+        decision=decision,
+        method=used,
+        looks=shown,
+        **common,
+    )
 
 
-def _planning(counts: ExperimentCounts, control: str | None) -> Planning | None:
+def _planning(counts: ExperimentCounts, result: ExperimentResult) -> Planning | None:
     """The plan's figures for its first primary goal (None without a size or an MDE, or
     before the control has a rate to plan from)."""
+    control = result.control
     plan = counts.settings.plan
     goal = next((g for g in plan.goals if g.role == Role.PRIMARY), None) if plan else None
     if plan is None or goal is None or control is None:
@@ -168,17 +210,24 @@ def _planning(counts: ExperimentCounts, control: str | None) -> Planning | None:
         shares = (weights.get(other, 0.0) / total, weights.get(control, 0.0) / total)
         if not (shares[0] > 0 and shares[1] > 0):
             shares = None
+    used = result.method or counts.settings.analysis
+    planned = plan.planned_participants
+    final_bound = None
+    if used == Analysis.GROUP_SEQUENTIAL and result.looks is not None:
+        planned = result.looks.planned
+        final_bound = _final_bound(counts, result.looks, planned)
     design = power.Design(
         mean=s0 / n0,
         variants=len(plan.variants),
         shares=shares,
-        analysis=counts.settings.analysis,
+        analysis=used,
         tuning=counts.settings.sequential_tuning,
         counting=counts.counting,
+        final_bound=final_bound,
     )
     found = power.outlook(
         design,
-        plan.planned_participants,
+        planned,
         plan.mde,
         observed=sum(trials.values()),
         days=counts.elapsed_days or 0.0,
@@ -187,12 +236,29 @@ def _planning(counts: ExperimentCounts, control: str | None) -> Planning | None:
     return Planning(goal.name, found.mde, found.power, found.needed, found.days_remaining)
 
 
+def _final_bound(counts: ExperimentCounts, shown: Looks, planned: int | None) -> float | None:
+    """The bound at the planned size if the looks go on daily at the rate seen so far: what
+    the planning figures pad the fixed-horizon standard error by (:mod:`.stats.power`)."""
+    total = sum(counts.participants.values())
+    days = counts.elapsed_days or 0.0
+    if planned is None:
+        return None
+    if shown.final or total <= 0 or days <= 0:
+        count = max(1, len(shown.fractions))
+    else:
+        count = len(shown.fractions) + math.ceil(max(0.0, planned - total) * days / total)
+    count = min(looks.MAX_PROJECTED, max(1, count))
+    fractions = tuple((k + 1) / count for k in range(count))
+    return looks.bounds(None, fractions, looks.ALPHA, shown.spending)[-1]
+
+
 def _goal(
     counts: ExperimentCounts,
     trials: dict[str, int],
     goal: str,
     control: str | None,
     running: Running,
+    analysis: Analysis,
     caches: Caches | None,
 ) -> GoalResult:
     plan = counts.settings.plan
@@ -208,7 +274,7 @@ def _goal(
         cells,
         control,
         counts.counting,
-        counts.settings.analysis,
+        analysis,
         counts.settings.sequential_tuning,
         declared.role if declared else Role.PRIMARY,
         declared.direction if declared else Direction.INCREASE,
@@ -358,9 +424,34 @@ def _sequential(
     return stats.sequential_uplift(s, n, s0, n0, tuning=tuning, rse=rse)
 
 
+def _estimates(
+    counts: ExperimentCounts,
+    design: looks.Schedule,
+    control: str | None,
+    caches: Caches | None,
+) -> dict[tuple[str, str], list[looks.Estimate]]:
+    """Each comparison's (uplift, standard error) at each group-sequential look."""
+    found: dict[tuple[str, str], list[looks.Estimate]] = {}
+    if control is None or counts.counting is None:
+        return found
+    tuning, counting = counts.settings.sequential_tuning, counts.counting
+    sequential_look = memoized(caches.looks if caches else None, _sequential)
+    for cells in design.cells:
+        for goal in counts.goals:
+            s0, n0 = clamp(cells.get((goal, control), 0), cells.get((PARTICIPATE, control), 0))
+            for variant in counts.variants:
+                if variant == control:
+                    continue
+                s, n = clamp(cells.get((goal, variant), 0), cells.get((PARTICIPATE, variant), 0))
+                look = sequential_look(s, n, s0, n0, tuning, counting) if n and n0 else None
+                estimate = None if look is None else (look.uplift, math.sqrt(look.variance))
+                found.setdefault((goal, variant), []).append(estimate)
+    return found
+
+
 def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) -> Running:
     """The running values through this look, from those through the previous one."""
-    if counts.settings.analysis != Analysis.SEQUENTIAL or counts.counting is None:
+    if counts.counting is None or method(counts) != Analysis.SEQUENTIAL:
         return {}
     control = choose_control(counts.variants, counts.settings.control)
     if control is None:
@@ -381,7 +472,7 @@ def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) 
 
 
 def _running_from_history(counts: ExperimentCounts, caches: Caches | None) -> Running:
-    if counts.settings.analysis != Analysis.SEQUENTIAL or counts.counting is None:
+    if counts.counting is None or method(counts) != Analysis.SEQUENTIAL:
         return {}
     through: Running = {}
     for day, cells in counts.history:

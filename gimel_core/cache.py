@@ -123,12 +123,13 @@ class Caches:
     """Everything one process keeps between requests, each part bounded."""
 
     def __init__(self, analysed_bytes: int = ANALYSED_BYTES) -> None:
-        self.analysed: Cache[tuple[str, str, bytes], Any] = Cache(
+        self.analysed: Cache[tuple[str, str, bytes, int], Any] = Cache(
             analysed_bytes, weigh=lambda key, _: len(key[2]), largest=analysed_bytes // 8
         )
-        """(namespace, experiment, read.lua's reply) -> what it was analysed into. The reply
-        holds every count, setting and day of history, so an unchanged reply means unchanged
-        results (but for the planning figures, which ``analysis.replan`` refreshes)."""
+        """(namespace, experiment, read.lua's reply, UTC day) -> what it was analysed into.
+        The reply holds every count, setting and day of history, so an unchanged reply on the
+        same day means unchanged results (but for the planning figures, which
+        ``analysis.replan`` refreshes); a day that closes may be a group-sequential look."""
         self.snapshots: Cache[str, Mapping[str, int]] = Cache(65_536)
         """A day's stored snapshot -> its decoded counts: it never changes once written."""
         self.past: Cache[tuple[object, ...], Any] = Cache(256)
@@ -138,8 +139,11 @@ class Caches:
         """One goal's counts and settings -> its rows and verdicts (a few KB each)."""
         self.looks = Memo(262_144)
         """One sequential look's counts -> its always-valid interval and p-value."""
+        self.bounds = Memo(1024)
+        """A group-sequential schedule and level -> its bounds (a new one per look a day)."""
 
     def clear(self) -> None:
         """Forget everything (a cold process)."""
-        for part in (self.analysed, self.snapshots, self.past, self.goals, self.looks):
+        parts = (self.analysed, self.snapshots, self.past, self.goals, self.looks, self.bounds)
+        for part in parts:
             part.clear()

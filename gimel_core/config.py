@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from . import defaults, rules
+from . import dedup, defaults, rules
 from .errors import ConfigError
 from .vocabulary import Analysis, Mode, Registration
 
@@ -31,6 +31,8 @@ class Config:
     registration: Registration = defaults.REGISTRATION
     """``open``: any experiment a visitor names is counted; ``declared``: only planned ones."""
     dedup_window: int = defaults.DEDUP_WINDOW
+    """Seconds an exact experiment created from now on remembers a uuid; ``dedup.LIFE``: for
+    its life. An experiment keeps the window it was created with."""
     redis_timeout: float = defaults.REDIS_TIMEOUT
     data_dir: str = defaults.DATA_DIR
     batch_max_events: int = defaults.BATCH_MAX_EVENTS
@@ -46,7 +48,7 @@ class Config:
     open_idle_days: int = defaults.OPEN_IDLE_DAYS
     """Days without an event after which an undeclared experiment expires."""
     dedup_max_records: int = defaults.DEDUP_MAX_RECORDS
-    """exact: most uuid records per de-dup bucket of an experiment."""
+    """exact: most uuid records an experiment holds (with a window: a fifth per bucket)."""
     allowed_namespaces: frozenset[str] | None = None
     """Only these namespaces are counted (None: any, up to max_namespaces)."""
     allowed_experiments: frozenset[str] | None = None
@@ -75,7 +77,7 @@ class Config:
         counting = _choice(env, "GIMEL_COUNTING", Mode, defaults.COUNTING)
         analysis = _choice(env, "GIMEL_ANALYSIS", Analysis, defaults.ANALYSIS)
         registration = _choice(env, "GIMEL_REGISTRATION", Registration, defaults.REGISTRATION)
-        window = _number(env, "GIMEL_DEDUP_WINDOW", int, defaults.DEDUP_WINDOW, 1, 366 * 86_400)
+        window = _window(env)
         timeout = _number(env, "GIMEL_REDIS_TIMEOUT", float, defaults.REDIS_TIMEOUT, 0.05, 30.0)
         data_dir = env.get("GIMEL_DATA_DIR", "").strip() or defaults.DATA_DIR
         max_events = _number(
@@ -203,6 +205,24 @@ def _proxy(env: Mapping[str, str]) -> tuple[str | None, int]:
     if header is None and env.get("GIMEL_TRUSTED_PROXY_HOPS", "").strip():
         raise ConfigError("GIMEL_TRUSTED_PROXY_HOPS needs GIMEL_TRUSTED_PROXY_HEADER")
     return header, hops
+
+
+MAX_WINDOW = 366 * 86_400
+
+
+def _window(env: Mapping[str, str]) -> int:
+    """GIMEL_DEDUP_WINDOW: ``life`` (the default) remembers a uuid for the experiment's life."""
+    raw = env.get("GIMEL_DEDUP_WINDOW", "").strip()
+    if not raw:
+        return defaults.DEDUP_WINDOW
+    if raw.lower() == dedup.LIFE_NAME:
+        return dedup.LIFE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WINDOW:
+        raise ConfigError(
+            f"GIMEL_DEDUP_WINDOW must be {dedup.LIFE_NAME!r} (remember every uuid for the "
+            f"experiment's life) or seconds from 1 to {MAX_WINDOW} (got {raw!r})"
+        )
+    return int(raw)
 
 
 def _names(env: Mapping[str, str], name: str) -> frozenset[str] | None:

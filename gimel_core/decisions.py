@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .results import Decision, GoalResult, Interval, Planning, Srm, VariantResult, Verdict
+from . import defaults
+from .looks import Schedule, Tested, date
+from .results import Decision, GoalResult, Interval, Looks, Planning, Srm, VariantResult, Verdict
 from .vocabulary import Analysis, DecisionKind, Direction, Role, VerdictKind
 
 WIN_CHANCE = 0.95
 """A winner needs at least this chance to beat the other arm..."""
 ALPHA = 0.05
 """...and a Holm-adjusted p-value below this."""
-MIN_TRIALS = 100
-"""Below this many participants in either arm, an undecided comparison is "not enough data"."""
+MIN_TRIALS = defaults.MIN_TRIALS
 
 
 def verdict(
@@ -96,13 +97,14 @@ def judge_guardrail(
     From the values its row will hold, as :func:`judge`.
 
     A one-sided test at 2.5% on each side, read from the uplift's 95% interval (the running
-    one in sequential analysis, so it holds however often the team looks): ``harm`` when
+    one in sequential and group-sequential analysis, so it holds however often the team
+    looks): ``harm`` when
     even its most favourable end is worse than the margin allows, ``safe`` when even its
     least favourable end is within it, ``wait`` until one of the two is shown.
     """
     name, goal = short(label), short(goal)
     base = short(control.label) if control else "the control"
-    ci = running_uplift_ci if analysis == Analysis.SEQUENTIAL else uplift_ci
+    ci = uplift_ci if analysis == Analysis.FIXED else running_uplift_ci
     if ci is None or control is None or min(trials, control.trials) < MIN_TRIALS:
         return Verdict(
             VerdictKind.WAIT, f"{name} vs {base} on guardrail {goal}: not enough data yet"
@@ -120,6 +122,52 @@ def judge_guardrail(
         )
     text = f"{name} vs {base} on guardrail {goal}: harm not ruled out yet"
     return Verdict(VerdictKind.WAIT, f"{text} (from {_change(low)} to {_change(high)})")
+
+
+def judge_look(
+    label: str,
+    trials: int,
+    control: VariantResult | None,
+    goal: str,
+    direction: Direction,
+    tested: Tested | None,
+    z: float | None,
+    design: Schedule,
+) -> Verdict:
+    """The verdict of a group-sequential test (:func:`gimel_core.looks.holm`): a win or a
+    loss once a look's ``|z|`` reached its bound, "no difference" once the final look did
+    not, else wait for the next look (today's counts never decide)."""
+    name, goal = short(label), short(goal)
+    base = short(control.label) if control else "the control"
+    if control is None or tested is None or z is None:
+        upcoming = "today" if design.next_day is None else date(design.next_day)
+        when = f" (first look at the end of {upcoming})"
+        return Verdict(
+            VerdictKind.WAIT,
+            f"{name} vs {base} on {goal}: not enough data yet" + (when * (not design.days)),
+        )
+    if tested.crossed is not None:
+        crossed = tested.z or 0.0
+        edge = tested.bounds[tested.crossed]
+        better = (crossed > 0) == (direction == Direction.INCREASE)
+        winner, loser = (name, base) if better else (base, name)
+        day = date(design.days[tested.crossed])
+        text = (
+            f"{winner} beats {loser} on {goal}: |z| = {abs(crossed):.2f} reached the "
+            f"group-sequential bound {edge:.2f} at the look of {day}"
+        )
+        return Verdict(VerdictKind.WIN if better else VerdictKind.LOSE, text)
+    edge = tested.bounds[len(design.fractions) - 1]
+    detail = f"|z| = {abs(z):.2f}, bound {edge:.2f} at {percent(design.fractions[-1])} of the plan"
+    if min(trials, control.trials) < MIN_TRIALS:
+        return Verdict(
+            VerdictKind.WAIT, f"{name} vs {base} on {goal}: not enough data yet ({detail})"
+        )
+    if design.final:
+        text = f"No clear difference between {name} and {base} on {goal} at the final look"
+        return Verdict(VerdictKind.EVEN, f"{text} ({detail})")
+    text = f"{name} vs {base} on {goal}: not enough evidence yet ({detail})"
+    return Verdict(VerdictKind.WAIT, text)
 
 
 def _change(harm: float) -> str:
@@ -141,14 +189,18 @@ def decide(
     participants: int,
     planned: int | None,
     planning: Planning | None,
+    looks: Looks | None = None,
+    correction: str | None = None,
 ) -> Decision:
     """The experiment's one decision line, from the verdicts of its goals by role.
 
     A sample-ratio mismatch comes first (no result can be trusted); then a variant that wins
     on a primary goal, loses on none and breaches no guardrail is shipped; a breached
     guardrail overrides a primary win, and one not settled yet whose estimate is already past
-    its margin holds the win until it is. "No difference" needs the planned size reached: until
-    then, and without a planned size, an undecided experiment keeps running.
+    its margin holds the win until it is. "No difference" needs the planned size reached (in
+    group-sequential analysis, its final ``looks``): until then, and without a planned size,
+    an undecided experiment keeps running. ``correction``: the family-wise correction the
+    primary goals' verdicts were taken with, named in the line.
     """
     if srm is not None and srm.mismatch and srm.p_value is not None:
         return Decision(
@@ -197,7 +249,8 @@ def decide(
                 "so far)",
                 variant,
             )
-        return Decision(DecisionKind.SHIP, f"Ship {short(variant)}: {_text(row)}", variant)
+        text = f"Ship {short(variant)}: {_text(row)}{_by(correction)}"
+        return Decision(DecisionKind.SHIP, text, variant)
     if winners:
         variant = winners[0][0]
         return Decision(
@@ -207,14 +260,29 @@ def decide(
         )
     if rows and all(v in beaten or v in harms for v in rows):
         variant = next(iter(rows))
-        reason = _text(beaten[variant]) if variant in beaten else harms[variant]
+        reason = _text(beaten[variant]) + _by(correction) if variant in beaten else harms[variant]
         return Decision(DecisionKind.KEEP_CONTROL, f"Keep {short(control)}: {reason}", variant)
-    if planned is not None and participants >= planned:
+    if looks is not None:
+        planned = looks.planned
+    done = looks.final if looks is not None else planned is not None and participants >= planned
+    if done and planned is not None:
         names = _goals(primary)
         at = f"at the planned {planned:,} participants"
-        text = f"No difference on {names} {at}: keep {short(control)}"
+        if looks is not None:
+            at = f"at the final look ({looks.dates[-1]}, {planned:,} participants planned)"
+        text = f"No difference on {names} {at}: keep {short(control)}{_by(correction)}"
         return Decision(DecisionKind.NO_DIFFERENCE, text)
+    if looks is not None and not looks.dates:
+        return Decision(
+            DecisionKind.KEEP_RUNNING,
+            f"Keep running: first look at the end of {looks.next_look} (UTC); group-sequential "
+            "analysis decides on closed days only",
+        )
     return Decision(DecisionKind.KEEP_RUNNING, "Keep running: " + _remaining(primary, planning))
+
+
+def _by(correction: str | None) -> str:
+    return f"; {correction}" if correction else ""
 
 
 def _signed(goal: GoalResult, row: VariantResult) -> float:

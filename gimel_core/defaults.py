@@ -12,8 +12,9 @@ NAMESPACE = "alephbet"
 COUNTING = Mode.HLL
 """Counting mode for new experiments: ``hll`` (HyperLogLog, fixed 12 KB) or ``exact``."""
 
-DEDUP_WINDOW = 86_400
-"""Seconds an ``exact`` experiment remembers a uuid, so a resent event is counted once."""
+DEDUP_WINDOW = 0
+"""Seconds an ``exact`` experiment remembers a uuid, so a resent event is counted once; 0
+(``life``, the default): for its whole life, until it is reset or deleted."""
 
 DEDUP_BUCKETS = 4
 """The de-dup window is split into this many time buckets; a record lives window..1.25 window."""
@@ -88,9 +89,10 @@ registry shards: one experiment holds at most a 16th. What would pass it is drop
 OPEN_IDLE_DAYS = 30
 """Days without an event after which an undeclared experiment is removed, keys and all."""
 
-DEDUP_MAX_RECORDS = 5_000_000
-"""``exact``: most uuid records one de-dup bucket of an experiment holds (about 7.3 bytes
-each); new uuids past it are dropped. An experiment holds at most DEDUP_BUCKETS + 1 buckets."""
+DEDUP_MAX_RECORDS = 25_000_000
+"""``exact``: most uuid records one experiment holds (about 8.8 bytes each: 220 MB), one per
+(uuid, goal, variant), 5 million visitors in 5 counters; new uuids past it are dropped. With a
+window, each of its at most DEDUP_BUCKETS + 1 buckets holds a fifth."""
 
 PAGE_LIMIT = 20
 """Experiments per ``GET /experiments`` page when ``limit`` is not given."""
@@ -125,6 +127,10 @@ fetch, ...). A script that sends a browser's agent, or none, is counted."""
 ANALYSIS = Analysis.SEQUENTIAL
 """Analysis method of new experiments: ``sequential`` (always-valid p-values and intervals,
 safe to look at every day) or ``fixed`` (fixed-horizon: valid at one planned look only)."""
+
+MIN_TRIALS = 100
+"""Below this many participants in either arm, no comparison is decided ("not enough data"),
+so a group-sequential plan must reach it in every variant."""
 
 SEQUENTIAL_TUNING = 5000
 """N*, the sample size at which a sequential interval is tightest relative to a fixed one

@@ -158,10 +158,11 @@ class Experiments(StoreBacked):
         names = list(names)
         raws = self.scripts.run([read.read(namespace, exp) for exp in names]) if names else []
         now = self.clock()
+        today = int(now) // DAY  # a closed day is a group-sequential look: new results
         found: dict[str, tuple[ExperimentResult, Texts | None]] = {}
         missed = []
         for name, raw in zip(names, raws, strict=True):
-            hit = self.caches.analysed.get((namespace, name, raw))
+            hit = self.caches.analysed.get((namespace, name, raw, today))
             if hit is None:
                 missed.append((name, raw))
                 continue
@@ -178,7 +179,9 @@ class Experiments(StoreBacked):
                 result = analysis.analyse(counts, self.caches)
                 kept: Texts | None = None
                 if one.meta:  # an experiment that exists: its reply says it all
-                    kept = _remember(self.caches.analysed, (namespace, name, raw), counts, result)
+                    kept = _remember(
+                        self.caches.analysed, (namespace, name, raw, today), counts, result
+                    )
                 found[name] = result, None if analysis.plans_ahead(counts) else kept
         return [found[name] for name in names]
 
@@ -332,13 +335,13 @@ def _experiment_counts(
         goals=goals,
         counts=table if mode else {},
         settings=declared,
-        dedup_window=int(meta[Meta.WINDOW])
-        if mode == Mode.EXACT and meta.get(Meta.WINDOW)
-        else None,
+        dedup_window=_window(meta) if mode == Mode.EXACT else None,
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals, snapshots),
         elapsed_days=_days(reset_at or created, now),
+        last_day=int(meta[Meta.DAY]) if meta.get(Meta.DAY) else None,
+        today=int(now) // DAY,
     )
 
 
@@ -353,8 +356,8 @@ analysis, so an unchanged experiment is not encoded again either (``paging.Budge
 
 
 def _remember(
-    analysed: Cache[tuple[str, str, bytes], Any],
-    key: tuple[str, str, bytes],
+    analysed: Cache[tuple[str, str, bytes, int], Any],
+    key: tuple[str, str, bytes, int],
     counts: ExperimentCounts,
     result: ExperimentResult,
 ) -> Texts | None:
@@ -411,3 +414,8 @@ def _text(value: bytes | str) -> str:
 
 def _timestamp(raw: str | None) -> int | None:
     return int(raw) if raw else None
+
+
+def _window(meta: Mapping[str, str]) -> int | None:
+    """An exact experiment's de-dup window, seconds; None when it remembers uuids for life."""
+    return int(meta.get(Meta.WINDOW) or dedup.LIFE) or None

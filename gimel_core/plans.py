@@ -28,7 +28,7 @@ from .events import check_name
 from .storage.plan import kept_fields
 from .storage.read import Stored
 from .storage.schema import Meta
-from .vocabulary import Analysis, Direction, Role
+from .vocabulary import Analysis, Direction, Role, Spending
 
 FIELDS = (
     "variants",
@@ -36,6 +36,7 @@ FIELDS = (
     "weights",
     "goals",
     "analysis",
+    "spending",
     "planned_participants",
     "mde",
     "description",
@@ -85,12 +86,27 @@ class Plan:
     goals: tuple[PlannedGoal, ...] = ()
     weights: dict[str, float] | None = None
     analysis: Analysis | None = None
-    """None: the experiment keeps the method it was created with."""
+    """None: ``group_sequential`` with a size (``planned_participants`` or ``mde``), else the
+    method the experiment was created with."""
+    spending: Spending | None = None
+    """Group-sequential analysis: how alpha is spent over the looks (None: O'Brien-Fleming)."""
     planned_participants: int | None = None
     """Participants over all variants at which the team means to decide."""
     mde: float | None = None
     """Minimum detectable effect the team cares about, relative (0.05: a 5% uplift)."""
     description: str | None = None
+
+    @property
+    def sized(self) -> bool:
+        """Whether the plan declares its size: a number of participants, or an MDE."""
+        return self.planned_participants is not None or self.mde is not None
+
+    @property
+    def method(self) -> Analysis | None:
+        """The analysis this plan asks for (None: the experiment's own)."""
+        if self.analysis is None and self.sized:
+            return Analysis.GROUP_SEQUENTIAL
+        return self.analysis
 
     def goal(self, name: str) -> PlannedGoal | None:
         return next((g for g in self.goals if g.name == name), None)
@@ -107,6 +123,7 @@ class Plan:
             "weights": self.weights,
             "goals": [g.to_json() for g in self.goals],
             "analysis": self.analysis.value if self.analysis else None,
+            "spending": self.spending.value if self.spending else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
             "description": self.description,
@@ -122,6 +139,7 @@ class Plan:
             shown["goals"] = [g.declared() for g in self.goals]
         optional = {
             "analysis": self.analysis.value if self.analysis else None,
+            "spending": self.spending.value if self.spending else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
             "description": self.description,
@@ -161,7 +179,11 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
             f"must be a whole number of participants (all variants) from 2 to {MAX_PARTICIPANTS}",
         )
     mde = problems.check(_fraction, "mde", body.get("mde"), low=0.0, high=10.0, open_low=True)
+    spending = body.get("spending")
+    if spending is not None:
+        spending = problems.check(_one_of, "spending", Spending, spending)
     description = problems.check(parse_description, body.get("description"))
+    _check_design(body, analysis, spending, planned, mde, variants, problems)
     problems.raise_any()
     assert variants is not None and control is not None  # else raised above
     return Plan(
@@ -170,10 +192,45 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
         goals=goals,
         weights=weights,
         analysis=analysis,
+        spending=spending,
         planned_participants=planned,
         mde=mde,
         description=description,
     )
+
+
+def _check_design(
+    body: dict[str, Any],
+    analysis: Analysis | None,
+    spending: Spending | None,
+    planned: Any,
+    mde: float | None,
+    variants: tuple[str, ...] | None,
+    problems: _Problems,
+) -> None:
+    """What a group-sequential design needs: a size, and one some look can decide at."""
+    sized = planned is not None or mde is not None
+    method = analysis if analysis is not None or not sized else Analysis.GROUP_SEQUENTIAL
+    if analysis == Analysis.GROUP_SEQUENTIAL and not sized and "analysis" in body:
+        problems.add(
+            "analysis",
+            "group_sequential spends alpha toward a planned size: declare planned_participants "
+            "or mde",
+        )
+    if spending is not None and method != Analysis.GROUP_SEQUENTIAL:
+        problems.add("spending", "applies to group_sequential analysis only")
+    least = defaults.MIN_TRIALS * len(variants) if variants else None
+    if (
+        method == Analysis.GROUP_SEQUENTIAL
+        and least is not None
+        and isinstance(planned, int)
+        and 2 <= planned < least
+    ):
+        problems.add(
+            "planned_participants",
+            f"no look can decide below {defaults.MIN_TRIALS} participants per variant: plan at "
+            f"least {least:,} for {len(variants or ())} variants",
+        )
 
 
 class _Problems:
@@ -227,6 +284,7 @@ def from_json(data: dict[str, Any]) -> Plan:
         ),
         weights=data["weights"],
         analysis=Analysis(data["analysis"]) if data["analysis"] else None,
+        spending=Spending(data["spending"]) if data.get("spending") else None,
         planned_participants=data["planned_participants"],
         mde=data["mde"],
         description=data["description"],
@@ -387,8 +445,8 @@ def meta_fields(plan: Plan) -> dict[str, str]:
         Meta.WEIGHTS: json.dumps(plan.weights) if plan.weights else "",
         Meta.DESCRIPTION: plan.description or "",
     }
-    if plan.analysis is not None:
-        fields[Meta.ANALYSIS] = plan.analysis
+    if plan.method is not None:
+        fields[Meta.ANALYSIS] = plan.method
     return fields
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar, Union, get_args, get_origin, get_ty
 
 from . import defaults, plans
 from .plans import Plan
-from .vocabulary import Analysis, DecisionKind, Direction, Mode, Role, VerdictKind
+from .vocabulary import Analysis, DecisionKind, Direction, Mode, Role, Spending, VerdictKind
 
 Interval = tuple[float, float]
 """A 95% interval, (low, high): a JSON list of two numbers."""
@@ -160,13 +160,19 @@ class ExperimentCounts:
     """(UTC day number, counts at the end of that day), oldest first; the counts above are now."""
     elapsed_days: float | None = None
     """Days since the experiment was created (or last reset), when it was read."""
+    last_day: int | None = None
+    """UTC day number of the last event counted."""
+    today: int | None = None
+    """UTC day number when it was read: the counts are a closed day's once ``last_day`` is
+    before it (a group-sequential look)."""
 
     def count(self, goal: str, variant: str) -> int:
         return self.counts.get((goal, variant), 0)
 
     def on(self, day: int, counts: Mapping[tuple[str, str], int]) -> ExperimentCounts:
         """This experiment as it stood at the end of ``day`` (its history until then)."""
-        return replace(self, counts=counts, history=tuple(h for h in self.history if h[0] < day))
+        history = tuple(h for h in self.history if h[0] < day)
+        return replace(self, counts=counts, history=history, last_day=day, today=day + 1)
 
     @property
     def participants(self) -> dict[str, int]:
@@ -213,6 +219,9 @@ class VariantResult(NamedTuple):
     """Sequential analysis: the intersection of this look's interval with every earlier day's."""
     running_p_value: float | None = None
     """Sequential analysis: the least p-value of this look and every earlier day's."""
+    bound: float | None = None
+    """Group-sequential analysis: the ``|z|`` the last look had to reach, at the level the
+    family-wise correction tested this comparison at (``p_value`` is that look's nominal one)."""
 
     def to_json(self) -> dict[str, Any]:
         return _ROW(self)
@@ -282,6 +291,30 @@ _PLANNING = _encoder(Planning)
 
 
 @dataclass(frozen=True, slots=True)
+class Looks:
+    """A group-sequential experiment's looks so far: the closed UTC days that added
+    participants, each at its information fraction of the planned size, with the bound a
+    single comparison's ``|z|`` had to reach there (:mod:`gimel_core.looks`)."""
+
+    planned: int | None
+    """The participants the fractions count toward (None: not known before the first look)."""
+    spending: Spending
+    dates: tuple[str, ...] = ()
+    fractions: tuple[float, ...] = ()
+    bounds: tuple[float, ...] = ()
+    final: bool = False
+    """The planned size was reached at the last look: its verdicts stand."""
+    next_look: str | None = None
+    """The UTC date whose close is the next look (None once final)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return _LOOKS(self)
+
+
+_LOOKS = _encoder(Looks)
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The one line a team acts on, for the whole experiment."""
 
@@ -301,7 +334,7 @@ _DECISION = _encoder(Decision)
 class ExperimentResult:
     """One experiment's results. Its JSON lists the fields in this order, with the settings'
     fields in place of ``settings`` (``control`` is the one in use, declared or chosen) and
-    ``srm``, ``decision`` and ``planning`` only for an experiment that exists."""
+    ``srm``, ``decision``, ``planning`` and ``looks`` only for an experiment that exists."""
 
     experiment: str
     goals: tuple[GoalResult, ...] = ()
@@ -310,6 +343,9 @@ class ExperimentResult:
     participants: dict[str, int] = field(default_factory=dict)
     control: str | None = None
     settings: Settings = Settings()
+    method: Analysis | None = None
+    """The analysis that produced the intervals and p-values: the declared one, or the
+    confidence sequence (``sequential``) where a group-sequential plan has no size yet."""
     dedup_window: int | None = None
     created: int | None = None
     reset_at: int | None = None
@@ -317,6 +353,8 @@ class ExperimentResult:
     """None for an experiment that does not exist."""
     decision: Decision | None = None
     planning: Planning | None = None
+    looks: Looks | None = None
+    """Group-sequential analysis: its looks so far."""
 
     @property
     def exists(self) -> bool:
@@ -326,7 +364,7 @@ class ExperimentResult:
         """The API's JSON; ``summary``: ``goal_names``, the goals' names alone, in place of
         ``goals`` (``GET /experiments?view=summary``), every other field the same."""
         body: dict[str, Any] = {}
-        for name in _EXPERIMENT if self.srm is not None else _EXPERIMENT[:-3]:
+        for name in _EXPERIMENT if self.srm is not None else _EXPERIMENT[:-4]:
             if name == "settings":
                 body.update(_SETTINGS(self.settings))
             elif name == "goals" and summary:
@@ -350,6 +388,8 @@ class ExperimentResult:
             "srm": lambda srm: _decoded(Srm, srm),
             "decision": lambda decision: _decoded(Decision, decision, {"kind": DecisionKind}),
             "planning": lambda planning: _decoded(Planning, planning),
+            "method": Analysis,
+            "looks": lambda looks: _decoded(Looks, looks, {"spending": Spending}),
         }
         return _decoded(cls, data, convert, settings=settings)
 

@@ -300,7 +300,7 @@ def _refused(reason: str, name: str, config: Config) -> Refused:
             "uuid",
             config.dedup_max_records,
             "GIMEL_DEDUP_MAX_RECORDS",
-            f"new uuids per de-dup bucket of experiment {name!r}",
+            f"uuid records of experiment {name!r} (with a window: a fifth per de-dup bucket)",
         ),
     }[reason]
     return Refused(field_, reason, f"not counted: at most {limit} {what} ({variable})")

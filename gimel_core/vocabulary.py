@@ -36,6 +36,18 @@ class Analysis(StrEnum):
     """Always-valid confidence sequences: safe to look at every day."""
     FIXED = "fixed"
     """Fixed horizon: valid at one look planned in advance."""
+    GROUP_SEQUENTIAL = "group_sequential"
+    """Alpha spent over daily looks toward the plan's size: safe to look at every day, and
+    decides in about as many participants as the fixed horizon needs."""
+
+
+class Spending(StrEnum):
+    """How a group-sequential plan spends its alpha over the looks."""
+
+    OBRIEN_FLEMING = "obrien_fleming"
+    """Lan-DeMets O'Brien-Fleming type: little early, most at the planned size (the default)."""
+    POCOCK = "pocock"
+    """Lan-DeMets Pocock type: evenly, for an earlier stop at some cost in the final look."""
 
 
 class Role(StrEnum):
@@ -80,6 +92,7 @@ VOCABULARY: dict[str, type[StrEnum]] = {
     "Mode": Mode,
     "Registration": Registration,
     "Analysis": Analysis,
+    "Spending": Spending,
     "Role": Role,
     "Direction": Direction,
     "VerdictKind": VerdictKind,

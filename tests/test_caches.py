@@ -70,7 +70,7 @@ def test_threads_reading_while_the_cache_evicts_all_get_right_answers(
         sys.setswitchinterval(previous)
     assert not errors, errors[0]
     assert 0 < caches.analysed.size <= caches.analysed.limit == 8_000
-    assert caches.analysed.size == sum(len(raw) for _, _, raw in caches.analysed._items)
+    assert caches.analysed.size == sum(len(raw) for _, _, raw, _ in caches.analysed._items)
 
 
 def test_each_app_keeps_its_own_results(make_app: Callable[..., Flask]) -> None:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import API_KEY
-from gimel_core import create_app
+from gimel_core import create_app, dedup
 from gimel_core.config import Config
 from gimel_core.errors import ConfigError
 from helpers import original
@@ -20,7 +20,8 @@ def test_defaults() -> None:
     assert config.api_keys == ()
     assert config.counting == "hll"
     assert config.analysis == "sequential"
-    assert config.dedup_window == 86_400
+    assert config.dedup_window == dedup.LIFE == 0  # exact: every uuid, for the experiment's life
+    assert Config.from_env({"GIMEL_DEDUP_WINDOW": " Life "}).dedup_window == dedup.LIFE
 
 
 def test_values_are_parsed() -> None:
@@ -52,6 +53,9 @@ def test_values_are_parsed() -> None:
         ("GIMEL_DEDUP_WINDOW", "a day"),
         ("GIMEL_DEDUP_WINDOW", "0"),
         ("GIMEL_DEDUP_WINDOW", "-5"),
+        ("GIMEL_DEDUP_WINDOW", "forever"),
+        ("GIMEL_DEDUP_WINDOW", "86400.5"),
+        ("GIMEL_DEDUP_WINDOW", "31622401"),
         ("GIMEL_REDIS_TIMEOUT", "never"),
     ],
 )

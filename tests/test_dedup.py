@@ -20,7 +20,8 @@ from gimel_core.events import Event
 from gimel_core.tracking import Tracker
 
 NS, EXP = defaults.NAMESPACE, "big"
-WINDOW = defaults.DEDUP_WINDOW
+WINDOW = 86_400
+"""A day: these tests follow records over a window's time buckets (tests/test_life.py: for life)."""
 LENGTH = dedup.bucket_length(WINDOW)
 
 
@@ -69,7 +70,7 @@ def test_records_are_intsets_in_as_many_sets_as_the_uuids_need(
     make_app: Callable[..., Flask], raw_redis: Any
 ) -> None:
     clock = Clock()
-    app = make_app(counting="exact", clock=clock)
+    app = make_app(counting="exact", dedup_window=WINDOW, clock=clock)
     tracker = _tracker(app)
     # The end of a round of splits (31 sets, 16 to 30 split from 0 to 14): the set not split
     # yet (15) holds a sixteenth of the records, about twice LOAD, the most any set holds.
@@ -100,7 +101,7 @@ def test_duplicates_are_found_across_sets_as_they_split_and_across_buckets(
     make_app: Callable[..., Flask], raw_redis: Any
 ) -> None:
     clock = Clock()
-    app = make_app(counting="exact", clock=clock)
+    app = make_app(counting="exact", dedup_window=WINDOW, clock=clock)
     tracker = _tracker(app)
     unique: set[str] = set()
     new = 0
@@ -121,7 +122,7 @@ def test_duplicates_are_found_across_sets_as_they_split_and_across_buckets(
 
 def test_every_set_expires_with_its_bucket(make_app: Callable[..., Flask], raw_redis: Any) -> None:
     clock = Clock()
-    tracker = _tracker(make_app(counting="exact", clock=clock))
+    tracker = _tracker(make_app(counting="exact", dedup_window=WINDOW, clock=clock))
     _send(tracker, [f"a-{i}" for i in range(1_500)])
     clock.now += LENGTH
     _send(tracker, [f"b-{i}" for i in range(700)], goal="signup")
@@ -139,7 +140,7 @@ def test_reset_and_delete_leave_no_key_of_the_sets_behind(
     make_app: Callable[..., Flask], raw_redis: Any, action: str
 ) -> None:
     clock = Clock()
-    app = make_app(counting="exact", clock=clock)
+    app = make_app(counting="exact", dedup_window=WINDOW, clock=clock)
     client, tracker = app.test_client(), _tracker(app)
     tracker.track(Event(NS, "other", "v", "participate", "someone"))  # must stay untouched
     before = set(raw_redis.keys("*"))
@@ -169,7 +170,7 @@ def test_a_uuid_costs_at_most_16_bytes(make_app: Callable[..., Flask], raw_redis
     """INFO memory, as bench/track.py measures it: records only, client buffers and the slow
     log left out (63 B a uuid in one hashtable set per bucket)."""
     clock = Clock()
-    app = make_app(counting="exact", clock=clock)
+    app = make_app(counting="exact", dedup_window=WINDOW, clock=clock)
     tracker = _tracker(app)
 
     def used() -> int:

@@ -31,7 +31,9 @@ from gimel_core.tracking import Tracker
 from helpers import serving
 
 EXP = "exactness"
-LENGTH = dedup.bucket_length(defaults.DEDUP_WINDOW)
+WINDOW = 86_400
+"""The race is between a window's time buckets (for life, an experiment has one)."""
+LENGTH = dedup.bucket_length(WINDOW)
 
 
 def _participants(app: Flask) -> int:
@@ -51,8 +53,8 @@ def test_a_call_from_before_a_bucket_boundary_finds_what_a_later_one_recorded(
     """The race, made deterministic with two clocks a second apart: the call built past the
     boundary runs first, then the one built before it (a retry of a timed-out call)."""
     boundary = _next_boundary()
-    after = make_app(clock=lambda: boundary + 0.5, counting="exact")
-    before = make_app(clock=lambda: boundary - 0.5, counting="exact")
+    after = make_app(clock=lambda: boundary + 0.5, counting="exact", dedup_window=WINDOW)
+    before = make_app(clock=lambda: boundary - 0.5, counting="exact", dedup_window=WINDOW)
     events = [Event(defaults.NAMESPACE, EXP, "v", "participate", f"u{i}") for i in range(1000)]
     tracker: Tracker = after.extensions["gimel"].tracker
     assert tracker.track_many(events).new == 1000
@@ -120,7 +122,7 @@ def test_exact_counts_hold_under_client_timeouts_resends_and_a_bucket_boundary(
     participants must equal the uuids after every round."""
     boundary = _next_boundary()
     apps = [
-        make_app(clock=lambda at=at: at, counting="exact", redis_timeout=0.05)
+        make_app(clock=lambda at=at: at, counting="exact", redis_timeout=0.05, dedup_window=WINDOW)
         for at in (boundary - 0.5, boundary + 0.5)
     ]
     uuids = [f"visitor-{i}" for i in range(20_000)]

@@ -159,7 +159,7 @@ def test_archived_experiments_leave_the_default_listing(client: FlaskClient) -> 
 def test_reset_zeroes_counters_and_keeps_settings(
     make_app: Callable[..., Flask], mode: str
 ) -> None:
-    client = make_app(counting=mode).test_client()
+    client = make_app(counting=mode, dedup_window=86_400).test_client()
     seed(client)
     patch(client, {"control": "red", "description": "keep me"})
 

@@ -471,6 +471,7 @@ def test_annotate_brief_example() -> None:
         "verdict": None,
         "running_uplift_ci": None,
         "running_p_value": None,
+        "bound": None,
     }
     assert red["conversion_rate"] == 0.1
     assert red["uplift"] == pytest.approx(0.1 / (15 / 98) - 1)

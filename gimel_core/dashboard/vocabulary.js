@@ -17,6 +17,13 @@ export const Registration = Object.freeze({
 export const Analysis = Object.freeze({
   SEQUENTIAL: "sequential",
   FIXED: "fixed",
+  GROUP_SEQUENTIAL: "group_sequential",
+});
+
+// How a group-sequential plan spends its alpha over the looks.
+export const Spending = Object.freeze({
+  OBRIEN_FLEMING: "obrien_fleming",
+  POCOCK: "pocock",
 });
 
 // What a goal is for in the decision.

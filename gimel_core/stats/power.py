@@ -19,6 +19,12 @@ calculator does, the standard error is padded by the ratio of the two and the fi
 formula applied, i.e. the power of one look at the planned size: a lower bound (every earlier
 look is another chance to stop) that stays comparable to the fixed figure.
 
+Group-sequential analysis pays for its looks with a final bound above ``z``: the standard error
+is padded by the ratio of the bound at the planned size (``final_bound``, from the looks so
+far and the daily looks still to come) to ``z``, the power of the final look alone. That is a
+lower bound too (an earlier look may stop first), within a few points of the design's power
+for O'Brien-Fleming spending, which spends almost nothing early.
+
 Power is the textbook two-sided one, ``P(Z > z - d / se) + P(Z < -z - d / se)`` for an effect
 ``d``; the MDE and the participants needed ask for a significant result in the effect's own
 direction, ``d / se >= z + z_power`` (a result of the wrong sign detects nothing), as
@@ -71,6 +77,8 @@ class Design:
     analysis: Analysis = Analysis.SEQUENTIAL
     tuning: float = TUNING
     counting: Mode | None = None
+    final_bound: float | None = None
+    """Group-sequential analysis: the bound at the planned size (None: as fixed)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -79,6 +87,8 @@ class Design:
             raise ValueError(f"analysis must be one of {', '.join(Analysis)}")
         if not self.tuning > 0:
             raise ValueError("tuning must be positive")
+        if self.final_bound is not None and not self.final_bound > 0:
+            raise ValueError("final_bound must be positive")
         if self.variants < 2:
             raise ValueError("an experiment compares at least two variants")
         if self.variance is not None:
@@ -130,6 +140,9 @@ def standard_error(design: Design, lift: float, participants: float) -> float | 
         variance += r * r * counting
     if design.analysis == Analysis.SEQUENTIAL:
         variance *= _padding(n1 + n0, design.tuning, design.alpha)
+    elif design.analysis == Analysis.GROUP_SEQUENTIAL and design.final_bound is not None:
+        z = _NORMAL.inv_cdf(1.0 - design.alpha / 2.0)
+        variance *= (design.final_bound / z) ** 2
     return math.sqrt(variance)
 
 

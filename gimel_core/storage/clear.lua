@@ -5,7 +5,8 @@
 -- KEYS[5]  the registry shard's open budget hash (see track.lua): deleted or reset, the
 --          experiment leaves it
 -- KEYS[6..] every counter the caller derived from the sets it read, then the bucket_count
---          de-dup buckets that may exist (exact), last: each removed with its sets and its
+--          de-dup buckets that may exist (exact: for life its one bucket, with a window
+--          dedup.stored_buckets), last: each removed with its sets and its
 --          count, which hang from it (bucket .. DEDUP.separator .. index or DEDUP.size)
 --
 -- ARGV: the named slots of ClearArgv (gimel_core/storage/schema.py), bound above: action is
@@ -20,7 +21,7 @@
 -- gimel_core/dedup.py), so its count says which to remove.
 --
 -- ACTION, CLEAR, DEDUP and META come from the prelude (gimel_core/storage/schema.py),
--- unbudget from prelude.lua.
+-- unbudget and bucket_keys from prelude.lua.
 
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return CLEAR.missing
@@ -45,15 +46,6 @@ if not unchanged(KEYS[3], names_at, names_at + n - 1)
   return CLEAR.changed
 end
 
--- Unlinks one bucket's sets and count.
-local function unlink_bucket(bucket)
-  local size = bucket .. DEDUP.separator .. DEDUP.size
-  local count = tonumber(redis.call('GET', size) or '0')
-  for index = 0, math.min(math.floor(count / DEDUP.load), DEDUP.sets - 1) do
-    redis.call('UNLINK', bucket .. DEDUP.separator .. index)
-  end
-  redis.call('UNLINK', size)
-end
 
 unbudget(KEYS[5], KEYS[1])
 local first = 6
@@ -65,7 +57,9 @@ else
 end
 for i = first, #KEYS do
   if i > #KEYS - d then
-    unlink_bucket(KEYS[i])
+    for _, key in ipairs(bucket_keys(KEYS[i])) do
+      redis.call('UNLINK', key)
+    end
   elseif i ~= 2 and i ~= 5 then
     redis.call('UNLINK', KEYS[i])
   end

@@ -3,6 +3,7 @@
 -- KEYS[1]  meta hash          KEYS[2]  registry shard set
 -- KEYS[3]  variants set       KEYS[4]  goals set
 -- KEYS[5]  history hash       KEYS[6]  counter index (hll)     KEYS[7]  counts hash (exact)
+-- KEYS[8]  the de-dup bucket of an exact experiment that remembers uuids for life
 -- KEYS[8]  the registry shard's open budget hash (see track.lua), read as KEYS[#KEYS]
 --
 -- ARGV: the named slots of PlanArgv (gimel_core/storage/schema.py), bound above; new_mode,
@@ -21,8 +22,8 @@
 -- declares. Declaring takes the experiment out of the open budget, and its keys no longer
 -- expire.
 --
--- META comes from the prelude (gimel_core/storage/schema.py), create_experiment, set_fields
--- and unbudget from prelude.lua.
+-- META comes from the prelude (gimel_core/storage/schema.py), create_experiment, set_fields,
+-- unbudget and bucket_keys from prelude.lua.
 
 local n = variant_count
 local goals_at = variants_at + n + 1  -- after the variants and the goals' count
@@ -97,6 +98,9 @@ set_fields(KEYS[1], fields_at)
 unbudget(KEYS[#KEYS], KEYS[1])
 for _, i in ipairs({1, 3, 4, 5, 6, 7}) do
   redis.call('PERSIST', KEYS[i])
+end
+for _, key in ipairs(bucket_keys(KEYS[8])) do  -- for life: its records (else no such key)
+  redis.call('PERSIST', key)
 end
 local index = redis.call('HVALS', KEYS[6])
 for _, key in ipairs(index) do

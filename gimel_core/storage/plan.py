@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import defaults, keys
+from .. import dedup, defaults, keys
 from .runner import Call, text
 from .schema import PlanArgv, experiment_keys
 
@@ -66,6 +66,7 @@ def declare(
     named = [
         *experiment_keys(namespace, experiment),
         *(key(namespace, experiment) for key in counters),
+        keys.seen(namespace, experiment, dedup.LIFE_BUCKET),
     ]
     return Call("plan", [*named, budget], args, parse)
 

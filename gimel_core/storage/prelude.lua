@@ -35,3 +35,16 @@ local function set_fields(meta, first)
     end
   end
 end
+
+-- Every key of a de-dup bucket (gimel_core/dedup.py): its sets, which its count of records
+-- says, then that count. Nothing is stored at the bucket's own key.
+local function bucket_keys(bucket)
+  local size = bucket .. DEDUP.separator .. DEDUP.size
+  local count = tonumber(redis.call('GET', size) or '0')
+  local found = {}
+  for index = 0, math.min(math.floor(count / DEDUP.load), DEDUP.sets - 1) do
+    found[#found + 1] = bucket .. DEDUP.separator .. index
+  end
+  found[#found + 1] = size
+  return found
+end

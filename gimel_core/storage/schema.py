@@ -29,7 +29,7 @@ class Meta:
     NAME = "name"
     COUNTING = "counting"
     WINDOW = "window"
-    """De-dup window of an exact experiment, seconds."""
+    """De-dup window of an exact experiment, seconds; 0 (``dedup.LIFE``): for its life."""
     CREATED = "created"
     RESET_AT = "reset_at"
     DAY = "day"
@@ -144,11 +144,11 @@ class TrackArgv(NamedTuple):
     keys_mode: str
     """The counting mode the keys were built for."""
     keys_window: int
-    """The de-dup window they were built for."""
+    """The de-dup window they were built for (``dedup.LIFE``: none, for life)."""
     now: int
     """Unix seconds."""
     bucket_expiry: int
-    """exact: when the current de-dup bucket may go (unix seconds); hll: 0."""
+    """exact with a window: when the current de-dup bucket may go (unix seconds); else 0."""
     counters: int
     """hll: the number of HyperLogLogs in KEYS (their counts fields follow); exact: 0."""
 
@@ -174,8 +174,8 @@ class TrackSettings(NamedTuple):
     """An undeclared experiment's keys expire this long after the first event of its last
     active day (GIMEL_OPEN_IDLE_DAYS)."""
     max_records: int
-    """exact: most uuid records one de-dup bucket of an experiment holds
-    (GIMEL_DEDUP_MAX_RECORDS); new uuids past it are dropped."""
+    """exact: most uuid records an experiment holds (GIMEL_DEDUP_MAX_RECORDS; with a window,
+    each of its buckets a ``DEDUP_BUCKETS + 1``-th); new uuids past it are dropped."""
 
 
 class TrackSource(NamedTuple):
@@ -284,6 +284,7 @@ PRELUDE = "\n".join(
         + _table(
             {
                 "load": dedup.LOAD,
+                "buckets": defaults.DEDUP_BUCKETS,
                 "sets": dedup.SETS,
                 "path_digits": dedup.PATH_DIGITS,
                 "separator": keys.SEEN_SEPARATOR,

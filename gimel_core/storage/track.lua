@@ -12,9 +12,10 @@
 --          this clock hour's per-source counts: salted source hash -> new events it added
 -- KEYS[TRACK_FIRST_COUNTER..]
 --          hll: the HyperLogLogs the events count into
---          exact: the current de-dup bucket, then older buckets in the window, then the
---          next one (dedup.lookup_buckets: a call made just before a boundary may run after
---          one made past it): each the key its sets and count hang from
+--          exact: for life (keys_window 0), its one de-dup bucket; with a window, the
+--          current bucket, then older buckets in the window, then the next one
+--          (dedup.lookup_buckets: a call made just before a boundary may run after one made
+--          past it): each the key its sets and count hang from
 --          (bucket .. DEDUP.separator .. index or DEDUP.size)
 --
 -- ARGV: the named slots of TrackArgv (gimel_core/storage/schema.py), bound above; then
@@ -40,17 +41,19 @@
 -- experiment, variant or goal is not declared (in declared registration, an undeclared
 -- experiment: every event, nothing written), how many because their source had added its
 -- budget this hour, how many because what they would add does not fit the open budget, and
--- how many new uuids because the current de-dup bucket holds max_records already. Or,
+-- how many new uuids because the experiment holds max_records already (for life; with a
+-- window, because the current bucket holds a (DEDUP.buckets + 1)th of it). Or,
 -- with nothing written: {TRACK.recorded_otherwise, mode, window} when the
 -- experiment was recorded with another mode or window (the caller rebuilds its keys for those
 -- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
 -- registry shard.
 --
--- De-dup (exact): a uuid is new if no bucket of the window holds its record. A bucket's
+-- De-dup (exact): a uuid is new if no bucket in KEYS holds its record. A bucket's
 -- records are spread over 1 + count // DEDUP.load sets by linear hashing on their path (see
 -- gimel_core/dedup.py), so that each set stays small enough to be an intset: each
--- DEDUP.load-th record splits one set in two. Every key written gets the current bucket's
--- expiry (bucket_expiry).
+-- DEDUP.load-th record splits one set in two. With a window, every key written gets the
+-- current bucket's expiry (bucket_expiry). For life, a declared experiment's records never
+-- expire; an undeclared one's expire with its other keys (idle expiry, below).
 --
 -- One source's budget (gimel_core/sources.py): when `source` is not empty, the events are
 -- one request's, whose client address hashes to `source`. Once that source has added
@@ -68,10 +71,13 @@
 -- experiments gone (expired or deleted: their registry entry goes too) or declared since.
 -- Every key of an undeclared experiment expires idle_seconds after the call that created it
 -- or the first call of a day, whichever came last: nobody's events for that long, and it goes.
+-- The de-dup records of one exact for life go with it: each set written, and every set on the
+-- first call of a day, expire a day later than that (the other keys' expiry may be renewed
+-- later in the day, when the experiment grows: the records never go before them).
 --
 -- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER,
 -- DEDUP, OPEN, PRUNE_INTERVAL and COST come from the prelude (gimel_core/storage/schema.py),
--- create_experiment and unbudget from prelude.lua.
+-- create_experiment, unbudget and bucket_keys from prelude.lua.
 
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan)
 local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded[3]), recorded[4]
@@ -151,8 +157,12 @@ if mode ~= keys_mode or (mode == MODE.exact and tonumber(window) ~= keys_window)
   return {TRACK.recorded_otherwise, mode, window}
 end
 local exact = mode == MODE.exact
+local life = exact and keys_window == 0
+-- exact: most records of the current bucket (for life, the experiment's only one)
+local record_cap = life and max_records or math.floor(max_records / (DEDUP.buckets + 1))
 
-if last_day < today then
+local day_began = last_day < today
+if day_began then
   local counts, flat = {}, redis.call('HGETALL', KEYS[6])
   for i = 1, #flat, 2 do
     counts[flat[i]] = exact and tonumber(flat[i + 1]) or redis.call('PFCOUNT', flat[i + 1])
@@ -356,7 +366,7 @@ for i = first_event, #ARGV, stride do
         break
       end
     end
-    if not seen and counts[current] >= max_records then
+    if not seen and counts[current] >= record_cap then
       over_records = over_records + 1
     elseif not seen then
       record(member)
@@ -377,8 +387,18 @@ if exact and new > 0 then
   redis.call('SET', size, counts[current])
   written[size] = true
 end
-for key in pairs(written) do
-  redis.call('EXPIREAT', key, bucket_expiry)
+if not life then
+  for key in pairs(written) do
+    redis.call('EXPIREAT', key, bucket_expiry)
+  end
+elseif budgeted then  -- for life, undeclared: the records go idle with the experiment
+  local renewed = day_began and bucket_keys(KEYS[current]) or {}
+  for key in pairs(written) do
+    renewed[#renewed + 1] = key
+  end
+  for _, key in ipairs(renewed) do
+    redis.call('EXPIRE', key, idle_seconds + DAY)
+  end
 end
 -- One source's budget: its count, kept until the hour ends.
 if spent and spent > spent_before then
