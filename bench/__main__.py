@@ -12,7 +12,7 @@ import tempfile
 
 from gimel_core.embedded import EmbeddedRedis
 
-from . import aa, dashboard, deploy, group_sequential, history, load, servers, track
+from . import aa, dashboard, dedup, deploy, group_sequential, history, load, servers, track
 
 
 def missing() -> list[str]:
@@ -148,6 +148,29 @@ def main() -> None:
         ", ".join(f"{b:.1f} B" for b in memory.values()) + f"; {worst:.1f} B",
         f"≤ {track.EXACT_TARGET:.0f} B",
         worst <= track.EXACT_TARGET,
+    )
+    print("exact mode for life: 1M uuids x 5 counters, re-sends...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as data:
+        server = EmbeddedRedis(data).start()
+        try:
+            life = dedup.bytes_per_uuid(server.url, 1_000_000)
+            resent = dedup.resent(server.url, 10_000, counting="exact")
+        finally:
+            server.stop()
+    counters = len(dedup.GOALS)
+    row(
+        f"`exact` mode for the experiment's life: Redis bytes per uuid at 1M uuids x {counters}"
+        " counters (`INFO memory`), and per record",
+        f"{life['per_uuid']:.1f} B; {life['per_record']:.1f} B",
+        f"≤ {dedup.TARGET_PER_RECORD:.1f} B per record",
+        life["per_record"] <= dedup.TARGET_PER_RECORD + dedup.TOLERANCE,
+    )
+    days = ", ".join(str(d) for d in dedup.RESENT_ON)
+    row(
+        f"`exact` mode: participants of 10,000 uuids re-sent after {days} days",
+        ", ".join(f"{found[0]:,}" for found in resent),
+        "10,000 each time: counted once",
+        all(found == [10_000] * counters for found in resent),
     )
     print("A/A study on real HyperLogLogs (short)...", file=sys.stderr, flush=True)
     short = aa.short()

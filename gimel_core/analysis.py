@@ -6,13 +6,19 @@ variants), the Bayesian chance to beat the control and a verdict; per experiment
 sample-ratio-mismatch test against the declared weights. ``hll`` counts carry their counting
 error into every statistic (:mod:`gimel_core.stats.counting_error`).
 
-The uplift's interval and p-value follow the experiment's analysis method:
+The uplift's interval and p-value follow the experiment's analysis method (:func:`method`):
 
 - ``fixed``: the fixed-horizon Katz interval and pooled z-test, valid at one planned look;
 - ``sequential``: the always-valid confidence sequence and p-value (:mod:`.stats.sequential`)
   at this look, and, from the daily history, their running intersection and minimum
   (``running_uplift_ci``, ``running_p_value``), which stay valid however often the team looks.
-  The Holm adjustment and the verdict use the running p-values.
+  The Holm adjustment and the verdict use the running p-values;
+- ``group_sequential``, for a plan with a size: alpha spent over the closed days toward the
+  planned size (:mod:`.looks`), each row's interval the repeated confidence interval at the
+  last look, its verdict the bound's.
+
+The comparisons a decision rests on (every primary goal's challengers) are corrected as one
+family (:mod:`.multiplicity`).
 """
 
 from __future__ import annotations
@@ -247,9 +253,7 @@ def _final_bound(counts: ExperimentCounts, shown: Looks, planned: int | None) ->
         count = max(1, len(shown.fractions))
     else:
         count = len(shown.fractions) + math.ceil(max(0.0, planned - total) * days / total)
-    count = min(looks.MAX_PROJECTED, max(1, count))
-    fractions = tuple((k + 1) / count for k in range(count))
-    return looks.bounds(None, fractions, looks.ALPHA, shown.spending)[-1]
+    return looks.final_bound(min(looks.MAX_PROJECTED, max(1, count)), shown.spending)
 
 
 def _goal(

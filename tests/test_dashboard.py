@@ -1032,6 +1032,36 @@ def test_a_declared_experiment_shows_its_decision_plan_and_roles(
     page.assert_clean()
 
 
+def test_a_group_sequential_experiment_shows_its_looks(
+    server: str, watch: Callable[[str], Watched]
+) -> None:
+    """A sized plan is analysed group-sequentially: the card says when the first look is (the
+    API's date), and a row's p-value is marked nominal until a look gives it a bound."""
+    plan = {"variants": ["control", "green"], "goals": ["signup"], "planned_participants": 4000}
+    request = urllib.request.Request(
+        server + "/experiments/sized",
+        data=json.dumps(plan).encode(),
+        method="PUT",
+        headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+    send_events(server, visitors("sized", "control", 300, {"signup": 30}))
+    send_events(server, visitors("sized", "green", 300, {"signup": 60}))
+    api = api_get(server, "experiments/sized")
+    assert api["method"] == "group_sequential" and api["looks"]["dates"] == []
+
+    page = watch(server)
+    page.open()
+    card = page.card("sized")
+    looks = card.locator(".looks")
+    assert looks.get_attribute("data-final") == "false"
+    text = looks.inner_text()
+    assert text.startswith("Group-sequential (obrien-fleming, 4,000 planned)")
+    assert f"first look at the end of {api['looks']['next_look']} (UTC)" in text
+    assert card.locator(".decision-text").inner_text() == api["decision"]["text"]
+    page.assert_clean()
+
+
 # -- a phone, counts in words, goals with nothing to chart -----------------------------------
 
 PHONE = {"width": 390, "height": 844}

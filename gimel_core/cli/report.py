@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import click
 
-from ..results import ExperimentResult, GoalResult, History, VariantResult
+from ..results import ExperimentResult, GoalResult, History, Looks, VariantResult
 from ..vocabulary import Direction, Role
 from .options import WHERE, Source, backend_options, one_line_errors
 
@@ -132,6 +132,8 @@ def render_table(found: Iterable[ExperimentResult]) -> str:
         lines.append(f"{shown(exp.experiment)}  ({', '.join(_flags(exp))})")
         if exp.decision is not None:
             lines.append(f"  decision: {shown(exp.decision.text)}")
+        if exp.looks is not None:
+            lines.append(f"  looks: {_looks(exp.looks)}")
         if not exp.goals:
             participants = ", ".join(f"{shown(v)} {n}" for v, n in exp.participants.items())
             lines.append(f"  no goals yet; participants: {participants or 'none'}")
@@ -141,8 +143,22 @@ def render_table(found: Iterable[ExperimentResult]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _looks(looks: Looks) -> str:
+    """A group-sequential experiment's looks: how far, what bound, and when the next is."""
+    planned = f"{looks.planned:,} planned" if looks.planned else "size from the first look"
+    head = f"group-sequential ({looks.spending}, {planned})"
+    if not looks.dates:
+        return f"{head}; first look at the end of {looks.next_look} (UTC)"
+    last = f"{len(looks.dates)} so far, the last on {looks.dates[-1]} at "
+    last += f"{_pct(looks.fractions[-1], 0)} with bound {looks.bounds[-1]:.2f}"
+    after = "final" if looks.final else f"next at the end of {looks.next_look}"
+    return f"{head}; {last}; {after}"
+
+
 def _flags(exp: ExperimentResult) -> list[str]:
     flags = [shown(exp.counting or "?"), f"control {shown(str(exp.control))}"]
+    if exp.method is not None and exp.method != exp.settings.analysis:
+        flags.append(f"analysed {exp.method}: the plan has no size yet")
     if exp.settings.archived:
         flags.append("archived")
     if exp.srm is not None and exp.srm.mismatch:
@@ -196,6 +212,7 @@ CSV_FIELDS = [
     "uplift",
     "p_value",
     "p_value_adjusted",
+    "bound",
     "chance_to_beat_control",
     "srm_p_value",
     "srm_mismatch",
@@ -248,6 +265,7 @@ def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dic
         "uplift": row.uplift,
         "p_value": row.p_value,
         "p_value_adjusted": row.p_value_adjusted,
+        "bound": row.bound,
         "chance_to_beat_control": row.chance_to_beat_control,
         "srm_p_value": exp.srm.p_value if exp.srm else None,
         "srm_mismatch": exp.srm.mismatch if exp.srm else None,

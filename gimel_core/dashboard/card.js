@@ -107,6 +107,26 @@ function planningLine(exp) {
   return h("p", { class: "planning", "data-goal": p.goal }, text);
 }
 
+// A group-sequential experiment's looks: closed days, each at its share of the planned size.
+function looksLine(exp) {
+  const looks = exp.looks;
+  if (!looks) return null;
+  const planned = looks.planned ? `${count(looks.planned)} planned` : "size from the first look";
+  const parts = [`Group-sequential (${looks.spending.replace("_", "-")}, ${planned})`];
+  const taken = looks.dates.length;
+  if (!taken) {
+    parts.push(`first look at the end of ${looks.next_look} (UTC)`);
+  } else {
+    const last = taken - 1;
+    parts.push(
+      `${plural(taken, "look")}, the last on ${looks.dates[last]} at ` +
+        `${pct(looks.fractions[last])} with bound |z| ≥ ${looks.bounds[last].toFixed(2)}`,
+    );
+    parts.push(looks.final ? "final" : `next at the end of ${looks.next_look}`);
+  }
+  return h("p", { class: "looks", "data-final": String(looks.final) }, parts.join(" · "));
+}
+
 function srmWarning(exp) {
   const participants = exp.participants || {};
   const expected = exp.srm.expected || {};
@@ -177,7 +197,9 @@ export function experimentCard(exp) {
     },
     header(exp),
   );
-  for (const line of [decisionLine(exp), planningLine(exp)]) if (line) card.append(line);
+  for (const line of [decisionLine(exp), planningLine(exp), looksLine(exp)]) {
+    if (line) card.append(line);
+  }
   if (exp.srm && exp.srm.mismatch) card.append(srmWarning(exp));
   card.append(
     h(

@@ -105,6 +105,13 @@ function cell(field, value, text, sub, attrs) {
   return td;
 }
 
+// Under the p-value: its Holm adjustment, or in group-sequential analysis the bound the look's
+// |z| had to reach (there the p-value is the look's nominal one, not compared with 0.05).
+function pNote(row, isAdjusted) {
+  if (typeof row.bound === "number") return `nominal; bound |z| ≥ ${row.bound.toFixed(2)}`;
+  return isAdjusted && `adjusted ${pValue(row.p_value_adjusted)}`;
+}
+
 function resultRow(row, isControl, kind) {
   const p = row.p_value;
   const adjusted = row.p_value_adjusted;
@@ -128,8 +135,8 @@ function resultRow(row, isControl, kind) {
       upliftCi && `${signedPct(upliftCi[0])} to ${signedPct(upliftCi[1])}`,
       uplift > 0 ? { class: "pos" } : uplift < 0 ? { class: "neg" } : null,
     ),
-    cell("p_value", p, pValue(p), isAdjusted && `adjusted ${pValue(adjusted)}`, {
-      "data-adjusted": raw(adjusted),
+    cell("p_value", p, pValue(p), pNote(row, isAdjusted), {
+      "data-adjusted": raw(row.p_value_adjusted),
     }),
     cell("chance_to_beat_control", row.chance_to_beat_control, chance(row.chance_to_beat_control)),
   );
