@@ -148,6 +148,9 @@ def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome
                     "max_experiments": 100_000,
                     "batch_max_events": BATCH,
                     "batch_max_bytes": 6_000_000,
+                    # A 10,000-event batch or a large experiment's delete can take longer
+                    # than the default 0.4 s on two cores shared with the other server.
+                    "redis_timeout": 10.0,
                 },
                 clock=lambda: clock["now"],
             )
