@@ -232,6 +232,10 @@ def median_interval(values: list[float], z: float = 1.959964) -> tuple[float, fl
     return statistics.median(ordered), ordered[low], ordered[high]
 
 
+def _times(multiple: float) -> str:
+    return "never" if math.isinf(multiple) else f"{multiple:.2f}x"
+
+
 @dataclass(frozen=True)
 class Figure:
     figure: str
@@ -340,7 +344,7 @@ def measure(replicates: dict[str, int], seed: int = 1) -> list[Figure]:
             "median participants to a correct `ship`, runs going on to 1.5x the plan "
             "(never: never), as a multiple of the fixed-horizon size",
             n,
-            f"{median:.2f}x [{low:.2f}x, {high:.2f}x]",
+            f"{_times(median)} [{_times(low)}, {_times(high)}]",
             "≤ 1.0x",
             high <= 1.0,
             0.0,
