@@ -42,7 +42,7 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -266,58 +266,50 @@ QUICK = {"daily": 200, "gaps": 200, "unplanned": 100, "power": 40, "goals": 150}
 FULL = {"daily": 2_000, "gaps": 2_000, "unplanned": 400, "power": 500, "goals": 800}
 
 
-def measure(replicates: dict[str, int], seed: int = 1) -> list[Figure]:
-    """Every figure of the table, with its replicates, interval, target and time."""
-    figures = []
+def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
+    """Every figure of the table, with its replicates, interval, target and time, each as
+    soon as it is measured."""
     aa = Study("daily", ("a", "b"), ("signup",), 0.0, 4_000, 80, 50)
     outcomes, s = run(aa, replicates["daily"], seed)
     n = len(outcomes)
     in_plan = sum(o.kind in DECIDED and (o.look or 0) <= 25 for o in outcomes)
     anywhere = sum(o.kind in DECIDED for o in outcomes)
-    figures.append(
-        _share(
-            "A/A, planned (group-sequential), 25 daily looks to the planned 4,000: false "
-            "`ship` or `keep_control` at any look",
-            in_plan,
-            n,
-            "≤ 5%, upper ≤ 6%",
-            _planned_ok,
-            s,
-        )
+    yield _share(
+        "A/A, planned (group-sequential), 25 daily looks to the planned 4,000: false "
+        "`ship` or `keep_control` at any look",
+        in_plan,
+        n,
+        "≤ 5%, upper ≤ 6%",
+        _planned_ok,
+        s,
     )
-    figures.append(
-        _share(
-            "same experiments run on to 2x the plan (50 looks)",
-            anywhere,
-            n,
-            "≤ 5%, upper ≤ 6%",
-            _planned_ok,
-            0.0,
-        )
+    yield _share(
+        "same experiments run on to 2x the plan (50 looks)",
+        anywhere,
+        n,
+        "≤ 5%, upper ≤ 6%",
+        _planned_ok,
+        0.0,
     )
     gaps = Study("gaps", ("a", "b"), ("signup",), 0.0, 4_000, 80, 60, gaps=0.3, uneven=True)
     outcomes, s = run(gaps, replicates["gaps"], seed)
-    figures.append(
-        _share(
-            "A/A, planned, days with gaps (30% without traffic) and uneven traffic, 60 days",
-            sum(o.kind in DECIDED for o in outcomes),
-            len(outcomes),
-            "≤ 5%, upper ≤ 6%",
-            _planned_ok,
-            s,
-        )
+    yield _share(
+        "A/A, planned, days with gaps (30% without traffic) and uneven traffic, 60 days",
+        sum(o.kind in DECIDED for o in outcomes),
+        len(outcomes),
+        "≤ 5%, upper ≤ 6%",
+        _planned_ok,
+        s,
     )
     unplanned = Study("unplanned", ("a", "b"), ("signup",), 0.0, None, 80, 30)
     outcomes, s = run(unplanned, replicates["unplanned"], seed)
-    figures.append(
-        _share(
-            "A/A, unplanned (confidence sequence), 30 daily looks",
-            sum(o.kind in DECIDED for o in outcomes),
-            len(outcomes),
-            "≤ 5%",
-            _at_most(0.05),
-            s,
-        )
+    yield _share(
+        "A/A, unplanned (confidence sequence), 30 daily looks",
+        sum(o.kind in DECIDED for o in outcomes),
+        len(outcomes),
+        "≤ 5%",
+        _at_most(0.05),
+        s,
     )
     size = fixed_size()
     per_day = math.ceil(size / 2 / 25)
@@ -325,44 +317,37 @@ def measure(replicates: dict[str, int], seed: int = 1) -> list[Figure]:
     outcomes, s = run(power, replicates["power"], seed)
     n = len(outcomes)
     shipped = [o for o in outcomes if o.kind == "ship" and o.variant == "b"]
-    figures.append(
-        _share(
-            f"power at the fixed-horizon 80% size ({size:,}), +5% on 10%, 25 daily looks: "
-            "ships the variant by the plan",
-            sum((o.look or 0) <= 25 for o in shipped),
-            n,
-            "≥ 75%",
-            lambda share, low, high: low >= 0.75,
-            s,
-        )
+    yield _share(
+        f"power at the fixed-horizon 80% size ({size:,}), +5% on 10%, 25 daily looks: "
+        "ships the variant by the plan",
+        sum((o.look or 0) <= 25 for o in shipped),
+        n,
+        "≥ 75%",
+        lambda share, low, high: low >= 0.75,
+        s,
     )
     multiples = [o.participants / size if o.participants else math.inf for o in shipped]
     multiples += [math.inf] * (n - len(shipped))
     median, low, high = median_interval(multiples)
-    figures.append(
-        Figure(
-            "median participants to a correct `ship`, runs going on to 1.5x the plan "
-            "(never: never), as a multiple of the fixed-horizon size",
-            n,
-            f"{_times(median)} [{_times(low)}, {_times(high)}]",
-            "≤ 1.0x",
-            high <= 1.0,
-            0.0,
-        )
+    yield Figure(
+        "median participants to a correct `ship`, runs going on to 1.5x the plan "
+        "(never: never), as a multiple of the fixed-horizon size",
+        n,
+        f"{_times(median)} [{_times(low)}, {_times(high)}]",
+        "≤ 1.0x",
+        high <= 1.0,
+        0.0,
     )
     goals = Study("goals", ("a", "b", "c"), ("g1", "g2", "g3"), 0.0, 6_000, 80, 25)
     outcomes, s = run(goals, replicates["goals"], seed)
-    figures.append(
-        _share(
-            "A/A, 3 primary goals, 2 challengers, planned, 25 daily looks: false `ship`",
-            sum(o.kind == "ship" for o in outcomes),
-            len(outcomes),
-            "≤ 5%",
-            _at_most(0.05),
-            s,
-        )
+    yield _share(
+        "A/A, 3 primary goals, 2 challengers, planned, 25 daily looks: false `ship`",
+        sum(o.kind == "ship" for o in outcomes),
+        len(outcomes),
+        "≤ 5%",
+        _at_most(0.05),
+        s,
     )
-    return figures
 
 
 def main() -> None:
@@ -371,13 +356,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
-    figures = measure(QUICK if args.quick else FULL, args.seed)
     print("| figure | replicates | measured [95% interval] | target | | time |")
     print("|---|---|---|---|---|---|")
-    for f in figures:
+    for f in measure(QUICK if args.quick else FULL, args.seed):
         took = f"{f.seconds:.0f} s" if f.seconds else "(same runs)"
         ok = "met" if f.ok else "MISSED"
-        print(f"| {f.figure} | {f.replicates:,} | {f.measured} | {f.target} | {ok} | {took} |")
+        print(
+            f"| {f.figure} | {f.replicates:,} | {f.measured} | {f.target} | {ok} | {took} |",
+            flush=True,
+        )
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 
