@@ -12,7 +12,7 @@ import tempfile
 
 from gimel_core.embedded import EmbeddedRedis
 
-from . import aa, dashboard, dedup, deploy, history, load, servers, track
+from . import aa, dashboard, dedup, deploy, group_sequential, history, load, servers, track
 
 
 def missing() -> list[str]:
@@ -181,6 +181,13 @@ def main() -> None:
         "within 5% ± 3.3 binomial SE",
         all(abs(r.fpr_hll - 0.05) <= 3.3 * (0.05 * 0.95 / r.replicates) ** 0.5 for r in short),
     )
+    print("group-sequential decisions, simulated (quick)...", file=sys.stderr, flush=True)
+    for f in group_sequential.measure(group_sequential.QUICK):
+        runs = f"{f.replicates:,} runs" + (f", {f.seconds:.0f} s" if f.seconds else "")
+        figure = (
+            f"{f.figure} ({runs}; quick, the estimate judged: `python -m bench.group_sequential`)"
+        )
+        row(figure, f.measured, f.target, f.reached)
     print("cold start and package size...", file=sys.stderr, flush=True)
     cold = deploy.cold_start()
     row(
