@@ -168,6 +168,9 @@ def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome
 def _wave(
     study: Study, names: list[str], rng: np.random.Generator, client: Any, clock: dict
 ) -> list[Outcome]:
+    # Each wave starts on day 0: an experiment declared on a later day would take every event
+    # of the wave's earlier days as late, and none of them would close a day (a look).
+    clock["now"] = float(START + 3_600)
     for name in names:
         answer = client.put(f"/experiments/{name}", json=study.plan(), headers=AUTH)
         assert answer.status_code in (200, 201), answer.get_json()
