@@ -272,7 +272,7 @@ def _planned_ok(share: float, low: float, high: float) -> bool:
 
 
 QUICK = {"daily": 200, "gaps": 200, "unplanned": 100, "power": 40, "goals": 150}
-FULL = {"daily": 2_000, "gaps": 2_000, "unplanned": 1_500, "power": 500, "goals": 800}
+FULL = {"daily": 2_000, "gaps": 2_000, "unplanned": 1_500, "power": 800, "goals": 800}
 
 
 def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
