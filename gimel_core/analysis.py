@@ -434,12 +434,12 @@ def _estimates(
     control: str | None,
     caches: Caches | None,
 ) -> dict[tuple[str, str], list[looks.Estimate]]:
-    """Each comparison's (uplift, standard error) at each group-sequential look."""
+    """Each comparison's log rate ratio and its standard error at each group-sequential look
+    (:func:`looks.estimate`)."""
     found: dict[tuple[str, str], list[looks.Estimate]] = {}
     if control is None or counts.counting is None:
         return found
-    tuning, counting = counts.settings.sequential_tuning, counts.counting
-    sequential_look = memoized(caches.looks if caches else None, _sequential)
+    counting = counts.counting
     for cells in design.cells:
         for goal in counts.goals:
             s0, n0 = clamp(cells.get((goal, control), 0), cells.get((PARTICIPATE, control), 0))
@@ -447,9 +447,8 @@ def _estimates(
                 if variant == control:
                     continue
                 s, n = clamp(cells.get((goal, variant), 0), cells.get((PARTICIPATE, variant), 0))
-                look = sequential_look(s, n, s0, n0, tuning, counting) if n and n0 else None
-                estimate = None if look is None else (look.uplift, math.sqrt(look.variance))
-                found.setdefault((goal, variant), []).append(estimate)
+                rse = equivalent_rse(s, n, s0, n0, counting) if n and n0 else 0.0
+                found.setdefault((goal, variant), []).append(looks.estimate(s, n, s0, n0, rse))
     return found
 
 

@@ -28,10 +28,13 @@ never moves once a look is taken). Where no size follows (the effect out of reac
 counts, or no rate yet at the first look), the experiment is analysed with the confidence
 sequence instead, and its results say so (``method``).
 
-Each comparison's statistic is the relative uplift over its delta-method standard error (the
-one the confidence sequence uses, counting error included); its interval at a look is the
-repeated confidence interval ``uplift +- bound * se`` (Jennison & Turnbull 2000, ch. 9), valid
-at every look at once, intersected over the looks.
+Each comparison's statistic is the log of the rate ratio over its standard error, counting
+error included (:func:`estimate`); its interval at a look is the repeated confidence interval
+``exp(log ratio +- bound * se) - 1`` on the uplift (Jennison & Turnbull 2000, ch. 9), valid at
+every look at once, intersected over the looks. On the log scale the statistic is close to
+normal with the small counts of a first look; the uplift's own delta-method z is not: with 80
+visitors per arm a day at 10%, an A/A design tested on it at 5% declared a difference in 5.7%
+of 40,000 simulated experiments, most at the first look, against 4.96% on the log scale.
 """
 
 from __future__ import annotations
@@ -60,7 +63,19 @@ Cells = Mapping[tuple[str, str], int]
 """(goal, variant) -> unique count at one look; goal ``participate`` holds the trials."""
 
 Estimate = tuple[float, float] | None
-"""One comparison at one look: (relative uplift, its standard error); None where undefined."""
+"""One comparison at one look: (log rate ratio, its standard error); None where undefined."""
+
+
+def estimate(s: int, n: int, s0: int, n0: int, rse: float = 0.0) -> Estimate:
+    """The log of the ratio of the variant's rate ``s / n`` to the control's, with its
+    delta-method standard error ``sqrt((1 - p) / s + (1 - p0) / s0)`` (Katz et al. 1978), plus
+    the counting error of ``hll`` counts (``rse``: 2 rse^2 per arm, as
+    :func:`.stats.sequential.sequential_uplift` adds it). None without a rate in (0, 1) in
+    both arms."""
+    if not (0 < s < n and 0 < s0 < n0):
+        return None
+    variance = (1.0 - s / n) / s + (1.0 - s0 / n0) / s0 + 4.0 * rse * rse
+    return math.log((s * n0) / (s0 * n)), math.sqrt(variance)
 
 
 def closed(counts: ExperimentCounts) -> list[tuple[int, Cells]]:
@@ -250,22 +265,27 @@ def _test(found: Sequence[Estimate], edges: tuple[float, ...], level: float) -> 
 def intervals(
     found: Sequence[Estimate], edges: Sequence[float]
 ) -> tuple[tuple[float, float] | None, tuple[float, float] | None]:
-    """The repeated confidence interval at the last look with a statistic, and the
-    intersection of every look's (the latest look's alone if they do not overlap, as the
+    """The repeated confidence interval of the uplift at the last look with a statistic, and
+    the intersection of every look's (the latest look's alone if they do not overlap, as the
     confidence sequence does)."""
     last: tuple[float, float] | None = None
     running: tuple[float, float] | None = None
     for estimate, edge in zip(found, edges, strict=False):
         if estimate is None or not math.isfinite(edge):
             continue
-        uplift, se = estimate
-        last = (max(-1.0, uplift - edge * se), uplift + edge * se)
+        log_ratio, se = estimate
+        last = (_uplift(log_ratio - edge * se), _uplift(log_ratio + edge * se))
         if running is None:
             running = last
         else:
             low, high = max(running[0], last[0]), min(running[1], last[1])
             running = (low, high) if low <= high else last
     return last, running
+
+
+def _uplift(log_ratio: float) -> float:
+    """The uplift of a log rate ratio (capped where exp overflows: JSON has no infinity)."""
+    return math.expm1(min(log_ratio, 700.0))
 
 
 def nominal_p(z: float | None) -> float | None:

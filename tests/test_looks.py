@@ -90,12 +90,12 @@ def obrien_fleming_first_bound(t: float, alpha: float = 0.05) -> float:
     return float(norm.isf(spent))
 
 
-def relative_se(s1: int, n1: int, s0: int, n0: int) -> tuple[float, float]:
-    """The uplift p1/p0 - 1 and its delta-method standard error (GrowthBook's relative
-    variance), computed here with numpy."""
+def log_ratio_se(s1: int, n1: int, s0: int, n0: int) -> tuple[float, float]:
+    """The log rate ratio and its delta-method standard error (Katz et al. 1978), computed
+    here with numpy."""
     p1, p0 = np.float64(s1) / n1, np.float64(s0) / n0
-    var = p1 * (1 - p1) / (n1 * p0**2) + p1**2 * p0 * (1 - p0) / (n0 * p0**4)
-    return float(p1 / p0 - 1), float(np.sqrt(var))
+    var = (1 - p1) / (n1 * p1) + (1 - p0) / (n0 * p0)
+    return float(np.log(p1 / p0)), float(np.sqrt(var))
 
 
 def test_a_sized_plan_is_analysed_group_sequentially_and_nothing_decides_before_a_day_closes(
@@ -118,13 +118,14 @@ def test_a_sized_plan_is_analysed_group_sequentially_and_nothing_decides_before_
     assert body["looks"]["dates"] == ["2026-12-01"] and body["looks"]["fractions"] == [t]
     assert body["looks"]["bounds"][0] == pytest.approx(obrien_fleming_first_bound(t), abs=1e-4)
     b = row(body)
-    uplift, se = relative_se(150, 600, 60, 600)
+    log_ratio, se = log_ratio_se(150, 600, 60, 600)
     bound = b["bound"]
     assert bound == pytest.approx(obrien_fleming_first_bound(t), abs=1e-4)
-    assert b["uplift_ci"] == pytest.approx([uplift - bound * se, uplift + bound * se], rel=1e-9)
-    assert b["p_value"] == pytest.approx(2 * norm.sf(uplift / se), rel=1e-6)
+    ends = [np.expm1(log_ratio - bound * se), np.expm1(log_ratio + bound * se)]
+    assert b["uplift_ci"] == pytest.approx(ends, rel=1e-9)
+    assert b["p_value"] == pytest.approx(2 * norm.sf(log_ratio / se), rel=1e-6)
     assert b["p_value_adjusted"] is None and b["running_p_value"] is None
-    assert uplift / se > bound  # so it ships at that look
+    assert log_ratio / se > bound  # so it ships at that look
     assert body["decision"]["kind"] == "ship" and body["decision"]["variant"] == "b"
     assert "group-sequential bound" in body["decision"]["text"]
 
