@@ -250,12 +250,19 @@ def final_bound(count: int, spending: Spending) -> float:
     return group_sequential.bounds(fractions, ALPHA, spending.value, 2)[-1]
 
 
+def z_of(estimate: Estimate) -> float | None:
+    """One look's statistic, the log rate ratio over its standard error (None: undefined)."""
+    if estimate is None or not estimate[1] > 0:
+        return None
+    return estimate[0] / estimate[1]
+
+
 def _test(found: Sequence[Estimate], edges: tuple[float, ...], level: float) -> Tested:
     z_last = None
     for k, (estimate, edge) in enumerate(zip(found, edges, strict=False)):
-        if estimate is None or not estimate[1] > 0:
+        z = z_of(estimate)
+        if z is None:
             continue
-        z = estimate[0] / estimate[1]
         z_last = z
         if abs(z) >= edge:
             return Tested(level, edges, k, z)

@@ -133,7 +133,7 @@ def _rows(
         edges = test.bounds if test else ()
         last, running = looks.intervals(found, edges)
         at = max((k for k, e in enumerate(found[: len(edges)]) if e is not None), default=None)
-        z = None if at is None else _z(found[at])
+        z = None if at is None else looks.z_of(found[at])
         row = row._replace(
             uplift_ci=last,
             p_value=looks.nominal_p(z),
@@ -160,9 +160,3 @@ def _rows(
             )
         rows.append(row._replace(verdict=verdict))
     return GoalResult(goal.goal, tuple(rows), goal.role, goal.direction, goal.margin)
-
-
-def _z(estimate: looks.Estimate) -> float | None:
-    if estimate is None or not estimate[1] > 0:
-        return None
-    return estimate[0] / estimate[1]
