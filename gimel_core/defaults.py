@@ -22,6 +22,11 @@ DEDUP_BUCKETS = 4
 MAX_NAME_LENGTH = 128
 """Longest namespace, experiment, variant, goal or uuid, in characters."""
 
+MAX_VALUE = 1e12
+"""Largest magnitude of a value, a visitor's running total or a covariate an event may carry
+(and of a declared cap): a participant's square stays below 1e24, and sums over 1e7
+participants far from a float's range, so no sum can become infinite."""
+
 PARTICIPATE = "participate"
 """The pseudo-goal Alephbet sends when a visitor enters an experiment."""
 

@@ -25,7 +25,7 @@ from .storage.plan import Undeclared, declare
 from .storage.schema import DAY, ClearAction, ClearTag, Meta
 from .storage.settings import set_fields
 from .store import StoreBacked
-from .vocabulary import Mode
+from .vocabulary import Mode, Moment
 
 if TYPE_CHECKING:
     from .config import Config
@@ -348,7 +348,8 @@ def _experiment_counts(
         goals = tuple(sorted({*goals, *declared.plan.goal_names}))
     mode = meta.get(Meta.COUNTING)
     cells = _counters(variants, goals)
-    table = {(g, v): stored.counts.get(keys.counts_field(g, v), 0) for g, v in cells}
+    table = {(g, v): int(stored.counts.get(keys.counts_field(g, v), 0)) for g, v in cells}
+    moments = _moments(stored.counts, cells) if mode == Mode.EXACT else {}
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
     return ExperimentCounts(
         name=name,
@@ -356,11 +357,15 @@ def _experiment_counts(
         variants=variants,
         goals=goals,
         counts=table if mode else {},
+        moments=moments,
         settings=declared,
         dedup_window=_window(meta) if mode == Mode.EXACT else None,
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals, snapshots),
+        history_moments=_history_moments(stored.history, cells, snapshots)
+        if mode == Mode.EXACT
+        else {},
         elapsed_days=_days(reset_at or created, now),
         last_day=int(meta[Meta.DAY]) if meta.get(Meta.DAY) else None,
         today=int(now) // DAY,
@@ -416,6 +421,35 @@ def _history(
             snapshots.put(snapshot, stored)
         days.append((day, {cell: int(stored.get(f, 0)) for f, cell in fields.items()}))
     return tuple(days)
+
+
+def _moments(
+    stored: Mapping[str, float], cells: list[tuple[str, str]]
+) -> dict[tuple[str, str, str], float]:
+    """The sums among a counts hash's fields (or a day's snapshot of it): only those kept."""
+    found = {}
+    for goal, variant in cells:
+        for moment in Moment:
+            value = stored.get(keys.moment_field(goal, variant, moment))
+            if value is not None:
+                found[goal, variant, moment.value] = float(value)
+    return found
+
+
+def _history_moments(
+    raw: dict[str, str], cells: list[tuple[str, str]], snapshots: Cache[str, Mapping[str, int]]
+) -> dict[int, dict[tuple[str, str, str], float]]:
+    """Each recorded day's sums (days without any left out)."""
+    days = {}
+    for day, snapshot in raw.items():
+        stored = snapshots.get(snapshot)
+        if stored is None:
+            stored = _decoded(snapshot)
+            snapshots.put(snapshot, stored)
+        found = _moments(stored, cells)
+        if found:
+            days[int(day)] = found
+    return days
 
 
 def _decoded(snapshot: str) -> dict[str, int]:

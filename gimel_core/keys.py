@@ -7,7 +7,8 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:variants           set   variant names
     gimel:{<ns>:<shard>}:<exp>:goals              set   goal names (without "participate")
     gimel:{<ns>:<shard>}:<exp>:hll:<goal>:<var>   HyperLogLog of uuids (hll mode)
-    gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode)
+    gimel:{<ns>:<shard>}:<exp>:counts             hash  "<goal>:<var>" -> count (exact mode),
+                                                        "<goal>:<var>:<moment>" -> a sum
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:<i>  set   one set of a de-dup bucket (exact mode)
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:size string  records in that bucket (exact mode)
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
@@ -107,6 +108,13 @@ def counts(namespace: str, experiment: str) -> str:
 def counts_field(goal: str, variant: str) -> str:
     """Field of the ``counts`` hash holding one (goal, variant) exact count."""
     return f"{escape(goal)}:{escape(variant)}"
+
+
+def moment_field(goal: str, variant: str, moment: str) -> str:
+    """Field of the ``counts`` hash holding one sum (a ``vocabulary.Moment``) of a (goal,
+    variant): ``<goal>:<variant>:<moment>``, which no count's field can be (escaped names
+    hold no ``:``)."""
+    return f"{counts_field(goal, variant)}:{moment}"
 
 
 def hll_index(namespace: str, experiment: str) -> str:

@@ -28,7 +28,7 @@ from .events import check_name
 from .storage.plan import kept_fields
 from .storage.read import Stored
 from .storage.schema import Meta
-from .vocabulary import Analysis, Direction, Role, Spending
+from .vocabulary import Analysis, Direction, GoalType, Role, Spending
 
 FIELDS = (
     "variants",
@@ -39,9 +39,11 @@ FIELDS = (
     "spending",
     "planned_participants",
     "mde",
+    "covariate",
     "description",
 )
-GOAL_FIELDS = ("name", "role", "direction", "margin")
+GOAL_FIELDS = ("name", "role", "direction", "margin", "type", "cap", "negative")
+COVARIATE_FIELDS = ("name", "cap")
 MAX_DESCRIPTION = 1000
 MAX_PARTICIPANTS = 10**12
 T = TypeVar("T")
@@ -58,6 +60,16 @@ class PlannedGoal:
     """Which way is better: ``decrease`` for goals such as refunds or errors."""
     margin: float = 0.0
     """Guardrails: the relative harm tolerated (0.02: up to 2% worse) before it is breached."""
+    type: GoalType = GoalType.BINARY
+    cap: float | None = None
+    """Value goals: each participant's total is capped at this (winsorized; with ``negative``,
+    kept within -cap..cap), which bounds what one visitor can weigh."""
+    negative: bool = False
+    """Value goals: whether values may be below 0 (refunds); if not, such events are dropped."""
+
+    @property
+    def valued(self) -> bool:
+        return self.type == GoalType.VALUE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +77,9 @@ class PlannedGoal:
             "role": self.role.value,
             "direction": self.direction.value,
             "margin": self.margin,
+            "type": self.type.value,
+            "cap": self.cap,
+            "negative": self.negative,
         }
 
     def declared(self) -> str | dict[str, Any]:
@@ -76,7 +91,31 @@ class PlannedGoal:
             shown["direction"] = self.direction.value
         if self.margin:
             shown["margin"] = self.margin
+        if self.valued:
+            shown["type"] = self.type.value
+        if self.cap is not None:
+            shown["cap"] = _whole(self.cap)
+        if self.negative:
+            shown["negative"] = True
         return self.name if len(shown) == 1 else shown
+
+
+@dataclass(frozen=True, slots=True)
+class Covariate:
+    """A number the site knows about each visitor before the experiment (orders in the last
+    30 days, visits on this device), sent with its events: CUPED adjusts every goal by it."""
+
+    name: str
+    cap: float | None = None
+    """Covariates are clipped to -cap..cap before they are summed."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "cap": self.cap}
+
+    def declared(self) -> str | dict[str, Any]:
+        if self.cap is None:
+            return self.name
+        return {"name": self.name, "cap": _whole(self.cap)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +133,7 @@ class Plan:
     """Participants over all variants at which the team means to decide."""
     mde: float | None = None
     """Minimum detectable effect the team cares about, relative (0.05: a 5% uplift)."""
+    covariate: Covariate | None = None
     description: str | None = None
 
     @property
@@ -112,6 +152,12 @@ class Plan:
         return next((g for g in self.goals if g.name == name), None)
 
     @property
+    def summed(self) -> bool:
+        """Whether the plan needs sums beside the counts (a value goal or a covariate): only
+        ``exact`` counting can keep them."""
+        return self.covariate is not None or any(g.valued for g in self.goals)
+
+    @property
     def goal_names(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.goals)
 
@@ -126,6 +172,7 @@ class Plan:
             "spending": self.spending.value if self.spending else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
+            "covariate": self.covariate.to_json() if self.covariate else None,
             "description": self.description,
         }
 
@@ -142,6 +189,7 @@ class Plan:
             "spending": self.spending.value if self.spending else None,
             "planned_participants": self.planned_participants,
             "mde": self.mde,
+            "covariate": self.covariate.declared() if self.covariate else None,
             "description": self.description,
         }
         shown.update((key, value) for key, value in optional.items() if value is not None)
@@ -182,6 +230,7 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
     spending = body.get("spending")
     if spending is not None:
         spending = problems.check(_one_of, "spending", Spending, spending)
+    covariate = _covariate(body.get("covariate"), problems)
     description = problems.check(parse_description, body.get("description"))
     _check_design(body, analysis, spending, planned, mde, variants, problems)
     problems.raise_any()
@@ -195,8 +244,36 @@ def parse(body: Any, max_variants: int, max_goals: int) -> Plan:
         spending=spending,
         planned_participants=planned,
         mde=mde,
+        covariate=covariate,
         description=description,
     )
+
+
+def _covariate(value: Any, problems: _Problems) -> Covariate | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        problems.add("covariate", "'covariate' must be a name or an object with 'name' and 'cap'")
+        return None
+    for key in sorted(set(value) - set(COVARIATE_FIELDS)):
+        problems.add(
+            f"covariate.{key}",
+            f"unknown covariate field {key!r}; known: {', '.join(COVARIATE_FIELDS)}",
+        )
+    name = problems.check(check_name, "covariate.name", value.get("name"))
+    cap = problems.check(_cap, "covariate.cap", value.get("cap"))
+    return None if name is None else Covariate(name, cap)
+
+
+def _cap(field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, int | float)
+    if not ok or not (math.isfinite(value) and 0 < value <= defaults.MAX_VALUE):
+        raise InvalidInput(field, f"must be a number above 0 and at most {defaults.MAX_VALUE:g}")
+    return float(value)
 
 
 def _check_design(
@@ -279,7 +356,15 @@ def from_json(data: dict[str, Any]) -> Plan:
         variants=tuple(data["variants"]),
         control=data["control"],
         goals=tuple(
-            PlannedGoal(g["name"], Role(g["role"]), Direction(g["direction"]), g["margin"])
+            PlannedGoal(
+                g["name"],
+                Role(g["role"]),
+                Direction(g["direction"]),
+                g["margin"],
+                GoalType(g.get("type", GoalType.BINARY)),
+                g.get("cap"),
+                g.get("negative", False),
+            )
             for g in data["goals"]
         ),
         weights=data["weights"],
@@ -287,6 +372,7 @@ def from_json(data: dict[str, Any]) -> Plan:
         spending=Spending(data["spending"]) if data.get("spending") else None,
         planned_participants=data["planned_participants"],
         mde=data["mde"],
+        covariate=Covariate(**data["covariate"]) if data.get("covariate") else None,
         description=data["description"],
     )
 
@@ -380,9 +466,19 @@ def _goal(where: str, item: Any, problems: _Problems) -> PlannedGoal | None:
         _one_of, f"{where}.direction", Direction, item.get("direction", Direction.INCREASE)
     )
     margin = problems.check(_fraction, f"{where}.margin", item.get("margin"), low=0.0, high=1.0)
-    if name is None or role is None or direction is None:
+    kind = problems.check(_one_of, f"{where}.type", GoalType, item.get("type", GoalType.BINARY))
+    cap = problems.check(_cap, f"{where}.cap", item.get("cap"))
+    negative = item.get("negative", False)
+    if not isinstance(negative, bool):
+        problems.add(f"{where}.negative", "must be true or false")
+        negative = False
+    if kind != GoalType.VALUE:
+        for key in ("cap", "negative"):
+            if key in item:
+                problems.add(f"{where}.{key}", 'applies to goals of "type": "value" only')
+    if name is None or role is None or direction is None or kind is None:
         return None
-    return PlannedGoal(name, role, direction, margin or 0.0)
+    return PlannedGoal(name, role, direction, margin or 0.0, kind, cap, negative)
 
 
 def parse_analysis(value: Any) -> Analysis:

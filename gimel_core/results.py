@@ -19,7 +19,17 @@ from typing import Any, NamedTuple, TypeVar, Union, get_args, get_origin, get_ty
 
 from . import defaults, plans
 from .plans import Plan
-from .vocabulary import Analysis, DecisionKind, Direction, Mode, Role, Spending, VerdictKind
+from .stats.means import Sums
+from .vocabulary import (
+    Analysis,
+    DecisionKind,
+    Direction,
+    Mode,
+    Moment,
+    Role,
+    Spending,
+    VerdictKind,
+)
 
 Interval = tuple[float, float]
 """A 95% interval, (low, high): a JSON list of two numbers."""
@@ -166,13 +176,44 @@ class ExperimentCounts:
     """UTC day number when it was read: the counts are a closed day's once ``last_day`` is
     before it (a group-sequential look)."""
 
+    moments: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    """(goal, variant, ``Moment``) -> a sum kept beside the counts (value goals, covariate)."""
+    history_moments: Mapping[int, Mapping[tuple[str, str, str], float]] = field(
+        default_factory=dict
+    )
+    """UTC day number -> the sums at the end of that day (as :attr:`history` has the counts)."""
+
     def count(self, goal: str, variant: str) -> int:
         return self.counts.get((goal, variant), 0)
+
+    def moment(self, goal: str, variant: str, moment: Moment) -> float:
+        return self.moments.get((goal, variant, moment), 0.0)
+
+    def sums(self, goal: str, variant: str) -> Sums:
+        """One variant's sums on one goal over its participants: each participant's total
+        (a value goal) or conversion (0 or 1), with the covariate's sums (0 without one)."""
+        n = self.count(defaults.PARTICIPATE, variant)
+        declared = self.settings.plan.goal(goal) if self.settings.plan else None
+        if declared is not None and declared.valued:
+            y, y2 = self.moment(goal, variant, Moment.Y), self.moment(goal, variant, Moment.Y2)
+        else:
+            y = y2 = float(min(self.count(goal, variant), n))
+        return Sums(
+            n,
+            y,
+            y2,
+            self.moment(defaults.PARTICIPATE, variant, Moment.X),
+            self.moment(defaults.PARTICIPATE, variant, Moment.X2),
+            self.moment(goal, variant, Moment.XY),
+        )
 
     def on(self, day: int, counts: Mapping[tuple[str, str], int]) -> ExperimentCounts:
         """This experiment as it stood at the end of ``day`` (its history until then)."""
         history = tuple(h for h in self.history if h[0] < day)
-        return replace(self, counts=counts, history=history, last_day=day, today=day + 1)
+        moments = self.history_moments.get(day, {})
+        return replace(
+            self, counts=counts, moments=moments, history=history, last_day=day, today=day + 1
+        )
 
     @property
     def participants(self) -> dict[str, int]:

@@ -50,6 +50,32 @@ class Spending(StrEnum):
     """Lan-DeMets Pocock type: evenly, for an earlier stop at some cost in the final look."""
 
 
+class GoalType(StrEnum):
+    """What a goal counts."""
+
+    BINARY = "binary"
+    """Whether a participant converted: a unique count."""
+    VALUE = "value"
+    """How much each participant's events add up to (revenue per visitor): per-variant sums of
+    each participant's total and its square (exact counting only)."""
+
+
+class Moment(StrEnum):
+    """The sums kept per variant beside the counts (exact mode), suffixes of the counts
+    hash's fields (``keys.moment_field``): all the mean and CUPED statistics need."""
+
+    Y = "y"
+    """A value goal: the sum over participants of their (capped) totals."""
+    Y2 = "y2"
+    """A value goal: the sum of the squares of those totals."""
+    X = "x"
+    """``participate``: the sum of the participants' covariate."""
+    X2 = "x2"
+    """``participate``: the sum of its squares."""
+    XY = "xy"
+    """Any goal: the sum of covariate times outcome (the total, or 1 for a conversion)."""
+
+
 class Role(StrEnum):
     """What a goal is for in the decision."""
 

@@ -60,6 +60,9 @@ def test_a_plan_declared_before_any_event_shows_its_names_and_settings(
         "role": "guardrail",
         "direction": "decrease",
         "margin": 0.02,
+        "type": "binary",
+        "cap": None,
+        "negative": False,
     }
     assert exp["control"] == "blue" and exp["weights"] == {"blue": 1.0, "red": 3.0}
     assert exp["analysis"] == "fixed"

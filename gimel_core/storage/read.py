@@ -19,12 +19,18 @@ class Stored:
     goals: tuple[str, ...]
     history: dict[str, str]
     """UTC day number -> the JSON snapshot of that day."""
-    counts: dict[str, int]
-    """counts field (``keys.counts_field``) -> count."""
+    counts: dict[str, float]
+    """counts field (``keys.counts_field``) -> count, an int; or a sum's field
+    (``keys.moment_field``, exact mode) -> the sum, a float."""
 
 
 def _pairs(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _number(field: str, value: str | int) -> float:
+    """A count is an int; a sum (its field has a third ``:``-part) a float."""
+    return float(value) if field.count(":") > 1 else int(value)
 
 
 def stored(reply: bytes) -> Stored:
@@ -39,7 +45,7 @@ def stored(reply: bytes) -> Stored:
         variants=tuple(sorted(variants)),
         goals=tuple(sorted(goals)),
         history=_pairs(history),
-        counts={k: int(v) for k, v in _pairs(counts).items()},
+        counts={k: _number(k, v) for k, v in _pairs(counts).items()},
     )
 
 
