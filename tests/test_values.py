@@ -488,3 +488,18 @@ def test_a_history_snapshot_keeps_every_digit_of_the_sums(
     (read,) = experiments.counts(NS, ["shop"])
     day = int(START + 9 * 3600) // DAY
     assert read.history_moments[day][("revenue", "a", "y2")] == float(day_end["revenue:a:y2"])
+
+
+def test_answers_to_numbers_conform_to_the_document(exact: FlaskClient) -> None:
+    from test_openapi import conforms
+
+    url = track_url(experiment="shop", variant="a", event="revenue", uuid="u1-0")
+    assert conforms(exact.get(url + "&value=12.5&total=0&covariate=2"), "/track") == {"ok": True}
+    off = conforms(exact.get(url.replace("revenue", "signup") + "&value=1"), "/track")
+    assert off["counted"] is False
+    assert conforms(exact.get(url + "&value=NaN"), "/track")["field"] == "value"
+    batch = [item("a", "revenue", "u2-0", value="1.5"), item("a", "signup", "u2", value=1)]
+    answer = conforms(exact.post("/track", json=batch), "/track", "POST")
+    assert answer["dropped"][0]["field"] == "value"
+    listing = exact.get("/experiments", headers=AUTH).get_json()
+    assert listing[0]["meta"]["dropped"] == {"value": 2}
