@@ -501,5 +501,7 @@ def test_answers_to_numbers_conform_to_the_document(exact: FlaskClient) -> None:
     batch = [item("a", "revenue", "u2-0", value="1.5"), item("a", "signup", "u2", value=1)]
     answer = conforms(exact.post("/track", json=batch), "/track", "POST")
     assert answer["dropped"][0]["field"] == "value"
+    nulls = item("a", "participate", "u3", value=None, total=None, covariate=None)
+    assert conforms(exact.post("/track", json=nulls), "/track", "POST") == {"accepted": 1}
     listing = exact.get("/experiments", headers=AUTH).get_json()
     assert listing[0]["meta"]["dropped"] == {"value": 2}
