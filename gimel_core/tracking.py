@@ -205,7 +205,8 @@ class Tracker(StoreBacked):
         tally.undeclared += reply.undeclared
         tally.over_budget += reply.over_source
         for reason, n in dropped.items():
-            tally.refused += [_refused(reason, ident[1], self.config)] * n
+            if n:  # a refusal's message is built only when there is one
+                tally.refused += [_refused(reason, ident[1], self.config)] * n
         if off_plan:
             for why in OffPlan:
                 tally.off_plan += [OFF_PLAN[why]] * reply.off(why)

@@ -72,7 +72,7 @@ class TrackTag(IntEnum):
 
 class OffPlan(IntEnum):
     """Why track.lua answered an event without counting it: its number or covariate does not
-    fit the plan. Counted's reply ends with one count per reason, in this order."""
+    fit the plan. When any was, the Counted reply ends with one count per reason, in this order."""
 
     NOT_VALUE_GOAL = 1
     """A value on ``participate`` or on a goal not declared ``"type": "value"``."""

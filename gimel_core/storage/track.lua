@@ -45,14 +45,14 @@
 -- apply to it. An undeclared one is counted only in open registration, under the caps.
 --
 -- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
--- over_open, over_records, off_plan...}: how many events were new (duplicates count 0), how many were
--- dropped because they would add a variant or a goal past its cap, how many because the
+-- over_open, over_records[, off plan...]}: how many events were new (duplicates count 0), how
+-- many were dropped because they would add a variant or a goal past its cap, how many because the
 -- experiment, variant or goal is not declared (in declared registration, an undeclared
 -- experiment: every event, nothing written), how many because their source had added its
 -- budget this hour, how many because what they would add does not fit the open budget, and
 -- how many new uuids because the experiment holds max_records already (for life; with a
--- window, because the current bucket holds a (DEDUP.buckets + 1)th of it), then how many
--- for each OFF_PLAN reason, in its order (none when it returns early). Or,
+-- window, because the current bucket holds a (DEDUP.buckets + 1)th of it), then, if any
+-- event's numbers did not fit the plan, how many for each OFF_PLAN reason, in its order. Or,
 -- with nothing written: {TRACK.recorded_otherwise, mode, window} when the
 -- experiment was recorded with another mode or window (the caller rebuilds its keys for those
 -- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
@@ -146,9 +146,24 @@ local function afford(bytes)
 end
 -- == end of the open budget's functions ================================================
 
-local off = {}  -- events off the plan, by OFF_PLAN reason
-for _, reason in pairs(OFF_PLAN) do
-  off[reason] = 0
+local off  -- events off the plan, by OFF_PLAN reason (nil: none yet)
+local function drop(reason)
+  off = off or {}
+  off[reason] = (off[reason] or 0) + 1
+end
+
+-- The TRACK.counted reply of these counts, then one count per OFF_PLAN reason, in its order,
+-- if an event was off the plan (else not: the usual reply stays short).
+local function counted(...)
+  local reply = {TRACK.counted, ...}
+  if off then
+    local reason = 0
+    for _ in pairs(OFF_PLAN) do
+      reason = reason + 1
+      reply[#reply + 1] = off[reason] or 0
+    end
+  end
+  return reply
 end
 
 if not mode then
@@ -157,16 +172,14 @@ if not mode then
   for i = first_event, #ARGV, stride do
     local _, _, _, _, value, _, covariate = unpack(ARGV, i, i + stride - 1)
     if value ~= '' or covariate ~= '' then
-      local reason = value ~= '' and OFF_PLAN.not_summed or OFF_PLAN.no_covariate
-      off[reason], numbered = off[reason] + 1, numbered + 1
+      drop(value ~= '' and OFF_PLAN.not_summed or OFF_PLAN.no_covariate)
+      numbered = numbered + 1
     end
   end
   if numbered * stride == #ARGV - first_event + 1 then
-    return {TRACK.counted, 0, 0, 0, 0, 0, 0, 0, unpack(off)}
+    return counted(0, 0, 0, 0, 0, 0, 0)
   end
-  for reason in pairs(off) do
-    off[reason] = 0  -- counted again with the rest, below
-  end
+  off = nil  -- counted again with the rest, below
   local full = redis.call('SCARD', KEYS[2]) >= max_experiments
   if full and budgeted then  -- names of expired experiments may hold places
     prune()
@@ -438,11 +451,12 @@ for i = first_event, #ARGV, stride do
   local variant, goal, member, target, value, total, covariate = unpack(ARGV, i, i + stride - 1)
   local counted = false
   local broke = spent and spent >= source_budget  -- one source's budget spent
-  local reason = (value ~= '' or covariate ~= '' or summed) and off_plan(goal, value, total, covariate)
+  local numbered = value ~= '' or covariate ~= ''
+  local reason = (numbered or summed) and off_plan(goal, value, total, covariate)
   if plan and not (variants[variant] and (goal == PARTICIPATE or goals[goal])) then
     undeclared = undeclared + 1
   elseif reason then  -- nothing admitted nor written for it
-    off[reason] = off[reason] + 1
+    drop(reason)
   elseif plan then
     redis.call('SADD', KEYS[3], variant)
     if goal ~= PARTICIPATE then
@@ -534,5 +548,5 @@ if budgeted and grew then
   end
 end
 
-return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
-        over_open, over_records, unpack(off)}
+return counted(new, dropped_variants, dropped_goals, undeclared, over_source, over_open,
+               over_records)
