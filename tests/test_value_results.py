@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
+from flask import Flask
 from gbstats.frequentist.tests import TwoSidedTTest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 from test_means import _adjusted, gbstats_result
+from test_openapi import conforms
 
+from conftest import AUTH
 from gimel_core import plans
 from gimel_core.analysis import analyse, analyse_history
 from gimel_core.cache import Caches
@@ -458,3 +462,74 @@ def test_results_json_round_trips_with_the_new_fields() -> None:
     assert red["sum"] == arm.sum_y and red["conversion_rate"] is None
     assert body["covariate"]["name"] == "orders"
     assert ExperimentResult.from_json(json.loads(json.dumps(body))) == result
+
+
+# -- end to end: events through /track, results through GET /experiments/<name> --------------
+
+
+def test_tracked_values_and_covariate_show_in_the_results(make_app: Callable[..., Flask]) -> None:
+    """40 visitors per arm send their covariate with participate and with each purchase
+    (running total before it, as the snippet keeps it); two purchases for some. The row's
+    figures are those of the visitors' totals, computed here, and gbstats' on their sums."""
+    client = make_app(counting="exact").test_client()
+    body = {
+        "variants": ["a", "b"],
+        "goals": ["signup", {"name": "revenue", "type": "value", "cap": 100}],
+        "covariate": "orders",
+        "analysis": "fixed",
+    }
+    assert client.put("/experiments/shop", json=body, headers=AUTH).status_code == 201
+    totals: dict[str, list[float]] = {"a": [], "b": []}
+    covariates: dict[str, list[float]] = {"a": [], "b": []}
+    converted: dict[str, list[float]] = {"a": [], "b": []}
+    events: list[dict[str, Any]] = []
+    for variant, lift in (("a", 0.0), ("b", 4.0)):
+        for i in range(40):
+            uuid, orders = f"{variant}{i}", float(i % 7)
+            one = {"experiment": "shop", "variant": variant, "uuid": uuid}
+            events.append({**one, "event": "participate", "covariate": orders})
+            total = 0.0
+            purchases = [3.0 * orders + lift + i % 3] if i % 4 else []
+            if i % 8 == 1:
+                purchases.append(5.5)  # a second purchase: the total goes with it
+            for k, value in enumerate(purchases):
+                events.append(
+                    {**one, "uuid": f"{uuid}-{k}", "event": "revenue", "value": value,
+                     "total": total, "covariate": orders}
+                )  # fmt: skip
+                total += value
+            if i % 3 == 0:
+                events.append({**one, "event": "signup", "covariate": orders})
+            totals[variant].append(min(total, 100.0))
+            covariates[variant].append(orders)
+            converted[variant].append(float(i % 3 == 0))
+    answer = client.post("/track", json=events)
+    assert answer.status_code == 200 and answer.get_json() == {"accepted": len(events)}
+
+    result = conforms(client.get("/experiments/shop", headers=AUTH), "/experiments/{name}")
+    assert result["covariate"]["name"] == "orders"
+    assert "count with orders = 0" in result["covariate"]["note"]
+    goals = {g["goal"]: g for g in result["goals"]}
+    assert (goals["revenue"]["type"], goals["signup"]["type"]) == ("value", "binary")
+    rows = {r["label"]: r for r in goals["revenue"]["results"]}
+    arms = {v: sums(np.array(totals[v]), np.array(covariates[v])) for v in ("a", "b")}
+    for v in ("a", "b"):
+        assert rows[v]["trials"] == 40 and rows[v]["conversion_rate"] is None
+        assert rows[v]["successes"] == sum(1 for e in events if e["variant"] == v and
+                                           e["event"] == "revenue")  # fmt: skip
+        assert _gap(rows[v]["sum"], sum(totals[v])) <= 1e-12
+        assert _gap(rows[v]["mean"], sum(totals[v]) / 40) <= 1e-12
+        assert rows[v]["adjusted"] is not None and rows[v]["adjusted"]["mean"] is not None
+    theirs = gbstats_result(arms["b"], arms["a"], cuped=False, tuning=None)
+    assert _gap(rows["b"]["uplift"], theirs.expected) <= TOLERANCE
+    assert _gap(rows["b"]["p_value"], theirs.p_value) <= TOLERANCE
+    adjusted = gbstats_result(arms["b"], arms["a"], cuped=True, tuning=None)
+    assert _gap(rows["b"]["adjusted"]["p_value"], adjusted.p_value) <= TOLERANCE
+    assert rows["b"]["adjusted"]["variance_reduction"] > 0.3  # revenue follows the orders
+    assert rows["a"]["adjusted"]["uplift"] is None  # the control: its mean alone
+    signup = {r["label"]: r for r in goals["signup"]["results"]}
+    binary = {v: sums(np.array(converted[v]), np.array(covariates[v])) for v in ("a", "b")}
+    theirs = gbstats_result(binary["b"], binary["a"], cuped=True, tuning=None)
+    assert theirs.error_message is None
+    assert _gap(signup["b"]["adjusted"]["uplift"], theirs.expected) <= TOLERANCE
+    assert signup["b"]["sum"] is None and signup["b"]["conversion_rate"] == 14 / 40
