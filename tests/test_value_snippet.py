@@ -212,7 +212,7 @@ def check_sums(gimel: Gimel, experiment: str, visits: list[tuple[str, Shopper]])
 
 
 SHOPPERS = [
-    Shopper(2.0, [[12.5], [30.0]]),  # buys again on a later page: sends total=12.5 then
+    Shopper(2.0, [[12.5], [30.0]]),  # buys again on another page: sends total=12.5 then
     Shopper(80.0, [[60.0, 70.0]]),  # the covariate is clipped to 50, the total capped at 100
     Shopper(None, [[20.0]]),  # no covariate: counts with x = 0
     Shopper(0.5, [[7.25, 0.75, 4.0]], signs_up=True),
@@ -242,8 +242,10 @@ def test_purchases_and_the_covariate_add_up_to_the_hand_computed_sums(
                 totals = []
                 total = 0.0
                 for i, page in enumerate(shopper.pages):
-                    if i:
-                        visitor.reload()
+                    if i:  # a later page, where the backend counts the orders since: the
+                        # covariate sent stays the one read when the visitor joined
+                        later = (shopper.covariate or 0.0) + i
+                        visitor.page.goto(shop_page(site, gimel, experiment, later))
                     for amount in page:
                         buy(visitor, amount)
                         totals.append((amount, total))
