@@ -46,9 +46,32 @@ def base_url(url: str | None) -> str:
     show_default=True,
     help="Where the page loads Alephbet from (serve it yourself to pin your own copy).",
 )
+@click.option(
+    "--value-goal",
+    metavar="GOAL",
+    help=(
+        'Add GOAL, a goal the plan declares with "type": "value" (e.g. purchase): the page '
+        "calls valueGoal.complete(amount) each time it happens, and the browser sends the "
+        "amount with the visitor's running total."
+    ),
+)
+@click.option(
+    "--covariate",
+    metavar="NAME",
+    help=(
+        "Send the covariate the plan declares as NAME with every event: a number your backend "
+        'writes into the page as <html data-gimel-covariate="3">, read when the visitor joins.'
+    ),
+)
 @one_line_errors
 def snippet_command(
-    url: str | None, namespace: str, adapter: str, experiment: str, alephbet_src: str
+    url: str | None,
+    namespace: str,
+    adapter: str,
+    experiment: str,
+    alephbet_src: str,
+    value_goal: str | None,
+    covariate: str | None,
 ) -> None:
     """Print an HTML snippet that loads Alephbet and counts an experiment in Gimel."""
     # A deployment with a function URL tracks through it (frontDoor=url): what it costs least.
@@ -59,6 +82,8 @@ def snippet_command(
         adapter=adapter,
         alephbet_src=alephbet_src,
         experiment=experiment,
+        value_goal=value_goal,
+        covariate=covariate,
     )
     click.echo(text, nl=False)
 
