@@ -394,9 +394,13 @@ def render_history(history: History) -> str:
     """Per goal, one line per day and variant: the cumulative counts and statistics that day."""
     title = f"{shown(history.experiment)}  (history by UTC day, {shown(history.analysis)} analysis)"
     lines = [title]
-    goals = [g.goal for g in history.points[-1].result.goals] if history.points else []
-    for name in goals:
-        rows = [["goal " + shown(name), "variant", *HISTORY_HEADER]]
+    goals = history.points[-1].result.goals if history.points else ()
+    for last in goals:
+        name, valued = last.goal, last.type == GoalType.VALUE
+        header = [*HISTORY_HEADER]
+        if valued:  # a value goal's mean per participant where a binary goal has its rate
+            header[2] = "mean"
+        rows = [["goal " + shown(name), "variant", *header]]
         for point in history.points:
             goal = next((g for g in point.result.goals if g.goal == name), None)
             for row in goal.results if goal else ():
@@ -407,7 +411,7 @@ def render_history(history: History) -> str:
                         shown(row.label),
                         str(row.trials),
                         str(row.successes),
-                        _pct(row.conversion_rate),
+                        _amount(row.mean) if valued else _pct(row.conversion_rate),
                         _pct(row.uplift),
                         f"{_pct(ci[0])} - {_pct(ci[1])}" if ci else "-",
                         _num(row.p_value),
@@ -438,8 +442,10 @@ HISTORY_CSV_FIELDS = [
     "running_uplift_ci_low",
     "running_uplift_ci_high",
     "running_p_value",
+    "mean",
 ]
-"""One row per day, goal and variant, oldest first; the last day is now."""
+"""One row per day, goal and variant, oldest first; the last day is now. ``mean``: a value
+goal's mean per participant (appended, as the results' CSV columns are)."""
 
 
 def write_history_csv(history: History, out: IO[str]) -> None:
@@ -465,5 +471,6 @@ def write_history_csv(history: History, out: IO[str]) -> None:
                         "running_uplift_ci_low": run_low,
                         "running_uplift_ci_high": run_high,
                         "running_p_value": row.running_p_value,
+                        "mean": row.mean,
                     }
                 )

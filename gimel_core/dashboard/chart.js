@@ -2,7 +2,7 @@
 // beside one SVG whose x positions are percentages of its width, so it stays crisp and
 // readable at any width.
 import { h, svg } from "./dom.js";
-import { amount, pct } from "./format.js";
+import { amount, pct, shortAmount } from "./format.js";
 
 const ROW = 30;
 const AXIS = 22;
@@ -29,8 +29,6 @@ function amountAxis(x) {
   return firstFitting(want, [1, 2, 2.5, 5, 10].map((m) => m * power));
 }
 
-const tickAmount = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3 });
-
 // What a chart shows of each row: a binary goal's rate, or a value goal's mean.
 export const RATE = {
   key: "rate",
@@ -44,7 +42,7 @@ export const MEAN = {
   key: "mean",
   of: (row) => row.mean,
   show: amount,
-  tick: (v) => tickAmount.format(v),
+  tick: shortAmount,
   axis: amountAxis,
   name: "Mean per participant",
 };

@@ -77,6 +77,13 @@ export function amount(x) {
   return text.replace("-", MINUS);
 }
 
+// An axis tick of amounts: as many decimals as the tick has ("5", "2.5", "1,000").
+const ticks = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3 });
+
+export function shortAmount(x) {
+  return missing(x) ? DASH : ticks.format(x).replace("-", MINUS);
+}
+
 // A Unix timestamp as a day in the reader's locale.
 export function day(ts) {
   return ts ? dates.format(new Date(ts * 1000)) : null;

@@ -2,7 +2,7 @@
 // time a history is opened): x in UTC days shared by every chart, colours from app.css, the
 // width of the card. uPlot styles its elements through CSSOM only, which the page's CSP
 // (style-src 'self') allows; its stylesheet is vendor/uplot.css.
-import { DASH, count, pct, shortPct, signedPct } from "./format.js";
+import { DASH, amount, count, pct, shortAmount, shortPct, signedPct } from "./format.js";
 import { isoDay } from "./timeline.js";
 import { DAY } from "./vocabulary.js";
 
@@ -136,17 +136,18 @@ function mount(uPlot, el, opts, data) {
   return plot;
 }
 
-// 1. The cumulative conversion rate of each variant; the control dashed.
+// 1. The cumulative conversion rate (a value goal: mean) of each variant; the control dashed.
 export function ratePlot(uPlot, el, line, goal, colours) {
+  const [shown, tick] = goal.valued ? [amount, shortAmount] : [pct, shortPct];
   const series = goal.rates.map(({ label }) => ({
     label: label === line.control ? `${label} (control)` : label,
     stroke: colours.get(label),
     width: 2,
     dash: label === line.control ? [6, 4] : undefined,
     points: { size: 5 },
-    ...legend(pct),
+    ...legend(shown),
   }));
-  const opts = options(el, { values: shortPct, yRange: fromZero(uPlot), series });
+  const opts = options(el, { values: tick, yRange: fromZero(uPlot), series });
   return mount(uPlot, el, opts, [line.x, ...goal.rates.map((r) => r.rate)]);
 }
 
