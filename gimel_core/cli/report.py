@@ -147,7 +147,6 @@ VALUE_HEADER = [
 ]
 """A value goal's columns: its mean per participant (those without a value count 0)."""
 ADJUSTED_HEADER = [
-    "mean",
     "uplift",
     "uplift interval",
     "p",
@@ -156,7 +155,8 @@ ADJUSTED_HEADER = [
     "variance reduction",
 ]
 """The CUPED figures under a goal's table, when the plan declares a covariate: the verdicts
-are decided on these."""
+are decided on these. (The adjusted mean, ``mean y - theta mean x``, is on another scale than
+the mean: the CSV has it, the table does not.)"""
 
 
 def render_table(found: Iterable[ExperimentResult]) -> str:
@@ -222,9 +222,8 @@ def _goal_table(goal: GoalResult, covariate: Covariate | None = None) -> list[st
     else:
         lines = _aligned([[title, *TABLE_HEADER]] + [_cells(row) for row in goal.results])
     if any(row.adjusted is not None for row in goal.results):
-        mean = _amount if goal.type == GoalType.VALUE else _pct
         name = f"CUPED, {shown(covariate.name)}" if covariate else "CUPED"
-        adjusted = [_adjusted_cells(row, mean) for row in goal.results]
+        adjusted = [_adjusted_cells(row) for row in goal.results]
         lines += _aligned([[name, *ADJUSTED_HEADER], *adjusted])
     lines += [f"  verdict: {shown(row.verdict.text)}" for row in goal.results if row.verdict]
     return lines
@@ -270,13 +269,12 @@ def _value_cells(row: VariantResult) -> list[str]:
     ]
 
 
-def _adjusted_cells(row: VariantResult, mean: Callable[[float | None], str]) -> list[str]:
+def _adjusted_cells(row: VariantResult) -> list[str]:
     cuped = row.adjusted
     if cuped is None:
         return [shown(row.label), *["-"] * len(ADJUSTED_HEADER)]
     return [
         shown(row.label),
-        mean(cuped.mean),
         _pct(cuped.uplift),
         _range(cuped.uplift_ci, _pct),
         _num(cuped.p_value),

@@ -70,46 +70,44 @@ const COMPARED = [
   ["p_value", "p-value", "two-sided, Holm-adjusted across variants when there are several"],
   ["chance_to_beat_control", "Chance to beat control"],
 ];
-const HEADINGS = [
+// With a covariate, the comparison is the CUPED one, on which the server decides; the
+// unadjusted figures are in each cell's title.
+const CUPED = [
+  ["adjusted_uplift", "Uplift vs control, CUPED", "regression-adjusted on the covariate"],
+  ["adjusted_p_value", "p-value, CUPED", "two-sided, Holm-adjusted across variants"],
+  ["adjusted_chance", "Chance to beat control, CUPED"],
+  ["variance_reduction", "Variance reduction", "of the uplift's variance, by the adjustment"],
+];
+const BINARY = [
   ["label", "Variant"],
   ["trials", "Participants", "trials: unique participants"],
   ["successes", "Conversions", "successes: unique visitors who reached the goal"],
   ["conversion_rate", "Rate (95% interval)"],
-  ...COMPARED,
 ];
 // A value goal: an amount per participant, those who sent no value counting 0.
-const VALUE_HEADINGS = [
+const VALUED = [
   ["label", "Variant"],
   ["trials", "Participants", "trials: unique participants"],
   ["successes", "Value events", "successes: events with a value, each counted once"],
   ["sum", "Sum", "of the participants' totals, each capped at the plan's cap"],
   ["mean", "Mean per visitor (95% interval)", "participants without a value count 0"],
-  ...COMPARED,
-];
-// With a covariate: the CUPED figures, on which the server's verdicts are decided.
-const ADJUSTED_HEADINGS = [
-  ["adjusted_uplift", "Uplift, CUPED", "regression-adjusted on the plan's covariate"],
-  ["adjusted_p_value", "p-value, CUPED", "Holm-adjusted across variants when there are several"],
-  ["variance_reduction", "Variance reduction", "of the uplift, by the adjustment"],
 ];
 const LABELS = Object.fromEntries(
-  [...HEADINGS, ...VALUE_HEADINGS, ...ADJUSTED_HEADINGS].map(([field, text]) => [field, text]),
+  [...BINARY, ...VALUED, ...COMPARED, ...CUPED].map(([field, text]) => [field, text]),
 );
 
 // The same header for every goal table of a kind: built once, cloned (a hundred experiments
 // have hundreds of tables, and cloning is much cheaper than building).
 const resultsHeads = new Map();
 
+// covariate: the name the CUPED columns adjust on, or null for the unadjusted ones.
 function resultsHeader(valued, covariate) {
   const key = JSON.stringify([valued, covariate]);
   if (!resultsHeads.has(key)) {
-    const headings = valued ? VALUE_HEADINGS : HEADINGS;
-    const adjusted = ADJUSTED_HEADINGS.map(([field, text, title], i) => [
-      field,
-      i ? text : `Uplift (CUPED, ${covariate})`,
-      title,
-    ]);
-    const shown = covariate === null ? headings : [...headings, ...adjusted];
+    const [uplift, ...cuped] = CUPED;
+    const named = [uplift[0], `Uplift vs control (CUPED, ${covariate})`, uplift[2]];
+    const compared = covariate === null ? COMPARED : [named, ...cuped];
+    const shown = [...(valued ? VALUED : BINARY), ...compared];
     const row = shown.map(([field, text, title], i) =>
       h("th", { scope: "col", class: i ? "num" : null, "data-field": field, title, text }),
     );
@@ -157,23 +155,42 @@ function measured(row, valued) {
   ];
 }
 
-// The CUPED figures of a row (the control's are its adjusted mean only: nothing to show).
+// The CUPED figures of a row (the control has its adjusted mean only: nothing to show), with
+// the unadjusted ones in the titles.
 function adjustedCells(row, isControl) {
   const cuped = row.adjusted || {};
   const p = cuped.p_value;
   const reduction = cuped.variance_reduction;
-  const holm = isHolm(p, cuped.p_value_adjusted) && `adjusted ${pValue(cuped.p_value_adjusted)}`;
+  const holm = isHolm(p, cuped.p_value_adjusted) && `Holm ${pValue(cuped.p_value_adjusted)}`;
+  const unadjusted = (text) => (isControl ? null : `unadjusted: ${text}`);
+  const uplift = upliftCell("adjusted_uplift", cuped.uplift, cuped.uplift_ci, isControl);
+  if (!isControl) uplift.title = unadjusted(signedPct(row.uplift));
+  const beat = cuped.chance_to_beat_control;
   return [
-    upliftCell("adjusted_uplift", cuped.uplift, cuped.uplift_ci, isControl),
+    uplift,
     cell("adjusted_p_value", p, pValue(p), holm, {
       "data-adjusted": raw(cuped.p_value_adjusted),
+      title: unadjusted(pValue(row.p_value)),
+    }),
+    cell("adjusted_chance", beat, chance(beat), null, {
+      title: unadjusted(chance(row.chance_to_beat_control)),
     }),
     cell("variance_reduction", reduction, isControl ? DASH : pct(reduction)),
   ];
 }
 
-function resultRow(row, isControl, kind, valued, covariate) {
+function comparedCells(row, isControl) {
   const p = row.p_value;
+  return [
+    upliftCell("uplift", row.uplift, row.uplift_ci, isControl),
+    cell("p_value", p, pValue(p), pNote(row, isHolm(p, row.p_value_adjusted)), {
+      "data-adjusted": raw(row.p_value_adjusted),
+    }),
+    cell("chance_to_beat_control", row.chance_to_beat_control, chance(row.chance_to_beat_control)),
+  ];
+}
+
+function resultRow(row, isControl, kind, valued, adjusted) {
   return h(
     "tr",
     { "data-variant": row.label, class: `row-${kind}` },
@@ -181,12 +198,7 @@ function resultRow(row, isControl, kind, valued, covariate) {
     cell("trials", row.trials, count(row.trials)),
     cell("successes", row.successes, count(row.successes)),
     measured(row, valued),
-    upliftCell("uplift", row.uplift, row.uplift_ci, isControl),
-    cell("p_value", p, pValue(p), pNote(row, isHolm(p, row.p_value_adjusted)), {
-      "data-adjusted": raw(row.p_value_adjusted),
-    }),
-    cell("chance_to_beat_control", row.chance_to_beat_control, chance(row.chance_to_beat_control)),
-    covariate === null ? null : adjustedCells(row, isControl),
+    adjusted ? adjustedCells(row, isControl) : comparedCells(row, isControl),
   );
 }
 
@@ -206,11 +218,10 @@ export function goalSection(exp, goal) {
   }
   const kindOf = (row) => (row.label === control ? "control" : verdicts.get(row.label).kind);
   const valued = goal.type === GoalType.VALUE;
-  // The covariate's columns when the rows carry CUPED figures.
   const adjusted = rows.some((row) => row.adjusted);
-  const covariate = adjusted ? (exp.covariate && exp.covariate.name) || "" : null;
+  const covariate = adjusted ? (exp.covariate && exp.covariate.name) || "covariate" : null;
   const body = rows.map((row) =>
-    resultRow(row, row.label === control, kindOf(row), valued, covariate),
+    resultRow(row, row.label === control, kindOf(row), valued, adjusted),
   );
   const measure = valued ? MEAN : RATE;
   const rated = rows.some((row) => typeof measure.of(row) === "number");
