@@ -123,6 +123,7 @@ VOCABULARY: dict[str, type[StrEnum]] = {
     "Direction": Direction,
     "VerdictKind": VerdictKind,
     "DecisionKind": DecisionKind,
+    "GoalType": GoalType,
 }
 """Every concept by name: what the dashboard's vocabulary and the OpenAPI enums are checked
 against."""

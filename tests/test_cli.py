@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -62,8 +63,9 @@ def test_results_as_json_csv_and_table_from_redis(
     as_csv = run(runner, "results", "button", "--redis-url", redis_url, "--format", "csv")
     header = as_csv.output.splitlines()[0].split(",")
     assert header[:4] == ["experiment", "counting", "control", "goal"]
-    assert header[-4:] == ["srm_p_value", "srm_mismatch", "verdict", "decision"]
+    assert header[16:20] == ["srm_p_value", "srm_mismatch", "verdict", "decision"]
     assert header[4:6] == ["role", "variant"]
+    assert header[20:] == VALUE_COLUMNS  # appended: a sheet reading by position still works
     rows = list(csv.DictReader(io.StringIO(as_csv.output)))
     assert [(r["variant"], r["trials"], r["successes"]) for r in rows] == [
         ("blue", "30", "9"),
@@ -96,6 +98,141 @@ def test_csv_lists_an_experiment_with_participants_and_no_goal(
     assert all(r[name] == "" for r in rows for name in empty)
     assert {r["control"] for r in rows} == {"blue"}
     assert {r["srm_mismatch"] for r in rows} == {"False"}
+
+
+VALUE_COLUMNS = [
+    "type",
+    "sum",
+    "mean",
+    "adjusted_mean",
+    "adjusted_uplift",
+    "adjusted_uplift_ci_low",
+    "adjusted_uplift_ci_high",
+    "adjusted_p_value",
+    "variance_reduction",
+]
+
+
+def seed_values(client: FlaskClient) -> tuple[dict[str, float], dict[str, int]]:
+    """Revenue and signups of 300 visitors per arm, each with its orders before the
+    experiment (the covariate): those with 3 orders or more buy, for more the more orders
+    they had (green's buyers 4 more), so the orders predict most of the revenue. One buyer
+    per arm buys again, its running total sent with it. Returns each arm's revenue and
+    purchases, counted here."""
+    plan = {
+        "variants": ["control", "green"],
+        "goals": [{"name": "revenue", "type": "value", "cap": 1000}, "signup"],
+        "covariate": "orders",
+        "analysis": "fixed",
+    }
+    assert client.put("/experiments/shop", json=plan, headers=AUTH).status_code == 201
+    revenue = {"control": 0.0, "green": 0.0}
+    purchases = {"control": 0, "green": 0}
+
+    def buy(variant: str, uuid: str, value: float, orders: int, total: float = 0) -> None:
+        extra = {"total": str(total)} if total else {}
+        answer = track(
+            client,
+            "shop",
+            variant,
+            "revenue",
+            uuid,
+            value=str(value),
+            covariate=str(orders),
+            **extra,
+        )
+        assert answer.get_json() == {"ok": True}, answer.get_json()
+        revenue[variant] += value
+        purchases[variant] += 1
+
+    for variant, lift in [("control", 0), ("green", 4)]:
+        for i in range(300):
+            orders, uuid = i % 7, f"{variant}{i}"
+            track(client, "shop", variant, "participate", uuid, covariate=str(orders))
+            if i % 4 == 0:
+                track(client, "shop", variant, "signup", uuid, covariate=str(orders))
+            if orders >= 3:
+                buy(variant, f"{uuid}-1", 5 * orders + lift + (i % 5) / 4, orders)
+        first = 5 * 3 + lift + 3 / 4  # visitor 3's first purchase
+        buy(variant, f"{variant}3-2", 7.5, 3, total=first)
+    return revenue, purchases
+
+
+def test_a_value_goal_and_cuped_in_the_table_and_csv(
+    runner: CliRunner, make_app: Callable[..., Flask], redis_url: str
+) -> None:
+    """A value goal's rows show its sum and mean per participant; a covariate adds the CUPED
+    figures under each goal's table and its note once; the CSV appends both, as the API."""
+    client = make_app(counting="exact").test_client()
+    revenue, purchases = seed_values(client)
+    api = client.get("/experiments/shop", headers=AUTH).get_json()
+    goals = {g["goal"]: g for g in api["goals"]}
+    assert goals["revenue"]["type"] == "value" and goals["signup"]["type"] == "binary"
+    by_row = {(g, r["label"]): r for g, goal in goals.items() for r in goal["results"]}
+    for variant in ("control", "green"):
+        row = by_row["revenue", variant]
+        assert row["sum"] == pytest.approx(revenue[variant], rel=1e-12)
+        assert row["mean"] == pytest.approx(revenue[variant] / 300, rel=1e-12)
+        assert row["successes"] == purchases[variant] and row["conversion_rate"] is None
+    green = by_row["revenue", "green"]
+    assert green["adjusted"]["variance_reduction"] > 0.3  # the orders predict the revenue
+
+    lines = run(runner, "results", "shop", "--redis-url", redis_url).output.splitlines()
+    note = api["covariate"]["note"]
+    assert [line for line in lines if "covariate" in line] == [f"  covariate orders: {note}"]
+    start = lines.index(next(line for line in lines if line.startswith("  goal revenue (value) ")))
+    assert lines[start].split()[3:7] == ["trials", "value", "events", "sum"]
+    cells = lines[start + 2].split()
+    counted = str(purchases["green"])
+    assert cells[:5] == ["green", "300", counted, f"{green['sum']:,.2f}", f"{green['mean']:,.2f}"]
+    low, high = green["ci"]
+    assert cells[5:8] == [f"{low:,.2f}", "-", f"{high:,.2f}"]
+    assert cells[8] == f"{green['uplift'] * 100:.1f}%"
+    # Under the table, the CUPED figures: the adjusted uplift, its interval, p, and how much
+    # variance the adjustment removed.
+    assert lines[start + 3].split()[:3] == ["CUPED,", "orders", "uplift"]
+    cuped = green["adjusted"]
+    adjusted = lines[start + 5].split()
+    low, high = (f"{x * 100:.1f}%" for x in cuped["uplift_ci"])
+    assert adjusted[:5] == ["green", f"{cuped['uplift'] * 100:.1f}%", low, "-", high]
+    assert adjusted[-1] == f"{cuped['variance_reduction'] * 100:.0f}%"
+    assert lines[start + 6] == f"  verdict: {green['verdict']['text']}"
+    signup = lines.index(next(line for line in lines if line.startswith("  goal signup ")))
+    assert lines[signup + 3].startswith("  CUPED, orders ")  # a binary goal is adjusted too
+
+    out = run(runner, "results", "shop", "--redis-url", redis_url, "--format", "csv").output
+    rows = {(r["goal"], r["variant"]): r for r in csv.DictReader(io.StringIO(out))}
+    assert set(rows) == set(by_row)
+    for key, row in rows.items():
+        api_row, cuped = by_row[key], by_row[key]["adjusted"]
+        assert row["type"] == goals[key[0]]["type"]
+        for name in ("sum", "mean"):
+            assert (float(row[name]) if row[name] else None) == api_row[name], (key, name)
+        assert float(row["adjusted_mean"]) == cuped["mean"]
+        if key[1] == "control":
+            assert row["adjusted_uplift"] == row["variance_reduction"] == ""
+            continue
+        assert float(row["adjusted_uplift"]) == cuped["uplift"]
+        ci = [float(row["adjusted_uplift_ci_low"]), float(row["adjusted_uplift_ci_high"])]
+        assert ci == cuped["uplift_ci"]
+        assert float(row["adjusted_p_value"]) == cuped["p_value"]
+        assert float(row["variance_reduction"]) == cuped["variance_reduction"]
+    assert rows["revenue", "green"]["conversion_rate"] == ""
+    assert [float(rows["revenue", "green"][c]) for c in ("ci_low", "ci_high")] == green["ci"]
+
+    # The history reads the value goal's mean where a binary goal has its rate.
+    history = ["results", "shop", "--history", "--redis-url", redis_url]
+    lines = run(runner, *history).output.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("  goal revenue ")))
+    assert lines[start].split()[2:6] == ["variant", "trials", "successes", "mean"]
+    block = lines[start + 1 :]
+    block = block[: next((i for i, x in enumerate(block) if x.startswith("  goal ")), None)]
+    now = [line.split() for line in block if line.split()[1:2] == ["green"]][-1]
+    assert now[2:5] == ["300", counted, f"{green['mean']:,.2f}"]
+    days = list(csv.DictReader(io.StringIO(run(runner, *history, "--format", "csv").output)))
+    means = [r["mean"] for r in days if (r["goal"], r["variant"]) == ("revenue", "green")]
+    assert float(means[-1]) == green["mean"]
+    assert {r["mean"] for r in days if r["goal"] == "signup"} == {""}
 
 
 def seed_two_goals(client: FlaskClient) -> None:

@@ -1062,6 +1062,119 @@ def test_a_group_sequential_experiment_shows_its_looks(
     page.assert_clean()
 
 
+def shop_events(variant: str, lift: float) -> Iterator[dict[str, str]]:
+    """240 visitors with their orders before the experiment (the covariate): those with 3 or
+    more buy, for more the more orders they had (green's buyers ``lift`` more), so the orders
+    predict most of the revenue; a quarter sign up."""
+    for i in range(240):
+        orders, uuid = i % 7, f"shop-{variant}-{i}"
+        seen = {"experiment": "shop", "variant": variant, "covariate": str(orders)}
+        yield {**seen, "event": "participate", "uuid": uuid}
+        if i % 4 == 0:
+            yield {**seen, "event": "signup", "uuid": uuid}
+        if orders >= 3:
+            value = 5 * orders + lift + (i % 5) / 4
+            yield {**seen, "event": "revenue", "uuid": f"{uuid}-buy", "value": str(value)}
+
+
+def amount_text(x: float) -> str:
+    """An amount as the page writes it (format.js ``amount``, two decimals above 1)."""
+    return f"{x:,.2f}".replace("-", MINUS)
+
+
+def test_a_value_goal_shows_its_mean_and_the_cuped_figures(
+    make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    """A value goal's card shows the mean per visitor (an amount, not a rate) with its
+    interval, and charts it; with a covariate, the comparison columns are the CUPED ones the
+    verdicts use (labelled with its name, the unadjusted figures in their titles), the
+    variance reduction beside them, and the covariate's note on the card."""
+    plan = {
+        "variants": ["control", "green"],
+        "goals": [{"name": "revenue", "type": "value", "cap": 1000}, "signup"],
+        "covariate": "orders",
+        "analysis": "fixed",
+    }
+    with serving(make_app(counting="exact")) as root:
+        declare(root, "shop", plan)
+        send_events(root, shop_events("control", 0))
+        send_events(root, shop_events("green", 5))
+        api = api_get(root, "experiments/shop")
+        goals = {g["goal"]: g for g in api["goals"]}
+        assert goals["revenue"]["type"] == "value"
+        green = next(r for r in goals["revenue"]["results"] if r["label"] == "green")
+        assert green["mean"] > 10 and green["adjusted"]["variance_reduction"] > 0.3
+
+        page = watch(root)
+        page.open()
+        card = page.card("shop")
+        revenue = card.locator('section.goal[data-goal="revenue"]')
+        revenue.wait_for()
+        assert revenue.get_attribute("data-type") == "value"
+        note = card.locator(".covariate")
+        assert note.inner_text() == f"CUPED, orders: {api['covariate']['note']}"
+        headings = revenue.locator("thead th").all_inner_texts()
+        assert (
+            "Mean per visitor (95% interval)" in headings and "Rate (95% interval)" not in headings
+        )
+        assert "Uplift vs control (CUPED, orders)" in headings and "Variance reduction" in headings
+        assert "Uplift vs control" not in headings  # instead of, not beside: no two verdicts
+
+        (shown,) = page.read()
+        for goal in shown["goals"]:
+            for row in goal["rows"]:
+                api_row = next(
+                    r for r in goals[goal["goal"]]["results"] if r["label"] == row["label"]
+                )
+                cells, cuped = row["cells"], api_row["adjusted"]
+                if goal["goal"] == "revenue":
+                    assert "conversion_rate" not in cells
+                    mean, total = cells["mean"], cells["sum"]
+                    assert float(mean["value"]) == api_row["mean"]
+                    assert mean["text"] == amount_text(api_row["mean"])
+                    assert [float(mean["low"]), float(mean["high"])] == api_row["ci"]
+                    assert mean["sub"] == " to ".join(amount_text(x) for x in api_row["ci"])
+                    assert float(total["value"]) == api_row["sum"]
+                    assert total["text"] == amount_text(api_row["sum"])
+                assert "uplift" not in cells and "p_value" not in cells
+                if row["label"] == api["control"]:
+                    assert cells["adjusted_uplift"]["text"] == "\u2014"
+                    assert cells["variance_reduction"]["text"] == "\u2014"
+                    continue
+                adjusted = cells["adjusted_uplift"]
+                assert float(adjusted["value"]) == cuped["uplift"]
+                assert_percent(adjusted["text"], cuped["uplift"])
+                low, high = adjusted["sub"].split(" to ")
+                assert_percent(low, cuped["uplift_ci"][0])
+                assert_percent(high, cuped["uplift_ci"][1])
+                p_value = cells["adjusted_p_value"]
+                assert float(p_value["value"]) == cuped["p_value"]
+                assert float(p_value["adjusted"]) == cuped["p_value_adjusted"]
+                assert_p(p_value["text"], cuped["p_value"])
+                beat = cells["adjusted_chance"]
+                assert float(beat["value"]) == cuped["chance_to_beat_control"]
+                assert_percent(beat["text"], cuped["chance_to_beat_control"])
+                reduction = cells["variance_reduction"]
+                assert float(reduction["value"]) == cuped["variance_reduction"]
+                assert_percent(reduction["text"], cuped["variance_reduction"])
+        # The unadjusted uplift is in the CUPED uplift's title.
+        title = revenue.locator('tr[data-variant="green"] td[data-field="adjusted_uplift"]')
+        unadjusted = title.get_attribute("title")
+        assert unadjusted.startswith("unadjusted: "), unadjusted
+        assert_percent(unadjusted.removeprefix("unadjusted: "), green["uplift"])
+        assert {g["goal"] for g in shown["goals"]} == {"revenue", "signup"}
+        assert shown["goals"][0]["verdicts"] or shown["goals"][1]["verdicts"]
+
+        # The chart plots the means on an axis of amounts.
+        chart = revenue.locator("figure.chart")
+        assert chart.locator("figcaption").inner_text().startswith("Mean per participant")
+        labels = chart.locator("text.value-label").all_text_contents()
+        assert amount_text(green["mean"]) in labels
+        BUILD.mkdir(exist_ok=True)
+        card.screenshot(path=str(BUILD / "dashboard-value-goal.png"))
+        page.assert_clean()
+
+
 # -- a phone, counts in words, goals with nothing to chart -----------------------------------
 
 PHONE = {"width": 390, "height": 844}

@@ -10,13 +10,13 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 import click
 
-from ..results import ExperimentResult, GoalResult, History, Looks, VariantResult
-from ..vocabulary import Direction, Role
+from ..results import Covariate, ExperimentResult, GoalResult, History, Looks, VariantResult
+from ..vocabulary import Direction, GoalType, Role
 from .options import WHERE, Source, backend_options, one_line_errors
 
 
@@ -113,6 +113,17 @@ def _num(value: float | None) -> str:
     return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
 
 
+def _amount(value: float | None) -> str:
+    """A sum or a mean of a value goal: an amount, two decimals (three figures below 1)."""
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
+def _range(ci: tuple[float, float] | None, show: Callable[[float | None], str]) -> str:
+    return f"{show(ci[0])} - {show(ci[1])}" if ci else "-"
+
+
 TABLE_HEADER = [
     "trials",
     "successes",
@@ -123,6 +134,29 @@ TABLE_HEADER = [
     "p (Holm)",
     "Bayesian chance to beat",
 ]
+VALUE_HEADER = [
+    "trials",
+    "value events",
+    "sum",
+    "mean",
+    "95% interval",
+    "uplift",
+    "p",
+    "p (Holm)",
+    "Bayesian chance to beat",
+]
+"""A value goal's columns: its mean per participant (those without a value count 0)."""
+ADJUSTED_HEADER = [
+    "uplift",
+    "uplift interval",
+    "p",
+    "p (Holm)",
+    "Bayesian chance to beat",
+    "variance reduction",
+]
+"""The CUPED figures under a goal's table, when the plan declares a covariate: the verdicts
+are decided on these. (The adjusted mean, ``mean y - theta mean x``, is on another scale than
+the mean: the CSV has it, the table does not.)"""
 
 
 def render_table(found: Iterable[ExperimentResult]) -> str:
@@ -134,13 +168,19 @@ def render_table(found: Iterable[ExperimentResult]) -> str:
             lines.append(f"  decision: {shown(exp.decision.text)}")
         if exp.looks is not None:
             lines.append(f"  looks: {_looks(exp.looks)}")
+        if exp.covariate is not None:
+            lines.append(f"  covariate {_covariate(exp.covariate)}")
         if not exp.goals:
             participants = ", ".join(f"{shown(v)} {n}" for v, n in exp.participants.items())
             lines.append(f"  no goals yet; participants: {participants or 'none'}")
         for goal in exp.goals:
-            lines += _goal_table(goal)
+            lines += _goal_table(goal, exp.covariate)
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _covariate(covariate: Covariate) -> str:
+    return f"{shown(covariate.name)}: {shown(covariate.note)}"
 
 
 def _looks(looks: Looks) -> str:
@@ -166,34 +206,81 @@ def _flags(exp: ExperimentResult) -> list[str]:
     return flags
 
 
-def _goal_table(goal: GoalResult) -> list[str]:
+def _goal_table(goal: GoalResult, covariate: Covariate | None = None) -> list[str]:
+    """The goal's table; under it, when the rows have them, the CUPED figures; then the
+    verdicts (decided on the CUPED figures when there are some)."""
     title = "goal " + shown(goal.goal)
+    notes = ["value"] if goal.type == GoalType.VALUE else []
     if goal.role != Role.PRIMARY or goal.direction != Direction.INCREASE:
-        lower = ", lower is better" if goal.direction == Direction.DECREASE else ""
-        title += f" ({goal.role}{lower})"
-    rows = [[title, *TABLE_HEADER]] + [_cells(row) for row in goal.results]
+        notes.append(goal.role)
+    if goal.direction == Direction.DECREASE:
+        notes.append("lower is better")
+    if notes:
+        title += f" ({', '.join(notes)})"
+    if goal.type == GoalType.VALUE:
+        lines = _aligned([[title, *VALUE_HEADER]] + [_value_cells(row) for row in goal.results])
+    else:
+        lines = _aligned([[title, *TABLE_HEADER]] + [_cells(row) for row in goal.results])
+    if any(row.adjusted is not None for row in goal.results):
+        name = f"CUPED, {shown(covariate.name)}" if covariate else "CUPED"
+        adjusted = [_adjusted_cells(row) for row in goal.results]
+        lines += _aligned([[name, *ADJUSTED_HEADER], *adjusted])
+    lines += [f"  verdict: {shown(row.verdict.text)}" for row in goal.results if row.verdict]
+    return lines
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as lines: the first column to the left, the figures to the right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
         lines.append("  " + "  ".join(cells).rstrip())
-    lines += [f"  verdict: {shown(row.verdict.text)}" for row in goal.results if row.verdict]
     return lines
 
 
 def _cells(row: VariantResult) -> list[str]:
-    ci = row.ci
     return [
         shown(row.label),
         str(row.trials),
         str(row.successes),
         _pct(row.conversion_rate),
-        f"{_pct(ci[0])} - {_pct(ci[1])}" if ci else "-",
+        _range(row.ci, _pct),
         _pct(row.uplift),
         _num(row.p_value),
         _num(row.p_value_adjusted),
         _pct(row.chance_to_beat_control, 0),
+    ]
+
+
+def _value_cells(row: VariantResult) -> list[str]:
+    return [
+        shown(row.label),
+        str(row.trials),
+        str(row.successes),
+        _amount(row.sum),
+        _amount(row.mean),
+        _range(row.ci, _amount),
+        _pct(row.uplift),
+        _num(row.p_value),
+        _num(row.p_value_adjusted),
+        _pct(row.chance_to_beat_control, 0),
+    ]
+
+
+def _adjusted_cells(row: VariantResult) -> list[str]:
+    cuped = row.adjusted
+    if cuped is None:
+        return [shown(row.label), *["-"] * len(ADJUSTED_HEADER)]
+    return [
+        shown(row.label),
+        _pct(cuped.uplift),
+        _range(cuped.uplift_ci, _pct),
+        _num(cuped.p_value),
+        _num(cuped.p_value_adjusted),
+        _pct(cuped.chance_to_beat_control, 0),
+        _pct(cuped.variance_reduction, 0),
     ]
 
 
@@ -218,11 +305,24 @@ CSV_FIELDS = [
     "srm_mismatch",
     "verdict",
     "decision",
+    "type",
+    "sum",
+    "mean",
+    "adjusted_mean",
+    "adjusted_uplift",
+    "adjusted_uplift_ci_low",
+    "adjusted_uplift_ci_high",
+    "adjusted_p_value",
+    "variance_reduction",
 ]
 """One row per experiment, goal and variant; ``verdict`` is empty for the control, and
 ``decision`` is the experiment's (the same on each of its rows). An experiment with no goal
 yet still gets one row per variant, its participants as ``trials`` and the goal cells empty,
-so a spreadsheet lists every experiment the table does."""
+so a spreadsheet lists every experiment the table does. Columns are only ever appended, so a
+sheet that reads them by position keeps working: a value goal (``type`` ``value``) has its
+``sum`` and ``mean`` (``ci_low``/``ci_high`` its interval, ``conversion_rate`` empty), and the
+``adjusted_`` columns and ``variance_reduction`` are the CUPED figures of a plan with a
+covariate."""
 
 
 def write_csv(found: Iterable[ExperimentResult], out: IO[str]) -> None:
@@ -250,6 +350,8 @@ def _participants_row(exp: ExperimentResult, variant: str, trials: int) -> dict[
 
 def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dict[str, Any]:
     low, high = row.ci if row.ci else (None, None)
+    cuped = row.adjusted
+    cuped_low, cuped_high = cuped.uplift_ci if cuped and cuped.uplift_ci else (None, None)
     return {
         "experiment": cell(exp.experiment),
         "counting": cell(exp.counting),
@@ -271,6 +373,15 @@ def _csv_row(exp: ExperimentResult, goal: GoalResult, row: VariantResult) -> dic
         "srm_mismatch": exp.srm.mismatch if exp.srm else None,
         "verdict": cell(row.verdict.text) if row.verdict else None,
         "decision": cell(exp.decision.text) if exp.decision else None,
+        "type": goal.type,
+        "sum": row.sum,
+        "mean": row.mean,
+        "adjusted_mean": cuped.mean if cuped else None,
+        "adjusted_uplift": cuped.uplift if cuped else None,
+        "adjusted_uplift_ci_low": cuped_low,
+        "adjusted_uplift_ci_high": cuped_high,
+        "adjusted_p_value": cuped.p_value if cuped else None,
+        "variance_reduction": cuped.variance_reduction if cuped else None,
     }
 
 
@@ -281,9 +392,13 @@ def render_history(history: History) -> str:
     """Per goal, one line per day and variant: the cumulative counts and statistics that day."""
     title = f"{shown(history.experiment)}  (history by UTC day, {shown(history.analysis)} analysis)"
     lines = [title]
-    goals = [g.goal for g in history.points[-1].result.goals] if history.points else []
-    for name in goals:
-        rows = [["goal " + shown(name), "variant", *HISTORY_HEADER]]
+    goals = history.points[-1].result.goals if history.points else ()
+    for last in goals:
+        name, valued = last.goal, last.type == GoalType.VALUE
+        header = [*HISTORY_HEADER]
+        if valued:  # a value goal's mean per participant where a binary goal has its rate
+            header[2] = "mean"
+        rows = [["goal " + shown(name), "variant", *header]]
         for point in history.points:
             goal = next((g for g in point.result.goals if g.goal == name), None)
             for row in goal.results if goal else ():
@@ -294,7 +409,7 @@ def render_history(history: History) -> str:
                         shown(row.label),
                         str(row.trials),
                         str(row.successes),
-                        _pct(row.conversion_rate),
+                        _amount(row.mean) if valued else _pct(row.conversion_rate),
                         _pct(row.uplift),
                         f"{_pct(ci[0])} - {_pct(ci[1])}" if ci else "-",
                         _num(row.p_value),
@@ -325,8 +440,10 @@ HISTORY_CSV_FIELDS = [
     "running_uplift_ci_low",
     "running_uplift_ci_high",
     "running_p_value",
+    "mean",
 ]
-"""One row per day, goal and variant, oldest first; the last day is now."""
+"""One row per day, goal and variant, oldest first; the last day is now. ``mean``: a value
+goal's mean per participant (appended, as the results' CSV columns are)."""
 
 
 def write_history_csv(history: History, out: IO[str]) -> None:
@@ -352,5 +469,6 @@ def write_history_csv(history: History, out: IO[str]) -> None:
                         "running_uplift_ci_low": run_low,
                         "running_uplift_ci_high": run_high,
                         "running_p_value": row.running_p_value,
+                        "mean": row.mean,
                     }
                 )

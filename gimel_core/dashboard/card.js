@@ -127,6 +127,18 @@ function looksLine(exp) {
   return h("p", { class: "looks", "data-final": String(looks.final) }, parts.join(" · "));
 }
 
+// The plan's covariate: what the CUPED columns adjust on, and what they assume.
+function covariateLine(exp) {
+  const covariate = exp.covariate;
+  if (!covariate) return null;
+  return h(
+    "p",
+    { class: "covariate", "data-covariate": covariate.name },
+    h("strong", { text: `CUPED, ${covariate.name}: ` }),
+    covariate.note,
+  );
+}
+
 function srmWarning(exp) {
   const participants = exp.participants || {};
   const expected = exp.srm.expected || {};
@@ -197,7 +209,7 @@ export function experimentCard(exp) {
     },
     header(exp),
   );
-  for (const line of [decisionLine(exp), planningLine(exp), looksLine(exp)]) {
+  for (const line of [decisionLine(exp), planningLine(exp), looksLine(exp), covariateLine(exp)]) {
     if (line) card.append(line);
   }
   if (exp.srm && exp.srm.mismatch) card.append(srmWarning(exp));

@@ -59,8 +59,29 @@ export function chance(c) {
   return (c * 100).toFixed(1) + "%";
 }
 
-export function interval(ci) {
-  return ci ? `${pct(ci[0])} to ${pct(ci[1])}` : "";
+export function interval(ci, show = pct) {
+  return ci ? `${show(ci[0])} to ${show(ci[1])}` : "";
+}
+
+// An amount of a value goal (a sum, a mean per participant): a number, not a percentage;
+// two decimals, or three significant figures below 1 so that a small mean is not "0.00".
+const cents = new Intl.NumberFormat("en-US", {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+});
+const figures = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 3 });
+
+export function amount(x) {
+  if (missing(x)) return DASH;
+  const text = x === 0 || Math.abs(x) >= 1 ? cents.format(x) : figures.format(x);
+  return text.replace("-", MINUS);
+}
+
+// An axis tick of amounts: as many decimals as the tick has ("5", "2.5", "1,000").
+const ticks = new Intl.NumberFormat("en-US", { maximumFractionDigits: 3 });
+
+export function shortAmount(x) {
+  return missing(x) ? DASH : ticks.format(x).replace("-", MINUS);
 }
 
 // A Unix timestamp as a day in the reader's locale.

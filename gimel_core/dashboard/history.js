@@ -4,7 +4,7 @@
 // chart with a caption that says its figures in words.
 import { api } from "./api.js";
 import { h } from "./dom.js";
-import { count, pct, plural, raw, signedPct } from "./format.js";
+import { DASH, amount, count, pct, plural, raw, signedPct } from "./format.js";
 import { fetchInto } from "./ondemand.js";
 import { loadPlotting, participantsPlot, ratePlot, upliftPlot, variantColours } from "./plots.js";
 import { state } from "./state.js";
@@ -87,18 +87,26 @@ function participantsFigure(line, colours) {
   return figure("participants", "New participants per day", note, facts);
 }
 
+// A binary goal's rate, "12.0% (24 of 200)"; a value goal's mean, "5.20 (200 participants)".
+function rateText(row, valued) {
+  if (!row) return DASH;
+  if (valued) return `${amount(row.mean)} (${plural(row.trials, "participant")})`;
+  return `${pct(row.conversion_rate)} (${count(row.successes)} of ${count(row.trials)})`;
+}
+
 function rateFigure(line, goal, colours) {
   const last = line.dates[line.dates.length - 1];
   const facts = goal.rates.map(({ label, last: row }) =>
     fact(
       colours.get(label),
       label === line.control,
-      { "data-variant": label, "data-rate": raw(row && row.conversion_rate) },
+      { "data-variant": label, "data-rate": raw(row && goal.rate(row)) },
       `${label}${label === line.control ? " (control, dashed)" : ""}: `,
-      row ? `${pct(row.conversion_rate)} (${count(row.successes)} of ${count(row.trials)})` : "—",
+      rateText(row, goal.valued),
     ),
   );
-  return figure("rates", `Conversion rate, cumulative`, `As of ${last}:`, facts);
+  const title = goal.valued ? "Mean per participant, cumulative" : "Conversion rate, cumulative";
+  return figure("rates", title, `As of ${last}:`, facts);
 }
 
 // In words, where the interval stands against 0 and since when.
@@ -162,7 +170,10 @@ function draw(body, uPlot, exp, history) {
     const uplift = compared ? upliftFigure(line, history, goal, colours) : null;
     const charts = h("div", { class: "history-charts" });
     if (rates) charts.append(rates.el);
-    else charts.append(empty("rates", "No participant in any variant yet: no rate to chart."));
+    else {
+      const what = goal.valued ? "mean" : "rate";
+      charts.append(empty("rates", `No participant in any variant yet: no ${what} to chart.`));
+    }
     if (uplift) charts.append(uplift.el);
     else if (rates && line.control) {
       charts.append(empty("uplift", `No uplift over ${line.control} to chart yet.`));

@@ -2,7 +2,7 @@
 // time a history is opened): x in UTC days shared by every chart, colours from app.css, the
 // width of the card. uPlot styles its elements through CSSOM only, which the page's CSP
 // (style-src 'self') allows; its stylesheet is vendor/uplot.css.
-import { DASH, count, pct, shortPct, signedPct } from "./format.js";
+import { DASH, amount, count, pct, shortAmount, shortPct, signedPct } from "./format.js";
 import { isoDay } from "./timeline.js";
 import { DAY } from "./vocabulary.js";
 
@@ -16,8 +16,18 @@ const dayLabel = new Intl.DateTimeFormat("en-US", {
   timeZone: "UTC",
 });
 
+// How a series' values read in the legend (uPlot's `value` option, set by shorthand).
+function legend(format) {
+  const value = (u, v) => format(v);
+  return { value };
+}
+const signed = legend(signedPct);
+
 // The x values in the legend, as in the captions: "2026-11-28".
-const DAY_SERIES = { label: "Day (UTC)", value: (u, t) => (Number.isFinite(t) ? isoDay(t) : DASH) };
+const DAY_SERIES = {
+  label: "Day (UTC)",
+  ...legend((t) => (Number.isFinite(t) ? isoDay(t) : DASH)),
+};
 
 let library = null;
 
@@ -126,17 +136,18 @@ function mount(uPlot, el, opts, data) {
   return plot;
 }
 
-// 1. The cumulative conversion rate of each variant; the control dashed.
+// 1. The cumulative conversion rate (a value goal: mean) of each variant; the control dashed.
 export function ratePlot(uPlot, el, line, goal, colours) {
+  const [shown, tick] = goal.valued ? [amount, shortAmount] : [pct, shortPct];
   const series = goal.rates.map(({ label }) => ({
     label: label === line.control ? `${label} (control)` : label,
     stroke: colours.get(label),
     width: 2,
     dash: label === line.control ? [6, 4] : undefined,
     points: { size: 5 },
-    value: (u, v) => pct(v),
+    ...legend(shown),
   }));
-  const opts = options(el, { values: shortPct, yRange: fromZero(uPlot), series });
+  const opts = options(el, { values: tick, yRange: fromZero(uPlot), series });
   return mount(uPlot, el, opts, [line.x, ...goal.rates.map((r) => r.rate)]);
 }
 
@@ -150,9 +161,9 @@ export function upliftPlot(uPlot, el, line, goal, colours) {
     const at = series.length + 1;
     const edge = { stroke: translucent(colour, "80"), width: 1, points: { show: false } };
     series.push(
-      { label: `${u.label} uplift`, stroke: colour, width: 2, value: (p, v) => signedPct(v) },
-      { ...edge, label: `${u.label} low`, class: "band-edge", value: (p, v) => signedPct(v) },
-      { ...edge, label: `${u.label} high`, class: "band-edge", value: (p, v) => signedPct(v) },
+      { label: `${u.label} uplift`, stroke: colour, width: 2, ...signed },
+      { ...edge, label: `${u.label} low`, class: "band-edge", ...signed },
+      { ...edge, label: `${u.label} high`, class: "band-edge", ...signed },
     );
     bands.push({ series: [at + 2, at + 1], fill: translucent(colour, "2e") });
   }
@@ -234,7 +245,7 @@ export function participantsPlot(uPlot, el, line, colours) {
     width: 0,
     paths: bars(i),
     points: { show: false },
-    value: (u, v) => count(v),
+    ...legend(count),
   }));
   const yRange = fromZero(uPlot);
   const opts = options(el, { values: count, yRange, yIncrs: COUNT_STEPS, series, points: false });

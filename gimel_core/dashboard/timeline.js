@@ -1,6 +1,7 @@
 // An experiment's history (GET /experiments/<name>/history) as columns for its charts: one x
 // value per point (the UTC day, in Unix seconds), one column per variant and measure. The
 // server computes every figure; this module only reads them out and subtracts day totals.
+import { GoalType } from "./vocabulary.js";
 
 // "2026-11-28" -> the Unix seconds of that UTC midnight, and back.
 export function dayStart(date) {
@@ -62,9 +63,14 @@ function goalColumns(points, goal, variants, control) {
       const value = row ? pick(row) : null;
       return missing(value) ? null : value;
     });
+  // A value goal's "rate" is its mean per participant.
+  const valued = points.some((p) =>
+    (p.goals || []).some((g) => g.goal === goal && g.type === GoalType.VALUE),
+  );
+  const rate = valued ? (r) => r.mean : (r) => r.conversion_rate;
   const rates = variants.map((label) => ({
     label,
-    rate: column(label, (r) => r.conversion_rate),
+    rate: column(label, rate),
     last: rows[rows.length - 1].get(label) || null,
   }));
   const uplifts = variants
@@ -86,6 +92,8 @@ function goalColumns(points, goal, variants, control) {
     });
   return {
     goal,
+    valued,
+    rate,
     rates,
     uplifts,
     rated: rates.some((r) => drawable(r.rate)),

@@ -58,5 +58,11 @@ export const DecisionKind = Object.freeze({
   KEEP_RUNNING: "keep_running",
 });
 
+// What a goal counts.
+export const GoalType = Object.freeze({
+  BINARY: "binary",
+  VALUE: "value",
+});
+
 // Seconds in a UTC day: the history's interval, as the server counts it.
 export const DAY = 86400;

@@ -4,6 +4,7 @@ import { test } from "node:test";
 
 import {
   DASH,
+  amount,
   chance,
   count,
   interval,
@@ -64,6 +65,16 @@ test("chance to beat and intervals", () => {
   assert.equal(chance(undefined), DASH);
   assert.equal(interval([0.035, 0.07]), "3.5% to 7.0%");
   assert.equal(interval(null), "");
+});
+
+test("a value goal's amounts are numbers, not percentages", () => {
+  assert.equal(amount(5.234), "5.23");
+  assert.equal(amount(12345.678), "12,345.68");
+  assert.equal(amount(0), "0.00");
+  assert.equal(amount(0.01234), "0.0123");
+  assert.equal(amount(-2.5), `${MINUS}2.50`);
+  assert.equal(amount(null), DASH);
+  assert.equal(interval([4.1, 6.35], amount), "4.10 to 6.35");
 });
 
 test("raw values for data attributes", () => {

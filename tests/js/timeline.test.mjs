@@ -10,7 +10,7 @@ import {
   isoDay,
   timeline,
 } from "../../gimel_core/dashboard/timeline.js";
-import { Analysis, DAY } from "../../gimel_core/dashboard/vocabulary.js";
+import { Analysis, DAY, GoalType } from "../../gimel_core/dashboard/vocabulary.js";
 
 test("UTC days to Unix seconds and back, one DAY apart", () => {
   assert.equal(dayStart("2026-11-28"), Date.UTC(2026, 10, 28) / 1000);
@@ -126,4 +126,36 @@ test("a goal nobody reached, or with no uplift yet, says so through its flags", 
   const [signup] = timeline(history, "a").goals;
   assert.equal(signup.rated, true); // a's 0% is a rate
   assert.equal(signup.compared, false); // b has nobody: no uplift to draw
+});
+
+test("a value goal's chart of rates plots its mean per participant", () => {
+  const history = {
+    analysis: Analysis.FIXED,
+    points: [
+      {
+        date: "2026-11-28",
+        participants: { a: 10, b: 12 },
+        goals: [
+          {
+            goal: "revenue",
+            type: GoalType.VALUE,
+            results: [row("a", 10, null, { mean: 4.5 }), row("b", 12, null, { mean: 6.25 })],
+          },
+          { goal: "signup", results: [row("a", 10, 0.1), row("b", 12, 0.25)] },
+        ],
+      },
+    ],
+  };
+  const [revenue, signup] = timeline(history, "a").goals;
+  assert.equal(revenue.valued, true);
+  assert.equal(revenue.rated, true);
+  assert.deepEqual(
+    revenue.rates.map((r) => r.rate),
+    [[4.5], [6.25]],
+  );
+  assert.equal(signup.valued, false);
+  assert.deepEqual(
+    signup.rates.map((r) => r.rate),
+    [[0.1], [0.25]],
+  );
 });
