@@ -17,6 +17,17 @@ The uplift's interval and p-value follow the experiment's analysis method (:func
   planned size (:mod:`.looks`), each row's interval the repeated confidence interval at the
   last look, its verdict the bound's.
 
+Value goals (a plan's ``type: value``) compare means per participant from per-variant sums
+(:mod:`.stats.means`): the mean with its 95% Student t interval, the relative uplift of the
+means with Welch's interval and p-value (fixed), gbstats' confidence sequence (sequential, with
+the same running values), or the log ratio of the means against the bounds (group-sequential).
+Their chance to beat the control is ``Phi(uplift / sd(uplift))``: the posterior of the uplift
+under a flat prior on its normal approximation, not the Beta posterior of a rate.
+
+Where the plan names a covariate, every goal (binary ones as 0/1 values) also gets CUPED's
+regression-adjusted figures (``adjusted``), and verdicts, corrections and the decision use them
+where they exist: the same effect with less noise.
+
 The comparisons a decision rests on (every primary goal's challengers) are corrected as one
 family (:mod:`.multiplicity`).
 """
@@ -26,12 +37,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import replace
+from statistics import NormalDist
 from typing import Any
 
 from . import decisions, looks, multiplicity, stats
 from .cache import Caches, Memo, memo, memoized
 from .defaults import PARTICIPATE
 from .results import (
+    Adjusted,
+    Covariate,
     ExperimentCounts,
     ExperimentResult,
     GoalResult,
@@ -41,10 +55,13 @@ from .results import (
     Srm,
     VariantResult,
 )
-from .stats import power
+from .stats import means, power, student
 from .stats.counting_error import count_variance, equivalent_rse, rate_variance
+from .stats.means import Sums
 from .stats.proportions import clamp
-from .vocabulary import Analysis, Direction, Mode, Role
+from .vocabulary import Analysis, Direction, GoalType, Mode, Role
+
+_NORMAL = NormalDist()
 
 CONTROL_NAMES = ("control", "original")
 """Variant names taken as the control when none is declared."""
@@ -100,7 +117,9 @@ def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResu
         plan.planned_participants,
         outlook,
         result.looks,
-        multiplicity.describe(result.goals, result.control, result.method or Analysis.FIXED),
+        multiplicity.describe(
+            result.goals, result.control, result.method or Analysis.FIXED, _covariate(counts)
+        ),
     )
     return replace(result, planning=outlook, decision=decision)
 
@@ -117,10 +136,17 @@ def analyse_history(
 
 
 def _fingerprint(counts: ExperimentCounts) -> tuple[object, ...]:
-    """Everything the recorded days' results depend on: their counts and the settings."""
+    """Everything the recorded days' results depend on: their counts, sums and the settings."""
     settings = counts.settings
     weights = tuple(sorted(settings.weights.items())) if settings.weights else None
-    days = tuple((day, tuple(sorted(cells.items()))) for day, cells in counts.history)
+    days = tuple(
+        (
+            day,
+            tuple(sorted(cells.items())),
+            tuple(sorted(counts.history_moments.get(day, {}).items())),
+        )
+        for day, cells in counts.history
+    )
     plan = settings.plan.encode() if settings.plan else None
     return (counts.name, counts.counting, counts.variants, counts.goals, settings.control,
             weights, settings.analysis, settings.sequential_tuning, counts.created,
@@ -143,8 +169,9 @@ def _past(
 
 # -- one look -------------------------------------------------------------------------------
 
-Running = dict[tuple[str, str], stats.Running]
-"""(goal, variant) -> the running always-valid values through this look (sequential only)."""
+Running = dict[tuple[str, str, bool], stats.Running]
+"""(goal, variant, CUPED-adjusted) -> the running always-valid values through this look
+(sequential only)."""
 
 
 def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) -> ExperimentResult:
@@ -168,8 +195,8 @@ def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) 
         _goal(counts, trials, goal, control, running, used, caches) for goal in _ordered(counts)
     )
     memo_bounds = caches.bounds if caches else None
-    estimates = _estimates(counts, design, control, caches) if design else {}
-    goals = multiplicity.correct(goals, control, used, design, estimates, memo_bounds)
+    estimates, adjusted = _estimates(counts, design, control) if design else ({}, {})
+    goals = multiplicity.correct(goals, control, used, design, estimates, memo_bounds, adjusted)
     shown = design.shown(memo_bounds) if design and used == Analysis.GROUP_SEQUENTIAL else None
     expected = stats.expected_split(trials, counts.settings.weights)
     observed = [trials.get(v, 0) for v in expected]
@@ -179,7 +206,7 @@ def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) 
     srm = Srm(p, expected, p is not None and p < stats.SRM_ALPHA)
     plan = counts.settings.plan
     planned = plan.planned_participants if plan else None
-    correction = multiplicity.describe(goals, control, used)
+    correction = multiplicity.describe(goals, control, used, _covariate(counts))
     decision = decisions.decide(
         goals, control, srm, sum(trials.values()), planned, None, shown, correction
     )
@@ -190,7 +217,24 @@ def _analyse(counts: ExperimentCounts, running: Running, caches: Caches | None) 
         decision=decision,
         method=used,
         looks=shown,
+        covariate=_covariate_note(counts),
         **common,
+    )
+
+
+def _covariate(counts: ExperimentCounts) -> str | None:
+    plan = counts.settings.plan
+    return plan.covariate.name if plan is not None and plan.covariate is not None else None
+
+
+def _covariate_note(counts: ExperimentCounts) -> Covariate | None:
+    name = _covariate(counts)
+    if name is None:
+        return None
+    return Covariate(
+        name,
+        f"Visitors who sent no {name} count with {name} = 0: the adjustment still holds, "
+        "but removes less variance the more visitors are missing it.",
     )
 
 
@@ -200,8 +244,8 @@ def _planning(counts: ExperimentCounts, result: ExperimentResult) -> Planning | 
     control = result.control
     plan = counts.settings.plan
     goal = next((g for g in plan.goals if g.role == Role.PRIMARY), None) if plan else None
-    if plan is None or goal is None or control is None:
-        return None
+    if plan is None or goal is None or control is None or goal.valued:
+        return None  # a value goal: the figures plan from a rate, which a mean is not
     if plan.planned_participants is None and plan.mde is None:
         return None
     trials = counts.participants
@@ -267,15 +311,23 @@ def _goal(
 ) -> GoalResult:
     plan = counts.settings.plan
     declared = plan.goal(goal) if plan else None
+    kind = GoalType.VALUE if declared is not None and declared.valued else GoalType.BINARY
+    cuped = _covariate(counts) is not None
     cells = tuple((label, counts.count(goal, label), trials[label]) for label in counts.variants)
+    summed = kind == GoalType.VALUE or cuped
+    sums = tuple(counts.sums(goal, label) for label in counts.variants) if summed else None
     through = tuple(
-        (label, tuple(r.ci) if r.ci else None, r.p_value)
+        (label, adjusted, tuple(r.ci) if r.ci else None, r.p_value)
         for label in counts.variants
-        if (r := running.get((goal, label))) is not None
+        for adjusted in (False, True)
+        if (r := running.get((goal, label, adjusted))) is not None
     )
     key = (
         goal,
         cells,
+        sums,
+        kind,
+        cuped,
         control,
         counts.counting,
         analysis,
@@ -292,6 +344,9 @@ def _goal(
 def _goal_result(
     goal: str,
     cells: tuple[tuple[str, int, int], ...],
+    sums: tuple[Sums, ...] | None,
+    kind: GoalType,
+    cuped: bool,
     control: str | None,
     counting: Mode | None,
     analysis: Analysis,
@@ -299,36 +354,56 @@ def _goal_result(
     role: Role,
     direction: Direction,
     margin: float,
-    through: tuple[tuple[str, tuple[float, ...] | None, float | None], ...],
+    through: tuple[tuple[str, bool, tuple[float, ...] | None, float | None], ...],
     looks: Memo | None,
 ) -> GoalResult:
-    """One goal's rows and verdicts: a pure function of its counts and settings (kept by
+    """One goal's rows and verdicts: a pure function of its counts, sums and settings (kept by
     :func:`_goal`, so a goal whose counts did not change since the last read, most of them on
     a dashboard that refreshes, is not computed again). Each row is built once, whole."""
     trials = {label: n for label, _, n in cells}
     successes = {label: s for label, s, _ in cells}
     s0, n0 = clamp(successes[control], trials[control]) if control else (0, 0)
-    running = {label: (ci, p) for label, ci, p in through}
+    arms = {label: sums[i] for i, (label, _, _) in enumerate(cells)} if sums else {}
+    base_sums = arms.get(control) if control else None
+    valued = kind == GoalType.VALUE
+    running = {(label, adjusted): (ci, p) for label, adjusted, ci, p in through}
     sequential = analysis == Analysis.SEQUENTIAL
     sequential_look = memoized(looks, _sequential)
+    mean_look = memoized(looks, _mean_look)
     rows = []
     for label, s, n in cells:
-        values = _compare(label, s, n, s0, n0, control, counting)
+        if valued and base_sums is not None:
+            values = _compare_means(label, s, arms[label], base_sums, control)
+        else:
+            values = _compare(label, s, n, s0, n0, control, counting)
         if sequential and label != control and values.get("p_value") is not None:
-            look = sequential_look(s, n, s0, n0, tuning, counting)
-            values["uplift_ci"] = _bounded(look.ci) if look else None
+            if valued and base_sums is not None:
+                look = mean_look(arms[label], base_sums, tuning, False)
+                values["uplift_ci"] = _interval(look.ci) if look else None
+            else:
+                look = sequential_look(s, n, s0, n0, tuning, counting)
+                values["uplift_ci"] = _bounded(look.ci) if look else None
             values["p_value"] = look.p_value if look else None
-            if label in running:
-                ci, p = running[label]
-                values["running_uplift_ci"] = _bounded(ci)
+            if (label, False) in running:
+                ci, p = running[label, False]
+                values["running_uplift_ci"] = _interval(ci) if valued else _bounded(ci)
                 values["running_p_value"] = p
+        if cuped and base_sums is not None:
+            values["adjusted"] = _adjusted(
+                label, arms, base_sums, control, analysis, tuning, running.get((label, True))
+            )
         rows.append(values)
     # Holm across the goal's comparisons (one comparison at most: nothing to adjust), on the
-    # p-values that stay valid as the team looks: the running ones in sequential analysis.
+    # p-values that stay valid as the team looks: the running ones in sequential analysis; and
+    # on the deciding ones (CUPED-adjusted where they exist) for the verdicts.
     p_values = [row.get("running_p_value" if sequential else "p_value") for row in rows]
     adjusted = stats.holm(p_values) if len(rows) > 2 else p_values
-    for values, p_adjusted in zip(rows, adjusted, strict=True):
+    deciding = [_deciding_p(row, p) for row, p in zip(rows, p_values, strict=True)]
+    corrected = stats.holm(deciding) if len(rows) > 2 else deciding
+    for values, p_adjusted, q in zip(rows, adjusted, corrected, strict=True):
         values["p_value_adjusted"] = p_adjusted
+        if values.get("adjusted") is not None and values["adjusted"].p_value is not None:
+            values["adjusted"] = values["adjusted"]._replace(p_value_adjusted=q)
     base = next((VariantResult(**row) for row in rows if row["label"] == control), None)
     results = []
     guardrail = role == Role.GUARDRAIL
@@ -337,25 +412,24 @@ def _goal_result(
         if base is not None and label == control:
             results.append(base)
             continue
+        row = VariantResult(**values)
         if guardrail:
+            ci, running_ci = values.get("uplift_ci"), values.get("running_uplift_ci")
+            if row.adjusted is not None and row.adjusted.uplift_ci is not None:
+                ci = running_ci = row.adjusted.uplift_ci  # already the running one if any
             verdict = decisions.judge_guardrail(
-                label,
-                values["trials"],
-                values.get("uplift_ci"),
-                values.get("running_uplift_ci"),
-                base,
-                goal,
-                analysis,
-                direction,
-                margin,
+                label, row.trials, ci, running_ci, base, goal, analysis, direction, margin
             )
         else:
-            chance, p = values.get("chance_to_beat_control"), values["p_value_adjusted"]
-            verdict = decisions.judge(
-                label, values["trials"], chance, p, base, goal, analysis, direction
-            )
-        results.append(VariantResult(**values, verdict=verdict))
-    return GoalResult(goal, tuple(results), role, direction, margin)
+            chance, p = decisions.deciding(row)
+            verdict = decisions.judge(label, row.trials, chance, p, base, goal, analysis, direction)
+        results.append(row._replace(verdict=verdict))
+    return GoalResult(goal, tuple(results), role, direction, margin, kind)
+
+
+def _deciding_p(row: dict[str, Any], p: float | None) -> float | None:
+    adjusted = row.get("adjusted")
+    return adjusted.p_value if adjusted is not None and adjusted.p_value is not None else p
 
 
 def _ordered(counts: ExperimentCounts) -> list[str]:
@@ -378,7 +452,7 @@ def _bounded(ci: tuple[float, ...] | list[float] | None) -> Interval | None:
     return None if ci is None else (max(-1.0, ci[0]), ci[1])
 
 
-def _interval(ci: list[float] | None) -> Interval | None:
+def _interval(ci: tuple[float, ...] | list[float] | None) -> Interval | None:
     return None if ci is None else (ci[0], ci[1])
 
 
@@ -415,6 +489,116 @@ def _compare(
     return row
 
 
+# -- means (value goals) and CUPED ---------------------------------------------------------------
+
+
+def _compare_means(
+    label: str, successes: int, arm: Sums, control_sums: Sums, control: str | None
+) -> dict[str, Any]:
+    """A value goal's row so far: the mean per participant with its t interval and, unless it
+    is the control, the relative uplift of the means with Welch's test (:mod:`.stats.means`)."""
+    row: dict[str, Any] = {
+        "label": label,
+        "successes": successes,
+        "trials": arm.n,
+        "sum": arm.sum_y if arm.valid else None,
+        "mean": arm.mean,
+        "ci": _mean_interval(arm),
+    }
+    if label == control:
+        return row
+    mean, mean0 = arm.mean, control_sums.mean
+    if mean is not None and mean0:
+        ratio = mean / mean0 - 1.0
+        row["uplift"] = ratio if math.isfinite(ratio) else None
+    uplift = means.relative_uplift(arm, control_sums)
+    if uplift is not None:
+        inference = uplift.fixed()
+        row["uplift"] = uplift.uplift
+        row["uplift_ci"] = _interval(inference.ci)
+        row["p_value"] = inference.p_value
+        row["chance_to_beat_control"] = _chance(uplift)
+    return row
+
+
+def _mean_interval(arm: Sums) -> Interval | None:
+    """The mean's 95% Student t interval (None below 2 participants or without variance)."""
+    mean, variance = arm.mean, arm.variance
+    if mean is None or variance is None:
+        return None
+    half = student.quantile(0.5 + stats.CONFIDENCE / 2.0, arm.n - 1) * math.sqrt(variance / arm.n)
+    return (mean - half, mean + half) if math.isfinite(half) else None
+
+
+def _chance(uplift: means.Uplift) -> float:
+    """The chance the arm beats the control: ``Phi(uplift / sd)``, the posterior under a flat
+    prior of the uplift's normal approximation (a mean has no Beta posterior)."""
+    return _NORMAL.cdf(uplift.uplift / math.sqrt(uplift.variance))
+
+
+def _adjusted(
+    label: str,
+    arms: dict[str, Sums],
+    control_sums: Sums,
+    control: str | None,
+    analysis: Analysis,
+    tuning: int,
+    through: tuple[tuple[float, ...] | None, float | None] | None,
+) -> Adjusted:
+    """A row's CUPED figures. The control's row has its adjusted mean alone, with theta pooled
+    over every variant (with two, the comparison's own). In sequential analysis the interval
+    and p-value are the running ones (this look's without history): the values that decide.
+    Group-sequential analysis puts its own in (:mod:`.multiplicity`)."""
+    arm = arms[label]
+    if label == control:
+        pooled = Sums(0, 0.0, 0.0)
+        for sums in arms.values():
+            pooled = pooled + sums
+        return Adjusted(mean=_adjusted_mean(arm, means.theta(pooled, Sums(0, 0.0, 0.0))))
+    result = means.cuped(arm, control_sums)
+    if result is None:
+        return Adjusted(mean=_adjusted_mean(arm, means.theta(arm, control_sums)))
+    uplift = result.adjusted
+    if analysis == Analysis.SEQUENTIAL:
+        if through is not None:
+            ci, p_value = _interval(through[0]), through[1]
+        else:
+            inference = uplift.sequential(tuning)
+            ci, p_value = _interval(inference.ci), inference.p_value
+    else:
+        inference = uplift.fixed()
+        ci, p_value = _interval(inference.ci), inference.p_value
+    return Adjusted(
+        mean=result.mean,
+        uplift=uplift.uplift,
+        uplift_ci=ci,
+        p_value=p_value,
+        chance_to_beat_control=_chance(uplift),
+        variance_reduction=result.variance_reduction,
+    )
+
+
+def _adjusted_mean(arm: Sums, theta: float) -> float | None:
+    mean = arm.mean
+    if mean is None:
+        return None
+    adjusted = mean - theta * arm.sum_x / arm.n
+    return adjusted if math.isfinite(adjusted) else None
+
+
+def _mean_look(arm: Sums, control: Sums, tuning: int, adjusted: bool) -> stats.Sequential | None:
+    """One look of a value goal's (or a CUPED) comparison, in the confidence sequence."""
+    if adjusted:
+        result = means.cuped(arm, control)
+        uplift = result.adjusted if result is not None else None
+    else:
+        uplift = means.relative_uplift(arm, control)
+    if uplift is None:
+        return None
+    inference = uplift.sequential(tuning)
+    return stats.Sequential(uplift.uplift, uplift.variance, list(inference.ci), inference.p_value)
+
+
 # -- running values over the daily history ----------------------------------------------------
 
 
@@ -429,27 +613,45 @@ def _sequential(
 
 
 def _estimates(
-    counts: ExperimentCounts,
-    design: looks.Schedule,
-    control: str | None,
-    caches: Caches | None,
-) -> dict[tuple[str, str], list[looks.Estimate]]:
-    """Each comparison's log rate ratio and its standard error at each group-sequential look
-    (:func:`looks.estimate`)."""
+    counts: ExperimentCounts, design: looks.Schedule, control: str | None
+) -> tuple[
+    dict[tuple[str, str], list[looks.Estimate]], dict[tuple[str, str], list[looks.Estimate]]
+]:
+    """Each comparison's log ratio (of rates, or of means for a value goal) and its standard
+    error at each group-sequential look (:func:`looks.estimate`, :func:`looks.log_ratio`),
+    and the CUPED-adjusted ones where the plan has a covariate (None where they do not exist)."""
     found: dict[tuple[str, str], list[looks.Estimate]] = {}
+    adjusted: dict[tuple[str, str], list[looks.Estimate]] = {}
     if control is None or counts.counting is None:
-        return found
+        return found, adjusted
     counting = counts.counting
-    for cells in design.cells:
+    plan = counts.settings.plan
+    cuped = _covariate(counts) is not None
+    for day, cells in zip(design.days, design.cells, strict=True):
+        at = counts if cells is counts.counts else counts.on(day, cells)
         for goal in counts.goals:
+            declared = plan.goal(goal) if plan else None
+            valued = declared is not None and declared.valued
             s0, n0 = clamp(cells.get((goal, control), 0), cells.get((PARTICIPATE, control), 0))
+            base = at.sums(goal, control) if valued or cuped else None
             for variant in counts.variants:
                 if variant == control:
                     continue
-                s, n = clamp(cells.get((goal, variant), 0), cells.get((PARTICIPATE, variant), 0))
-                rse = equivalent_rse(s, n, s0, n0, counting) if n and n0 else 0.0
-                found.setdefault((goal, variant), []).append(looks.estimate(s, n, s0, n0, rse))
-    return found
+                arm = at.sums(goal, variant) if base is not None else None
+                if valued and arm is not None and base is not None:
+                    estimate = looks.log_ratio(means.relative_uplift(arm, base))
+                else:
+                    s, n = clamp(
+                        cells.get((goal, variant), 0), cells.get((PARTICIPATE, variant), 0)
+                    )
+                    rse = equivalent_rse(s, n, s0, n0, counting) if n and n0 else 0.0
+                    estimate = looks.estimate(s, n, s0, n0, rse)
+                found.setdefault((goal, variant), []).append(estimate)
+                if cuped and arm is not None and base is not None:
+                    result = means.cuped(arm, base)
+                    cuped_estimate = looks.log_ratio(result.adjusted if result else None)
+                    adjusted.setdefault((goal, variant), []).append(cuped_estimate)
+    return found, adjusted
 
 
 def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) -> Running:
@@ -461,16 +663,32 @@ def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) 
         return {}
     trials = counts.participants
     tuning, counting = counts.settings.sequential_tuning, counts.counting
-    sequential_look = memoized(caches.looks if caches else None, _sequential)
+    memo_looks = caches.looks if caches else None
+    sequential_look = memoized(memo_looks, _sequential)
+    mean_look = memoized(memo_looks, _mean_look)
+    plan = counts.settings.plan
+    cuped = _covariate(counts) is not None
     running: Running = {}
     for goal in counts.goals:
+        declared = plan.goal(goal) if plan else None
+        valued = declared is not None and declared.valued
         s0, n0 = clamp(counts.count(goal, control), trials[control])
+        base = counts.sums(goal, control) if valued or cuped else None
         for variant in counts.variants:
             if variant == control:
                 continue
-            s, n = clamp(counts.count(goal, variant), trials[variant])
-            look = sequential_look(s, n, s0, n0, tuning, counting) if n and n0 else None
-            running[goal, variant] = stats.step(through.get((goal, variant)), look)
+            arm = counts.sums(goal, variant) if base is not None else None
+            look: stats.Sequential | None
+            if valued and arm is not None and base is not None:
+                look = mean_look(arm, base, tuning, False)
+            else:
+                s, n = clamp(counts.count(goal, variant), trials[variant])
+                look = sequential_look(s, n, s0, n0, tuning, counting) if n and n0 else None
+            running[goal, variant, False] = stats.step(through.get((goal, variant, False)), look)
+            if cuped and arm is not None and base is not None:
+                adjusted = mean_look(arm, base, tuning, True)
+                key = (goal, variant, True)
+                running[key] = stats.step(through.get(key), adjusted)
     return running
 
 

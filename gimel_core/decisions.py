@@ -31,8 +31,17 @@ def verdict(
     direction: Direction,
 ) -> Verdict:
     """The verdict on ``row`` against the ``control`` row on ``goal`` (:func:`judge`)."""
-    chance, p = row.chance_to_beat_control, row.p_value_adjusted
+    chance, p = deciding(row)
     return judge(row.label, row.trials, chance, p, control, goal, analysis, direction)
+
+
+def deciding(row: VariantResult) -> tuple[float | None, float | None]:
+    """The chance to beat and the adjusted p-value a verdict rests on: the CUPED-adjusted ones
+    where the plan's covariate gave them (the same evidence with less noise), else the row's."""
+    adjusted = row.adjusted
+    if adjusted is not None and adjusted.p_value is not None:
+        return adjusted.chance_to_beat_control, adjusted.p_value_adjusted
+    return row.chance_to_beat_control, row.p_value_adjusted
 
 
 def judge(
@@ -176,10 +185,17 @@ def _change(harm: float) -> str:
 
 def _risky(goal: GoalResult, row: VariantResult) -> bool:
     """A guardrail not decided yet whose estimate is already worse than its margin allows."""
-    if goal.role != Role.GUARDRAIL or _kind(row) != VerdictKind.WAIT or row.uplift is None:
+    uplift = _uplift(row)
+    if goal.role != Role.GUARDRAIL or _kind(row) != VerdictKind.WAIT or uplift is None:
         return False
-    harm = -row.uplift if goal.direction == Direction.INCREASE else row.uplift
+    harm = -uplift if goal.direction == Direction.INCREASE else uplift
     return harm > goal.margin
+
+
+def _uplift(row: VariantResult) -> float | None:
+    """The row's estimate of the uplift: the CUPED-adjusted one where it exists."""
+    adjusted = row.adjusted
+    return adjusted.uplift if adjusted is not None and adjusted.uplift is not None else row.uplift
 
 
 def decide(
@@ -237,7 +253,7 @@ def decide(
         for r in rs
         if _kind(r) == VerdictKind.WIN
     ]
-    for variant, row in sorted(winners, key=lambda w: -(w[1].uplift or 0.0)):
+    for variant, row in sorted(winners, key=lambda w: -(_uplift(w[1]) or 0.0)):
         if variant in harms:
             continue
         if variant in risks:  # a win, but a guardrail looks harmed: not before it is settled
@@ -289,7 +305,7 @@ def _by(correction: str | None) -> str:
 
 def _signed(goal: GoalResult, row: VariantResult) -> float:
     """The row's uplift, positive when better in the goal's direction."""
-    uplift = row.uplift or 0.0
+    uplift = _uplift(row) or 0.0
     return uplift if goal.direction == Direction.INCREASE else -uplift
 
 

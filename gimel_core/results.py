@@ -24,6 +24,7 @@ from .vocabulary import (
     Analysis,
     DecisionKind,
     Direction,
+    GoalType,
     Mode,
     Moment,
     Role,
@@ -238,6 +239,32 @@ class Verdict:
 _VERDICT = _encoder(Verdict)
 
 
+class Adjusted(NamedTuple):
+    """A row's CUPED-adjusted figures (:func:`gimel_core.stats.means.cuped`): the regression
+    on the plan's covariate removes the part of the goal's variance that the visitors'
+    pre-experiment number predicts. The control's row has its ``mean`` only."""
+
+    mean: float | None = None
+    """The adjusted mean, ``mean y - theta mean x``."""
+    uplift: float | None = None
+    uplift_ci: Interval | None = None
+    p_value: float | None = None
+    p_value_adjusted: float | None = None
+    chance_to_beat_control: float | None = None
+    variance_reduction: float | None = None
+    """``1 - adjusted variance / unadjusted variance`` of the uplift (below 0: it hurt)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return _ADJUSTED(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Adjusted:
+        return _decoded(cls, data)
+
+
+_ADJUSTED = _encoder(Adjusted)
+
+
 class VariantResult(NamedTuple):
     """One variant on one goal, built by :mod:`gimel_core.analysis` with its final values:
     immutable, so one row is shared by the requests and threads that read it. A NamedTuple
@@ -263,13 +290,21 @@ class VariantResult(NamedTuple):
     bound: float | None = None
     """Group-sequential analysis: the ``|z|`` the last look had to reach, at the level the
     family-wise correction tested this comparison at (``p_value`` is that look's nominal one)."""
+    sum: float | None = None
+    """Value goals: the sum of the participants' (capped) totals."""
+    mean: float | None = None
+    """Value goals: per participant, those without a value counting 0 (``ci`` is its 95%
+    interval, ``conversion_rate`` is None)."""
+    adjusted: Adjusted | None = None
+    """A plan with a covariate: the CUPED figures; the verdict uses them."""
 
     def to_json(self) -> dict[str, Any]:
         return _ROW(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VariantResult:
-        return _decoded(cls, data, {"verdict": Verdict.from_json})
+        convert = {"verdict": Verdict.from_json, "adjusted": Adjusted.from_json}
+        return _decoded(cls, data, convert)
 
 
 _ROW = _encoder(VariantResult)
@@ -284,6 +319,8 @@ class GoalResult:
     direction: Direction = Direction.INCREASE
     margin: float = 0.0
     """Guardrails: the relative harm tolerated."""
+    type: GoalType = GoalType.BINARY
+    """``binary`` (a rate of converted participants) or ``value`` (a mean per participant)."""
 
     def to_json(self) -> dict[str, Any]:
         return _GOAL(self)
@@ -291,7 +328,8 @@ class GoalResult:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GoalResult:
         rows = tuple(VariantResult.from_json(r) for r in data["results"])
-        return _decoded(cls, data, {"role": Role, "direction": Direction}, results=rows)
+        convert = {"role": Role, "direction": Direction, "type": GoalType}
+        return _decoded(cls, data, convert, results=rows)
 
 
 _GOAL = _encoder(GoalResult)
@@ -372,6 +410,20 @@ _DECISION = _encoder(Decision)
 
 
 @dataclass(frozen=True, slots=True)
+class Covariate:
+    """The plan's covariate, named in the results with what its adjustment assumes."""
+
+    name: str
+    note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return _COVARIATE(self)
+
+
+_COVARIATE = _encoder(Covariate)
+
+
+@dataclass(frozen=True, slots=True)
 class ExperimentResult:
     """One experiment's results. Its JSON lists the fields in this order, with the settings'
     fields in place of ``settings`` (``control`` is the one in use, declared or chosen) and
@@ -390,6 +442,8 @@ class ExperimentResult:
     dedup_window: int | None = None
     created: int | None = None
     reset_at: int | None = None
+    covariate: Covariate | None = None
+    """The plan's covariate, when it declares one (every row then has ``adjusted``)."""
     srm: Srm | None = None
     """None for an experiment that does not exist."""
     decision: Decision | None = None
@@ -431,6 +485,7 @@ class ExperimentResult:
             "planning": lambda planning: _decoded(Planning, planning),
             "method": Analysis,
             "looks": lambda looks: _decoded(Looks, looks, {"spending": Spending}),
+            "covariate": lambda covariate: _decoded(Covariate, covariate),
         }
         return _decoded(cls, data, convert, settings=settings)
 
