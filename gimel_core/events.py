@@ -7,6 +7,7 @@ writes nothing.
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -20,7 +21,14 @@ from .errors import InvalidBatch, InvalidInput
 FIELDS = ("experiment", "variant", "event", "uuid")
 """Fields every event must carry; ``namespace`` is optional."""
 
-TRACK_FIELDS = frozenset((*FIELDS, "namespace"))
+NUMBERS = ("value", "total", "covariate")
+"""Optional numbers an event may carry: a value goal's amount, the visitor's running total on
+that goal before it, and the visitor's pre-experiment covariate."""
+
+TRACK_FIELDS = frozenset((*FIELDS, "namespace", *NUMBERS))
+# A plain decimal: no nan, inf, hex, underscores, spaces or non-ASCII digits, which float()
+# would all take.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 # C0 and C1 control characters, DEL, and lone surrogates (which only JSON can smuggle in).
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Invisible or look-alike: format characters (zero-width space U+200B, BOM U+FEFF, the bidi
@@ -36,6 +44,10 @@ class Event:
     variant: str
     event: str
     uuid: str
+    value: float | None = None
+    total: float = 0.0
+    """The visitor's total on this goal before this event (value goals)."""
+    covariate: float | None = None
 
 
 def parse_query(raw: bytes, fields: frozenset[str] = TRACK_FIELDS) -> dict[str, str]:
@@ -85,15 +97,46 @@ def check_name(field: str, value: Any) -> str:
     return value
 
 
+def check_number(field: str, value: Any) -> float:
+    """A finite decimal of magnitude at most ``defaults.MAX_VALUE``: a JSON number, or text
+    in plain decimal syntax; else :class:`InvalidInput` naming the field."""
+    if isinstance(value, str):
+        if len(value) > _MAX_DIGITS or not _DECIMAL.fullmatch(value):
+            raise InvalidInput(field, f"'{field}' must be a decimal number, such as 12.5")
+        number = float(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value) if abs(value) <= defaults.MAX_VALUE else math.inf
+    else:
+        raise InvalidInput(field, f"'{field}' must be a number")
+    if not abs(number) <= defaults.MAX_VALUE:  # also NaN, which JSON can carry
+        raise InvalidInput(field, f"'{field}' must be a finite number from -{_MOST} to {_MOST}")
+    return number
+
+
+_MAX_DIGITS = 100
+_MOST = f"{defaults.MAX_VALUE:g}"
+
+
 def validate(values: Mapping[str, Any]) -> Event:
     """Build an :class:`Event` from decoded fields, refusing anything malformed."""
     namespace = values.get("namespace")
+    value, total, covariate = values.get("value"), values.get("total"), values.get("covariate")
+    names = (
+        defaults.NAMESPACE if namespace is None else check_name("namespace", namespace),
+        check_name("experiment", values.get("experiment")),
+        check_name("variant", values.get("variant")),
+        check_name("event", values.get("event")),
+        check_name("uuid", values.get("uuid")),
+    )
+    if value is None and total is None and covariate is None:  # the usual event
+        return Event(*names)
+    if total is not None and value is None:
+        raise InvalidInput("total", "'total' is the running total before a 'value': send both")
     return Event(
-        namespace=defaults.NAMESPACE if namespace is None else check_name("namespace", namespace),
-        experiment=check_name("experiment", values.get("experiment")),
-        variant=check_name("variant", values.get("variant")),
-        event=check_name("event", values.get("event")),
-        uuid=check_name("uuid", values.get("uuid")),
+        *names,
+        None if value is None else check_number("value", value),
+        0.0 if total is None else check_number("total", total),
+        None if covariate is None else check_number("covariate", covariate),
     )
 
 

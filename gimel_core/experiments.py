@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import analysis, dedup, defaults, keys, looks, paging, plans, settings
 from .cache import Cache, Caches
-from .errors import Conflict, StoreUnavailable, UnknownExperiment
+from .errors import Conflict, InvalidFields, InvalidInput, StoreUnavailable, UnknownExperiment
 from .paging import Budget, Page
 from .results import Abuse, ExperimentCounts, ExperimentResult, History, HistoryPoint, Listing
 from .storage import read
@@ -226,7 +226,9 @@ class Experiments(StoreBacked):
         now = self.clock()
         (raw,) = self.scripts.run([read.read(namespace, experiment)])
         before = read.stored(raw)
+        _check_summed(plan, before.meta.get(Meta.COUNTING), config.counting)
         self._keep_design(experiment, before, plan, now)
+        _keep_sums(experiment, before, plan)
         if dry_run:
             missing = plans.left_out(plan, before.variants, before.goals)
             declared = Meta.PLAN in before.meta
@@ -336,6 +338,52 @@ class Experiments(StoreBacked):
                 return
             # CHANGED: a new variant or goal arrived meanwhile, so read again
         raise StoreUnavailable(f"the experiment kept changing during {action}; try again")
+
+
+def _check_summed(plan: plans.Plan, recorded: str | None, default: str) -> None:
+    """400 for value goals or a covariate on an experiment counted in hll mode (``recorded``;
+    None: a new one, counted in the ``default`` mode): hll cannot tell a re-sent event."""
+    if not plan.summed or (recorded or default) != Mode.HLL:
+        return
+    counted = "this experiment counts" if recorded else "new experiments count (GIMEL_COUNTING)"
+    why = (
+        f"needs exact counting, and {counted} in hll mode, which keeps no uuid to tell a "
+        "re-sent event from a new one: its value would be added twice"
+    )
+    problems = [
+        InvalidInput(f"goals[{i}].type", f"a value goal {why}")
+        for i, goal in enumerate(plan.goals)
+        if goal.valued
+    ]
+    if plan.covariate:
+        problems.append(InvalidInput("covariate", f"a covariate {why}"))
+    raise InvalidFields(problems)
+
+
+def _keep_sums(experiment: str, before: read.Stored, plan: plans.Plan) -> None:
+    """409 if ``plan`` changes what the sums of an experiment that counted events mean (a goal's
+    type, cap or negative, or the covariate): they would mix two meanings until a reset.
+    An experiment no plan declared yet counted binary goals and no covariate."""
+    if not any(before.counts.values()):
+        return
+    raw = before.meta.get(Meta.PLAN)
+    current = plans.decode(raw) if raw else None
+    changed = None
+    if (current.covariate if current else None) != plan.covariate:
+        changed = "covariate"
+    for i, goal in enumerate(plan.goals):
+        was = current.goal(goal.name) if current else None
+        if was is None:  # new to the plan: counted before only if public traffic sent it
+            was = plans.PlannedGoal(goal.name) if goal.name in before.goals else goal
+        for field in ("type", "cap", "negative"):
+            if changed is None and getattr(was, field) != getattr(goal, field):
+                changed = f"goals[{i}].{field}"
+    if changed is not None:
+        raise Conflict(
+            f"{experiment!r} has counted events: its {changed} cannot change, or its sums would "
+            "mix two meanings; reset the experiment first",
+            {"field": changed},
+        )
 
 
 def _experiment_counts(

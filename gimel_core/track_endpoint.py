@@ -79,7 +79,9 @@ class TrackEndpoint:
                 event = validate(parse_query(_query(environ)))
                 if self._bot(environ, 1):
                     return _answer({"ok": True, "counted": False})
-                self.tracker.track(event, self.sources.of(environ))
+                off_plan = self.tracker.track(event, self.sources.of(environ)).off_plan
+                if off_plan:  # 200: a browser would send it again forever
+                    return _answer({"ok": True, "counted": False, "dropped": str(off_plan[0])})
                 return self.tracked
             if method == "POST":
                 events = parse_batch(_body(environ, self.max_bytes), self.max_events)
@@ -91,8 +93,9 @@ class TrackEndpoint:
                     body["undeclared"] = tally.undeclared
                 if tally.over_budget:
                     body["over_budget"] = tally.over_budget
-                if tally.refused:
-                    body["dropped"] = [{"field": r.field, "error": str(r)} for r in tally.refused]
+                dropped = [*tally.refused, *tally.off_plan]
+                if dropped:
+                    body["dropped"] = [{"field": r.field, "error": str(r)} for r in dropped]
                 return _answer(body)
             if method == "OPTIONS":
                 return self.preflight

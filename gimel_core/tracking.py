@@ -24,14 +24,17 @@ from .errors import Refused, StoreUnavailable
 from .events import Event
 from .storage.namespace import admit_namespace
 from .storage.runner import Call, Scripts
-from .storage.schema import DAY, NO_SOURCE, TRACK_FIRST_COUNTER, TrackSettings
+from .storage.schema import DAY, NO_SOURCE, TRACK_FIRST_COUNTER, OffPlan, TrackSettings
 from .storage.track import (
+    NO_NUMBERS,
     Counted,
     ExactEvent,
+    Numbers,
     RecordedOtherwise,
     ShardFull,
     TrackEvent,
     TrackReply,
+    numbers,
     source_budget,
     track_exact,
     track_hll,
@@ -56,6 +59,8 @@ class Tally:
     """Events answered but not counted: their experiment, variant or goal is not declared."""
     over_budget: int = 0
     """Events answered but not counted: their source added its budget this hour."""
+    off_plan: list[Refused] = field(default_factory=list)
+    """Events answered but not counted: their value or covariate does not fit the plan."""
 
 
 Ident = tuple[str, str]
@@ -85,8 +90,8 @@ class Tracker(StoreBacked):
         self._modes: dict[Ident, tuple[str, int]] = {}  # as recorded in Redis
         self._namespaces: set[str] = set()  # known to be admitted
 
-    def track(self, event: Event, source: str | None = None) -> bool:
-        """Count one event; True if it was new. Refused if past a cap or an allowlist.
+    def track(self, event: Event, source: str | None = None) -> Tally:
+        """Count one event (``new`` 1 if it was new). Refused if past a cap or an allowlist.
 
         ``source``: the salted hash of the client's address (``gimel_core.sources``), whose
         budget of new events per experiment and hour the event counts against; None: none."""
@@ -98,11 +103,11 @@ class Tracker(StoreBacked):
         elif refusal is None:
             self._count(ident, [event], tally, *self._assumed(ident), source)
             refusal = tally.refused[0] if tally.refused else None
-        if refusal or tally.undeclared or tally.over_budget:
+        if refusal or tally.undeclared or tally.over_budget or tally.off_plan:
             self._record_dropped([refusal] if refusal else [], tally)
         if refusal:
             raise refusal
-        return tally.new > 0
+        return tally
 
     def track_many(self, events: list[Event], source: str | None = None) -> Tally:
         """Count events: one script call per experiment, one pipeline, one round trip per node.
@@ -193,11 +198,17 @@ class Tracker(StoreBacked):
             "budget": reply.over_open,
             "records": reply.over_records,
         }
-        tally.counted += len(events) - reply.undeclared - reply.over_source - sum(dropped.values())
+        off_plan = sum(reply.off_plan)
+        tally.counted += (
+            len(events) - reply.undeclared - reply.over_source - sum(dropped.values()) - off_plan
+        )
         tally.undeclared += reply.undeclared
         tally.over_budget += reply.over_source
         for reason, n in dropped.items():
             tally.refused += [_refused(reason, ident[1], self.config)] * n
+        if off_plan:
+            for why in OffPlan:
+                tally.off_plan += [OFF_PLAN[why]] * reply.off(why)
         return None
 
     def _call(
@@ -213,13 +224,16 @@ class Tracker(StoreBacked):
                 slot = counters.get((e.event, e.variant))
                 if slot is None:
                     slot = counters[e.event, e.variant] = TRACK_FIRST_COUNTER + len(counters)
-                hll_events.append((e.variant, e.event, e.uuid, slot))
+                extra = NO_NUMBERS if e.value is None and e.covariate is None else _numbers(e)
+                hll_events.append((e.variant, e.event, e.uuid, slot, *extra))
             hlls = [(keys.hll(ns, exp, g, v), keys.counts_field(g, v)) for g, v in counters]
             return track_hll(ns, exp, self.new, now, hlls, hll_events, budget)
         exact_events: list[ExactEvent] = []
         for e in events:
             member = dedup.record(e.event, e.variant, e.uuid).member
-            exact_events.append((e.variant, e.event, member, keys.counts_field(e.event, e.variant)))
+            field_ = keys.counts_field(e.event, e.variant)
+            extra = NO_NUMBERS if e.value is None and e.covariate is None else _numbers(e)
+            exact_events.append((e.variant, e.event, member, field_, *extra))
         buckets = [keys.seen(ns, exp, b) for b in dedup.lookup_buckets(window, now)]
         expiry = dedup.expiry(window, now)
         return track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events, budget)
@@ -250,7 +264,7 @@ class Tracker(StoreBacked):
         return None
 
     def _record_dropped(self, refused: list[Refused], tally: Tally) -> None:
-        dropped = Counter(r.reason for r in refused)
+        dropped = Counter(r.reason for r in (*refused, *tally.off_plan))
         if tally.undeclared:
             dropped[UNDECLARED] = tally.undeclared
         if tally.over_budget:
@@ -272,6 +286,37 @@ UNDECLARED = "undeclared"
 OVER_BUDGET = "source"
 """``meta.dropped`` reason of events past their source's budget (answered 200, not counted)."""
 _UNDECLARED = Refused("namespace", UNDECLARED, "not counted: no experiment is declared here")
+VALUE, COVARIATE = "value", "covariate"
+"""``meta.dropped`` reasons of events whose value or covariate does not fit the plan (answered
+200, not counted)."""
+OFF_PLAN = {
+    OffPlan.NOT_VALUE_GOAL: Refused(
+        "value",
+        VALUE,
+        'not counted: a value on participate or on a goal not declared "type": "value"',
+    ),
+    OffPlan.NO_VALUE: Refused(
+        "value", VALUE, "not counted: an event of a value goal needs a 'value'"
+    ),
+    OffPlan.NEGATIVE: Refused(
+        "value",
+        VALUE,
+        'not counted: a value or total below 0 on a goal not declared "negative": true',
+    ),
+    OffPlan.NOT_SUMMED: Refused(
+        "value",
+        VALUE,
+        "not counted: this experiment keeps no values (only one declared by a plan and "
+        "counted in exact mode does)",
+    ),
+    OffPlan.NO_COVARIATE: Refused(
+        "covariate", COVARIATE, "not counted: a covariate, but the plan declares none"
+    ),
+}
+
+
+def _numbers(e: Event) -> Numbers:
+    return numbers(e.value, e.total, e.covariate)
 
 
 def _refused(reason: str, name: str, config: Config) -> Refused:

@@ -17,7 +17,7 @@ from gimel_core.storage import schema
 from gimel_core.storage.runner import source
 from gimel_core.storage.schema import TrackSettings
 from gimel_core.storage.track import track_exact
-from gimel_core.vocabulary import Mode, Registration
+from gimel_core.vocabulary import GoalType, Mode, Registration
 from helpers import track
 
 STORAGE = resources.files("gimel_core.storage")
@@ -26,7 +26,7 @@ SCRIPTS = [name.removesuffix(".lua") for name in LUA if name != "prelude.lua"]
 
 
 def shared_names() -> set[str]:
-    names = {defaults.PARTICIPATE, *Mode, *Registration, *schema.ClearAction}
+    names = {defaults.PARTICIPATE, *Mode, *Registration, *schema.ClearAction, *GoalType}
     return names | set(schema.meta_fields().values())
 
 
@@ -90,7 +90,15 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
     )
     source = schema.TrackSource("5f0c", 30, 3_600)
     call = track_exact(
-        "ns", "exp", 60, new, 1_000, ["bucket"], 2_000, [("v", "g", "1", "f")], source
+        "ns",
+        "exp",
+        60,
+        new,
+        1_000,
+        ["bucket"],
+        2_000,
+        [("v", "g", "1", "f", "2.5", "0", "")],
+        source,
     )
     named = dict(zip((name for name, _ in schema.slots("track")), call.args, strict=False))
     assert named == {
@@ -103,7 +111,7 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         **new._asdict(),
         **source._asdict(),
     }
-    assert call.args[len(named) :] == ["v", "g", "1", "f"]
+    assert call.args[len(named) :] == ["v", "g", "1", "f", "2.5", "0", ""]
 
 
 def test_prelude_defines_what_the_scripts_use() -> None:

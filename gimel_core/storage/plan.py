@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import dedup, defaults, keys
+from ..vocabulary import Moment
 from .runner import Call, text
 from .schema import PlanArgv, experiment_keys
 
@@ -72,6 +73,11 @@ def declare(
 
 
 def kept_fields(variants: Sequence[str], goals: Sequence[str]) -> list[str]:
-    """The counts fields (``keys.counts_field``) a plan's names own: every other goes when
-    undeclared names are dropped."""
-    return [keys.counts_field(g, v) for v in variants for g in (defaults.PARTICIPATE, *goals)]
+    """The counts fields a plan's names own, their counts (``keys.counts_field``) and sums
+    (``keys.moment_field``): every other goes when undeclared names are dropped."""
+    return [
+        field
+        for v in variants
+        for g in (defaults.PARTICIPATE, *goals)
+        for field in (keys.counts_field(g, v), *(keys.moment_field(g, v, m) for m in Moment))
+    ]

@@ -17,7 +17,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, NamedTuple
 
 from .. import dedup, defaults, keys
-from ..vocabulary import Mode, Registration
+from ..vocabulary import GoalType, Mode, Moment, Registration
 
 DAY = 86_400
 """Seconds in a UTC day: history's interval, and what a day number (``now // DAY``) counts."""
@@ -68,6 +68,22 @@ class TrackTag(IntEnum):
     COUNTED = 0
     RECORDED_OTHERWISE = 1
     SHARD_FULL = 2
+
+
+class OffPlan(IntEnum):
+    """Why track.lua answered an event without counting it: its number or covariate does not
+    fit the plan. Counted's reply ends with one count per reason, in this order."""
+
+    NOT_VALUE_GOAL = 1
+    """A value on ``participate`` or on a goal not declared ``"type": "value"``."""
+    NO_VALUE = 2
+    """An event of a value goal without a value."""
+    NEGATIVE = 3
+    """A value or total below 0 on a goal not declared ``"negative": true``."""
+    NOT_SUMMED = 4
+    """A value in an experiment that keeps no sums (undeclared, or counted in hll mode)."""
+    NO_COVARIATE = 5
+    """A covariate, but the plan declares none."""
 
 
 class ClearTag(IntEnum):
@@ -134,6 +150,15 @@ def cost_table() -> dict[str, int]:
     return {k.lower(): v for k, v in vars(Cost).items() if k.isupper()}
 
 
+# -- the sums beside the counts (exact mode) ------------------------------------------
+
+_COUNT = keys.counts_field("g", "v")
+MOMENT_SUFFIX = {m.value: keys.moment_field("g", "v", m).removeprefix(_COUNT) for m in Moment}
+"""What a (goal, variant) count's field is followed by to name one of its sums."""
+SUM_FIELD = "^[^{0}]*{0}[^{0}]*{0}".format(_COUNT.removeprefix("g").removesuffix("v"))
+"""Lua pattern of a sum's field among the counts hash's (a count's holds one separator)."""
+
+
 # -- each script's ARGV: one slot per field, in order; ``int`` slots reach Lua as numbers ----
 
 
@@ -191,6 +216,25 @@ class TrackSource(NamedTuple):
 
 NO_SOURCE = TrackSource("", 0, 0)
 """Events counted under no budget."""
+
+
+class TrackEventArgv(NamedTuple):
+    """One event's slots, repeated per event after the head (track.lua unpacks them by these
+    names); numbers as decimal text, empty when the event has none."""
+
+    variant: str
+    goal: str
+    member: str
+    """hll: the uuid; exact: its de-dup record (``dedup.Record.member``)."""
+    target: str
+    """hll: the KEYS index of its HyperLogLog; exact: its field in the counts hash."""
+    value: str
+    total: str
+    """The visitor's total on the goal before this event (sent with a value only)."""
+    covariate: str
+
+
+TRACK_STRIDE = len(TrackEventArgv._fields)
 
 
 class PlanArgv(NamedTuple):
@@ -273,6 +317,11 @@ PRELUDE = "\n".join(
         f"local MODE = {_table({m.value: m.value for m in Mode})}",
         f"local REGISTRATION = {_table({r.value: r.value for r in Registration})}",
         f"local TRACK = {_table({t.name.lower(): int(t) for t in TrackTag})}",
+        f"local TRACK_STRIDE = {TRACK_STRIDE}",
+        f"local OFF_PLAN = {_table({t.name.lower(): int(t) for t in OffPlan})}",
+        f"local GOAL_TYPE = {_table({t.value: t.value for t in GoalType})}",
+        f"local MOMENT = {_table(MOMENT_SUFFIX)}",
+        f"local SUM_FIELD = {_lua(SUM_FIELD)}",
         f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
         f"local ACTION = {_table({a.value: a.value for a in ClearAction})}",
         f"local TRACK_SOURCES = {TRACK_SOURCES}",

@@ -20,11 +20,20 @@
 --
 -- ARGV: the named slots of TrackArgv (gimel_core/storage/schema.py), bound above; then
 -- from ARGV[fields_at], hll: the counts field of each HyperLogLog, in KEYS order (`counters`
--- of them); then per event, in fours: variant, goal, then
+-- of them); then per event, TRACK_STRIDE slots (TrackEventArgv): variant, goal, then
 --          hll: the uuid, and the index in KEYS of its HyperLogLog
 --          exact: the uuid's record (a decimal integer below 2^63: never computed with,
 --          Lua's numbers are doubles; its last DEDUP.path_digits digits are its path), and
 --          its field in the counts
+--          then its value, the visitor's total before it, and its covariate: decimal text,
+--          checked finite and bounded by the caller, or empty
+--
+-- Sums (exact, a plan declaring a value goal or a covariate): a new event (after de-dup, so
+-- a re-sent one adds nothing) adds to fields of the counts hash beside its count (the count's
+-- field followed by MOMENT.*): participate adds the clipped covariate c (0 when not sent) to
+-- x and c^2 to x2; a value goal the change of the visitor's capped total to y, of its square
+-- to y2 and c times the first to xy; a binary goal c to xy. An event whose numbers do not fit
+-- the plan (OFF_PLAN) is answered, not counted, and writes nothing.
 --
 -- History: on the first call of a new UTC day, before anything is counted, the counts as
 -- they stood at the end of the experiment's last active day are recorded in KEYS[5]: once a
@@ -36,13 +45,14 @@
 -- apply to it. An undeclared one is counted only in open registration, under the caps.
 --
 -- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
--- over_open, over_records}: how many events were new (duplicates count 0), how many were
+-- over_open, over_records, off_plan...}: how many events were new (duplicates count 0), how many were
 -- dropped because they would add a variant or a goal past its cap, how many because the
 -- experiment, variant or goal is not declared (in declared registration, an undeclared
 -- experiment: every event, nothing written), how many because their source had added its
 -- budget this hour, how many because what they would add does not fit the open budget, and
 -- how many new uuids because the experiment holds max_records already (for life; with a
--- window, because the current bucket holds a (DEDUP.buckets + 1)th of it). Or,
+-- window, because the current bucket holds a (DEDUP.buckets + 1)th of it), then how many
+-- for each OFF_PLAN reason, in its order (none when it returns early). Or,
 -- with nothing written: {TRACK.recorded_otherwise, mode, window} when the
 -- experiment was recorded with another mode or window (the caller rebuilds its keys for those
 -- and calls again), or {TRACK.shard_full} when a new experiment would pass the cap of its
@@ -76,13 +86,14 @@
 -- later in the day, when the experiment grows: the records never go before them).
 --
 -- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER,
--- DEDUP, OPEN, PRUNE_INTERVAL and COST come from the prelude (gimel_core/storage/schema.py),
+-- TRACK_STRIDE, OFF_PLAN, GOAL_TYPE, MOMENT, SUM_FIELD, DEDUP, OPEN, PRUNE_INTERVAL and COST
+-- come from the prelude (gimel_core/storage/schema.py),
 -- create_experiment, unbudget and bucket_keys from prelude.lua.
 
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan)
 local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded[3]), recorded[4]
 local first_event = fields_at + counters
-local stride = 4  -- arguments per event
+local stride = TRACK_STRIDE
 if not plan and registration == REGISTRATION.declared then
   return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0, 0, 0}
 end
@@ -165,7 +176,13 @@ local day_began = last_day < today
 if day_began then
   local counts, flat = {}, redis.call('HGETALL', KEYS[6])
   for i = 1, #flat, 2 do
-    counts[flat[i]] = exact and tonumber(flat[i + 1]) or redis.call('PFCOUNT', flat[i + 1])
+    if not exact then
+      counts[flat[i]] = redis.call('PFCOUNT', flat[i + 1])
+    elseif string.find(flat[i], SUM_FIELD) then
+      counts[flat[i]] = flat[i + 1]  -- a sum: as text, every digit kept
+    else
+      counts[flat[i]] = tonumber(flat[i + 1])
+    end
   end
   if next(counts) then
     local snapshot = cjson.encode(counts)
@@ -222,8 +239,10 @@ local function counter_fits(target)
   return afforded[target]
 end
 
--- The plan's names, as sets (a plan is small: decoding it costs microseconds).
-local variants, goals
+-- The plan's names, as sets, its goals by name and its covariate (a plan is small: decoding
+-- it costs microseconds). summed: exact, and the plan declares a value goal or a covariate.
+local variants, goals, covariate
+local summed = false
 if plan then
   local decoded = cjson.decode(plan)
   variants, goals = {}, {}
@@ -231,7 +250,82 @@ if plan then
     variants[name] = true
   end
   for _, goal in ipairs(decoded.goals) do
-    goals[goal.name] = true
+    goals[goal.name] = goal
+    summed = summed or goal.type == GOAL_TYPE.value
+  end
+  if type(decoded.covariate) == 'table' then  -- else absent, or cjson.null
+    covariate = decoded.covariate
+    summed = true
+  end
+  summed = summed and exact
+end
+
+-- A declared cap (cjson.null when none: nil).
+local function cap_of(spec)
+  return type(spec.cap) == 'number' and spec.cap or nil
+end
+
+local function clip(x, low, high)
+  if low and x < low then
+    return low
+  elseif high and x > high then
+    return high
+  end
+  return x
+end
+
+-- The OFF_PLAN reason an event's numbers do not fit the plan for, or nil (they fit).
+local function off_plan(goal, value, total, cov)
+  local spec = goals and goals[goal]
+  local valued = spec and spec.type == GOAL_TYPE.value
+  if value ~= '' then
+    if not plan or not exact then
+      return OFF_PLAN.not_summed
+    elseif not valued then
+      return OFF_PLAN.not_value_goal
+    elseif spec.negative ~= true and (tonumber(value) < 0 or tonumber(total) < 0) then
+      return OFF_PLAN.negative
+    end
+  elseif valued then
+    return OFF_PLAN.no_value
+  end
+  if cov ~= '' and not covariate then
+    return OFF_PLAN.no_covariate
+  end
+  return nil
+end
+
+local function add(field, amount)
+  redis.call('HINCRBYFLOAT', KEYS[6], field, string.format('%.17g', amount))
+end
+
+-- Adds a new event's sums (see above) beside its count, `field`.
+local function add_sums(goal, field, value, total, cov)
+  local c = 0
+  if covariate and cov ~= '' then
+    local cap = cap_of(covariate)
+    c = clip(tonumber(cov), cap and -cap, cap)
+  end
+  local spec = goals[goal]
+  if goal == PARTICIPATE then
+    if covariate then
+      add(field .. MOMENT.x, c)
+      add(field .. MOMENT.x2, c * c)
+    end
+  elseif spec.type == GOAL_TYPE.value then
+    local cap, low = cap_of(spec), 0
+    if spec.negative == true then
+      low = cap and -cap
+    end
+    local before = clip(tonumber(total), low, cap)
+    local after = clip(tonumber(total) + tonumber(value), low, cap)
+    add(field .. MOMENT.y, after - before)
+    add(field .. MOMENT.y2, after * after - before * before)
+    if covariate then
+      add(field .. MOMENT.xy, c * (after - before))
+    end
+  elseif covariate then
+    add(field .. MOMENT.xy, c)
   end
 end
 
@@ -319,21 +413,26 @@ end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local over_source, over_open, over_records = 0, 0, 0
+local off = {}  -- events off the plan, by OFF_PLAN reason
+for _, reason in pairs(OFF_PLAN) do
+  off[reason] = 0
+end
 local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
 for i = first_event, #ARGV, stride do
-  local variant, goal, member, target = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local variant, goal, member, target, value, total, cov = unpack(ARGV, i, i + stride - 1)
   local counted = false
   local broke = spent and spent >= source_budget  -- one source's budget spent
-  if plan then
-    if variants[variant] and (goal == PARTICIPATE or goals[goal]) then
-      redis.call('SADD', KEYS[3], variant)
-      if goal ~= PARTICIPATE then
-        redis.call('SADD', KEYS[4], goal)
-      end
-      counted = true
-    else
-      undeclared = undeclared + 1
+  local reason = (value ~= '' or cov ~= '' or summed) and off_plan(goal, value, total, cov)
+  if plan and not (variants[variant] and (goal == PARTICIPATE or goals[goal])) then
+    undeclared = undeclared + 1
+  elseif reason then  -- nothing admitted nor written for it
+    off[reason] = off[reason] + 1
+  elseif plan then
+    redis.call('SADD', KEYS[3], variant)
+    if goal ~= PARTICIPATE then
+      redis.call('SADD', KEYS[4], goal)
     end
+    counted = true
   elseif broke then  -- nothing admitted nor charged for it
     over_source = over_source + 1
   else
@@ -372,6 +471,9 @@ for i = first_event, #ARGV, stride do
       record(member)
       redis.call('HINCRBY', KEYS[6], target, 1)
       new = new + 1
+      if summed then
+        add_sums(goal, target, value, total, cov)
+      end
     end
   end
   if spent then  -- one source's budget: only new events cost
@@ -417,4 +519,4 @@ if budgeted and grew then
 end
 
 return {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
-        over_open, over_records}
+        over_open, over_records, unpack(off)}

@@ -9,7 +9,15 @@ from typing import Any
 from .. import defaults, keys
 from ..vocabulary import Mode
 from .runner import Call, text
-from .schema import NO_SOURCE, TrackArgv, TrackSettings, TrackSource, TrackTag, experiment_keys
+from .schema import (
+    NO_SOURCE,
+    OffPlan,
+    TrackArgv,
+    TrackSettings,
+    TrackSource,
+    TrackTag,
+    experiment_keys,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +35,12 @@ class Counted:
     """Events dropped because what they would add passes the open budget."""
     over_records: int = 0
     """New uuids dropped because the current de-dup bucket is full (exact)."""
+    off_plan: tuple[int, ...] = ()
+    """Events answered but not counted because their number or covariate does not fit the
+    plan, by :class:`OffPlan` reason (index ``reason - 1``; empty: none)."""
+
+    def off(self, reason: OffPlan) -> int:
+        return self.off_plan[reason - 1] if self.off_plan else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +62,47 @@ TrackReply = Counted | RecordedOtherwise | ShardFull
 def _reply(reply: list[Any]) -> TrackReply:
     tag = int(reply[0])
     if tag == TrackTag.COUNTED:
-        return Counted(*(int(n) for n in reply[1:8]))
+        off_plan = tuple(int(n) for n in reply[8:])
+        new, variants, goals, undeclared, over_source, over_open, over_records = map(
+            int, reply[1:8]
+        )
+        return Counted(
+            new,
+            variants,
+            goals,
+            undeclared,
+            over_source,
+            over_open,
+            over_records,
+            off_plan if any(off_plan) else (),
+        )
     if tag == TrackTag.RECORDED_OTHERWISE:
         return RecordedOtherwise(text(reply[1]), int(reply[2]))
     return ShardFull()
 
 
-TrackEvent = tuple[str, str, str, int]
-"""(variant, goal, uuid, the KEYS index of its HyperLogLog): one hll event."""
+Numbers = tuple[str, str, str]
+"""An event's value, total and covariate as decimal text (:func:`numbers`)."""
 
-ExactEvent = tuple[str, str, str, str]
-"""(variant, goal, member, field of the counts hash): one exact event, its uuid as a
-``dedup.Record``'s member."""
+NO_NUMBERS: Numbers = ("", "", "")
+"""Those of an event that carries none (most)."""
+
+TrackEvent = tuple[str, str, str, int, str, str, str]
+"""(variant, goal, uuid, the KEYS index of its HyperLogLog, *numbers): one hll event."""
+
+ExactEvent = tuple[str, str, str, str, str, str, str]
+"""(variant, goal, member, field of the counts hash, *numbers): one exact event, its uuid as
+a ``dedup.Record``'s member (``schema.TrackEventArgv``)."""
+
+
+def numbers(value: float | None, total: float, covariate: float | None) -> Numbers:
+    """An event's numbers as track.lua reads them: the shortest text that is the same double
+    (``repr``), empty where none; a total only with a value."""
+    return (
+        "" if value is None else repr(value),
+        "" if value is None else repr(total),
+        "" if covariate is None else repr(covariate),
+    )
 
 
 def _sources(namespace: str, experiment: str, now: int) -> str:
