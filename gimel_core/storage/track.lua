@@ -146,7 +146,27 @@ local function afford(bytes)
 end
 -- == end of the open budget's functions ================================================
 
+local off = {}  -- events off the plan, by OFF_PLAN reason
+for _, reason in pairs(OFF_PLAN) do
+  off[reason] = 0
+end
+
 if not mode then
+  -- Undeclared, so no event carrying a number counts: if every one does, nothing is created.
+  local numbered = 0
+  for i = first_event, #ARGV, stride do
+    local _, _, _, _, value, _, covariate = unpack(ARGV, i, i + stride - 1)
+    if value ~= '' or covariate ~= '' then
+      local reason = value ~= '' and OFF_PLAN.not_summed or OFF_PLAN.no_covariate
+      off[reason], numbered = off[reason] + 1, numbered + 1
+    end
+  end
+  if numbered * stride == #ARGV - first_event + 1 then
+    return {TRACK.counted, 0, 0, 0, 0, 0, 0, 0, unpack(off)}
+  end
+  for reason in pairs(off) do
+    off[reason] = 0  -- counted again with the rest, below
+  end
   local full = redis.call('SCARD', KEYS[2]) >= max_experiments
   if full and budgeted then  -- names of expired experiments may hold places
     prune()
@@ -241,7 +261,7 @@ end
 
 -- The plan's names, as sets, its goals by name and its covariate (a plan is small: decoding
 -- it costs microseconds). summed: exact, and the plan declares a value goal or a covariate.
-local variants, goals, covariate
+local variants, goals, plan_covariate
 local summed = false
 if plan then
   local decoded = cjson.decode(plan)
@@ -254,7 +274,7 @@ if plan then
     summed = summed or goal.type == GOAL_TYPE.value
   end
   if type(decoded.covariate) == 'table' then  -- else absent, or cjson.null
-    covariate = decoded.covariate
+    plan_covariate = decoded.covariate
     summed = true
   end
   summed = summed and exact
@@ -275,7 +295,7 @@ local function clip(x, low, high)
 end
 
 -- The OFF_PLAN reason an event's numbers do not fit the plan for, or nil (they fit).
-local function off_plan(goal, value, total, cov)
+local function off_plan(goal, value, total, covariate)
   local spec = goals and goals[goal]
   local valued = spec and spec.type == GOAL_TYPE.value
   if value ~= '' then
@@ -289,7 +309,7 @@ local function off_plan(goal, value, total, cov)
   elseif valued then
     return OFF_PLAN.no_value
   end
-  if cov ~= '' and not covariate then
+  if covariate ~= '' and not plan_covariate then
     return OFF_PLAN.no_covariate
   end
   return nil
@@ -300,15 +320,15 @@ local function add(field, amount)
 end
 
 -- Adds a new event's sums (see above) beside its count, `field`.
-local function add_sums(goal, field, value, total, cov)
+local function add_sums(goal, field, value, total, covariate)
   local c = 0
-  if covariate and cov ~= '' then
-    local cap = cap_of(covariate)
-    c = clip(tonumber(cov), cap and -cap, cap)
+  if plan_covariate and covariate ~= '' then
+    local cap = cap_of(plan_covariate)
+    c = clip(tonumber(covariate), cap and -cap, cap)
   end
   local spec = goals[goal]
   if goal == PARTICIPATE then
-    if covariate then
+    if plan_covariate then
       add(field .. MOMENT.x, c)
       add(field .. MOMENT.x2, c * c)
     end
@@ -321,10 +341,10 @@ local function add_sums(goal, field, value, total, cov)
     local after = clip(tonumber(total) + tonumber(value), low, cap)
     add(field .. MOMENT.y, after - before)
     add(field .. MOMENT.y2, after * after - before * before)
-    if covariate then
+    if plan_covariate then
       add(field .. MOMENT.xy, c * (after - before))
     end
-  elseif covariate then
+  elseif plan_covariate then
     add(field .. MOMENT.xy, c)
   end
 end
@@ -413,16 +433,12 @@ end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local over_source, over_open, over_records = 0, 0, 0
-local off = {}  -- events off the plan, by OFF_PLAN reason
-for _, reason in pairs(OFF_PLAN) do
-  off[reason] = 0
-end
 local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
 for i = first_event, #ARGV, stride do
-  local variant, goal, member, target, value, total, cov = unpack(ARGV, i, i + stride - 1)
+  local variant, goal, member, target, value, total, covariate = unpack(ARGV, i, i + stride - 1)
   local counted = false
   local broke = spent and spent >= source_budget  -- one source's budget spent
-  local reason = (value ~= '' or cov ~= '' or summed) and off_plan(goal, value, total, cov)
+  local reason = (value ~= '' or covariate ~= '' or summed) and off_plan(goal, value, total, covariate)
   if plan and not (variants[variant] and (goal == PARTICIPATE or goals[goal])) then
     undeclared = undeclared + 1
   elseif reason then  -- nothing admitted nor written for it
@@ -472,7 +488,7 @@ for i = first_event, #ARGV, stride do
       redis.call('HINCRBY', KEYS[6], target, 1)
       new = new + 1
       if summed then
-        add_sums(goal, target, value, total, cov)
+        add_sums(goal, target, value, total, covariate)
       end
     end
   end
