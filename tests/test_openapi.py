@@ -313,8 +313,11 @@ def test_results_answers_conform_with_statistics(
     signup = next(g for g in button["goals"] if g["goal"] == "signup")
     rows = {row["label"]: row for row in signup["results"]}
     assert rows["control"]["uplift"] is None
-    statistics = [k for k in rows["red"] if k != "bound"]  # bound: group-sequential only
+    # bound: group-sequential only; sum, mean: value goals only; adjusted: with a covariate.
+    absent = ("bound", "sum", "mean", "adjusted")
+    statistics = [k for k in rows["red"] if k not in absent]
     assert all(rows[v][k] is not None for v in ("red", "blue") for k in statistics)
+    assert all(rows[v][k] is None for v in ("red", "blue") for k in absent)
     tiny = conforms(client.get("/experiments/tiny", headers=AUTH), path)
     assert tiny["srm"]["p_value"] is None
 
