@@ -12,7 +12,18 @@ import tempfile
 
 from gimel_core.embedded import EmbeddedRedis
 
-from . import aa, dashboard, dedup, deploy, group_sequential, history, load, servers, track
+from . import (
+    aa,
+    dashboard,
+    dedup,
+    deploy,
+    group_sequential,
+    history,
+    load,
+    means,
+    servers,
+    track,
+)
 
 
 def missing() -> list[str]:
@@ -44,6 +55,7 @@ def main() -> None:
         try:
             single = track.handler_vs_pfadd(server.url)
             batch = track.batch_vs_pipelined_pfadd(server.url)
+            cost = track.value_vs_binary(server.url)
             memory = track.exact_bytes_per_uuid(server.url)
         finally:
             server.stop()
@@ -61,6 +73,15 @@ def main() -> None:
         f", ratio {batch['ratio']:.2f}",
         "≥ 50,000/s, ratio ≥ 0.6",
         batch["batch_events_per_s"] >= 50_000 and batch["ratio"] >= 0.6,
+    )
+    row(
+        "CPU per `GET /track` through `handler.handler`, a value event (`value`, `total`) over"
+        " a binary one, same `exact` experiment; with redis-server's CPU (`INFO cpu`) added",
+        f"{cost['value']:.0f} / {cost['binary']:.0f} µs, ratio {cost['ratio']:.2f}; "
+        f"{cost['value'] + cost['value_redis']:.0f} / {cost['binary'] + cost['binary_redis']:.0f}"
+        f" µs, ratio {cost['total_ratio']:.2f}",
+        "≤ 1.10, both",
+        cost["ratio"] <= 1.10 and cost["total_ratio"] <= 1.10,
     )
     print("results and dashboard (100 x 3 x 4)...", file=sys.stderr, flush=True)
     dash = dashboard.measure()
@@ -188,6 +209,11 @@ def main() -> None:
             f"{f.figure} ({runs}; quick, the estimate judged: `python -m bench.group_sequential`)"
         )
         row(figure, f.measured, f.target, f.reached)
+    print("value goals and CUPED, simulated (quick)...", file=sys.stderr, flush=True)
+    for f in means.measure(quick=True):
+        runs = f"{f.replicates:,} runs" + (f", {f.seconds:.0f} s" if f.seconds else "")
+        figure = f"{f.figure} ({runs}; quick, the estimate judged: `python -m bench.means`)"
+        row(figure, f.measured, f.target, f.ok)
     print("cold start and package size...", file=sys.stderr, flush=True)
     cold = deploy.cold_start()
     row(

@@ -73,6 +73,72 @@ def handler_vs_pfadd(url: str, count: int = 20_000) -> dict[str, float]:
     }
 
 
+def _get_event(template: dict[str, Any], i: int, **query: str) -> dict[str, Any]:
+    """A ``GET /track`` of a visitor of its own, from an address of its own, with ``query``."""
+    event = copy.deepcopy(template)
+    event["queryStringParameters"].update(query, uuid=f"uuid-{i}")
+    event["multiValueQueryStringParameters"] = {
+        k: [v] for k, v in event["queryStringParameters"].items()
+    }
+    event["requestContext"]["identity"]["sourceIp"] = f"198.19.{i // 256 % 256}.{i % 256}"
+    return event
+
+
+def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
+    """CPU per event through handler.handler of a value event (``value`` and ``total`` on a
+    value goal) and of a binary one, same exact-mode experiment: this process's CPU, and
+    redis-server's (``INFO cpu``; nothing else uses it meanwhile)."""
+    os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
+    import handler
+
+    plan = {
+        "variants": ["a", "b"],
+        "control": "a",
+        "goals": ["signup", {"name": "purchase", "type": "value"}],
+    }
+    # Declared exact here: a value goal needs it (the handler counts new ones as hll).
+    gimel = Gimel(url, Config(redis_url=url, counting="exact", redis_timeout=30.0))
+    gimel.experiments.declare("alephbet", "cost", plan)
+    template = json.loads(EVENT.read_text())
+    one = {"experiment": "cost", "variant": "b"}
+    kinds = {
+        "binary": {**one, "event": "signup"},
+        "value": {**one, "event": "purchase", "value": "12.5", "total": "30"},
+    }
+    events = {
+        kind: [_get_event(template, k * 10 * count + i, **query) for i in range(4 * count)]
+        for k, (kind, query) in enumerate(kinds.items())
+    }
+    client = redis.Redis.from_url(url)
+
+    def redis_cpu() -> float:
+        cpu = client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    cpu: dict[str, list[float]] = {"binary": [], "value": [], "binary_redis": [], "value_redis": []}
+    for round_ in range(4):  # the first warms up (script cached, connection open); best of 3
+        for kind in kinds:
+            started, server = time.process_time(), redis_cpu()
+            for event in events[kind][round_ * count : (round_ + 1) * count]:
+                assert handler.handler(event, None)["statusCode"] == 200
+            if round_:
+                cpu[kind].append((time.process_time() - started) / count * 1e6)
+                cpu[f"{kind}_redis"].append((redis_cpu() - server) / count * 1e6)
+    client.close()
+    body = gimel.experiments.experiment("alephbet", "cost").to_json()
+    gimel.client.close()
+    for goal in body["goals"]:  # every event counted, none dropped
+        (row,) = (r for r in goal["results"] if r["label"] == "b")
+        assert row["successes"] == 4 * count, (goal["goal"], row)
+    best = {key: min(values) for key, values in cpu.items()}
+    total = {kind: best[kind] + best[f"{kind}_redis"] for kind in kinds}
+    return {
+        **best,
+        "ratio": best["value"] / best["binary"],
+        "total_ratio": total["value"] / total["binary"],
+    }
+
+
 def _batch_event(template: dict[str, Any], k: int, size: int) -> dict[str, Any]:
     event = copy.deepcopy(template)
     event.update(
@@ -187,6 +253,7 @@ def main() -> None:
         try:
             speed = handler_vs_pfadd(server.url)
             batch = batch_vs_pipelined_pfadd(server.url)
+            cost = value_vs_binary(server.url)
             memory = exact_bytes_per_uuid(server.url)
         finally:
             server.stop()
@@ -199,6 +266,11 @@ def main() -> None:
     )
     print(f"pipelined PFADD        : {batch['pipelined_pfadd_per_s']:9,.0f} /s")
     print(f"ratio                  : {batch['ratio']:9.2f}   (target >= 0.6)")
+    print(
+        f"CPU, value / binary    : {cost['value']:.0f} / {cost['binary']:.0f} µs, ratio "
+        f"{cost['ratio']:.2f} (target <= 1.10); with redis-server's "
+        f"{cost['value_redis']:.0f} / {cost['binary_redis']:.0f} µs, {cost['total_ratio']:.2f}"
+    )
     for size, per_uuid in memory.items():
         print(f"exact mode memory      : {per_uuid:9.1f} B per uuid in window at {size:,} uuids")
     print(
