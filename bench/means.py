@@ -33,13 +33,12 @@ The figures, each share with its 95% Wilson interval:
   the delta-method variances gbstats uses, with the pooled slope).
 
 Runs. A value event costs about 25 µs of CPU here, 14 in redis-server (track.lua) and 11 in
-redis-py packing the script's arguments; the two shared cores counted 33,000 to 50,000
-events a second as the machine's other load allowed. The full run (1,500 runs at 2,000 per
-arm, 500 at 20,000, 500 power runs: 45M events) took 16 minutes; ``--quick`` (what
-``python -m bench`` runs: 200 A/A runs at 2,000 per arm, 100 power runs) about a minute.
-What bounds the 20,000-per-arm study is that rate: the 800 runs an upper bound of 6.5% at a
-5% share needs are 51M events, 17 to 26 minutes alone; at 500 runs the bound is below 6.5%
-only if the share is below about 4%.
+redis-py packing the script's arguments; the two shared cores count 33,000 to 50,000 events a
+second as the machine's other load allows. The full run (1,000 runs at 2,000 per arm, 1,000 at
+20,000, 500 power runs: about 75M events) takes about 25 minutes: at a 5% share, 1,000 runs
+put the 95% upper bound at 6.4%, under the 6.5% target; 500 would put it at 7.3%.
+``--quick`` (what ``python -m bench`` runs: 200 A/A runs at 2,000 per arm, 100 power runs)
+takes about a minute.
 """
 
 from __future__ import annotations
@@ -289,7 +288,7 @@ class Runs:
 
 
 QUICK = Runs({2_000: 200}, 100)
-FULL = Runs({2_000: 1_500, 20_000: 500}, 500)
+FULL = Runs({2_000: 1_000, 20_000: 1_000}, 500)
 
 
 def measure(quick: bool, seed: int = 1) -> Iterator[Figure]:

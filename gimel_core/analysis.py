@@ -554,10 +554,11 @@ def _adjusted(
         pooled = Sums(0, 0.0, 0.0)
         for sums in arms.values():
             pooled = pooled + sums
-        return Adjusted(mean=_adjusted_mean(arm, means.theta(pooled, Sums(0, 0.0, 0.0))))
+        return Adjusted(mean=_adjusted_mean(arm, means.theta(pooled, Sums(0, 0.0, 0.0)), pooled))
+    pair = arm + control_sums
     result = means.cuped(arm, control_sums)
     if result is None:
-        return Adjusted(mean=_adjusted_mean(arm, means.theta(arm, control_sums)))
+        return Adjusted(mean=_adjusted_mean(arm, means.theta(arm, control_sums), pair))
     uplift = result.adjusted
     if analysis == Analysis.SEQUENTIAL:
         if through is not None:
@@ -569,7 +570,7 @@ def _adjusted(
         inference = uplift.fixed()
         ci, p_value = _interval(inference.ci), inference.p_value
     return Adjusted(
-        mean=result.mean,
+        mean=_adjusted_mean(arm, result.theta, pair),
         uplift=uplift.uplift,
         uplift_ci=ci,
         p_value=p_value,
@@ -578,11 +579,13 @@ def _adjusted(
     )
 
 
-def _adjusted_mean(arm: Sums, theta: float) -> float | None:
+def _adjusted_mean(arm: Sums, theta: float, pooled: Sums) -> float | None:
+    """``mean y - theta (mean x - pooled mean x)``: the arm's mean had its covariate been the
+    pooled average, on the scale of the raw means (the uplift's difference is the same)."""
     mean = arm.mean
-    if mean is None:
+    if mean is None or pooled.n <= 0:
         return None
-    adjusted = mean - theta * arm.sum_x / arm.n
+    adjusted = mean - theta * (arm.sum_x / arm.n - pooled.sum_x / pooled.n)
     return adjusted if math.isfinite(adjusted) else None
 
 

@@ -15,11 +15,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from enum import Enum, StrEnum
 from types import UnionType
-from typing import Any, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    NamedTuple,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from . import defaults, plans
 from .plans import Plan
-from .stats.means import Sums
 from .vocabulary import (
     Analysis,
     DecisionKind,
@@ -31,6 +39,9 @@ from .vocabulary import (
     Spending,
     VerdictKind,
 )
+
+if TYPE_CHECKING:  # the statistics are imported where results are computed, not tracked
+    from .stats.means import Sums
 
 Interval = tuple[float, float]
 """A 95% interval, (low, high): a JSON list of two numbers."""
@@ -193,6 +204,8 @@ class ExperimentCounts:
     def sums(self, goal: str, variant: str) -> Sums:
         """One variant's sums on one goal over its participants: each participant's total
         (a value goal) or conversion (0 or 1), with the covariate's sums (0 without one)."""
+        from .stats.means import Sums
+
         n = self.count(defaults.PARTICIPATE, variant)
         declared = self.settings.plan.goal(goal) if self.settings.plan else None
         if declared is not None and declared.valued:
@@ -245,7 +258,7 @@ class Adjusted(NamedTuple):
     pre-experiment number predicts. The control's row has its ``mean`` only."""
 
     mean: float | None = None
-    """The adjusted mean, ``mean y - theta mean x``."""
+    """The adjusted mean, ``mean y - theta (mean x - pooled mean x)``: on the raw means' scale."""
     uplift: float | None = None
     uplift_ci: Interval | None = None
     p_value: float | None = None
