@@ -472,6 +472,9 @@ def test_annotate_brief_example() -> None:
         "running_uplift_ci": None,
         "running_p_value": None,
         "bound": None,
+        "sum": None,
+        "mean": None,
+        "adjusted": None,
     }
     assert red["conversion_rate"] == 0.1
     assert red["uplift"] == pytest.approx(0.1 / (15 / 98) - 1)
