@@ -105,7 +105,9 @@ def check_number(field: str, value: Any) -> float:
     """A finite decimal of magnitude at most ``defaults.MAX_VALUE``: a JSON number, or text
     in plain decimal syntax; else :class:`InvalidInput` naming the field."""
     if isinstance(value, str):
-        if len(value) > _MAX_DIGITS or not _DECIMAL.fullmatch(value):
+        if len(value) > _MAX_DIGITS:  # before the pattern: a bounded cost
+            raise InvalidInput(field, f"'{field}' must be at most {_MAX_DIGITS} characters long")
+        if not _DECIMAL.fullmatch(value):
             raise InvalidInput(field, f"'{field}' must be a decimal number, such as 12.5")
         number = float(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):

@@ -153,6 +153,18 @@ def test_a_number_that_is_not_a_bounded_decimal_is_a_400_naming_it(
     assert snapshot(raw_redis) == before
 
 
+def test_a_decimal_past_the_length_limit_is_told_so(exact: FlaskClient, raw_redis: Any) -> None:
+    # A well-formed decimal of 101 characters: its fault is its length, not its syntax.
+    before = snapshot(raw_redis)
+    long = "0." + "1" * 99
+    answer = track(exact, "shop", "a", "revenue", "u1-0", value=long)
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == "value"
+    assert "at most 100 characters" in answer.get_json()["error"]
+    assert snapshot(raw_redis) == before
+    assert track(exact, "shop", "a", "revenue", "u1-1", value=long[:-1]).get_json() == {"ok": True}
+
+
 def test_a_total_without_a_value_is_a_400(exact: FlaskClient, raw_redis: Any) -> None:
     before = snapshot(raw_redis)
     answer = track(exact, "shop", "a", "revenue", "u1-0", total="5")
