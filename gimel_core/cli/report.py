@@ -155,8 +155,7 @@ ADJUSTED_HEADER = [
     "variance reduction",
 ]
 """The CUPED figures under a goal's table, when the plan declares a covariate: the verdicts
-are decided on these. (The adjusted mean, ``mean y - theta mean x``, is on another scale than
-the mean: the CSV has it, the table does not.)"""
+are decided on these. (The adjusted mean is in the CSV, not the table.)"""
 
 
 def render_table(found: Iterable[ExperimentResult]) -> str:
