@@ -463,10 +463,7 @@ def _history(
     fields = {keys.counts_field(g, v): (g, v) for g, v in _counters(variants, goals)}
     days = []
     for day, snapshot in sorted((int(d), s) for d, s in raw.items()):
-        stored = snapshots.get(snapshot)
-        if stored is None:
-            stored = _decoded(snapshot)
-            snapshots.put(snapshot, stored)
+        stored = _decoded(snapshot, snapshots)
         days.append((day, {cell: int(stored.get(f, 0)) for f, cell in fields.items()}))
     return tuple(days)
 
@@ -490,19 +487,18 @@ def _history_moments(
     """Each recorded day's sums (days without any left out)."""
     days = {}
     for day, snapshot in raw.items():
-        stored = snapshots.get(snapshot)
-        if stored is None:
-            stored = _decoded(snapshot)
-            snapshots.put(snapshot, stored)
-        found = _moments(stored, cells)
+        found = _moments(_decoded(snapshot, snapshots), cells)
         if found:
             days[int(day)] = found
     return days
 
 
-def _decoded(snapshot: str) -> dict[str, int]:
-    """A day's snapshot (kept: it never changes once written)."""
-    decoded: dict[str, int] = json.loads(snapshot)
+def _decoded(snapshot: str, snapshots: Cache[str, Mapping[str, int]]) -> Mapping[str, int]:
+    """A day's snapshot, kept in ``snapshots``: it never changes once written."""
+    decoded = snapshots.get(snapshot)
+    if decoded is None:
+        decoded = json.loads(snapshot)
+        snapshots.put(snapshot, decoded)
     return decoded
 
 
