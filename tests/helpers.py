@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 import pytest
 from flask.testing import FlaskClient
 
+from gimel_core.storage.schema import DAY
+
 PUBLIC = {
     ("GET", "/track"),
     ("OPTIONS", "/track"),
@@ -135,3 +137,20 @@ def serving(app: Any, request_handler: Any = None) -> Iterator[str]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+START = 1_796_083_200  # 2026-12-01T00:00:00Z
+"""A fixed UTC midnight for tests that move the clock."""
+
+
+class Clock:
+    """The app's clock, moved by the test (the create_app(clock=...) seam)."""
+
+    def __init__(self) -> None:
+        self.now = float(START + 9 * 3600)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def day(self, n: int, hour: int = 9) -> None:
+        self.now = float(START + n * DAY + hour * 3600)

@@ -14,23 +14,9 @@ from flask.testing import FlaskClient
 
 from conftest import AUTH
 from gimel_core.cli import main
-from helpers import original, track
+from helpers import START, Clock, original, track
 
 DAY = 86_400
-START = 1_796_083_200  # 2026-12-01T00:00:00Z
-
-
-class Clock:
-    """The app's clock, moved by the test (the create_app(clock=...) seam)."""
-
-    def __init__(self) -> None:
-        self.now = float(START + 9 * 3600)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def day(self, n: int, hour: int = 9) -> None:
-        self.now = float(START + n * DAY + hour * 3600)
 
 
 def date(n: int) -> str:

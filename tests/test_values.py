@@ -21,7 +21,7 @@ from gimel_core import keys
 from gimel_core.storage import schema
 from gimel_core.storage.plan import kept_fields
 from gimel_core.vocabulary import Moment
-from helpers import snapshot, track, track_url
+from helpers import START, Clock, snapshot, track, track_url
 
 NS = "alephbet"
 PLAN = {
@@ -462,17 +462,6 @@ def test_a_value_goal_adds_two_fields_per_variant_to_a_binary_goals(
 # -- history ------------------------------------------------------------------------------
 
 DAY = 86_400
-START = 1_796_083_200  # 2026-12-01T00:00:00Z
-
-
-class Clock:
-    """The app's clock, moved by the test (the create_app(clock=...) seam)."""
-
-    def __init__(self) -> None:
-        self.now = float(START + 9 * 3600)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_history_snapshot_keeps_every_digit_of_the_sums(
