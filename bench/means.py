@@ -291,10 +291,11 @@ QUICK = Runs({2_000: 200}, 100)
 FULL = Runs({2_000: 1_000, 20_000: 1_000}, 500)
 
 
-def measure(quick: bool, seed: int = 1) -> Iterator[Figure]:
+def measure(quick: bool, seed: int = 1, only: Runs | None = None) -> Iterator[Figure]:
     """Every figure, with its replicates, interval, target and time, each once measured.
-    Quick: fewer runs, each figure judged on its estimate."""
-    runs = QUICK if quick else FULL
+    Quick: fewer runs, each figure judged on its estimate. ``only``: these runs instead (more
+    replicates of one study, under another seed)."""
+    runs = only or (QUICK if quick else FULL)
     rng = np.random.default_rng(seed)
     target_ratio = 1 - RHO * RHO
     for n, k in runs.aa.items():
@@ -341,6 +342,8 @@ def measure(quick: bool, seed: int = 1) -> Iterator[Figure]:
             0.0,
         )
     k = runs.power
+    if not k:
+        return
     print(f"power at {POWER_N:,} per arm x {k:,}...", file=sys.stderr, flush=True)
     outcomes, s = run(POWER_N, LIFT, k, seed)
     plain = _share(sum(o.p_value < ALPHA and o.uplift > 0 for o in outcomes), k)
@@ -366,11 +369,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer replicates (python -m bench)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--aa",
+        metavar="N:K",
+        help="only the A/A study at N visitors per arm, K runs (more replicates: another --seed)",
+    )
     args = parser.parse_args()
+    only = None
+    if args.aa:
+        n, k = (int(part) for part in args.aa.split(":"))
+        only = Runs({n: k}, 0)
     started = time.perf_counter()
     print("| figure | replicates | measured [95% interval] | target | | time |")
     print("|---|---|---|---|---|---|")
-    for f in measure(args.quick, args.seed):
+    for f in measure(args.quick, args.seed, only):
         took = f"{f.seconds:.0f} s" if f.seconds else "(same runs)"
         ok = "met" if f.ok else "MISSED"
         print(
