@@ -164,7 +164,7 @@ def verify(
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = _mac(secret, body, timestamp)
-    return any(hmac.compare_digest(expected, given) for given in signatures)
+    return any(hmac.compare_digest(expected.encode(), given.encode()) for given in signatures)
 
 
 def _mac(secret: str, body: bytes, timestamp: int) -> str:
