@@ -250,9 +250,8 @@ def deliver(
         status = exc.code
         error = _answered(exc)
     except urllib.error.URLError as exc:
-        reason = exc.reason
-        error = f"timed out after {timeout:g}s" if isinstance(reason, TimeoutError) else None
-        error = error or f"no connection: {reason}"
+        timed_out = isinstance(exc.reason, TimeoutError)
+        error = f"timed out after {timeout:g}s" if timed_out else f"no connection: {exc.reason}"
     except TimeoutError:
         error = f"timed out after {timeout:g}s"
     except (OSError, http.client.HTTPException) as exc:
