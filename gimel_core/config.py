@@ -6,11 +6,11 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from . import dedup, defaults, rules
+from . import dedup, defaults, notify, rules
 from .errors import ConfigError
 from .vocabulary import Analysis, Mode, Registration
 
@@ -62,6 +62,15 @@ class Config:
     trusted_proxy_header: str | None = None
     """Header a proxy of yours puts the client's address in (None: the peer's address)."""
     trusted_proxy_hops: int = defaults.TRUSTED_PROXY_HOPS
+    webhook_url: str | None = field(default=None, repr=False)
+    """Where signed alerts are posted (https; http to loopback only)."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """What the alerts' ``Gimel-Signature`` is computed with."""
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    """A Slack incoming webhook (the URL is itself a secret)."""
+    dashboard_url: str | None = None
+    """The dashboard's address, for the link in each alert."""
+    webhook_timeout: float = defaults.WEBHOOK_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -131,6 +140,10 @@ class Config:
         if secret is not None and len(secret) < 20:
             raise ConfigError("GIMEL_SOURCE_SECRET must be at least 20 characters")
         header, hops = _proxy(env)
+        webhook_url, webhook_secret = _webhook(env)
+        webhook_timeout = _number(
+            env, "GIMEL_WEBHOOK_TIMEOUT", float, defaults.WEBHOOK_TIMEOUT, 0.5, 10.0
+        )
         return cls(
             redis_url=redis_url,
             api_keys=keys,
@@ -158,6 +171,11 @@ class Config:
             source_secret=secret,
             trusted_proxy_header=header,
             trusted_proxy_hops=hops,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            slack_webhook_url=_destination(env, "GIMEL_SLACK_WEBHOOK_URL"),
+            dashboard_url=_dashboard(env),
+            webhook_timeout=webhook_timeout,
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
@@ -205,6 +223,41 @@ def _proxy(env: Mapping[str, str]) -> tuple[str | None, int]:
     if header is None and env.get("GIMEL_TRUSTED_PROXY_HOPS", "").strip():
         raise ConfigError("GIMEL_TRUSTED_PROXY_HOPS needs GIMEL_TRUSTED_PROXY_HEADER")
     return header, hops
+
+
+def _destination(env: Mapping[str, str], name: str) -> str | None:
+    """A URL alerts may be sent to; the error shows it redacted (a Slack URL is a secret)."""
+    url = env.get(name, "").strip() or None
+    if url is not None:
+        try:
+            notify.check_url(url, name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return url
+
+
+def _webhook(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """GIMEL_WEBHOOK_URL and its secret: each needs the other (alerts are always signed)."""
+    url = _destination(env, "GIMEL_WEBHOOK_URL")
+    secret = env.get("GIMEL_WEBHOOK_SECRET", "").strip() or None
+    if url is not None and secret is None:
+        raise ConfigError("GIMEL_WEBHOOK_URL needs GIMEL_WEBHOOK_SECRET (alerts are signed)")
+    if secret is not None and url is None:
+        raise ConfigError("GIMEL_WEBHOOK_SECRET is set but GIMEL_WEBHOOK_URL is not")
+    if secret is not None and len(secret) < notify.MIN_SECRET:
+        raise ConfigError(f"GIMEL_WEBHOOK_SECRET must be at least {notify.MIN_SECRET} characters")
+    return url, secret
+
+
+def _dashboard(env: Mapping[str, str]) -> str | None:
+    """GIMEL_DASHBOARD_URL: where an alert's link points (http or https, a host, no query)."""
+    url = env.get("GIMEL_DASHBOARD_URL", "").strip() or None
+    if url is not None and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+        raise ConfigError(
+            "GIMEL_DASHBOARD_URL must be the dashboard's address, like "
+            f"https://gimel.example.com/prod/dashboard (got {url!r})"
+        )
+    return url
 
 
 MAX_WINDOW = 366 * 86_400

@@ -36,6 +36,9 @@ REDIS_TIMEOUT = 0.4
 REDIS_RETRIES = 1
 """Extra attempts after a connection error or timeout (tracking is idempotent, so safe)."""
 
+WEBHOOK_TIMEOUT = 3.0
+"""Seconds an alert's delivery may wait for its receiver (connecting, or between two reads)."""
+
 RETRY_AFTER = 2
 """Seconds a client is told to wait (``Retry-After``) when the store is unavailable."""
 

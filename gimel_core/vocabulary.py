@@ -114,6 +114,21 @@ class DecisionKind(StrEnum):
     KEEP_RUNNING = "keep_running"
 
 
+class AlertKind(StrEnum):
+    """What an alert announces about an experiment."""
+
+    DECIDED = "decided"
+    """The decision line left ``keep_running``: ``ship``, ``keep_control`` or ``no_difference``."""
+    HARM = "harm"
+    """A guardrail turned to ``harm``."""
+    SRM = "srm"
+    """The split of participants is not the declared one (an always-valid test)."""
+    SILENT = "silent"
+    """No events for hours: tracking may be broken."""
+    SIZE_REACHED = "size_reached"
+    """The plan's number of participants is reached."""
+
+
 VOCABULARY: dict[str, type[StrEnum]] = {
     "Mode": Mode,
     "Registration": Registration,
@@ -124,6 +139,7 @@ VOCABULARY: dict[str, type[StrEnum]] = {
     "VerdictKind": VerdictKind,
     "DecisionKind": DecisionKind,
     "GoalType": GoalType,
+    "AlertKind": AlertKind,
 }
 """Every concept by name: what the dashboard's vocabulary and the OpenAPI enums are checked
 against."""

@@ -45,6 +45,7 @@ from gimel_core.results import (
     Verdict,
 )
 from gimel_core.vocabulary import (
+    AlertKind,
     Analysis,
     DecisionKind,
     Direction,
@@ -625,8 +626,12 @@ CONCEPTS: dict[str, type[StrEnum]] = {
     "direction": Direction,
 }
 """A property of these names, in any schema, holds that concept's values."""
-KINDS: dict[str, type[StrEnum]] = {"verdict": VerdictKind, "Decision": DecisionKind}
-"""``kind``: a verdict's or a decision's, by the schema that holds it."""
+KINDS: dict[str, type[StrEnum]] = {
+    "verdict": VerdictKind,
+    "Decision": DecisionKind,
+    "WebhookAlert": AlertKind,
+}
+"""``kind``: a verdict's, a decision's or an alert's, by the schema that holds it."""
 
 
 def vocabulary_fields(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any, type]]:

@@ -64,5 +64,14 @@ export const GoalType = Object.freeze({
   VALUE: "value",
 });
 
+// What an alert announces about an experiment.
+export const AlertKind = Object.freeze({
+  DECIDED: "decided",
+  HARM: "harm",
+  SRM: "srm",
+  SILENT: "silent",
+  SIZE_REACHED: "size_reached",
+});
+
 // Seconds in a UTC day: the history's interval, as the server counts it.
 export const DAY = 86400;
