@@ -18,9 +18,9 @@ the null it is a nonnegative martingale with mean 1, so by Ville's inequality th
 it ever reaches 1 / alpha is at most alpha, however many looks are taken and whenever they
 are: p = min over looks of 1 / BF is a p-value valid at every look.
 
-The counts must be exact unique counts: a HyperLogLog count's error (about 0.8%) does not
-average out as participants arrive, and in a large experiment the test would read it as a
-mismatch.
+The counts must be exact unique counts (``exact`` mode): a HyperLogLog count's error (about
+0.8%, :data:`.counting_error.HLL_RSE`) does not average out as participants arrive, and in a
+large experiment the test would read it as a mismatch.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ SRM_CONCENTRATION = 100.0
 deviation is sqrt(w (1 - w) / (c + 1)), 5 points at 50/50, the size of the mismatches a broken
 assignment or redirect makes. The paper's reference implementation defaults to 10,000 (0.5
 points, tuned for very large traffic); at 2,000 participants a day it finds a 45/55 split
-in about 55 hours against 20 with 100, and on a 49.5/50.5 split at 200,000 a day 100 is
-about a quarter slower (``python -m bench.srm``)."""
+in about 55 hours against 20 with 100 (``python -m bench.srm``); in a simulation of the same
+test, a 49.5/50.5 split at 200,000 a day takes 100 about a quarter longer (25 hours, 20)."""
 
 
 def sequential_srm_p_value(
