@@ -4,7 +4,8 @@
   uplift's interval, the two-sided p-value of the pooled two-proportion z-test, and Holm's
   adjustment across the variants of a goal.
 - :mod:`.bayes`: the chance to beat the control (Beta(1, 1) priors).
-- :mod:`.srm`: the sample-ratio-mismatch test of the participants' split.
+- :mod:`.srm`: the sample-ratio-mismatch test of the participants' split;
+  :mod:`.srm_sequential`: its always-valid form, safe to check every hour.
 - :mod:`.sequential`: the always-valid (sequential) interval and p-value of the relative
   uplift, valid however often the results are looked at, and their running values over looks.
 - :mod:`.means`: a mean per participant from per-arm sums (revenue per visitor), its uplift
@@ -24,12 +25,14 @@ from .counting_error import HLL_RSE
 from .proportions import CONFIDENCE, Z, holm, two_proportion_p, uplift_interval, wilson
 from .sequential import Running, Sequential, running, sequential_uplift, step
 from .srm import SRM_ALPHA, chi2_sf, expected_split, gamma_q, srm_p_value
+from .srm_sequential import SRM_CONCENTRATION, sequential_srm_p_value
 
 __all__ = [
     "CONFIDENCE",
     "HLL_RSE",
     "Running",
     "SRM_ALPHA",
+    "SRM_CONCENTRATION",
     "Sequential",
     "Z",
     "chance_to_beat",
@@ -38,6 +41,7 @@ __all__ = [
     "gamma_q",
     "holm",
     "running",
+    "sequential_srm_p_value",
     "sequential_uplift",
     "srm_p_value",
     "step",
