@@ -397,7 +397,9 @@ def _experiment_counts(
     mode = meta.get(Meta.COUNTING)
     cells = _counters(variants, goals)
     table = {(g, v): int(stored.counts.get(keys.counts_field(g, v), 0)) for g, v in cells}
-    moments = _moments(stored.counts, cells) if mode == Mode.EXACT else {}
+    # Sums exist only where a plan declares them (exact counting): other reads skip the lookups.
+    summed = mode == Mode.EXACT and declared.plan is not None and declared.plan.summed
+    moments = _moments(stored.counts, cells) if summed else {}
     created, reset_at = _timestamp(meta.get(Meta.CREATED)), _timestamp(meta.get(Meta.RESET_AT))
     return ExperimentCounts(
         name=name,
@@ -411,9 +413,7 @@ def _experiment_counts(
         created=created,
         reset_at=reset_at,
         history=_history(stored.history, variants, goals, snapshots),
-        history_moments=_history_moments(stored.history, cells, snapshots)
-        if mode == Mode.EXACT
-        else {},
+        history_moments=_history_moments(stored.history, cells, snapshots) if summed else {},
         elapsed_days=_days(reset_at or created, now),
         last_day=int(meta[Meta.DAY]) if meta.get(Meta.DAY) else None,
         today=int(now) // DAY,

@@ -226,7 +226,7 @@ class Tracker(StoreBacked):
                 if slot is None:
                     slot = counters[e.event, e.variant] = TRACK_FIRST_COUNTER + len(counters)
                 extra = NO_NUMBERS if e.value is None and e.covariate is None else _numbers(e)
-                hll_events.append((e.variant, e.event, e.uuid, slot, *extra))
+                hll_events.append((e.variant, e.event, e.uuid, slot, extra))
             hlls = [(keys.hll(ns, exp, g, v), keys.counts_field(g, v)) for g, v in counters]
             return track_hll(ns, exp, self.new, now, hlls, hll_events, budget)
         exact_events: list[ExactEvent] = []
@@ -234,7 +234,7 @@ class Tracker(StoreBacked):
             member = dedup.record(e.event, e.variant, e.uuid).member
             field_ = keys.counts_field(e.event, e.variant)
             extra = NO_NUMBERS if e.value is None and e.covariate is None else _numbers(e)
-            exact_events.append((e.variant, e.event, member, field_, *extra))
+            exact_events.append((e.variant, e.event, member, field_, extra))
         buckets = [keys.seen(ns, exp, b) for b in dedup.lookup_buckets(window, now)]
         expiry = dedup.expiry(window, now)
         return track_exact(ns, exp, window, self.new, now, buckets, expiry, exact_events, budget)

@@ -228,10 +228,9 @@ class TrackEventArgv(NamedTuple):
     """hll: the uuid; exact: its de-dup record (``dedup.Record.member``)."""
     target: str
     """hll: the KEYS index of its HyperLogLog; exact: its field in the counts hash."""
-    value: str
-    total: str
-    """The visitor's total on the goal before this event (sent with a value only)."""
-    covariate: str
+    numbers: str
+    """``value,total,covariate`` (the visitor's total on the goal before this event, sent with a
+    value only), each decimal text or empty; empty when the event carries none (most)."""
 
 
 TRACK_STRIDE = len(TrackEventArgv._fields)

@@ -25,8 +25,9 @@
 --          exact: the uuid's record (a decimal integer below 2^63: never computed with,
 --          Lua's numbers are doubles; its last DEDUP.path_digits digits are its path), and
 --          its field in the counts
---          then its value, the visitor's total before it, and its covariate: decimal text,
---          checked finite and bounded by the caller, or empty
+--          then its numbers: `value,total,covariate` (its value, the visitor's total before
+--          it, its covariate), each decimal text checked finite and bounded by the caller, or
+--          empty; the whole slot empty when it carries none
 --
 -- Sums (exact, a plan declaring a value goal or a covariate): a new event (after de-dup, so
 -- a re-sent one adds nothing) adds to fields of the counts hash beside its count (the count's
@@ -166,11 +167,19 @@ local function counted(...)
   return reply
 end
 
+-- An event's numbers slot as its value, total and covariate ('' where none).
+local function split(numbers)
+  if numbers == '' then
+    return '', '', ''
+  end
+  return string.match(numbers, '^([^,]*),([^,]*),([^,]*)$')
+end
+
 if not mode then
   -- Undeclared, so no event carrying a number counts: if every one does, nothing is created.
   local numbered = 0
   for i = first_event, #ARGV, stride do
-    local _, _, _, _, value, _, covariate = unpack(ARGV, i, i + stride - 1)
+    local value, _, covariate = split(ARGV[i + stride - 1])
     if value ~= '' or covariate ~= '' then
       drop(value ~= '' and OFF_PLAN.not_summed or OFF_PLAN.no_covariate)
       numbered = numbered + 1
@@ -448,7 +457,8 @@ local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local over_source, over_open, over_records = 0, 0, 0
 local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
 for i = first_event, #ARGV, stride do
-  local variant, goal, member, target, value, total, covariate = unpack(ARGV, i, i + stride - 1)
+  local variant, goal, member, target, numbers = unpack(ARGV, i, i + stride - 1)
+  local value, total, covariate = split(numbers)
   local counted = false
   local broke = spent and spent >= source_budget  -- one source's budget spent
   local numbered = value ~= '' or covariate ~= ''

@@ -81,27 +81,31 @@ def _reply(reply: list[Any]) -> TrackReply:
     return ShardFull()
 
 
-Numbers = tuple[str, str, str]
-"""An event's value, total and covariate as decimal text (:func:`numbers`)."""
+Numbers = str
+"""An event's value, total and covariate as one text (:func:`numbers`): one ARGV slot, so that
+the events that carry none (most) cost no more to send than before there were numbers."""
 
-NO_NUMBERS: Numbers = ("", "", "")
+NO_NUMBERS: Numbers = ""
 """Those of an event that carries none (most)."""
 
-TrackEvent = tuple[str, str, str, int, str, str, str]
-"""(variant, goal, uuid, the KEYS index of its HyperLogLog, *numbers): one hll event."""
+TrackEvent = tuple[str, str, str, int, Numbers]
+"""(variant, goal, uuid, the KEYS index of its HyperLogLog, numbers): one hll event."""
 
-ExactEvent = tuple[str, str, str, str, str, str, str]
-"""(variant, goal, member, field of the counts hash, *numbers): one exact event, its uuid as
+ExactEvent = tuple[str, str, str, str, Numbers]
+"""(variant, goal, member, field of the counts hash, numbers): one exact event, its uuid as
 a ``dedup.Record``'s member (``schema.TrackEventArgv``)."""
 
 
 def numbers(value: float | None, total: float, covariate: float | None) -> Numbers:
-    """An event's numbers as track.lua reads them: the shortest text that is the same double
-    (``repr``), empty where none; a total only with a value."""
-    return (
-        "" if value is None else repr(value),
-        "" if value is None else repr(total),
-        "" if covariate is None else repr(covariate),
+    """An event's numbers as track.lua reads them: ``value,total,covariate``, each the shortest
+    text that is the same double (``repr``: never a comma), empty where none; a total only
+    with a value."""
+    return ",".join(
+        (
+            "" if value is None else repr(value),
+            "" if value is None else repr(total),
+            "" if covariate is None else repr(covariate),
+        )
     )
 
 
