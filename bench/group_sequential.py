@@ -56,7 +56,7 @@ from gimel_core.embedded import EmbeddedRedis
 from gimel_core.stats.power import Design, participants_needed
 from gimel_core.vocabulary import Analysis
 
-from .peeking import API_KEY, AUTH, START, wilson
+from .peeking import API_KEY, AUTH, SIMULATION_HEAD, START, simulation_row, wilson
 
 DAY = 86_400
 RATE = 0.1
@@ -368,15 +368,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
-    print("| figure | replicates | measured [95% interval] | target | | time |")
-    print("|---|---|---|---|---|---|")
+    print(SIMULATION_HEAD)
     for f in measure(QUICK if args.quick else FULL, args.seed):
-        took = f"{f.seconds:.0f} s" if f.seconds else "(same runs)"
-        ok = "met" if f.ok else "MISSED"
-        print(
-            f"| {f.figure} | {f.replicates:,} | {f.measured} | {f.target} | {ok} | {took} |",
-            flush=True,
-        )
+        row = simulation_row(f.figure, f.replicates, f.measured, f.target, f.ok, f.seconds)
+        print(row, flush=True)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 

@@ -61,7 +61,7 @@ from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
 from gimel_core.vocabulary import Mode, Registration
 
-from .peeking import wilson
+from .peeking import SIMULATION_HEAD, simulation_row, wilson
 
 BUYERS = 0.3
 PURCHASES = (1, 2, 3)
@@ -380,15 +380,10 @@ def main() -> None:
         n, k = (int(part) for part in args.aa.split(":"))
         only = Runs({n: k}, 0)
     started = time.perf_counter()
-    print("| figure | replicates | measured [95% interval] | target | | time |")
-    print("|---|---|---|---|---|---|")
+    print(SIMULATION_HEAD)
     for f in measure(args.quick, args.seed, only):
-        took = f"{f.seconds:.0f} s" if f.seconds else "(same runs)"
-        ok = "met" if f.ok else "MISSED"
-        print(
-            f"| {f.figure} | {f.replicates:,} | {f.measured} | {f.target} | {ok} | {took} |",
-            flush=True,
-        )
+        row = simulation_row(f.figure, f.replicates, f.measured, f.target, f.ok, f.seconds)
+        print(row, flush=True)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 

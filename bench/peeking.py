@@ -41,6 +41,21 @@ def wilson(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+SIMULATION_HEAD = (
+    "| figure | replicates | measured [95% interval] | target | | time |\n|---|---|---|---|---|---|"
+)
+"""The head of a simulation's table (bench.group_sequential, bench.means, bench.srm)."""
+
+
+def simulation_row(
+    figure: str, replicates: int, measured: str, target: str, ok: bool, seconds: float
+) -> str:
+    """One row of that table; no seconds: the figure comes from the runs of the row above."""
+    took = f"{seconds:.0f} s" if seconds else "(same runs)"
+    met = "met" if ok else "MISSED"
+    return f"| {figure} | {replicates:,} | {measured} | {target} | {met} | {took} |"
+
+
 def run(
     counting: str, experiments: int, days: int, visitors: int, rate: float, seed: int
 ) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from gimel_core import create_app, defaults, stats
 from gimel_core.embedded import EmbeddedRedis
 
 from .group_sequential import median_interval
-from .peeking import API_KEY, AUTH, START, wilson
+from .peeking import API_KEY, AUTH, SIMULATION_HEAD, START, simulation_row, wilson
 
 HOUR = 3_600
 BATCH = 10_000
@@ -303,15 +303,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
-    print("| figure | replicates | measured [95% interval] | target | | time |")
-    print("|---|---|---|---|---|---|")
+    print(SIMULATION_HEAD)
     for f in measure(QUICK if args.quick else FULL, args.seed):
-        ok = "met" if (f.reached if args.quick else f.ok) else "MISSED"
-        print(
-            f"| {f.figure} | {f.replicates:,} | {f.measured} | {f.target} | {ok} "
-            f"| {f.seconds:.0f} s |",
-            flush=True,
-        )
+        ok = f.reached if args.quick else f.ok
+        row = simulation_row(f.figure, f.replicates, f.measured, f.target, ok, f.seconds)
+        print(row, flush=True)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 
