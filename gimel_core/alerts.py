@@ -72,6 +72,23 @@ class Alert:
             "variant": self.variant,
         }
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        """An alert back from :meth:`to_json` (as the watcher keeps it until delivered)."""
+        decision = data.get("decision")
+        return cls(
+            id=data["id"],
+            kind=AlertKind(data["kind"]),
+            namespace=data["namespace"],
+            experiment=data["experiment"],
+            text=data["text"],
+            numbers=MappingProxyType(dict(data["numbers"])),
+            created=data["created"],
+            link=data.get("link"),
+            decision=None if decision is None else DecisionKind(decision),
+            variant=data.get("variant"),
+        )
+
     def body(self) -> bytes:
         """The exact bytes sent and signed: compact UTF-8 JSON."""
         return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False).encode()

@@ -71,6 +71,10 @@ class Config:
     dashboard_url: str | None = None
     """The dashboard's address, for the link in each alert."""
     webhook_timeout: float = defaults.WEBHOOK_TIMEOUT
+    watch_interval: int = defaults.WATCH_INTERVAL
+    """Seconds between the watcher's passes in ``gimel serve`` and ``gimel watch``."""
+    watch_silent_hours: int = defaults.WATCH_SILENT_HOURS
+    """Hours without events after which a declared experiment is announced silent."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -144,6 +148,12 @@ class Config:
         webhook_timeout = _number(
             env, "GIMEL_WEBHOOK_TIMEOUT", float, defaults.WEBHOOK_TIMEOUT, 0.5, 10.0
         )
+        watch_interval = _number(
+            env, "GIMEL_WATCH_INTERVAL", int, defaults.WATCH_INTERVAL, 0, 86_400
+        )
+        silent_hours = _number(
+            env, "GIMEL_WATCH_SILENT_HOURS", int, defaults.WATCH_SILENT_HOURS, 1, 720, "hours"
+        )
         return cls(
             redis_url=redis_url,
             api_keys=keys,
@@ -176,6 +186,8 @@ class Config:
             slack_webhook_url=_destination(env, "GIMEL_SLACK_WEBHOOK_URL"),
             dashboard_url=_dashboard(env),
             webhook_timeout=webhook_timeout,
+            watch_interval=watch_interval,
+            watch_silent_hours=silent_hours,
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:

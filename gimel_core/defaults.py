@@ -39,6 +39,13 @@ REDIS_RETRIES = 1
 WEBHOOK_TIMEOUT = 3.0
 """Seconds an alert's delivery may wait for its receiver (connecting, or between two reads)."""
 
+WATCH_INTERVAL = 3600
+"""Seconds between the watcher's passes (``GIMEL_WATCH_INTERVAL``; 0: ``gimel serve`` runs no
+watcher): hourly, which the always-valid analyses allow without crying wolf."""
+
+WATCH_SILENT_HOURS = 24
+"""Hours without events after which a declared experiment is announced silent."""
+
 RETRY_AFTER = 2
 """Seconds a client is told to wait (``Retry-After``) when the store is unavailable."""
 

@@ -131,6 +131,11 @@ class Experiments(StoreBacked):
             raise UnknownExperiment(name)
         return result
 
+    def results(self, namespace: str, names: Iterable[str]) -> list[ExperimentResult]:
+        """Each named experiment's results (one that does not exist: ``exists`` False), in one
+        round trip."""
+        return self._results(namespace, names)
+
     def counts(self, namespace: str, names: Iterable[str]) -> list[ExperimentCounts]:
         """What is stored of each named experiment: one round trip for any number."""
         names = list(names)
@@ -324,6 +329,8 @@ class Experiments(StoreBacked):
                 keys.counts(namespace, experiment),
                 keys.history(namespace, experiment),
                 keys.hll_index(namespace, experiment),
+                keys.alerts(namespace, experiment),
+                keys.deliveries(namespace, experiment),
             ]
             buckets = [
                 keys.seen(namespace, experiment, b) for b in dedup.stored_buckets(window, now)

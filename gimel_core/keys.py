@@ -14,6 +14,10 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
     gimel:{<ns>:<shard>}:<exp>:sources:<hour>     hash  source hash -> new events that hour
+    gimel:{<ns>:<shard>}:<exp>:alerts             hash  what the watcher announced, and what
+                                                        it still has to deliver (watch.py)
+    gimel:{<ns>:<shard>}:<exp>:deliveries         list  the latest delivery attempts, newest first
+    gimel:{<ns>:<shard>}:<exp>:watching           string  the lease of the watcher at work on it
     gimel:{<ns>:<shard>}:open                     hash  bytes undeclared experiments hold
 
 The ``{...}`` hash tag puts an experiment's keys and its registry shard in one Redis
@@ -137,6 +141,23 @@ def sources(namespace: str, experiment: str, hour: int) -> str:
     """Hash of one clock hour (unix seconds // 3600): salted source hash -> new events it
     added to the experiment (``gimel_core.sources``); it expires when the hour ends."""
     return f"{_base(namespace, experiment)}:sources:{hour}"
+
+
+def alerts(namespace: str, experiment: str) -> str:
+    """Hash of the watcher's state for one experiment: the alerts announced, those still to
+    deliver, the running SRM p-value, when its events last changed (``gimel_core.watch``)."""
+    return f"{_base(namespace, experiment)}:alerts"
+
+
+def deliveries(namespace: str, experiment: str) -> str:
+    """List of the latest delivery attempts of the experiment's alerts (JSON), newest first."""
+    return f"{_base(namespace, experiment)}:deliveries"
+
+
+def watching(namespace: str, experiment: str) -> str:
+    """A watcher's lease on the experiment (a random token, with an expiry): one watcher at a
+    time checks it and delivers its alerts, so two never send the same alert."""
+    return f"{_base(namespace, experiment)}:watching"
 
 
 SEEN_SEPARATOR = ":"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
+from receivers import Answer, Receiver
 from redis.cluster import RedisCluster
 
 from gimel_core import create_app
@@ -281,3 +283,16 @@ def live_server(app: Flask) -> Iterator[str]:
     """The test app over real HTTP on a free loopback port; yields its base URL."""
     with serving(app) as address:
         yield f"http://{address}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    started: list[Receiver] = []
+
+    def start(*answers: Answer, tls: ssl.SSLContext | None = None) -> Receiver:
+        started.append(Receiver(list(answers), tls).__enter__())
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.__exit__()

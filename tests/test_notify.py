@@ -14,17 +14,15 @@ import re
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 from openapi_schema_validator import OAS30Validator
+from receivers import Answer, Receiver
 
 from gimel_core import notify
 from gimel_core.alerts import Alert, alert, slack
@@ -62,88 +60,6 @@ def decided(**overrides: Any) -> Alert:
         given.pop("kind"), given.pop("namespace"), given.pop("experiment"), given.pop("text"),
         **given,
     )  # fmt: skip
-
-
-# -- the receiver ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int = 200
-    body: bytes = b"ok"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class Receiver:
-    """A real HTTP(S) server on loopback: records each request, answers from a script (then
-    200), in a thread; at most ``limit`` requests, each answer delayed at most 3 s."""
-
-    def __init__(self, answers: list[Answer] | None = None, tls: ssl.SSLContext | None = None):
-        self.answers = list(answers or [])
-        self.received: list[Received] = []
-        self.stopping = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                receiver.received.append(Received(self.path, dict(self.headers), body))
-                assert len(receiver.received) <= 20, "more deliveries than any test makes"
-                answer = receiver.answers.pop(0) if receiver.answers else Answer()
-                receiver.stopping.wait(min(answer.delay, 3.0))
-                try:
-                    self.send_response(answer.status)
-                    for name, value in answer.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(answer.body)))
-                    self.end_headers()
-                    self.wfile.write(answer.body)
-                except OSError:  # the client gave up (a timeout test)
-                    pass
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        scheme = "http"
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,))
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Callable[..., Receiver]]:
-    started: list[Receiver] = []
-
-    def start(*answers: Answer, tls: ssl.SSLContext | None = None) -> Receiver:
-        started.append(Receiver(list(answers), tls).__enter__())
-        return started[-1]
-
-    yield start
-    for one in started:
-        one.__exit__()
 
 
 def clock(start: float = NOW) -> Callable[[], float]:

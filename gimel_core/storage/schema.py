@@ -268,6 +268,31 @@ class NamespaceArgv(NamedTuple):
     """Most namespaces."""
 
 
+class WatchTag(IntEnum):
+    """watch_save.lua's reply."""
+
+    SAVED = 1
+    LOST = 0
+    """The lease is another watcher's now (or expired): nothing was written."""
+    CHANGED = -1
+    """The experiment was deleted or reset since it was read: nothing was written."""
+
+
+class WatchSaveArgv(NamedTuple):
+    token: str
+    """The lease's token: written only while the lease is still this one."""
+    epoch: str
+    """The experiment's ``reset_at`` (else ``created``) when it was read."""
+    release: int
+    """1: give the lease up once saved."""
+    log_most: int
+    """Delivery records the log keeps."""
+    set_count: int
+    """From ARGV[fields_at]: set_count field, value pairs to set, then delete_count fields to
+    delete, then delivery records to log (oldest first)."""
+    delete_count: int
+
+
 class ImportArgv(NamedTuple):
     mode: str
     experiment: str
@@ -285,6 +310,7 @@ ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
     "clear": ((ClearArgv,), "names_at"),
     "namespace": ((NamespaceArgv,), None),
     "import_legacy": ((ImportArgv,), "counters_at"),
+    "watch_save": ((WatchSaveArgv,), "fields_at"),
 }
 """Script -> its ARGV's named slots (the fields of these NamedTuples, one after the other), and
 the name of the local holding the index where the variable-length tail starts (None: none)."""
@@ -322,6 +348,7 @@ PRELUDE = "\n".join(
         f"local MOMENT = {_table(MOMENT_SUFFIX)}",
         f"local SUM_FIELD = {_lua(SUM_FIELD)}",
         f"local CLEAR = {_table({t.name.lower(): int(t) for t in ClearTag})}",
+        f"local WATCH = {_table({t.name.lower(): int(t) for t in WatchTag})}",
         f"local ACTION = {_table({a.value: a.value for a in ClearAction})}",
         f"local TRACK_SOURCES = {TRACK_SOURCES}",
         f"local TRACK_FIRST_COUNTER = {TRACK_FIRST_COUNTER}",
