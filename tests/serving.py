@@ -30,10 +30,11 @@ STOP_TIMEOUT = 20.0
 
 def clean_env(**gimel: str) -> dict[str, str]:
     """This environment without any GIMEL_* variable, plus ``gimel``; this checkout's code
-    first on the import path, whatever the working directory."""
+    first on the import path, whatever the working directory. The watcher is off unless
+    ``gimel`` sets GIMEL_WATCH_INTERVAL: a server under test or measure does only that."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env | gimel
+    return env | {"GIMEL_WATCH_INTERVAL": "0"} | gimel
 
 
 def command(port: int, *options: str) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from . import check, deploy, legacy, lifecycle, pages, plan, report, serve
+from . import check, deploy, legacy, lifecycle, pages, plan, report, serve, watch
 
 
 @click.group()
@@ -29,5 +29,6 @@ for command in (
     deploy.configure,
     deploy.deploy,
     legacy.import_legacy,
+    watch.watch,
 ):
     main.add_command(command)

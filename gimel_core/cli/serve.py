@@ -24,6 +24,7 @@ import os
 import resource
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,6 +154,7 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
     _more_open_files()
     store: Any = None
     listener: socket.socket | None = None
+    watcher: subprocess.Popen[bytes] | None = None
     started = False
     try:
         with _stopping_on_signals():
@@ -161,14 +163,42 @@ def serve(host: str, port: int, data_dir: str, threads: int, workers: int) -> No
             listener = listen(host, port)
             started = True
             _banner(defaults.local_url(host, port), app, store)
+            watcher = start_watcher(app.config["GIMEL"], store.url if store else None, data_dir)
             run(app, listener, workers, threads, app.config["GIMEL"].batch_max_bytes)
     finally:  # SIGINT and SIGTERM are ignored from here on
+        if watcher is not None:
+            stop_watcher(watcher)
         if listener is not None:
             listener.close()
         if store is not None:
             store.stop()
         if started:
             click.echo("Gimel stopped.")
+
+
+def start_watcher(
+    config: Config, embedded_url: str | None, data_dir: str
+) -> subprocess.Popen[bytes] | None:
+    """`gimel watch` beside the workers: one watcher for the whole server, in a process of its
+    own (forked workers inherit no thread of it, and its deliveries never hold up a request).
+    None when GIMEL_WATCH_INTERVAL is 0."""
+    if not config.watch_interval:
+        return None
+    url = config.redis_url or embedded_url
+    command = [sys.executable, "-m", "gimel_core.cli", "watch", "--data-dir", data_dir]
+    env = {**os.environ, "GIMEL_REDIS_URL": url} if url else None
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+
+
+def stop_watcher(watcher: subprocess.Popen[bytes]) -> None:
+    """Let the pass under way finish its delivery, briefly; then stop it (its leases expire
+    and a later pass delivers what it had not)."""
+    watcher.terminate()
+    try:
+        watcher.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        watcher.wait()
 
 
 def listen(host: str, port: int) -> socket.socket:
