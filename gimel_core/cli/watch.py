@@ -29,12 +29,14 @@ from .options import data_dir_option, one_line_errors, redis_url_option
 @data_dir_option
 @one_line_errors
 def watch(once: bool, interval: int | None, redis_url: str | None, data_dir: str) -> None:
-    """Check every experiment and deliver its alerts (GIMEL_WEBHOOK_URL, GIMEL_SLACK_WEBHOOK_URL).
+    """Check every experiment; deliver what changed as alerts.
 
-    Each pass announces what changed since the last one: a decision, a guardrail's harm, a
-    sample-ratio mismatch, a declared experiment without events for GIMEL_WATCH_SILENT_HOURS,
-    the planned size reached; each alert once, whatever other watchers run. With --once, the
-    exit code is 1 if the pass could not read every namespace (Redis unreachable).
+    Alerts go to GIMEL_WEBHOOK_URL (signed with GIMEL_WEBHOOK_SECRET) and
+    GIMEL_SLACK_WEBHOOK_URL. Each pass announces what changed since the last one: a
+    decision, a guardrail's harm, a sample-ratio mismatch, a declared experiment without
+    events for GIMEL_WATCH_SILENT_HOURS, the planned size reached; each alert once, whatever
+    other watchers run. With --once, the exit code is 1 if the pass could not read every
+    namespace (Redis unreachable).
     """
     from ..experiments import Experiments
     from ..storage.runner import Scripts
