@@ -3,8 +3,9 @@
 A pass (:meth:`Watcher.run`) goes over each namespace's experiments a chunk at a time, in a
 few round trips per chunk whatever its size:
 
-1. **claim**: a lease per experiment (``SET NX`` with an expiry, :data:`LEASE`) and what the
-   last pass remembered (``keys.alerts``). An experiment another watcher holds is left to it:
+1. **claim**: a lease per experiment (``watch_claim.lua``: taken when free, renewed by the
+   watcher that holds it; it expires after :data:`LEASE`) and what the last pass remembered
+   (``keys.alerts``). An experiment another watcher holds is left to it:
    two watchers at once (``gimel serve`` and a cron job, two Lambda invocations) never check
    or deliver the same experiment together;
 2. **read** the results, as ``GET /experiments`` computes them, and **look** at them
@@ -21,9 +22,11 @@ few round trips per chunk whatever its size:
    what is due, and give the lease up.
 
 A delivery is sent only by the lease's holder and dropped from what is due in the same
-script that releases the lease, so a receiver gets each alert once. The one exception is a
-crash (or Redis lost) between a receiver's 200 and step 5: the lease then expires and a
-later pass sends that alert again, with the same ``id`` (a receiver drops an id it has seen).
+script that releases the lease, so a receiver gets each alert once. When Redis is lost
+between a receiver's 200 and step 5, the watcher keeps the record and writes it at its next
+pass (its leases are still its own) instead of sending again. The one exception is a watcher
+killed in that moment: its lease expires and a later pass sends that alert again, with the
+same ``id`` (a receiver drops an id it has seen).
 Deliveries stop for the pass after :data:`DELIVERY_BUDGET` seconds, well inside the lease;
 what is left is due at the next pass.
 """
@@ -45,6 +48,7 @@ from .errors import StoreUnavailable
 from .notify import Delivery, Destination, Slack
 from .results import ExperimentResult
 from .storage.schema import WatchTag
+from .storage.watch_claim import claim
 from .storage.watch_save import save
 from .store import unavailable
 
@@ -144,6 +148,11 @@ class Watcher:
         self.timeout = timeout
         self.clock = experiments.clock if clock is None else clock
         self.budget = budget
+        self.token = secrets.token_hex(16)
+        """This watcher's leases: a pass renews what an earlier one of its own still holds."""
+        self._unsaved: dict[tuple[str, str], tuple[dict[str, str], list[str], list[str]]] = {}
+        """Deliveries made whose record Redis could not take (lost mid-pass): written by the
+        next pass that claims the experiment, instead of sending them again."""
 
     @classmethod
     def configured(cls, experiments: Experiments, config: Config) -> Watcher:
@@ -163,7 +172,7 @@ class Watcher:
         """One pass over every experiment of every namespace. ``deadline``: a
         ``time.monotonic()`` after which no delivery starts (a Lambda's remaining time)."""
         report = Report()
-        token = secrets.token_hex(16)
+        token = self.token
         stop = time.monotonic() + self.budget
         if deadline is not None:
             stop = min(stop, deadline)
@@ -216,21 +225,32 @@ class Watcher:
             self._deliver(exp, stop, report)
             exp.release = True
         if sending:
-            self._save(namespace, sending, token)
+            try:
+                self._save(namespace, sending, token)
+            except StoreUnavailable:
+                for exp in sending:
+                    self._unsaved[namespace, exp.name] = (exp.sets, exp.deletes, exp.records)
+                raise
 
     def _claim(self, namespace: str, names: list[str], token: str) -> list[_Experiment]:
-        """The experiments of ``names`` whose lease this pass took, with what they remember."""
+        """The experiments of ``names`` whose lease this pass holds, with what they remember
+        (and what an earlier pass of this watcher could not write)."""
+        calls = [claim(namespace, name, token, LEASE * 1000) for name in names]
         with unavailable():
-            pipe = self.client.pipeline(transaction=False)
-            for name in names:
-                pipe.set(keys.watching(namespace, name), token, nx=True, px=LEASE * 1000)
-                pipe.hgetall(keys.alerts(namespace, name))
-            replies = pipe.execute()
+            replies = self.experiments.scripts.run(calls)
         claimed = []
-        for i, name in enumerate(names):
-            if replies[2 * i]:
-                fields = {_text(k): _text(v) for k, v in replies[2 * i + 1].items()}
-                claimed.append(_Experiment(name, fields))
+        for name, fields in zip(names, replies, strict=True):
+            if fields is None:
+                continue
+            exp = _Experiment(name, fields)
+            unsaved = self._unsaved.pop((namespace, name), None)
+            if unsaved is not None:
+                sets, deletes, records = unsaved
+                fields.update(sets)
+                for key in deletes:
+                    fields.pop(key, None)
+                exp.sets, exp.deletes, exp.records = dict(sets), list(deletes), list(records)
+            claimed.append(exp)
         return claimed
 
     def _look(self, namespace: str, exp: _Experiment, now: int, report: Report) -> None:

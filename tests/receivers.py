@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,6 +16,8 @@ class Answer:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    before: Callable[[], object] | None = None
+    """Run before answering (a fault the test injects while the sender waits)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class Receiver:
                 assert len(receiver.received) <= 20, "more deliveries than any test makes"
                 answer = receiver.answers.pop(0) if receiver.answers else Answer()
                 receiver.stopping.wait(min(answer.delay, 3.0))
+                if answer.before is not None:
+                    answer.before()
                 try:
                     self.send_response(answer.status)
                     for name, value in answer.headers.items():

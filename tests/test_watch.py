@@ -302,6 +302,32 @@ def test_a_redis_outage_stops_the_pass_and_loses_nothing(
     assert watch.run().delivered == 0 and len(hook.received) == 1
 
 
+@pytest.mark.single_redis
+def test_a_delivery_whose_record_redis_lost_is_recorded_later_not_sent_again(
+    app: Flask,
+    client: FlaskClient,
+    clock: Clock,
+    receiver: Callable[..., Receiver],
+    redis_server: EmbeddedRedis,
+) -> None:
+    """The receiver takes the alert, and Redis goes down before the watcher can record it."""
+    hook = receiver(Answer(200, before=redis_server.stop))
+    declare(client, "checkout")
+    fill(client, "checkout")
+    watch = watcher(app, Webhook(hook.url, SECRET))
+    try:
+        report = watch.run()
+        assert report.delivered == 1 and report.errors, report
+    finally:
+        redis_server.start()
+    assert watch.run().delivered == 0
+    clock.now += 3600
+    assert watch.run().delivered == 0
+    assert len(hook.received) == 1
+    (record,) = watch.log(NS, "checkout")["deliveries"]
+    assert record["ok"] and watch.log(NS, "checkout")["alerts"][0]["pending"] == []
+
+
 def test_the_lease_and_the_epoch_guard_every_write(app: Flask, client: FlaskClient) -> None:
     """A watcher whose lease another holds, or whose experiment was reset since it read it,
     writes nothing."""

@@ -278,6 +278,12 @@ class WatchTag(IntEnum):
     """The experiment was deleted or reset since it was read: nothing was written."""
 
 
+class WatchClaimArgv(NamedTuple):
+    token: str
+    """The watcher's token: it takes a free lease, or renews its own."""
+    lease_ms: int
+
+
 class WatchSaveArgv(NamedTuple):
     token: str
     """The lease's token: written only while the lease is still this one."""
@@ -310,6 +316,7 @@ ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
     "clear": ((ClearArgv,), "names_at"),
     "namespace": ((NamespaceArgv,), None),
     "import_legacy": ((ImportArgv,), "counters_at"),
+    "watch_claim": ((WatchClaimArgv,), None),
     "watch_save": ((WatchSaveArgv,), "fields_at"),
 }
 """Script -> its ARGV's named slots (the fields of these NamedTuples, one after the other), and
