@@ -1,5 +1,6 @@
-"""The HTTP surface behind the API key: results, plans, settings, reset and delete; and the
-public dashboard, OpenAPI document and health check. ``/track`` is in track_endpoint.py."""
+"""The HTTP surface behind the API key: results, plans, settings, reset, delete and the alerts'
+delivery log; and the public dashboard, OpenAPI document and health check. ``/track`` is in
+track_endpoint.py."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from flask import Blueprint, Flask, Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
-from . import defaults, paging
+from . import defaults, paging, watch
 from .answers import encoded_response, error_response, json_response
-from .errors import InvalidInput
+from .errors import InvalidInput, UnknownExperiment
 from .events import check_name, parse_query
 from .store import HealthProbe
 
@@ -182,6 +183,19 @@ def experiment_history(name: str) -> Response:
     """Day by day. An experiment whose own name ends in "/history" is read with ?scope=."""
     namespace = namespace_of(query("namespace"))
     return json_response(store().history(namespace, check_name("experiment", name)).to_json())
+
+
+@bp.get("/experiments/<path:name>/alerts")
+@require_key
+def experiment_alerts(name: str) -> Response:
+    """What the watcher announced and its latest delivery attempts. Destinations appear as
+    the watcher recorded them (by kind, or redacted to scheme and host): never a secret."""
+    namespace = namespace_of(query("namespace"))
+    name = check_name("experiment", name)
+    found = watch.delivery_log(store(), namespace, name)
+    if found is None:
+        raise UnknownExperiment(name)
+    return json_response(found)
 
 
 @bp.post("/experiments/<path:name>/reset")

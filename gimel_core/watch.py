@@ -350,27 +350,40 @@ class Watcher:
 
     def log(self, namespace: str, experiment: str) -> dict[str, Any]:
         """What was announced for an experiment, oldest first, and its latest delivery
-        attempts, newest first: what ``GET /experiments/<name>/alerts`` answers."""
-        with unavailable():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(keys.alerts(namespace, experiment))
-            pipe.lrange(keys.deliveries(namespace, experiment), 0, LOG_MOST - 1)
-            fields, records = pipe.execute()
-        fields = {_text(k): _text(v) for k, v in fields.items()}
-        pending: dict[str, list[dict[str, Any]]] = {}
-        for key, raw in _due(fields):
-            _, number, name = key.split(":")
-            pending.setdefault(number, []).append({"destination": name, **json.loads(raw)})
-        announced = [
-            {**json.loads(raw), "pending": pending.get(key.removeprefix(SENT), [])}
-            for key, raw in sorted(fields.items())
-            if key.startswith(SENT)
-        ]
-        return {
-            "experiment": experiment,
-            "alerts": announced,
-            "deliveries": [json.loads(_text(r)) for r in records],
-        }
+        attempts, newest first (empty for an experiment that does not exist)."""
+        found = delivery_log(self.experiments, namespace, experiment)
+        return found or {"experiment": experiment, "alerts": [], "deliveries": []}
+
+
+def delivery_log(
+    experiments: Experiments, namespace: str, experiment: str
+) -> dict[str, Any] | None:
+    """:meth:`Watcher.log`, or None when the experiment does not exist: what ``GET
+    /experiments/<name>/alerts`` answers (404 then), in one round trip. Destinations are
+    named as the log keeps them: by kind, or by :func:`.notify.redact`'s URL."""
+    with unavailable():
+        pipe = experiments.client.pipeline(transaction=False)
+        pipe.exists(keys.meta(namespace, experiment))
+        pipe.hgetall(keys.alerts(namespace, experiment))
+        pipe.lrange(keys.deliveries(namespace, experiment), 0, LOG_MOST - 1)
+        exists, fields, records = pipe.execute()
+    if not exists:
+        return None
+    fields = {_text(k): _text(v) for k, v in fields.items()}
+    pending: dict[str, list[dict[str, Any]]] = {}
+    for key, raw in _due(fields):
+        _, number, name = key.split(":")
+        pending.setdefault(number, []).append({"destination": name, **json.loads(raw)})
+    announced = [
+        {**json.loads(raw), "pending": pending.get(key.removeprefix(SENT), [])}
+        for key, raw in sorted(fields.items())
+        if key.startswith(SENT)
+    ]
+    return {
+        "experiment": experiment,
+        "alerts": announced,
+        "deliveries": [json.loads(_text(r)) for r in records],
+    }
 
 
 def _memory(fields: dict[str, str]) -> Memory:

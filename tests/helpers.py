@@ -34,6 +34,7 @@ PRIVATE = {
     ("DELETE", "/experiments/{name}"),
     ("POST", "/experiments/{name}/reset"),
     ("GET", "/experiments/{name}/history"),
+    ("GET", "/experiments/{name}/alerts"),
     ("DELETE", "/delete"),
 }
 """serverless.yml's routes behind the API key (API Gateway checks it, then the app)."""

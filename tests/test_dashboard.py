@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from receivers import Answer, Receiver
 from werkzeug.exceptions import NotFound
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import WSGIRequestHandler
@@ -34,6 +35,8 @@ import helpers
 from conftest import API_KEY
 from gimel_core import create_app
 from gimel_core.embedded import free_port
+from gimel_core.notify import Slack, Webhook
+from gimel_core.watch import Watcher
 from helpers import chromium
 
 # The page only speaks HTTP to the API, whose behaviour on a cluster is tested elsewhere.
@@ -847,6 +850,120 @@ def test_history_charts_are_drawn_on_demand_from_the_api(
     assert "Could not load the history" in other.locator(".history-body").inner_text()
     assert other.locator(".history-body button").inner_text() == "Try again"
     page.assert_clean(allowed_console="status of 404")
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+READ_ALERTS = """(name) => {
+  const card = Array.from(document.querySelectorAll("article.exp"))
+    .find((c) => c.dataset.experiment === name);
+  const details = card.querySelector("details.alerts");
+  const body = details.querySelector(".alerts-body");
+  return {
+    state: details.dataset.state,
+    text: body.textContent,
+    alerts: Array.from(body.querySelectorAll("li.alert-item"), (li) => ({
+      kind: li.dataset.kind, id: li.dataset.id,
+      head: li.querySelector(".alert-head").textContent,
+      text: li.querySelector(".alert-text").textContent,
+      pending: Array.from(li.querySelectorAll(".alert-pending li"), (p) => p.textContent),
+    })),
+    deliveries: Array.from(body.querySelectorAll("table.deliveries tbody tr"), (tr) => ({
+      ok: tr.dataset.ok, alert: tr.dataset.alert, when: tr.querySelector("th").textContent,
+      ...Object.fromEntries(Array.from(tr.querySelectorAll("td[data-field]"),
+        (td) => [td.dataset.field, td.textContent])),
+    })),
+  };
+}"""
+ALERT_HEADS = {"srm": "Sample ratio mismatch", "size_reached": "Planned size reached"}
+
+
+def minute(ts: int | None) -> str:
+    """A time as the page shows it: to the minute, in UTC."""
+    if ts is None:
+        return "\u2014"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def test_alerts_show_what_the_watcher_announced_and_delivered(
+    make_app: Callable[..., Flask],
+    watch: Callable[[str], Watched],
+    receiver: Callable[..., Receiver],
+) -> None:
+    """A real watcher pass against loopback receivers fills the log: the webhook fails its
+    first delivery (a retry waits, the second alert behind it), Slack takes both."""
+    clock = Clock(datetime(2026, 12, 1, 9, 30, tzinfo=UTC))
+    app = make_app(counting="exact", clock=clock)
+    plan = {"variants": ["control", "green"], "goals": ["signup"], "planned_participants": 300}
+    put = app.test_client().put("/experiments/button", json=plan, headers={"x-api-key": API_KEY})
+    assert put.status_code == 201
+    events = [
+        {"experiment": "button", "variant": arm, "event": "participate", "uuid": f"{arm}{i}"}
+        for arm, trials in (("control", 300), ("green", 100))
+        for i in range(trials)
+    ]
+    post_events(app, [*events, *visitors("quiet", "a", 3, {})])
+    hook, slack = receiver(Answer(500, b"try later")), receiver()
+    secrets = ("/hooks/gimel-7c1e", "/services/T0AAAA/B0BBBB/slacktokensecret42", "k" * 40)
+    destinations = [Webhook(hook.url + secrets[0], secrets[2]), Slack(slack.url + secrets[1])]
+    report = Watcher(app.extensions["gimel"].experiments, destinations, clock=clock).run()
+    assert (report.alerts, report.retrying) == (2, 1)
+    with serving(app) as root:
+        page = watch(root)
+        page.open()
+        assert not [p for p in details_paths(page) if p.endswith("/alerts")]
+        card = page.card("button")
+        card.locator("details.alerts > summary").click()
+        card.locator('details.alerts[data-state="ready"]').wait_for()
+        shown = page.page.evaluate(READ_ALERTS, "button")
+        log = api_get(root, "experiments/button/alerts")
+        # Fetched when opened, for this experiment only.
+        assert [p for p in details_paths(page) if p.endswith("/alerts")] == [
+            "/experiments/button/alerts"
+        ]
+
+        assert [a["kind"] for a in log["alerts"]] == ["srm", "size_reached"]
+        for seen, alert in zip(shown["alerts"], log["alerts"], strict=True):
+            assert (seen["kind"], seen["id"]) == (alert["kind"], alert["id"])
+            assert seen["head"] == f"{ALERT_HEADS[alert['kind']]} · {minute(alert['created'])}"
+            assert seen["text"] == alert["text"]
+        first, second = log["alerts"]
+        assert first["pending"][0]["attempts"] == 1 and second["pending"][0]["attempts"] == 0
+        assert shown["alerts"][0]["pending"] == [
+            f"webhook: 1 attempt failed, next try {minute(first['pending'][0]['retry_at'])}"
+        ]
+        assert shown["alerts"][1]["pending"] == [
+            f"webhook: not tried yet (due {minute(second['pending'][0]['retry_at'])}; "
+            "alerts go in order)"
+        ]
+
+        assert len(shown["deliveries"]) == len(log["deliveries"]) == 3
+        for seen, sent in zip(shown["deliveries"], log["deliveries"], strict=True):
+            assert seen["ok"] == str(sent["ok"]).lower() and seen["alert"] == sent["alert"]
+            assert seen["when"] == minute(sent["at"])
+            assert seen["kind"] == ALERT_HEADS[sent["kind"]]
+            assert seen["destination"] == sent["destination"]
+            assert seen["attempt"] == str(sent["attempt"])
+            assert seen["status"] == str(sent["status"])
+            assert seen["error"] == (sent["error"] or "\u2014")
+            assert seen["retry_at"] == minute(sent["retry_at"])
+        failed = shown["deliveries"][1]
+        assert (failed["status"], failed["error"]) == ("500", "answered 500: try later")
+        assert failed["retry_at"] != "\u2014"
+        # Destinations by scheme and host: no path, no secret, on the page or in the answer.
+        html = page.page.content()
+        for secret in secrets:
+            assert secret not in html and secret not in json.dumps(log)
+
+        BUILD.mkdir(exist_ok=True)
+        card.locator("details.alerts").screenshot(path=str(BUILD / "dashboard-alerts.png"))
+
+        # An experiment the watcher found nothing to say about says so.
+        quiet = page.card("quiet")
+        quiet.locator("details.alerts > summary").click()
+        quiet.locator('details.alerts[data-state="ready"]').wait_for()
+        assert page.page.evaluate(READ_ALERTS, "quiet")["text"].startswith("No alert announced")
+        page.assert_clean()
 
 
 # -- summaries first, each experiment's results on demand --------------------------------------

@@ -29,12 +29,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
+from receivers import Answer, Receiver
 from werkzeug.test import TestResponse
 
 from conftest import API_KEY, AUTH
 from gimel_core import create_app, track_endpoint
 from gimel_core.config import Config
 from gimel_core.embedded import free_port
+from gimel_core.notify import Delivery, Webhook
 from gimel_core.results import (
     Decision,
     ExperimentResult,
@@ -55,6 +57,7 @@ from gimel_core.vocabulary import (
     Spending,
     VerdictKind,
 )
+from gimel_core.watch import Watcher, destination_name
 from tests.serving import GimelServe
 
 pytestmark = pytest.mark.single_redis  # the contract does not depend on the kind of Redis
@@ -358,6 +361,7 @@ def test_results_refusals_conform(make_app: Callable[..., Flask]) -> None:
     client = make_app().test_client()
     seed(client, "button", {"a": (3, 1), "b": (3, 2)})
     path = "/experiments/{name}"
+    alerts = "/experiments/{name}/alerts"
     wrong_key = {"x-api-key": "not-the-key-0123456789"}
     for method, url, documented in [
         ("GET", "/experiments", "/experiments"),
@@ -365,6 +369,7 @@ def test_results_refusals_conform(make_app: Callable[..., Flask]) -> None:
         ("PATCH", "/experiments/button", path),
         ("DELETE", "/experiments/button", path),
         ("POST", "/experiments/button/reset", "/experiments/{name}/reset"),
+        ("GET", "/experiments/button/alerts", "/experiments/{name}/alerts"),
         ("DELETE", "/delete?experiment=button", "/delete"),
     ]:
         no_key = client.open(url, method=method)
@@ -389,6 +394,7 @@ def test_results_refusals_conform(make_app: Callable[..., Flask]) -> None:
     for response, documented, method in [
         (client.get("/experiments/" + "x" * 129, headers=AUTH), path, "GET"),
         (client.get("/experiments/button?namespace=", headers=AUTH), path, "GET"),
+        (client.get("/experiments/button/alerts?namespace=", headers=AUTH), alerts, "GET"),
         (client.get("/experiments?archived=maybe", headers=AUTH), "/experiments", "GET"),
         (client.get("/experiments?scope=a," + "x" * 129, headers=AUTH), "/experiments", "GET"),
         (client.patch(path.format(name="button"), headers=AUTH), path, "PATCH"),
@@ -406,6 +412,7 @@ def test_results_refusals_conform(make_app: Callable[..., Flask]) -> None:
         ),
         (client.delete("/experiments/nothing", headers=AUTH), path, "DELETE"),
         (client.post("/experiments/nothing/reset", headers=AUTH), path + "/reset", "POST"),
+        (client.get("/experiments/nothing/alerts", headers=AUTH), alerts, "GET"),
         (client.delete("/delete?experiment=nothing", headers=AUTH), "/delete", "DELETE"),
     ]:
         assert response.status_code == 404
@@ -445,6 +452,7 @@ def test_outage_answers_conform() -> None:
         (down.get("/health"), "/health", "GET"),
         (down.get("/experiments", headers=AUTH), "/experiments", "GET"),
         (down.get("/experiments/button", headers=AUTH), "/experiments/{name}", "GET"),
+        (down.get("/experiments/b/alerts", headers=AUTH), "/experiments/{name}/alerts", "GET"),
         (down.delete("/delete?experiment=button", headers=AUTH), "/delete", "DELETE"),
     ]:
         assert response.status_code == 503
@@ -474,6 +482,26 @@ def test_plan_answers_conform(client: FlaskClient) -> None:
         assert [e["field"] for e in errors] == ["variants", "goals[0].role"]
     wrong = client.put("/experiments/button?dry_run=yes", json=plan, headers=AUTH)
     assert wrong.status_code == 400 and conforms(wrong, path, "PUT")["field"] == "dry_run"
+
+
+def test_the_alert_log_answers_conform(
+    make_app: Callable[..., Flask], receiver: Callable[..., Receiver]
+) -> None:
+    """Filled by a real watcher pass: an SRM alert whose webhook delivery failed once."""
+    app = make_app(counting="exact")
+    client = app.test_client()
+    seed(client, "button", {"a": (300, 30), "b": (100, 10)})
+    hook = receiver(Answer(500, b"later"))
+    Watcher(app.extensions["gimel"].experiments, [Webhook(hook.url + "/h", "s" * 32)]).run()
+    path = "/experiments/{name}/alerts"
+    log = conforms(client.get("/experiments/button/alerts", headers=AUTH), path)
+    assert [a["kind"] for a in log["alerts"]] == ["srm"]
+    assert log["alerts"][0]["pending"][0]["attempts"] == 1
+    assert [d["status"] for d in log["deliveries"]] == [500]
+    for url in ("/experiments/nothing/alerts", "/experiments/button/alerts?namespace=other"):
+        unknown = client.get(url, headers=AUTH)
+        assert unknown.status_code == 404
+        assert conforms(unknown, path)["error"]
 
 
 # -- contract violations found while writing the document, fixed -------------------------
@@ -530,15 +558,19 @@ ignored_auth.enabled = true
 unsupported_method.enabled = true
 negative_data_rejection.enabled = true
 
-# /experiments/{name}/reset and /history also read as /experiments/{name} with a name ending
-# in "/reset" or "/history" (names may contain "/"), so the methods of /experiments/{name}
-# there address that experiment rather than answering 405.
+# /experiments/{name}/reset, /history and /alerts also read as /experiments/{name} with a
+# name ending in "/reset", "/history" or "/alerts" (names may contain "/"), so the methods of
+# /experiments/{name} there address that experiment rather than answering 405.
 [[operations]]
 include-path = "/experiments/{name}/reset"
 checks.unsupported_method.enabled = false
 
 [[operations]]
 include-path = "/experiments/{name}/history"
+checks.unsupported_method.enabled = false
+
+[[operations]]
+include-path = "/experiments/{name}/alerts"
 checks.unsupported_method.enabled = false
 """
 SEED = "20240601"
@@ -630,6 +662,8 @@ KINDS: dict[str, type[StrEnum]] = {
     "verdict": VerdictKind,
     "Decision": DecisionKind,
     "WebhookAlert": AlertKind,
+    "AnnouncedAlert": AlertKind,
+    "DeliveryAttempt": AlertKind,
 }
 """``kind``: a verdict's, a decision's or an alert's, by the schema that holds it."""
 
@@ -704,3 +738,21 @@ def test_every_result_field_is_documented_and_every_documented_one_is_sent() -> 
     summary = experiment.to_json(summary=True)  # Experiment's fields, goal_names for goals
     assert set(summary) == set(experiment.to_json()) - {"goals"} | {"goal_names"}
     assert set(documented(schemas["ExperimentSummary"])) <= set(summary)
+
+
+def test_the_alert_log_documents_what_the_watcher_keeps() -> None:
+    """An announced alert is the webhook's body, field for field (each documented once, in
+    WebhookAlert), with what is due; an attempt is a notify.Delivery with its alert's kind."""
+    schemas = DOC["components"]["schemas"]
+    announced = schemas["AnnouncedAlert"]["properties"]
+    webhook = schemas["WebhookAlert"]
+    assert sorted(announced) == sorted([*webhook["properties"], "pending"])
+    for name in webhook["properties"]:
+        assert announced[name] == {"$ref": f"#/components/schemas/WebhookAlert/properties/{name}"}
+    assert schemas["AnnouncedAlert"]["required"] == [*webhook["required"], "pending"]
+    due = announced["pending"]["items"]["properties"]["destination"]["enum"]
+    assert due == [destination_name(Webhook("https://a.example", "s" * 32)), "slack"]
+    attempt = Delivery("0" * 32, "https://a.example/…", 1, 0, True, 200, None, None)
+    documented = schemas["DeliveryAttempt"]["properties"]
+    assert sorted(documented) == sorted([*attempt.to_json(), "kind"])
+    assert resolve(documented["kind"])["enum"] == [kind.value for kind in AlertKind]

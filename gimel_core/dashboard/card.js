@@ -1,6 +1,7 @@
 // One experiment's card, from its summary or its full results: title, badges, action
 // buttons, SRM warning, caveat, then its results by goal, fetched when opened (or the
-// participants alone while no goal has been reached), then its history.
+// participants alone while no goal has been reached), then its history and its alerts.
+import { alertsSection } from "./alerts.js";
 import { h } from "./dom.js";
 import { DASH, count, day, pct, plural, pText, raw } from "./format.js";
 import { variantLabel } from "./goal.js";
@@ -225,6 +226,6 @@ export function experimentCard(exp) {
   } else {
     card.append(resultsSection(exp));
   }
-  card.append(historySection(exp));
+  card.append(historySection(exp), alertsSection(exp));
   return card;
 }

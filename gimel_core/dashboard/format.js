@@ -89,6 +89,13 @@ export function day(ts) {
   return ts ? dates.format(new Date(ts * 1000)) : null;
 }
 
+// A Unix timestamp as a minute in UTC, "2026-01-01 09:30 UTC": the same for every reader, as
+// the history's days are.
+export function moment(ts) {
+  if (missing(ts)) return DASH;
+  return new Date(ts * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
 // The exact value behind a shown one, for data-value attributes.
 export function raw(x) {
   return missing(x) ? "" : String(x);

@@ -8,6 +8,7 @@ import {
   chance,
   count,
   interval,
+  moment,
   pct,
   plural,
   pText,
@@ -81,4 +82,10 @@ test("raw values for data attributes", () => {
   assert.equal(raw(0.5), "0.5");
   assert.equal(raw(0), "0");
   assert.equal(raw(null), "");
+});
+
+test("a moment is a minute in UTC, whatever the reader's time zone", () => {
+  assert.equal(moment(1767225600), "2026-01-01 00:00 UTC");
+  assert.equal(moment(1767225600 + 3600 * 9 + 61), "2026-01-01 09:01 UTC");
+  assert.equal(moment(null), DASH);
 });
