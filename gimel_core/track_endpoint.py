@@ -146,7 +146,12 @@ class Answer:
     def of(cls, response: Response) -> Answer:
         """What ``response`` sends (werkzeug adds Content-Length, drops it from a 204...)."""
         started: list[Any] = []
-        body = b"".join(response(_ENVIRON, lambda *start: started.extend(start)))
+
+        def start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Callable[..., Any]:
+            started.extend((status, headers))
+            return started.append
+
+        body = b"".join(response(_ENVIRON, start))
         return cls(started[0], tuple(started[1]), body)
 
 
