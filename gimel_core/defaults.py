@@ -155,6 +155,11 @@ BOT_AGENT_CHARS = 512
 """Only this many leading characters of a User-Agent are matched against the bot pattern, so
 a huge header costs a bounded scan (a 250 KB agent took 0.27 s); real agents are shorter."""
 
+BOT_VERDICTS = 4_096
+"""User-Agents whose bot verdict a process remembers (the most recent): a handful of agents
+send most events, and the regex costs more than the rest of parsing a request. At most
+``BOT_VERDICTS * BOT_AGENT_CHARS`` characters kept."""
+
 REGISTRATION = Registration.OPEN
 """Which experiments are counted: ``open`` (any a visitor names, the zero-config start of
 ``gimel serve``) or ``declared`` (only those declared with a plan; ``sls deploy``'s default)."""

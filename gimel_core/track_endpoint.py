@@ -11,14 +11,18 @@ registered as a Flask view (:func:`register`), so the route table, OpenAPI and t
 ``/track`` like any route; the middleware only gets there first. Flask's request hooks do
 not run for the tracking paths: tests/test_track_endpoint.py fails when one is added, so a
 hook that must cover ``/track`` is added here too. Status lines, lengths and the 413/414
-refusals are werkzeug's.
+refusals are werkzeug's: every answer is a werkzeug ``Response`` run once and kept as an
+:class:`Answer` (status line, headers, body), and the answers that never change (counted,
+bot, preflight) are run once, when the endpoint is built.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
@@ -59,26 +63,32 @@ class TrackEndpoint:
         pattern = config.bot_pattern
         self.lowercase = pattern == pattern.lower()
         self.bots = re.compile(pattern, 0 if self.lowercase else re.IGNORECASE) if pattern else None
-        # The answer to almost every request, built once.
+        # One verdict per agent: lru_cache is bounded and safe to call from many threads.
+        self._is_bot = functools.lru_cache(maxsize=defaults.BOT_VERDICTS)(self._matches)
+        # The answers to almost every request, built once.
         self.tracked = _answer({"ok": True})
-        self.preflight = Response(b"", 204, headers=TRACK_HEADERS)
-        self.preflight.headers.remove("Content-Type")
+        self.bot = _answer({"ok": True, "counted": False})
+        preflight = Response(b"", 204, headers=TRACK_HEADERS)
+        preflight.headers.remove("Content-Type")
+        self.preflight = Answer.of(preflight)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         if environ.get("PATH_INFO") not in self.paths:
             return self.next(environ, start_response)
-        return self.respond(environ)(environ, start_response)
+        answer = self.respond(environ)
+        start_response(answer.status, list(answer.headers))
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [answer.body]
 
-    def respond(self, environ: dict[str, Any]) -> Response:
+    def respond(self, environ: dict[str, Any]) -> Answer:
         """The answer to one request on a tracking path."""
         method = environ.get("REQUEST_METHOD")
         try:
             if method == "GET":
                 event = validate(parse_query(_query(environ)))
                 if self._bot(environ, 1):
-                    return _answer({"ok": True, "counted": False})
+                    return self.bot
                 off_plan = self.tracker.track(event, self.sources.of(environ)).off_plan
                 if off_plan:  # 200: a browser would send it again forever
                     return _answer({"ok": True, "counted": False, "dropped": str(off_plan[0])})
@@ -101,19 +111,52 @@ class TrackEndpoint:
                 return self.preflight
             raise MethodNotAllowed(valid_methods=METHODS)
         except Exception as exc:  # every failure becomes a JSON answer, never a traceback
-            return error_response(exc, TRACK_HEADERS)
+            return Answer.of(error_response(exc, TRACK_HEADERS))
 
     def _bot(self, environ: dict[str, Any], events: int) -> bool:
         """Requests from known bots are answered 200 (so they stop) and only tallied."""
         # Bounded: a regex over a 250 KB header would cost every other client latency.
         agent = environ.get("HTTP_USER_AGENT", "")[: defaults.BOT_AGENT_CHARS]
-        if self.bots is None or not agent:
-            return False
-        if not self.bots.search(agent.lower() if self.lowercase else agent):
+        if self.bots is None or not agent or not self._is_bot(agent):
             return False
         with contextlib.suppress(StoreUnavailable):
             self.tracker.count_filtered(events)
         return True
+
+    def _matches(self, agent: str) -> bool:
+        assert self.bots is not None
+        return self.bots.search(agent.lower() if self.lowercase else agent) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole answer as WSGI sends it: what a werkzeug ``Response`` emits, kept so that one
+    that never changes is built once and then costs nothing per request."""
+
+    status: str
+    """The status line, e.g. ``200 OK``."""
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    @property
+    def code(self) -> int:
+        return int(self.status[:3])
+
+    @classmethod
+    def of(cls, response: Response) -> Answer:
+        """What ``response`` sends (werkzeug adds Content-Length, drops it from a 204...)."""
+        started: list[Any] = []
+
+        def start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Callable[..., Any]:
+            started.extend((status, headers))
+            return started.append
+
+        body = b"".join(response(_ENVIRON, start))
+        return cls(started[0], tuple(started[1]), body)
+
+
+_ENVIRON = {"REQUEST_METHOD": "GET", "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
+"""What running a ``Response`` needs of a request: no answer here depends on the request."""
 
 
 def register(app: Flask, endpoint: TrackEndpoint) -> None:
@@ -121,11 +164,9 @@ def register(app: Flask, endpoint: TrackEndpoint) -> None:
 
     def track() -> Response:
         answer = endpoint.respond(request.environ)
-        # A copy: the middleware's prebuilt answers are shared, and Flask's hooks may add
-        # headers to what a view returns.
-        copied = Response(answer.get_data(), answer.status_code)
-        copied.headers = Headers(answer.headers)
-        return copied
+        response = Response(answer.body, answer.status)
+        response.headers = Headers(answer.headers)
+        return response
 
     for path in sorted(endpoint.paths):
         app.add_url_rule(
@@ -133,8 +174,8 @@ def register(app: Flask, endpoint: TrackEndpoint) -> None:
         )
 
 
-def _answer(body: Any) -> Response:
-    return json_response(body, 200, TRACK_HEADERS)
+def _answer(body: Any) -> Answer:
+    return Answer.of(json_response(body, 200, TRACK_HEADERS))
 
 
 def _body(environ: dict[str, Any], limit: int) -> bytes:

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from werkzeug.test import Client
 
-from gimel_core import api
+from gimel_core import api, defaults
 from helpers import track_url
 
 pytestmark = pytest.mark.single_redis  # HTTP details, not storage
@@ -85,3 +85,14 @@ def test_no_request_hook_is_skipped_silently(app: Flask) -> None:
     assert after == {None: [api.data_cors.__name__]}  # data endpoints only, by design
     assert not any(app.teardown_request_funcs.values())
     assert not any(app.url_value_preprocessors.values())
+
+
+def test_bot_verdicts_are_kept_per_agent_and_bounded(app: Flask) -> None:
+    endpoint = app.wsgi_app
+    client = app.test_client()
+    for n in range(3):
+        answer = client.get(track_url(**EVENT, uuid=f"b{n}"), headers={"User-Agent": "Googlebot"})
+        assert answer.get_json() == {"ok": True, "counted": False}
+    verdicts = endpoint._is_bot.cache_info()  # type: ignore[attr-defined]
+    assert (verdicts.misses, verdicts.hits) == (1, 2)  # the pattern ran once for three
+    assert verdicts.maxsize == defaults.BOT_VERDICTS

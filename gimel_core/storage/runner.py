@@ -9,6 +9,7 @@ failover) once, the same way for both.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -50,6 +51,16 @@ class Scripts:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        # A single server's pool: one call (the hot path, one event) is packed here and sent
+        # on one of its connections, with the connection's own timeouts and retry.
+        single = isinstance(client, redis.Redis) and client.connection is None
+        self.pool: redis.ConnectionPool | None = client.connection_pool if single else None
+        self._idle: list[Any] = []
+        """Connections this path used last, kept for the next call (taking one from the
+        pool and giving it back cost more than the round trip's own CPU); at most
+        about :data:`KEPT` (two threads may both add the last one), so the pool always has
+        connections for the other calls."""
+        self._pid = os.getpid()
 
     def run_one(self, call: Call[T]) -> T:
         return self.run([call])[0]
@@ -73,6 +84,8 @@ class Scripts:
     def _send(self, calls: Sequence[Call[Any]]) -> list[Any]:
         if len(calls) == 1:  # the common case, one event: no pipeline
             try:
+                if self.pool is not None:
+                    return [self._lean(_pack(_command(calls[0])))]
                 return [self.client.execute_command(*_command(calls[0]))]
             except redis.exceptions.NoScriptError as exc:
                 return [exc]
@@ -82,6 +95,63 @@ class Scripts:
             # first key like any other command.
             pipe.execute_command(*_command(call))
         return cast(list[Any], pipe.execute(raise_on_error=False))
+
+    def _lean(self, packed: bytes) -> Any:
+        """One packed command on a connection of the pool: what ``execute_command`` does
+        (the pool's wait, the connection's timeouts, a retry on a dropped connection after
+        closing it), without its per-call argument handling and hooks."""
+        conn = self._take()
+        try:
+            return conn.retry.call_with_retry(
+                lambda: _round_trip(conn, packed), lambda error: conn.disconnect()
+            )
+        finally:
+            self._keep(conn)
+
+    def _take(self) -> Any:
+        assert self.pool is not None
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()  # atomic: no two threads take the same one
+        except IndexError:
+            return self.pool.get_connection()
+
+    def _keep(self, conn: Any) -> None:
+        # A connection is only ever kept with its whole reply read: read_response
+        # closes it on any error (a timeout, a dropped connection) before raising.
+        if len(self._idle) < KEPT:
+            self._idle.append(conn)
+        else:
+            assert self.pool is not None
+            self.pool.release(conn)
+
+
+KEPT = 8
+"""Connections :class:`Scripts` keeps for the one-call path (of ``store.CONNECTIONS``):
+more than the threads of a ``gimel serve`` worker, so each finds one."""
+
+
+def _round_trip(conn: Any, packed: bytes) -> Any:
+    conn.send_packed_command((packed,))
+    return conn.read_response()
+
+
+def _pack(args: Sequence[Any]) -> bytes:
+    """A command in RESP, encoded as redis-py encodes arguments (text as UTF-8, numbers by
+    ``repr``), in one bytes object."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode()
+        else:
+            raise redis.DataError(f"cannot send {type(arg).__name__} to Redis")
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _command(call: Call[Any]) -> list[Any]:

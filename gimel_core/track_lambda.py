@@ -1,0 +1,129 @@
+"""``GET /track`` on Lambda without serverless-wsgi: API Gateway's REST (v1) event in, its
+answer out, exactly as serverless-wsgi and the WSGI app would give them.
+
+serverless-wsgi turns every event into a WSGI request through werkzeug (headers, environ,
+a Response run and read back), which cost more than counting the event. For a ``GET`` on a
+tracking path this module builds only the environ :class:`~.track_endpoint.TrackEndpoint`
+reads, the way serverless-wsgi builds it (header names, the last of repeated headers, the
+query string re-encoded from the event's parameters, values passed through as UTF-8 read as
+latin-1), and turns the endpoint's :class:`~.track_endpoint.Answer` into the dict
+serverless-wsgi returns (``headers`` or ``multiValueHeaders`` as the event had them, a JSON
+body as text). Every other event, and any event it cannot read as serverless-wsgi would
+(a header that is not text, a warm-up or non-REST event), goes on to serverless-wsgi:
+:meth:`LambdaTrack.answer` returns None for it. tests/test_track_lambda.py holds both paths
+to the same answers, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask
+from serverless_wsgi import TEXT_MIME_TYPES, encode_query_string, get_body_bytes
+
+from .track_endpoint import Answer, TrackEndpoint
+
+_SKIPPED = ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH")
+_DEFAULT_TYPE = ("Content-Type", "text/plain; charset=utf-8")
+"""What werkzeug's Response adds to an answer that has no Content-Type."""
+
+
+class LambdaTrack:
+    """Answers ``GET`` events on the endpoint's tracking paths."""
+
+    def __init__(self, app: Flask) -> None:
+        endpoint = app.wsgi_app
+        assert isinstance(endpoint, TrackEndpoint), "built by create_app"
+        self.endpoint = endpoint
+
+    def answer(self, event: Any) -> dict[str, Any] | None:
+        """The Lambda answer to ``event``, or None: not one this path answers."""
+        environ = self._environ(event)
+        if environ is None:
+            return None
+        return _reply(self.endpoint.respond(environ), event)
+
+    def _environ(self, event: Any) -> dict[str, Any] | None:
+        if not isinstance(event, dict) or event.get("httpMethod") != "GET":
+            return None
+        context = event.get("requestContext", {})
+        if event.get("version") is not None or event.get("requestPath") is not None:
+            return None  # an HTTP API (v2) or a Lambda-integration event
+        if event.get("source") in ("aws.events", "serverless-plugin-warmup"):
+            return None
+        if isinstance(context, dict) and context.get("elb"):
+            return None  # an ALB event: its query is read otherwise
+        path = event.get("path")
+        if not isinstance(path, str) or os.environ.get("API_GATEWAY_BASE_PATH"):
+            return None
+        path_info = _latin1(unquote(path.split("?")[0]))
+        if path_info not in self.endpoint.paths:
+            return None
+        headers = _headers(event)
+        if headers is None:
+            return None
+        environ, first = headers
+        body = get_body_bytes(event, event.get("body") or "")
+        authorizer = context.get("authorizer") or {}
+        environ |= {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path_info,
+            "QUERY_STRING": _latin1(encode_query_string(event)),
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": _latin1(first.get("content-type", "")),
+            "REMOTE_ADDR": _latin1(context.get("identity", {}).get("sourceIp", "")),
+            "REMOTE_USER": _latin1(authorizer.get("principalId", "")),
+        }
+        return environ
+
+
+def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The environ's ``HTTP_*`` entries (a repeated header: its last value) and each header's
+    first value by lowercased name; None for headers werkzeug would not take as they are."""
+    given = event.get("multiValueHeaders") or event["headers"] or {}
+    if not isinstance(given, Mapping):
+        return None
+    environ: dict[str, Any] = {}
+    first: dict[str, str] = {}
+    for name, values in given.items():
+        if not isinstance(name, str):
+            return None
+        for value in values if isinstance(values, list | tuple) else (values,):
+            if not isinstance(value, str) or "\n" in value or "\r" in value:
+                return None
+            first.setdefault(name.lower(), value)
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key not in _SKIPPED:
+                environ[key] = value
+    return environ, first
+
+
+def _latin1(value: Any) -> Any:
+    """A text value as WSGI carries it: its UTF-8 bytes read as latin-1 (PEP 3333)."""
+    return value.encode("utf-8").decode("latin1", "replace") if isinstance(value, str) else value
+
+
+def _reply(answer: Answer, event: dict[str, Any]) -> dict[str, Any]:
+    headers = list(answer.headers)
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(_DEFAULT_TYPE)
+    reply: dict[str, Any] = {"statusCode": answer.code}
+    if event.get("multiValueHeaders"):
+        reply["multiValueHeaders"] = {name: [value] for name, value in headers}
+    else:
+        reply["headers"] = dict(headers)
+    if answer.body:
+        content_type = next(value for name, value in headers if name.lower() == "content-type")
+        mimetype = content_type.split(";")[0].strip().lower()
+        encoded = any(name.lower() == "content-encoding" and value for name, value in headers)
+        if (mimetype.startswith("text/") or mimetype in TEXT_MIME_TYPES) and not encoded:
+            reply["body"] = answer.body.decode("utf-8", "replace")
+            reply["isBase64Encoded"] = False
+        else:
+            reply["body"] = base64.b64encode(answer.body).decode("utf-8")
+            reply["isBase64Encoded"] = True
+    return reply
