@@ -11,9 +11,9 @@
 //     cheaper way in for tracking (the REST API and its key stay as they are);
 //   - passes sourceBudget to the app (GIMEL_SOURCE_BUDGET) and, with trackRateLimit, caps
 //     the requests per second API Gateway's stage lets through to the tracking routes;
-//   - checks the watcher's schedule and alert settings (watchRate, webhookUrl, webhookSecret,
-//     slackWebhookUrl, dashboardUrl, watchSilentHours) and sets them as GIMEL_* variables of
-//     the watch function only, so the API function never holds a webhook's secret;
+//   - checks the watcher's alert settings (webhookUrl, webhookSecret, slackWebhookUrl,
+//     dashboardUrl, watchSilentHours) and sets them as GIMEL_* variables of the watch
+//     function only, so the API function never holds a webhook's secret;
 // and, before packaging, refuses a package that could not work once deployed: no
 // Redis URL (or one on this machine), or an API key API Gateway would reject. `sls
 // offline` needs the key as well.
@@ -46,12 +46,9 @@ const LOOPBACK = /^rediss?(?:\+cluster)?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.
 // An AWS endpoint on this machine: an emulator, never AWS.
 const LOCAL_ENDPOINT = /^https?:\/\/(?:localhost|127\.[0-9.]+|\[::1\])(?::\d+)?(?:\/|$)/i;
 
-// The function EventBridge runs on the watchRate schedule (serverless.yml).
+// The function EventBridge runs on the watchRate schedule (serverless.yml, where osls checks
+// the expression against EventBridge's rules before any plugin runs).
 const WATCH = 'watch';
-// EventBridge's two kinds of schedule: rate(<n> <unit>), singular when n is 1, or cron() of
-// six fields.
-const RATE = /^rate\((?:1 (?:minute|hour|day)|[1-9]\d* (?:minutes|hours|days))\)$/;
-const CRON = /^cron\(\S+( \S+){5}\)$/;
 const LOOPBACK_HOST = /^(?:localhost|127\.[0-9.]+|\[::1\])$/i;
 // A dashboard address an alert may link to (the app's GIMEL_DASHBOARD_URL rule).
 const DASHBOARD_URL = /^https?:\/\/[^/\s?#]+(\/[^\s?#]*)?$/;
@@ -110,18 +107,11 @@ class GimelPlugin {
     this.addWatcher();
   }
 
-  // The watcher's schedule is in serverless.yml; its settings go to its environment only.
+  // The watcher's alert settings, to its environment only.
   addWatcher() {
     const watch = this.serverless.service.functions[WATCH];
     if (!watch) this.fail(`serverless.yml has no ${WATCH} function`);
     const setting = (name) => String(this.settings()[name] ?? '').trim();
-    const rate = setting('watchRate');
-    if (!RATE.test(rate) && !CRON.test(rate)) {
-      this.fail(
-        'watchRate must be an EventBridge schedule: rate(<n> minutes|hours|days), with ' +
-          `"minute", "hour" or "day" when n is 1, or cron() of six fields; got ${JSON.stringify(rate)}`
-      );
-    }
     const env = {};
     const webhook = setting('webhookUrl');
     const secret = setting('webhookSecret');
