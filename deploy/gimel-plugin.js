@@ -11,6 +11,9 @@
 //     cheaper way in for tracking (the REST API and its key stay as they are);
 //   - passes sourceBudget to the app (GIMEL_SOURCE_BUDGET) and, with trackRateLimit, caps
 //     the requests per second API Gateway's stage lets through to the tracking routes;
+//   - checks the watcher's alert settings (webhookUrl, webhookSecret, slackWebhookUrl,
+//     dashboardUrl, watchSilentHours) and sets them as GIMEL_* variables of the watch
+//     function only, so the API function never holds a webhook's secret;
 // and, before packaging, refuses a package that could not work once deployed: no
 // Redis URL (or one on this machine), or an API key API Gateway would reject. `sls
 // offline` needs the key as well.
@@ -18,7 +21,8 @@
 // A Redis on this machine is accepted in one case only: when AWS_ENDPOINT_URL sends every
 // AWS call to an emulator on this machine too (tests/test_emulated_deploy.py), whose
 // functions run here and so can reach it. A deploy to AWS never has that variable pointing
-// at this machine.
+// at this machine. The same holds for a webhook on this machine (the emulated deploy's
+// receiver).
 
 // The rules the app applies too (gimel_core/rules.py), written once in rules.json.
 const RULES = require('../gimel_core/rules.json');
@@ -41,6 +45,13 @@ const LOOPBACK = /^rediss?(?:\+cluster)?:\/\/(?:[^@/]*@)?(?:localhost|127\.[0-9.
 
 // An AWS endpoint on this machine: an emulator, never AWS.
 const LOCAL_ENDPOINT = /^https?:\/\/(?:localhost|127\.[0-9.]+|\[::1\])(?::\d+)?(?:\/|$)/i;
+
+// The function EventBridge runs on the watchRate schedule (serverless.yml, where osls checks
+// the expression against EventBridge's rules before any plugin runs).
+const WATCH = 'watch';
+const LOOPBACK_HOST = /^(?:localhost|127\.[0-9.]+|\[::1\])$/i;
+// A dashboard address an alert may link to (the app's GIMEL_DASHBOARD_URL rule).
+const DASHBOARD_URL = /^https?:\/\/[^/\s?#]+(\/[^\s?#]*)?$/;
 
 function whole(pattern) {
   return new RegExp(`^(?:${pattern})$`);
@@ -93,6 +104,74 @@ class GimelPlugin {
     this.addVpc(list(this.settings().subnetIds), list(this.settings().securityGroupIds));
     this.addFrontDoor(String(this.settings().frontDoor || 'rest').trim());
     this.addSourceBudget(String(this.settings().sourceBudget ?? '').trim());
+    this.addWatcher();
+  }
+
+  // The watcher's alert settings, to its environment only.
+  addWatcher() {
+    const watch = this.serverless.service.functions[WATCH];
+    if (!watch) this.fail(`serverless.yml has no ${WATCH} function`);
+    const setting = (name) => String(this.settings()[name] ?? '').trim();
+    const env = {};
+    const webhook = setting('webhookUrl');
+    const secret = setting('webhookSecret');
+    const slack = setting('slackWebhookUrl');
+    if (webhook) this.checkDestination('webhookUrl', webhook);
+    if (slack) this.checkDestination('slackWebhookUrl', slack);
+    if (webhook && !secret) this.fail('webhookUrl needs webhookSecret: alerts are always signed');
+    if (secret && !webhook) this.fail('webhookSecret is set but webhookUrl is not');
+    if (secret && secret.length < RULES.webhookSecret.minLength) {
+      this.fail(
+        `webhookSecret must be ${RULES.webhookSecret.description}; make one with: ` +
+          'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+      );
+    }
+    if (webhook) Object.assign(env, { GIMEL_WEBHOOK_URL: webhook, GIMEL_WEBHOOK_SECRET: secret });
+    if (slack) env.GIMEL_SLACK_WEBHOOK_URL = slack;
+    const dashboard = setting('dashboardUrl');
+    if (dashboard) {
+      if (!DASHBOARD_URL.test(dashboard)) {
+        this.fail(
+          'dashboardUrl must be the dashboard\'s address, like ' +
+            `https://gimel.example.com/prod/dashboard, got ${JSON.stringify(dashboard)}`
+        );
+      }
+      env.GIMEL_DASHBOARD_URL = dashboard;
+    }
+    const silent = setting('watchSilentHours');
+    if (silent) {
+      if (!/^\d{1,3}$/.test(silent) || Number(silent) < 1 || Number(silent) > 720) {
+        this.fail(`watchSilentHours must be a whole number of hours from 1 to 720, got ${JSON.stringify(silent)}`);
+      }
+      env.GIMEL_WATCH_SILENT_HOURS = silent;
+    }
+    watch.environment = { ...watch.environment, ...env };
+  }
+
+  // Where alerts may go (the app's notify.check_url): https, no user or password, and a host
+  // the function can reach. Shown by scheme and host only: a Slack URL is itself a secret.
+  checkDestination(name, value) {
+    let url;
+    try {
+      url = new URL(value);
+    } catch {
+      this.fail(`${name} is not a URL`);
+    }
+    const shown = `${url.protocol}//${url.host}/...`;
+    const endpoint = process.env.AWS_ENDPOINT_URL || '';
+    const loopback = LOOPBACK_HOST.test(url.hostname);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+      this.fail(`${name} must be an https:// URL (got ${shown})`);
+    }
+    if (url.username || url.password) {
+      this.fail(`${name} must not carry a user or password (got ${shown})`);
+    }
+    if (loopback && !LOCAL_ENDPOINT.test(endpoint)) {
+      this.fail(
+        `${name} points at this machine (${shown}), which the watch function cannot reach: ` +
+          'give an address reachable from AWS'
+      );
+    }
   }
 
   addSourceBudget(budget) {

@@ -26,7 +26,7 @@ from email.message import Message
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import defaults
+from . import defaults, rules
 from .alerts import Alert, slack
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ SIGNATURE_HEADER = "Gimel-Signature"
 """``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as Stripe signs its webhooks."""
 TOLERANCE = 300
 """Seconds a signature stays acceptable: an older one may be a replay."""
-MIN_SECRET = 32
+MIN_SECRET = rules.WEBHOOK_SECRET_LENGTH
 """Shortest webhook secret, in characters."""
 ATTEMPTS = 6
 """Deliveries tried per alert and destination before it is recorded as failed."""

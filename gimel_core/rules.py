@@ -1,4 +1,5 @@
-"""The rules several programs must apply alike: the API key, the track paths, the deploy files.
+"""The rules several programs must apply alike: the API key, the track paths, the webhook
+secret, the deploy files.
 
 Each is written once, in rules.json beside this module, because two readers cannot import
 Python: setup.py (it runs before Gimel's dependencies are installed) and
@@ -26,6 +27,9 @@ MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 TRACK_PATH = re.compile(_RULES["trackPath"]["pattern"])
 """An extra path that counts like /track, without its outer slashes (e.g. ``collect/t``)."""
 TRACK_PATH_RULE: str = _RULES["trackPath"]["description"]
+
+WEBHOOK_SECRET_LENGTH: int = _RULES["webhookSecret"]["minLength"]
+"""Shortest webhook secret, in characters (GIMEL_WEBHOOK_SECRET, the webhookSecret param)."""
 
 DEPLOY_FILES: tuple[str, ...] = tuple(_RULES["deployFiles"])
 """What sls deploys from besides gimel_core; setup.py puts them in the wheel."""

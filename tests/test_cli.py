@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import API_KEY, AUTH
-from gimel_core import defaults
+from gimel_core import defaults, notify
 from gimel_core.cli import main
 from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
@@ -822,3 +822,60 @@ def test_every_gimel_variable_is_in_the_readme() -> None:
     readme = root.joinpath("README.md").read_text()
     assert {"GIMEL_PORT", "GIMEL_NAMESPACE", "GIMEL_URL"} <= used
     assert sorted(name for name in used if f"`{name}`" not in readme) == []
+
+
+def test_configure_saves_where_alerts_go_and_checks_it_as_the_app_does(
+    runner: CliRunner, redis_url: str
+) -> None:
+    base = ["configure", "--redis-url", redis_url, "--no-input"]
+    first = run(
+        runner,
+        *base,
+        "--webhook-url",
+        "https://hooks.example.com/gimel",
+        "--slack-webhook-url",
+        "https://hooks.slack.com/services/T0/B0/token",
+        "--dashboard-url",
+        "https://gimel.example.com/prod/dashboard",
+        "--watch-rate",
+        "rate(15 minutes)",
+        "--watch-silent-hours",
+        "6",
+    )
+    saved = json.loads(Path("gimel.config.json").read_text())
+    assert (
+        saved.items()
+        >= {
+            "webhookUrl": "https://hooks.example.com/gimel",
+            "slackWebhookUrl": "https://hooks.slack.com/services/T0/B0/token",
+            "dashboardUrl": "https://gimel.example.com/prod/dashboard",
+            "watchRate": "rate(15 minutes)",
+            "watchSilentHours": "6",
+        }.items()
+    )
+    # A webhook is always signed: a secret is generated once, shown once, then kept.
+    secret = saved["webhookSecret"]
+    assert len(secret) >= notify.MIN_SECRET
+    assert f"Webhook secret (give it to the receiver): {secret}" in first.output
+    again = run(runner, *base)
+    assert json.loads(Path("gimel.config.json").read_text()) == saved
+    assert "Webhook secret" not in again.output
+
+    for option, value, complaint in (
+        ("--webhook-url", "http://hooks.example.com/gimel", "must be https"),
+        ("--slack-webhook-url", "https://u:p@hooks.slack.com/x", "user or password"),
+        ("--webhook-secret", "too-short", "at least 32 characters"),
+        ("--watch-rate", "rate(1 hours)", "is not an EventBridge schedule"),
+        ("--watch-silent-hours", "0", "GIMEL_WATCH_SILENT_HOURS must be between 1 and 720"),
+        ("--dashboard-url", "gimel.example.com", "GIMEL_DASHBOARD_URL must be"),
+    ):
+        refused = runner.invoke(main, [*base, option, value])
+        assert refused.exit_code == 1 and complaint in refused.output, (option, refused.output)
+        assert "token" not in refused.output  # a Slack URL is a secret, never shown whole
+        assert json.loads(Path("gimel.config.json").read_text()) == saved  # nothing saved
+
+    # '' removes a setting; the webhook's secret goes with the webhook.
+    run(runner, *base, "--webhook-url", "", "--watch-rate", "")
+    left = json.loads(Path("gimel.config.json").read_text())
+    assert not {"webhookUrl", "webhookSecret", "watchRate"} & set(left)
+    assert left["slackWebhookUrl"] == saved["slackWebhookUrl"]

@@ -31,7 +31,7 @@ import pytest
 from flask import Flask
 
 from conftest import API_KEY
-from gimel_core import rules
+from gimel_core import notify, rules
 from gimel_core.embedded import free_port
 from gimel_core.errors import ConfigError
 from helpers import PRIVATE, PUBLIC
@@ -54,7 +54,20 @@ PARAMS = {
     "trackRateLimit": "500",
     "subnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "securityGroupIds": "sg-0123456789abcdef0",
+    "webhookUrl": "https://hooks.example.com/gimel/alerts?team=growth",
+    "webhookSecret": "whsec-0123456789abcdef0123456789abcdef",
+    "slackWebhookUrl": "https://hooks.slack.com/services/T000/B000/not-a-real-token",
+    "dashboardUrl": "https://gimel.example.com/dev/dashboard",
+    "watchSilentHours": "6",
 }
+WATCH_ENVIRONMENT = {
+    "GIMEL_WEBHOOK_URL": PARAMS["webhookUrl"],
+    "GIMEL_WEBHOOK_SECRET": PARAMS["webhookSecret"],
+    "GIMEL_SLACK_WEBHOOK_URL": PARAMS["slackWebhookUrl"],
+    "GIMEL_DASHBOARD_URL": PARAMS["dashboardUrl"],
+    "GIMEL_WATCH_SILENT_HOURS": "6",
+}
+"""The alert settings, in the watch function's environment and nowhere else."""
 
 EXTRA_TRACK = {
     (method, extra) for method, path in PUBLIC if path == "/track" for extra in ("/collect", "/t")
@@ -129,8 +142,9 @@ class Package:
             if resource["Type"] == kind
         }
 
-    def function(self) -> dict[str, Any]:
-        (function,) = self.resources("AWS::Lambda::Function").values()
+    def function(self, name: str = "api") -> dict[str, Any]:
+        functions = self.resources("AWS::Lambda::Function").values()
+        (function,) = [f for f in functions if f["FunctionName"] == f"gimel-dev-{name}"]
         return function
 
     def routes(self) -> dict[tuple[str, str], dict[str, Any]]:
@@ -237,6 +251,28 @@ def test_function_runtime_settings_and_environment(package: Package) -> None:
     }
 
 
+def test_the_watcher_runs_on_its_schedule_with_the_alert_settings_in_its_environment_only(
+    package: Package,
+) -> None:
+    assert len(package.resources("AWS::Lambda::Function")) == 2
+    watch, api = package.function("watch"), package.function("api")
+    assert watch["Handler"] == "handler.watch"
+    assert (watch["Timeout"], watch["MemorySize"]) == (300, 256)  # see serverless.yml
+    shared = {k: v for k, v in api["Environment"]["Variables"].items() if k != "GIMEL_TRACK_PATHS"}
+    assert watch["Environment"]["Variables"] == {**shared, **WATCH_ENVIRONMENT}
+    assert not set(WATCH_ENVIRONMENT) & set(api["Environment"]["Variables"])
+    assert watch["VpcConfig"] == api["VpcConfig"]  # it reads the same Redis
+    ((rule_name, rule),) = package.resources("AWS::Events::Rule").items()
+    assert rule["ScheduleExpression"] == "rate(1 hour)"  # watchRate's default
+    assert rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["WatchLambdaFunction", "Arn"]}
+    permissions = package.resources("AWS::Lambda::Permission").values()
+    (allowed,) = [p for p in permissions if p["Principal"] == "events.amazonaws.com"]
+    assert allowed["FunctionName"] == {"Fn::GetAtt": ["WatchLambdaFunction", "Arn"]}
+    assert allowed["SourceArn"] == {"Fn::GetAtt": [rule_name, "Arn"]}
+
+
 def test_the_stage_throttles_every_tracking_route(package: Package) -> None:
     """trackRateLimit: API Gateway's ceiling on the tracking routes, all visitors together."""
     (deployment,) = package.resources("AWS::ApiGateway::Deployment").values()
@@ -336,6 +372,9 @@ def test_zip_is_self_contained(package: Package, redis_url: str, tmp_path: Path)
         ({"subnetIds": None}, "needs both subnetIds and securityGroupIds"),
         ({"sourceBudget": "thirty"}, "sourceBudget must be a whole number"),
         ({"trackRateLimit": "0"}, "trackRateLimit must be a whole number"),
+        # osls checks the schedule against EventBridge's rules ("1 hour", "2 hours").
+        ({"watchRate": "rate(1 hours)"}, "functions.watch.events.0.schedule"),
+        ({"webhookSecret": "s" * 31}, "webhookSecret must be at least 32 characters"),
     ],
 )
 def test_package_refuses_settings_that_cannot_work(
@@ -417,6 +456,123 @@ def test_the_plugin_applies_the_apps_key_and_track_path_rules() -> None:
     assert verdicts["paths"] == [python_accepts_path(path) for path in TRACK_PATHS]
     assert verdicts["keys"] == [True] * 3 + [False] * 9  # the table tests both sides
     assert verdicts["paths"] == [True] * 5 + [False] * 5
+
+
+WATCH_VERDICTS = """
+const Plugin = require(process.argv[1]);
+const cases = JSON.parse(process.argv[2]);
+class Refused extends Error {}
+console.log(JSON.stringify(cases.map(({ settings, endpoint }) => {
+  if (endpoint) process.env.AWS_ENDPOINT_URL = endpoint;
+  else delete process.env.AWS_ENDPOINT_URL;
+  const functions = { api: { environment: {} }, watch: { environment: {} } };
+  const service = { custom: { gimel: settings }, functions, provider: {} };
+  try {
+    new Plugin({ service, classes: { Error: Refused } }).addWatcher();
+    return { api: functions.api.environment, watch: functions.watch.environment };
+  } catch (error) {
+    if (error instanceof Refused) return { refused: error.message };
+    throw error;
+  }
+})));
+"""
+SECRET = "s" * 32
+SLACK = "https://hooks.slack.com/services/T000/B000/secret-token"
+EMULATOR = "http://127.0.0.1:4566"
+WATCH_CASES: list[tuple[dict[str, str], str, str | None]] = [
+    # (settings, AWS endpoint, what the refusal says; None: accepted)
+    ({}, "", None),
+    ({"webhookUrl": "https://hooks.example.com/a?b=c", "webhookSecret": SECRET}, "", None),
+    ({"webhookUrl": "http://hooks.example.com/a", "webhookSecret": SECRET}, "", "https://"),
+    ({"webhookUrl": "https://u:p@hooks.example.com/a", "webhookSecret": SECRET}, "", "user"),
+    ({"webhookUrl": "not a url", "webhookSecret": SECRET}, "", "webhookUrl is not a URL"),
+    ({"webhookUrl": "https://hooks.example.com/a"}, "", "webhookUrl needs webhookSecret"),
+    ({"webhookSecret": SECRET}, "", "webhookSecret is set but webhookUrl is not"),
+    (
+        {"webhookUrl": "https://hooks.example.com/a", "webhookSecret": SECRET[:-1]},
+        "",
+        "webhookSecret must be at least 32 characters",
+    ),
+    # Loopback: only when every AWS call goes to an emulator on this machine.
+    ({"webhookUrl": "http://127.0.0.1:9/a", "webhookSecret": SECRET}, EMULATOR, None),
+    (
+        {"webhookUrl": "http://127.0.0.1:9/a", "webhookSecret": SECRET},
+        "",
+        "webhookUrl points at this machine",
+    ),
+    ({"slackWebhookUrl": SLACK}, "", None),
+    ({"slackWebhookUrl": SLACK.replace("https", "http")}, "", "slackWebhookUrl must be an https"),
+    ({"dashboardUrl": "https://gimel.example.com/prod/dashboard"}, "", None),
+    ({"dashboardUrl": "https://gimel.example.com/d?key=x"}, "", "dashboardUrl must be"),
+    ({"watchSilentHours": "720"}, "", None),
+    ({"watchSilentHours": "0"}, "", "watchSilentHours must be a whole number"),
+    ({"watchSilentHours": "1.5"}, "", "watchSilentHours must be a whole number"),
+]
+WATCH_NAMES = {
+    "webhookUrl": "GIMEL_WEBHOOK_URL",
+    "webhookSecret": "GIMEL_WEBHOOK_SECRET",
+    "slackWebhookUrl": "GIMEL_SLACK_WEBHOOK_URL",
+    "dashboardUrl": "GIMEL_DASHBOARD_URL",
+    "watchSilentHours": "GIMEL_WATCH_SILENT_HOURS",
+}
+
+
+def test_the_plugin_checks_the_watchers_settings_and_gives_them_to_the_watch_function_only():
+    """Run by node for real; a refusal never shows a URL's path (a Slack URL is a secret)."""
+    cases = [{"settings": settings, "endpoint": endpoint} for settings, endpoint, _ in WATCH_CASES]
+    plugin = str(ROOT / "deploy" / "gimel-plugin.js")
+    result = subprocess.run(
+        ["node", "-e", WATCH_VERDICTS, plugin, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    for (settings, _, complaint), verdict in zip(
+        WATCH_CASES, json.loads(result.stdout), strict=True
+    ):
+        if complaint is None:
+            assert verdict["api"] == {}, settings
+            expected = {WATCH_NAMES[k]: v for k, v in settings.items() if k in WATCH_NAMES}
+            assert verdict["watch"] == expected, settings
+        else:
+            assert complaint in verdict.get("refused", ""), (settings, verdict)
+            assert "/a" not in verdict["refused"] and "secret-token" not in verdict["refused"]
+            assert SECRET[:-1] not in verdict["refused"]
+
+
+def test_the_plugin_accepts_the_destinations_the_app_sends_to() -> None:
+    """Deploying to the emulator (loopback allowed), the plugin and notify.check_url agree."""
+    urls = [
+        "https://hooks.example.com/x",
+        "https://hooks.example.com:8443/x?y=z",
+        "http://127.0.0.1:8080/x",
+        "http://localhost/x",
+        "http://[::1]:80/x",
+        "http://hooks.example.com/x",
+        "ftp://hooks.example.com/x",
+        "https://user:pw@hooks.example.com/x",
+        "https://hooks.example.com:99999/x",
+    ]
+    cases = [{"settings": {"slackWebhookUrl": url}, "endpoint": EMULATOR} for url in urls]
+    plugin = str(ROOT / "deploy" / "gimel-plugin.js")
+    result = subprocess.run(
+        ["node", "-e", WATCH_VERDICTS, plugin, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+    def app_accepts(url: str) -> bool:
+        try:
+            return bool(notify.check_url(url))
+        except ValueError:
+            return False
+
+    verdicts = ["refused" not in verdict for verdict in json.loads(result.stdout)]
+    assert verdicts == [app_accepts(url) for url in urls]
+    assert verdicts == [True] * 5 + [False] * 4  # the table tests both sides
 
 
 def test_setup_py_and_gimel_deploy_ship_the_same_files() -> None:

@@ -18,7 +18,7 @@ import sys
 import time
 import venv
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from receivers import Receiver
 
 from emulator import aws
+from gimel_core import create_app, notify
 from gimel_core.embedded import EmbeddedRedis
+from gimel_core.watch import Watcher
 from helpers import PRIVATE, PUBLIC
 
 pytestmark = pytest.mark.emulator
@@ -367,7 +370,131 @@ def assert_removed(emulator: Emulator, stage: str, bucket: str) -> None:
     plans = client.aws("apigateway", "get-usage-plans")["items"]
     assert f"gimel-{stage}" not in {plan["name"] for plan in plans}
     functions = client.aws("lambda", "list-functions")["Functions"]
-    assert f"gimel-{stage}-api" not in {f["FunctionName"] for f in functions}
+    assert not {f"gimel-{stage}-api", f"gimel-{stage}-watch"} & {
+        f["FunctionName"] for f in functions
+    }
+    rules = client.aws("events", "list-rules", "--name-prefix", f"gimel-{stage}-")["Rules"]
+    assert rules == []
+
+
+# -- the watcher: EventBridge runs it on its schedule -----------------------------------------
+
+WEBHOOK_SECRET = "emulated-webhook-secret-0123456789abcdef"
+SIZED = {"variants": ["blue", "red"], "goals": ["signup"], "analysis": "fixed"}
+"""Planned at 2 participants: the first two reach it, and at that size the fixed analysis
+decides (no difference). Two alerts, in this order:"""
+ALERTS = ["decided", "size_reached"]
+SCHEDULE_WAIT = 240.0
+"""Seconds for the first scheduled pass to deliver: LocalStack's scheduler looks once a
+minute, then the function starts cold on a busy 2-core machine."""
+SCHEDULED_EVENT = {
+    "version": "0",
+    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": aws.ACCOUNT,
+    "time": "2026-12-01T10:00:00Z",
+    "region": aws.REGION,
+    "resources": [],
+    "detail": {},
+}
+
+
+def test_the_watcher_is_deployed_on_its_schedule_and_delivers_each_alert_once(
+    emulator: Emulator, receiver: Callable[..., Receiver], tmp_path: Path
+) -> None:
+    # Its own database, so the watcher sees only this experiment.
+    watched = emulator.redis_url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(watched).flushdb()
+    app = create_app({"redis_url": watched, "api_keys": (API_KEY,)})
+    client = app.test_client()
+    plan = {**SIZED, "planned_participants": 2}
+    answer = client.put("/experiments/sized", json=plan, headers={"x-api-key": API_KEY})
+    assert answer.status_code == 201, answer.get_json()
+    for variant, uuid in (("blue", "u1"), ("red", "u2")):
+        query = f"experiment=sized&variant={variant}&uuid={uuid}&event=participate"
+        assert client.get(f"/track?{query}", headers={"User-Agent": BROWSER}).status_code == 200
+
+    webhook = receiver()
+    stack = checkout_deploy(
+        emulator,
+        "watch",
+        "deploy with the watcher every minute",
+        redisUrl=watched,
+        watchRate="rate(1 minute)",
+        webhookUrl=f"{webhook.url}/alerts",
+        webhookSecret=WEBHOOK_SECRET,
+    )
+    deployed = time.monotonic()
+    lambdas = emulator.localstack
+
+    # The watch function alone holds the webhook's settings.
+    watch = lambdas.aws(
+        "lambda", "get-function-configuration", "--function-name", f"{stack.name}-watch"
+    )
+    assert (watch["Handler"], watch["Timeout"]) == ("handler.watch", 300)
+    variables = watch["Environment"]["Variables"]
+    assert variables["GIMEL_WEBHOOK_URL"] == f"{webhook.url}/alerts"
+    assert variables["GIMEL_WEBHOOK_SECRET"] == WEBHOOK_SECRET
+    api = lambdas.aws(
+        "lambda", "get-function-configuration", "--function-name", f"{stack.name}-api"
+    )
+    assert not [name for name in api["Environment"]["Variables"] if "WEBHOOK" in name]
+
+    # Its rule and the rule's target, as EventBridge lists them.
+    arn = watch["FunctionArn"]
+    (rule_name,) = lambdas.aws("events", "list-rule-names-by-target", "--target-arn", arn)[
+        "RuleNames"
+    ]
+    rule = lambdas.aws("events", "describe-rule", "--name", rule_name)
+    assert (rule["ScheduleExpression"], rule["State"]) == ("rate(1 minute)", "ENABLED")
+    (target,) = lambdas.aws("events", "list-targets-by-rule", "--rule", rule_name)["Targets"]
+    assert target["Arn"] == arn
+
+    # The schedule itself runs it: each alert reaches the receiver once, signed.
+    while len(webhook.received) < len(ALERTS) and time.monotonic() - deployed < SCHEDULE_WAIT:
+        time.sleep(1)
+    emulator.timings["the schedule's first delivery, after the deploy"] = (
+        time.monotonic() - deployed
+    )
+    assert [json.loads(r.body)["kind"] for r in webhook.received] == ALERTS
+    for received in webhook.received:
+        assert received.path == "/alerts"
+        assert notify.verify(
+            WEBHOOK_SECRET, received.body, received.headers[notify.SIGNATURE_HEADER]
+        )
+        assert json.loads(received.body)["experiment"] == "sized"
+
+    # A second trigger, EventBridge's scheduled event sent to the function: nothing new.
+    answer_file = tmp_path / "report.json"
+    invoked = lambdas.aws(
+        "lambda",
+        "invoke",
+        "--function-name",
+        f"{stack.name}-watch",
+        "--payload",
+        json.dumps(SCHEDULED_EVENT),
+        str(answer_file),
+    )
+    assert invoked["StatusCode"] == 200 and "FunctionError" not in invoked, invoked
+    report = json.loads(answer_file.read_text())
+    assert (report["alerts"], report["delivered"]) == (0, 0), report
+    assert len(webhook.received) == len(ALERTS)
+    log = Watcher(app.extensions["gimel"].experiments).log("alephbet", "sized")
+    assert [alert["pending"] for alert in log["alerts"]] == [[], []]
+    assert sorted(d["ok"] for d in log["deliveries"]) == [True, True]
+
+    # Removed, the schedule goes with the stack.
+    bucket = emulator.stack_outputs(stack.name)["ServerlessDeploymentBucketName"]
+    env = emulator.env(Path(sys.executable).parent)
+    emulator.run(
+        sls("remove", "--stage", stack.stage, *params(**stack.settings)),
+        ROOT,
+        env,
+        "sls remove (the watcher's stage)",
+    )
+    assert_removed(emulator, stack.stage, bucket)
+    assert len(webhook.received) == len(ALERTS)
 
 
 # -- pip install gimel, gimel configure, gimel deploy: from a wheel, in an empty folder -----

@@ -40,6 +40,19 @@ ENDPOINT = re.compile(r"(https://\S+?)/track\b")
 """The base URL in `sls deploy`'s list of endpoints."""
 FUNCTION_URL = re.compile(r"\b(https?://[^\s/]+\.lambda-url\.[^\s/]+?)/?\s*$")
 """The function URL `sls deploy` lists with frontDoor=url."""
+WATCH_RATE = re.compile(
+    r"rate\((1 (minute|hour|day)|([2-9]|[1-9]\d+) (minutes|hours|days))\)|cron\(\S+( \S+){5}\)"
+)
+"""An EventBridge schedule, as osls checks serverless.yml's (``rate(1 hour)``, ``rate(2 hours)``,
+``cron(0 9 * * ? *)``)."""
+ALERT_SETTINGS = {
+    "webhookUrl": "GIMEL_WEBHOOK_URL",
+    "webhookSecret": "GIMEL_WEBHOOK_SECRET",
+    "slackWebhookUrl": "GIMEL_SLACK_WEBHOOK_URL",
+    "dashboardUrl": "GIMEL_DASHBOARD_URL",
+    "watchSilentHours": "GIMEL_WATCH_SILENT_HOURS",
+}
+"""The watcher's params (serverless.yml) and the variables the watch function gets them as."""
 
 DEPLOY_DIR = deploy_config.DEPLOY_DIR
 """Where `gimel deploy` prepares them outside a checkout, beside gimel.config.json."""
@@ -62,6 +75,15 @@ SLS = Path("node_modules", ".bin", "sls")
     type=click.Choice(FRONT_DOORS),
     help="rest (default): the REST API only; url: a Lambda function URL too, for tracking.",
 )
+@click.option("--webhook-url", help="Where the watcher POSTs each alert, signed (https://).")
+@click.option(
+    "--webhook-secret",
+    help="The alerts' signing key, 32+ characters (default: keep it, or generate one).",
+)
+@click.option("--slack-webhook-url", help="A Slack incoming webhook for the alerts.")
+@click.option("--dashboard-url", help="The dashboard address each alert links to.")
+@click.option("--watch-rate", help="How often the watcher runs (EventBridge; rate(1 hour)).")
+@click.option("--watch-silent-hours", help="Hours without events before 'silent' (24).")
 @click.option("--no-input", is_flag=True, help="Take options and current values; ask nothing.")
 @click.option("--skip-redis-check", is_flag=True, help="Save even if the Redis does not answer.")
 @one_line_errors
@@ -73,13 +95,21 @@ def configure(
     api_key: str | None,
     registration: str | None,
     front_door: str | None,
+    webhook_url: str | None,
+    webhook_secret: str | None,
+    slack_webhook_url: str | None,
+    dashboard_url: str | None,
+    watch_rate: str | None,
+    watch_silent_hours: str | None,
     no_input: bool,
     skip_redis_check: bool,
 ) -> None:
-    """Choose the Redis, counting mode, region and stage of a deployment.
+    """Choose the Redis, counting mode, region and stage of a deployment, and where its
+    alerts go.
 
     Saved (owner-only, git-ignored) in gimel.config.json with the API key, which
-    serverless.yml reads. Re-running shows the current values as defaults.
+    serverless.yml reads. Re-running shows the current values as defaults. An alert
+    option given as '' removes the saved value.
     """
     current = deploy_config.read()
 
@@ -101,6 +131,17 @@ def configure(
         values["registration"] = registration
     if front_door:
         values["frontDoor"] = front_door
+    generated = _watch_settings(
+        values,
+        {
+            "webhookUrl": webhook_url,
+            "webhookSecret": webhook_secret,
+            "slackWebhookUrl": slack_webhook_url,
+            "dashboardUrl": dashboard_url,
+            "watchRate": watch_rate,
+            "watchSilentHours": watch_silent_hours,
+        },
+    )
     if not values["redisUrl"]:
         raise GimelError("a Redis URL is required: pass --redis-url")
     if problem := rules.deploy_key_problem(values["apiKey"]):
@@ -110,6 +151,7 @@ def configure(
             "GIMEL_REDIS_URL": values["redisUrl"],
             "GIMEL_API_KEY": values["apiKey"],
             "GIMEL_COUNTING": values["counting"],
+            **{env: str(values[key]) for key, env in ALERT_SETTINGS.items() if key in values},
         }
     )  # same checks as the app's, with the same messages
     if not REGION.fullmatch(values["region"]):
@@ -123,7 +165,31 @@ def configure(
             raise GimelError("Redis did not answer; nothing saved (--skip-redis-check saves)")
     deploy_config.write(values)
     click.echo(f"Saved to {deploy_config.DEPLOY_CONFIG}. API key: {values['apiKey']}")
+    if generated:
+        click.echo(f"Webhook secret (give it to the receiver): {values['webhookSecret']}")
     click.echo("Next: gimel deploy")
+
+
+def _watch_settings(values: dict[str, Any], given: dict[str, str | None]) -> bool:
+    """Apply the watcher's options to ``values`` ('' removes one); whether a webhook secret
+    was generated (a webhook needs one, kept across runs like the API key)."""
+    for key, value in given.items():
+        if value is not None and value.strip():
+            values[key] = value.strip()
+        elif value is not None:
+            values.pop(key, None)
+    if not values.get("webhookUrl") and given["webhookSecret"] is None:
+        values.pop("webhookSecret", None)  # the webhook removed: its secret goes with it
+    rate = values.get("watchRate")
+    if rate is not None and not WATCH_RATE.fullmatch(rate):
+        raise GimelError(
+            f"--watch-rate {rate!r} is not an EventBridge schedule: rate(1 hour), "
+            "rate(<n> minutes|hours|days) or cron() of six fields"
+        )
+    if values.get("webhookUrl") and not values.get("webhookSecret"):
+        values["webhookSecret"] = secrets.token_urlsafe(32)
+        return True
+    return False
 
 
 @click.command(short_help="Deploy to AWS with sls; print the endpoint and snippet.")

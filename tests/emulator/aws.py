@@ -42,8 +42,9 @@ runs it with the interpreter LocalStack runs on."""
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 """LocalStack's account for the access key "test"."""
-SERVICES = "cloudformation,s3,iam,lambda,apigateway,logs,sts"
-"""Every service the stack uses (and STS, which osls asks for the account)."""
+SERVICES = "cloudformation,s3,iam,lambda,apigateway,logs,events,sts"
+"""Every service the stack uses (EventBridge runs the watcher on its schedule; STS, which osls
+asks for the account)."""
 
 
 def python() -> str:
