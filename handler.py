@@ -13,7 +13,6 @@ import serverless_wsgi
 from gimel_core import create_app
 from gimel_core.api import malformed_event
 from gimel_core.track_lambda import LambdaTrack
-from gimel_core.watch import Watcher
 
 app = create_app()
 track = LambdaTrack(app)  # GET /track without serverless-wsgi, same answers
@@ -37,6 +36,8 @@ def watch(event, context):
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - LAST_DELIVERY
     global watcher
     if watcher is None:  # one per container: its leases and unrecorded deliveries carry over
+        from gimel_core.watch import Watcher  # here: the API's containers never load it
+
         watcher = Watcher.configured(app.extensions["gimel"].experiments, app.config["GIMEL"])
     report = watcher.run(deadline=deadline)
     if report.errors:

@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app, request, url_for
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import PathConverter
 
-from . import defaults, paging, watch
+from . import defaults, paging
 from .answers import encoded_response, error_response, json_response
 from .errors import InvalidInput, UnknownExperiment
 from .events import check_name, parse_query
@@ -190,9 +190,11 @@ def experiment_history(name: str) -> Response:
 def experiment_alerts(name: str) -> Response:
     """What the watcher announced and its latest delivery attempts. Destinations appear as
     the watcher recorded them (by kind, or redacted to scheme and host): never a secret."""
+    from .watch import delivery_log  # here: a tracking container never loads the checks
+
     namespace = namespace_of(query("namespace"))
     name = check_name("experiment", name)
-    found = watch.delivery_log(store(), namespace, name)
+    found = delivery_log(store(), namespace, name)
     if found is None:
         raise UnknownExperiment(name)
     return json_response(found)
