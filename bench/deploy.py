@@ -40,7 +40,8 @@ def cold_start(runs: int = 9) -> dict[str, float]:
     runs side by side: each a median (``spread``), with its min and max."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
     env["GIMEL_REDIS_URL"] = NO_REDIS
-    handler_times, baseline_times = [], []
+    handler_times: list[float] = []
+    baseline_times: list[float] = []
     _wall_time(HANDLER, env)  # warm the page cache and write any stale bytecode
     for run in range(runs):
         pair = [(HANDLER, handler_times), (BASELINE, baseline_times)]
