@@ -104,6 +104,5 @@ def test_the_zip_is_packaged_afresh_not_read_from_a_stale_folder(tmp_path: Path)
     stale = tree / ".serverless"
     stale.mkdir()
     (stale / "gimel.zip").write_bytes(b"an older revision's package")
-    size = deploy.zip_size(tree)
-    assert 500_000 < size < 3_000_000
-    assert (stale / "gimel.zip").stat().st_size == len(b"an older revision's package")
+    # The stale zip holds 27 bytes: a size of a real package says this tree was packaged.
+    assert 500_000 < deploy.zip_size(tree) < 3_000_000
