@@ -108,8 +108,10 @@ def compare(seconds: int = 3, rounds: int = 1, workers: int | None = None) -> Ru
     runs: Runs = {s.name: {c: [] for c in CONNECTIONS} for s in SERVERS}
     with tempfile.TemporaryDirectory() as tmp:
         redis = EmbeddedRedis(Path(tmp) / "redis").start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-        env.update(GIMEL_REDIS_URL=redis.url, GIMEL_API_KEY="bench-servers-key-0123456789")
+        # As `gimel serve` is tested: no watcher process beside the workers, this code first.
+        env = serving.clean_env(
+            GIMEL_REDIS_URL=redis.url, GIMEL_API_KEY="bench-servers-key-0123456789"
+        )
         script = Path(tmp) / "track.lua"
         script.write_text(load.WRK_SCRIPT)
         try:
