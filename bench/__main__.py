@@ -1,7 +1,9 @@
 """`python -m bench` (or `make bench`): every figure with its target, measured in one run.
 
 Prints a Markdown table, ready for the README. Ratios are measured side by side against the
-same redis-server, so they hold on a noisy machine; absolute rates move with the machine.
+same redis-server, so they hold on a noisy machine; absolute rates move with the machine. A
+time or a rate is the median of repeated rounds, printed with their min and max, so the
+table says how noisy its run was.
 """
 
 from __future__ import annotations
@@ -24,10 +26,19 @@ from . import (
     servers,
     track,
 )
+from .spread import shown
+
+RATE, RATIO, US = "{:,.0f}", "{:.2f}", "{:.0f}"
+"""How rates, ratios and microseconds (or whole milliseconds) are printed."""
+
+ZIP = "Lambda zip size, packaged from this tree"
+
+LEGEND = "A time or a rate: the median of repeated rounds, their (min, max) beside it."
 
 
 def missing() -> list[str]:
-    """What the run needs beyond the test extra, checked before a minute is spent measuring."""
+    """What the run needs beyond the test extra, checked before a minute is spent measuring.
+    The sls CLI is not among them: the zip row installs it (`npm ci`) or says why it could not."""
     needs = []
     if shutil.which("wrk") is None:
         needs.append("wrk, the HTTP load generator (apt-get install wrk)")
@@ -35,8 +46,6 @@ def missing() -> list[str]:
         needs.append(
             f"chromium at {dashboard.CHROMIUM} (apt-get install chromium, or set GIMEL_CHROMIUM)"
         )
-    if not deploy.SLS.exists():
-        needs.append("the sls CLI in node_modules, for the Lambda zip (make node_modules)")
     return needs
 
 
@@ -62,24 +71,27 @@ def main() -> None:
     row(
         "single events through `handler.handler`, and ratio to a redis-py PFADD loop; CPU time"
         " of this process per event",
-        f"{single['handler_events_per_s']:,.0f}/s vs {single['pfadd_per_s']:,.0f}/s, "
-        f"ratio {single['ratio']:.2f}; {single['cpu_us']:.0f} µs",
-        "ratio ≥ 0.3; ≤ 300 µs",
-        single["ratio"] >= 0.3 and single["cpu_us"] <= 300,
+        f"{shown(single, 'handler_events_per_s', RATE, '/s')} vs "
+        f"{shown(single, 'pfadd_per_s', RATE, '/s')}, ratio {shown(single, 'ratio', RATIO)}; "
+        f"{shown(single, 'cpu_us', US, ' µs')}",
+        "ratio ≥ 0.6; ≤ 100 µs",
+        single["ratio"] >= 0.6 and single["cpu_us"] <= 100,
     )
     row(
         "batches of 500 through `POST /track`, and ratio to pipelined PFADD",
-        f"{batch['batch_events_per_s']:,.0f} events/s vs {batch['pipelined_pfadd_per_s']:,.0f}/s"
-        f", ratio {batch['ratio']:.2f}",
-        "≥ 50,000/s, ratio ≥ 0.6",
-        batch["batch_events_per_s"] >= 50_000 and batch["ratio"] >= 0.6,
+        f"{shown(batch, 'batch_events_per_s', RATE, ' events/s')} vs "
+        f"{shown(batch, 'pipelined_pfadd_per_s', RATE, '/s')}, "
+        f"ratio {shown(batch, 'ratio', RATIO)}",
+        "≥ 50,000/s, ratio ≥ 0.8",
+        batch["batch_events_per_s"] >= 50_000 and batch["ratio"] >= 0.8,
     )
     row(
         "CPU per `GET /track` through `handler.handler`, a value event (`value`, `total`) over"
         " a binary one, same `exact` experiment; with redis-server's CPU (`INFO cpu`) added",
-        f"{cost['value']:.0f} / {cost['binary']:.0f} µs, ratio {cost['ratio']:.2f}; "
-        f"{cost['value'] + cost['value_redis']:.0f} / {cost['binary'] + cost['binary_redis']:.0f}"
-        f" µs, ratio {cost['total_ratio']:.2f}",
+        f"{shown(cost, 'value', US)} / {shown(cost, 'binary', US)} µs, ratio "
+        f"{shown(cost, 'ratio', RATIO)}; {cost['value'] + cost['value_redis']:.0f} / "
+        f"{cost['binary'] + cost['binary_redis']:.0f} µs, "
+        f"ratio {shown(cost, 'total_ratio', RATIO)}",
         "≤ 1.10, both",
         cost["ratio"] <= 1.10 and cost["total_ratio"] <= 1.10,
     )
@@ -87,22 +99,24 @@ def main() -> None:
     dash = dashboard.measure()
     row(
         "results for 100 experiments × 3 variants × 4 goals, one page: Redis round trips, time"
-        " in-process (nothing computed yet)",
-        f"{dash['results_round_trips']:.0f} round trips, {dash['results_ms']:.1f} ms"
-        f" ({dash['results_cold_ms']:.1f} ms)",
-        "≤ 4, ≤ 20 ms",
-        dash["results_round_trips"] <= 4 and dash["results_ms"] <= 20,
+        " in-process; nothing computed yet",
+        f"{dash['results_round_trips']:.0f} round trips, {shown(dash, 'results_ms', unit=' ms')};"
+        f" {shown(dash, 'results_cold_ms', unit=' ms')}",
+        "≤ 4, ≤ 5 ms; ≤ 20 ms",
+        dash["results_round_trips"] <= 4
+        and dash["results_ms"] <= 5
+        and dash["results_cold_ms"] <= 20,
     )
     row(
-        "the summary the dashboard loads first (`view=summary`), same data: time in-process"
-        " (nothing computed yet)",
-        f"{dash['summary_ms']:.1f} ms ({dash['summary_cold_ms']:.1f} ms)",
-        "≤ 5 ms",
-        dash["summary_ms"] <= 5,
+        "the summary the dashboard loads first (`view=summary`), same data: time in-process;"
+        " nothing computed yet",
+        f"{shown(dash, 'summary_ms', unit=' ms')}; {shown(dash, 'summary_cold_ms', unit=' ms')}",
+        "≤ 3 ms; ≤ 10 ms",
+        dash["summary_ms"] <= 3 and dash["summary_cold_ms"] <= 10,
     )
     row(
         "dashboard first paint in headless Chromium for that data (every card, from summaries)",
-        f"{dash['load_ms']:.0f} ms",
+        shown(dash, "load_ms", US, " ms"),
         "≤ 500 ms",
         dash["load_ms"] <= 500,
     )
@@ -117,31 +131,35 @@ def main() -> None:
         )
         row(
             f"`{counting}`: `GET /experiments/<name>/history`, 90 days × 3 × 4: time in-process"
-            " (nothing cached), Redis round trips",
-            f"{days['history_ms']:.1f} ms ({days['history_cold_ms']:.1f} ms), "
-            f"{days['round_trips']:.0f} round trip",
-            "≤ 15 ms, 1",
-            days["history_ms"] <= 15 and days["round_trips"] == 1,
+            "; nothing cached; Redis round trips",
+            f"{shown(days, 'history_ms', unit=' ms')}; {shown(days, 'history_cold_ms', unit=' ms')}"
+            f"; {days['round_trips']:.0f} round trip",
+            "≤ 10 ms; none; 1",
+            days["history_ms"] <= 10 and days["round_trips"] == 1,
         )
-    print("gimel serve under wrk for 10 s...", file=sys.stderr, flush=True)
-    served = load.run(seconds=10)
+    print("gimel serve under wrk, 3 rounds of 4 s...", file=sys.stderr, flush=True)
+    served = load.run(seconds=4, rounds=3)
     row(
         "`gimel serve` under wrk (16 connections, loopback, one worker per core): /track req/s,"
-        " errors, p99",
+        " errors, p99, CPU of its processes per request",
         servers.describe(served),
-        "≥ 5,000/s, 0 errors, p99 ≤ 10 ms",
-        served["requests_per_s"] >= 5000 and served["errors"] == 0 and served["p99_ms"] <= 10,
+        "≥ 15,000/s, 0 errors, p99 ≤ 10 ms, ≤ 80 µs",
+        served["requests_per_s"] >= 15_000
+        and served["errors"] == 0
+        and served["p99_ms"] <= 10
+        and served["cpu_us"] <= 80,
     )
-    print("servers side by side, 3 s each...", file=sys.stderr, flush=True)
-    figures = servers.compare(seconds=3)
+    print("servers side by side, 3 s each, 3 rounds...", file=sys.stderr, flush=True)
+    side_by_side = servers.compare(seconds=3, rounds=3)
+    figures = servers.summary(side_by_side)
     ours = figures[servers.GIMEL]
     for name, by_connections in figures.items():
         measured = "; ".join(servers.describe(by_connections[c]) for c in servers.CONNECTIONS)
         connections = " and ".join(str(c) for c in servers.CONNECTIONS)
         figure = f"{name}, /track at {connections} connections (`python -m bench.servers`)"
         if name == servers.GIMEL:
-            target = "≥ 5,000/s, 0 errors, p99 ≤ 10 ms; 0 errors"
-            ok = ours[16]["requests_per_s"] >= 5000 and ours[16]["errors"] == 0
+            target = "≥ 15,000/s, 0 errors, p99 ≤ 10 ms; 0 errors"
+            ok = ours[16]["requests_per_s"] >= 15_000 and ours[16]["errors"] == 0
             ok = ok and ours[16]["p99_ms"] <= 10 and ours[256]["errors"] == 0
         elif name == servers.NOOP:
             figure = f"{name} (the ceiling), at {connections} connections"
@@ -153,13 +171,13 @@ def main() -> None:
                 for c in servers.CONNECTIONS
             )
         row(figure, measured, target, ok)
-    fraction = servers.gimel_fraction(figures)
+    fraction = servers.gimel_fraction(side_by_side)
     row(
-        "Gimel's /track rate over the no-op app's, same server (16 connections): Gimel's own"
-        " cost per request",
-        f"{fraction:.3f}",
-        "none: higher is better",
-        True,
+        "Gimel's /track rate over the no-op app's, same server (16 connections), each round's"
+        " pair: Gimel's own cost per request",
+        shown(fraction, "fraction", "{:.3f}"),
+        "≥ 0.35",
+        fraction["fraction"] >= 0.35,
     )
     worst = max(memory.values())
     row(
@@ -219,17 +237,29 @@ def main() -> None:
     row(
         "cold start: `import handler` vs `import flask, redis, serverless_wsgi`",
         f"{cold['handler_s'] * 1000:.0f} ms vs {cold['baseline_s'] * 1000:.0f} ms, "
-        f"ratio {cold['ratio']:.2f}",
-        "≤ 1.3",
-        cold["ratio"] <= 1.3,
+        f"ratio of each pair {shown(cold, 'ratio', RATIO)}",
+        "≤ 1.2",
+        cold["ratio"] <= 1.2,
     )
-    size = deploy.zip_size()
-    row("Lambda zip size", f"{size / 1e6:.2f} MB", "≤ 3 MB", size <= 3e6)
+    try:
+        size = deploy.zip_size()
+    except deploy.NotPackaged as reason:
+        row(ZIP, f"not measured: {reason}", "≤ 3 MB", False)
+    else:
+        row(ZIP, f"{size / 1e6:.2f} MB", "≤ 3 MB", size <= 3e6)
 
-    print("\n| figure | measured | target | |")
-    print("|---|---|---|---|")
-    for figure, measured, target, ok in rows:
-        print(f"| {figure} | {measured} | {target} | {'met' if ok else 'MISSED'} |")
+    print(f"\n{LEGEND}\n")
+    print(table(rows))
+
+
+def table(rows: list[tuple[str, str, str, bool]]) -> str:
+    """The Markdown table the README's Performance section is pasted from; a ``|`` inside a
+    cell (a tool's message in a row not measured) is escaped, so it cannot split the cell."""
+    lines = ["| figure | measured | target | |", "|---|---|---|---|"]
+    for *cells, ok in rows:
+        text = " | ".join(cell.replace("|", "\\|") for cell in cells)
+        lines.append(f"| {text} | {'met' if ok else 'MISSED'} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gimel_core.embedded import EmbeddedRedis
 
-from .deploy import PACKAGE_PARAMS
+from . import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,15 +55,6 @@ def measure(tree: Path, url: str) -> dict[str, dict[str, float]]:
     return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def zip_size(tree: Path) -> int:
-    """Bytes of the Lambda package `sls package` builds from ``tree``."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    params = [f"--param={param}" for param in PACKAGE_PARAMS]
-    command = ["npx", "--no", "sls", "package", *params]
-    subprocess.run(command, cwd=tree, env=env, check=True, capture_output=True)
-    return sum(path.stat().st_size for path in (tree / ".serverless").glob("*.zip"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("rev", help="the git revision to compare with (e.g. main~3)")
@@ -88,7 +79,9 @@ def main() -> None:
                     )
         finally:
             server.stop()
-        sizes = {"before": zip_size(before), "after": zip_size(ROOT)} if args.zip else {}
+        sizes = (
+            {"before": deploy.zip_size(before), "after": deploy.zip_size(ROOT)} if args.zip else {}
+        )
 
     def median(name: str, group: str, figure: str) -> float:
         return statistics.median(run[group][figure] for run in runs[name])

@@ -19,7 +19,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +32,8 @@ from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
 from gimel_core.tracking import Tracker
 
+from .spread import shown, spread, timed_ms
+
 API_KEY = "bench-key-0123456789abcdef"
 NAMESPACE = "alephbet"
 EXPERIMENTS = 100
@@ -39,7 +41,15 @@ VARIANTS = ("control", "red", "blue")
 GOALS = ("signup", "purchase", "share", "subscribe")
 LOADS = 5
 CALLS = 10
-TARGETS = {"load_ms": 500.0, "results_ms": 20.0, "summary_ms": 5.0, "round_trips": 4}
+TARGETS = {
+    "load_ms": 500.0,
+    "results_ms": 5.0,
+    "results_cold_ms": 20.0,
+    "summary_ms": 3.0,
+    "summary_cold_ms": 10.0,
+    "round_trips": 4,
+}
+"""Most of each figure (milliseconds, round trips) that `python -m bench` calls met."""
 CHROMIUM = os.environ.get("GIMEL_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = [
     "--headless",
@@ -89,40 +99,39 @@ def counted_round_trips() -> Iterator[list[int]]:
 
 
 def results_endpoint(app: Flask, view: str = "full") -> dict[str, float]:
-    """Median in-process time of GET /experiments (all 100 in one page) as a refresh sees it
-    (unchanged experiments keep their analysis), and with nothing computed yet, and its
-    Redis round trips; ``view=summary``: the light listing the dashboard loads first."""
+    """In-process time of GET /experiments (all 100 in one page) as a refresh sees it
+    (unchanged experiments keep their analysis), and with nothing computed yet, each over
+    CALLS calls (``spread``), and its Redis round trips; ``view=summary``: the light listing
+    the dashboard loads first."""
     client = app.test_client()
     headers = {"x-api-key": API_KEY}
     url = f"/experiments?namespace={NAMESPACE}&limit={EXPERIMENTS}&view={view}"
     response = client.get(url, headers=headers)  # warm: scripts, connection, imports
     assert response.status_code == 200, response.data
-    assert len(response.get_json()) == EXPERIMENTS + 1
+    listed = response.get_json()[1:]
+    assert len(listed) == EXPERIMENTS, len(listed)
+    # What is timed is the view asked for: every goal's results, or their names alone.
+    for experiment in listed:
+        if view == "summary":
+            assert "goals" not in experiment and len(experiment["goal_names"]) == len(GOALS)
+        else:
+            assert [len(goal["results"]) for goal in experiment["goals"]] == [3] * len(GOALS)
     with counted_round_trips() as calls:
         assert client.get(url, headers=headers).status_code == 200
     prefix = "results" if view == "full" else view
-    return {
-        f"{prefix}_ms": median_ms(lambda: client.get(url, headers=headers), CALLS),
+    return (
+        spread(f"{prefix}_ms", timed_ms(lambda: client.get(url, headers=headers), CALLS))
         # Nothing computed yet: as when every experiment just changed.
-        f"{prefix}_cold_ms": median_ms(
-            lambda: client.get(url, headers=headers), CALLS, app.extensions["gimel"].caches.clear
-        ),
-        f"{prefix}_round_trips": calls[0],
-    }
-
-
-def median_ms(
-    call: Callable[[], object], times: int, before: Callable[[], None] | None = None
-) -> float:
-    """Median milliseconds of ``call`` over ``times`` runs, ``before`` run untimed before each."""
-    taken = []
-    for _ in range(times):
-        if before is not None:
-            before()
-        started = time.perf_counter()
-        call()
-        taken.append((time.perf_counter() - started) * 1000)
-    return statistics.median(taken)
+        | spread(
+            f"{prefix}_cold_ms",
+            timed_ms(
+                lambda: client.get(url, headers=headers),
+                CALLS,
+                app.extensions["gimel"].caches.clear,
+            ),
+        )
+        | {f"{prefix}_round_trips": calls[0]}
+    )
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -131,8 +140,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def page_load(app: Flask) -> dict[str, float]:
-    """Median time from navigation start to the rendered board (first paint: every card,
-    from the summaries), over LOADS fresh pages."""
+    """Time from navigation start to the rendered board (first paint: every card, from the
+    summaries), over LOADS fresh pages (``spread``)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
@@ -180,7 +189,7 @@ def page_load(app: Flask) -> dict[str, float]:
         thread.join()
         server.server_close()
     return {
-        "load_ms": statistics.median(loads),
+        **spread("load_ms", loads),
         "load_fetch_ms": statistics.median(fetches),
         "load_render_ms": statistics.median(renders),
     }
@@ -212,9 +221,9 @@ def main() -> None:
     print(f"dashboard: {shape} ({figures['events']:,} events, seeded in {figures['seed_s']:.1f} s)")
     rows = [
         (
-            f"page load in Chromium, median of {LOADS}",
-            f"{figures['load_ms']:.0f} ms",
-            f"<= {TARGETS['load_ms']:.0f} ms",
+            f"page load in Chromium, {LOADS} loads",
+            shown(figures, "load_ms", "{:.0f}", " ms"),
+            "load_ms",
         ),
         (
             "  of which GET /experiments, as the page saw it",
@@ -222,24 +231,36 @@ def main() -> None:
             "",
         ),
         ("  of which building and painting the page", f"{figures['load_render_ms']:.0f} ms", ""),
-        (
-            f"GET /experiments in-process, median of {CALLS}",
-            f"{figures['results_ms']:.1f} ms",
-            f"<= {TARGETS['results_ms']:.0f} ms",
-        ),
-        (
-            f"GET /experiments?view=summary in-process, median of {CALLS}",
-            f"{figures['summary_ms']:.1f} ms",
-            f"<= {TARGETS['summary_ms']:.0f} ms",
-        ),
+    ]
+    for key, label in (
+        ("results", "GET /experiments"),
+        ("summary", "GET /experiments?view=summary"),
+    ):
+        rows.append(
+            (
+                f"{label} in-process, {CALLS} calls",
+                shown(figures, f"{key}_ms", unit=" ms"),
+                f"{key}_ms",
+            )
+        )
+        rows.append(
+            (
+                "  nothing computed yet",
+                shown(figures, f"{key}_cold_ms", unit=" ms"),
+                f"{key}_cold_ms",
+            )
+        )
+    rows.append(
         (
             "Redis round trips per GET /experiments",
             f"{figures['results_round_trips']:.0f}",
-            f"<= {TARGETS['round_trips']}",
-        ),
-    ]
+            "round_trips",
+        )
+    )
+    print("times: the median of the calls (min, max)")
     for label, value, target in rows:
-        print(f"  {label:<48} {value:>9}   {target}")
+        limit = f"<= {TARGETS[target]:g}" if target else ""
+        print(f"  {label:<46} {value:>30}   {limit}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 Every server runs ``create_app()`` against one redis-server started here (GIMEL_REDIS_URL),
 with the same number of worker processes (the number of cores unless told), and is loaded
 by the same wrk script (`bench.load`, /track with fresh uuids) at 16 and at 256 connections,
-servers taken in turn, round after round, so that a noisy machine slows them alike:
+servers taken in turn, round after round, so that a noisy machine slows them alike (each
+figure the median of the rounds, with their min and max; CPU per request of the server's
+own processes beside each rate):
 
 - waitress, 8 threads per process, the processes forked onto one socket (waitress has no
   worker processes of its own; this is how `gimel serve` ran it);
@@ -24,11 +26,10 @@ import argparse
 import os
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from gimel_core.embedded import EmbeddedRedis, free_port
 from tests import serving
 
 from . import load
+from .spread import shown, spread
 
 CONNECTIONS = (16, 256)
 WAITRESS_THREADS = 8
@@ -96,32 +98,31 @@ SERVERS = (
 )
 
 
-def compare(
-    seconds: int = 3, rounds: int = 1, workers: int | None = None
-) -> dict[str, dict[int, dict[str, float]]]:
-    """Each server's wrk figures at each of :data:`CONNECTIONS`: the median over rounds."""
+Runs = dict[str, dict[int, list[dict[str, float]]]]
+"""wrk's figures per server, per number of connections, one per round."""
+
+
+def compare(seconds: int = 3, rounds: int = 1, workers: int | None = None) -> Runs:
+    """Each server's wrk figures at each of :data:`CONNECTIONS`, round after round."""
     workers = workers or os.cpu_count() or 1
-    runs: dict[str, dict[int, list[dict[str, float]]]] = {
-        s.name: {c: [] for c in CONNECTIONS} for s in SERVERS
-    }
+    runs: Runs = {s.name: {c: [] for c in CONNECTIONS} for s in SERVERS}
     with tempfile.TemporaryDirectory() as tmp:
         redis = EmbeddedRedis(Path(tmp) / "redis").start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIMEL_")}
-        env.update(GIMEL_REDIS_URL=redis.url, GIMEL_API_KEY="bench-servers-key-0123456789")
+        # As `gimel serve` is tested: no watcher process beside the workers, this code first.
+        env = serving.clean_env(
+            GIMEL_REDIS_URL=redis.url, GIMEL_API_KEY="bench-servers-key-0123456789"
+        )
         script = Path(tmp) / "track.lua"
         script.write_text(load.WRK_SCRIPT)
         try:
-            for _ in range(rounds):
+            for round_ in range(rounds):
                 for server in SERVERS:
-                    print(f"  {server.name}...", file=sys.stderr, flush=True)
+                    print(f"  {server.name}, round {round_ + 1}...", file=sys.stderr, flush=True)
                     for connections, result in _measure(server, workers, env, script, seconds):
                         runs[server.name][connections].append(result)
         finally:
             redis.stop()
-    return {
-        name: {c: _median(results) for c, results in by_connections.items()}
-        for name, by_connections in runs.items()
-    }
+    return runs
 
 
 def _measure(
@@ -132,29 +133,44 @@ def _measure(
     try:
         base = f"http://127.0.0.1:{port}"
         load.wait_until_up(base, process)
-        load.expect_workers(process.pid, workers, server.parent_serves)
+        serving = [process.pid, *load.expect_workers(process.pid, workers, server.parent_serves)]
         load.wrk(base, script, 8, 1)  # warm up: imports, script cache, connection pools
-        results = [(c, load.wrk(base, script, c, seconds)) for c in CONNECTIONS]
+        results = []
+        for connections in CONNECTIONS:
+            before = load.cpu_s(serving)
+            result = load.wrk(base, script, connections, seconds)
+            # The server's own processes: not its redis-server, nor wrk.
+            result["cpu_us"] = (load.cpu_s(serving) - before) * 1e6 / max(result["requests"], 1)
+            results.append((connections, result))
     finally:
         load.stop(process)
     return results
 
 
-def _median(results: Sequence[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+def summary(runs: Runs) -> dict[str, dict[int, dict[str, float]]]:
+    """Each server's figures at each number of connections over the rounds (`load.summed`)."""
+    return {
+        name: {c: load.summed(results) for c, results in by_connections.items()}
+        for name, by_connections in runs.items()
+    }
 
 
-def gimel_fraction(figures: dict[str, dict[int, dict[str, float]]]) -> float:
-    """`gimel serve`'s /track rate over the no-op app's, same server, at 16 connections."""
-    rate = figures[GIMEL][16]["requests_per_s"]
-    return rate / figures[NOOP][16]["requests_per_s"]
+def gimel_fraction(runs: Runs) -> dict[str, float]:
+    """`gimel serve`'s /track rate over the no-op app's, same server, at 16 connections, each
+    round's pair taken minutes apart at most (``spread``)."""
+    pairs = zip(runs[GIMEL][16], runs[NOOP][16], strict=True)
+    return spread(
+        "fraction", [ours["requests_per_s"] / noop["requests_per_s"] for ours, noop in pairs]
+    )
 
 
 def describe(result: dict[str, float]) -> str:
-    return (
-        f"{result['requests_per_s']:,.0f}/s, {result['errors']:.0f} errors, "
-        f"p99 {result['p99_ms']:.1f} ms"
-    )
+    """A server's figures at one number of connections (`load.summed`), as a table shows them."""
+    text = f"{shown(result, 'requests_per_s', '{:,.0f}', '/s')}, {result['errors']:.0f} errors, "
+    text += f"p99 {shown(result, 'p99_ms', unit=' ms')}"
+    if "cpu_us" in result:
+        text += f", CPU {shown(result, 'cpu_us', '{:.0f}', ' µs')} a request"
+    return text
 
 
 # -- the servers this module starts itself ---------------------------------------------------
@@ -213,13 +229,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    figures = compare(args.seconds, args.rounds, args.workers)
-    print(f"\n{args.workers} workers each, /track under wrk (loopback), median of {args.rounds}")
+    runs = compare(args.seconds, args.rounds, args.workers)
+    figures = summary(runs)
+    print(f"\n{args.workers} workers each, /track under wrk (loopback), {args.rounds} round(s):")
+    print("the median of the rounds (min, max); CPU: the server's processes, per request")
     print("\n| server | 16 connections | 256 connections |")
     print("|---|---|---|")
     for name, by_connections in figures.items():
         print(f"| {name} | {describe(by_connections[16])} | {describe(by_connections[256])} |")
-    print(f"\nGimel's /track over the no-op app (granian): {gimel_fraction(figures):.2f}")
+    fraction = gimel_fraction(runs)
+    print(f"\nGimel's /track over the no-op app (granian): {shown(fraction, 'fraction', '{:.3f}')}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,56 +23,68 @@ from gimel_core.config import Config
 from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
 
+from .spread import shown, spread
+
 EVENT = Path(__file__).parent.parent / "tests" / "events" / "track_participate.json"
 API_KEY = "bench-key-0123456789abcdef"
 
 
-def _rate(count: int, run: Any) -> float:
+def _rate(count: int, run: Callable[[], object]) -> float:
+    """``count`` over the seconds ``run`` takes."""
     started = time.perf_counter()
-    run(count)
+    run()
     return count / (time.perf_counter() - started)
 
 
-def handler_vs_pfadd(url: str, count: int = 20_000) -> dict[str, float]:
-    """Events/s through handler.handler (warm, in-process) vs a plain redis-py PFADD loop."""
+def handler_vs_pfadd(url: str, count: int = 10_000, rounds: int = 5) -> dict[str, float]:
+    """Events/s through handler.handler (warm, in-process) vs a plain redis-py PFADD loop, and
+    this process's CPU per handled event, over ``rounds`` rounds of ``count`` each."""
     os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
     import handler
 
     template = json.loads(EVENT.read_text())
-    events = []
-    for i in range(count):
-        event = copy.deepcopy(template)
-        event["queryStringParameters"]["uuid"] = f"uuid-{i}"
-        event["multiValueQueryStringParameters"]["uuid"] = [f"uuid-{i}"]
-        # A visitor each, from an address each: what is measured is counting, not the
-        # per-source budget turning one address's events away.
-        event["requestContext"]["identity"]["sourceIp"] = f"198.18.{i // 256 % 256}.{i % 256}"
-        events.append(event)
 
-    def through_handler(n: int) -> None:
-        for event in events[:n]:
+    def visitors(first: int, n: int) -> list[dict[str, Any]]:
+        """Events of ``n`` new visitors: a round re-sending earlier ones would time de-dup."""
+        events = []
+        for i in range(first, first + n):
+            event = copy.deepcopy(template)
+            event["queryStringParameters"]["uuid"] = f"uuid-{i}"
+            event["multiValueQueryStringParameters"]["uuid"] = [f"uuid-{i}"]
+            # From an address each: what is measured is counting, not the per-source budget
+            # turning one address's events away.
+            event["requestContext"]["identity"]["sourceIp"] = f"198.18.{i // 256 % 256}.{i % 256}"
+            events.append(event)
+        return events
+
+    def through_handler(events: list[dict[str, Any]]) -> None:
+        for event in events:
             assert handler.handler(event, None)["statusCode"] == 200
 
     client = redis.Redis.from_url(url)
 
-    def pfadd_loop(n: int) -> None:
-        for i in range(n):
+    def pfadd_loop(first: int, n: int) -> None:
+        for i in range(first, first + n):
             client.pfadd("bench:pfadd", f"uuid-{i}")
 
-    through_handler(1000)  # warm up: script cached, connection open
-    pfadd_loop(1000)
-    handler_rate, pfadd_rate, cpu = [], [], []
-    for _ in range(3):  # interleaved, best of three
+    through_handler(visitors(0, 1000))  # warm up: script cached, connection open
+    pfadd_loop(0, 1000)
+    handler_rate, pfadd_rate, ratio, cpu = [], [], [], []
+    for round_ in range(rounds):  # interleaved: a slow moment slows the round's both loops
+        first = 1000 + round_ * count
+        events = visitors(first, count)
         started = time.process_time()  # this process only: not redis-server's
-        handler_rate.append(_rate(count, through_handler))
+        handler_rate.append(_rate(count, partial(through_handler, events)))
         cpu.append((time.process_time() - started) / count * 1e6)
-        pfadd_rate.append(_rate(count, pfadd_loop))
-    return {
-        "handler_events_per_s": max(handler_rate),
-        "pfadd_per_s": max(pfadd_rate),
-        "ratio": max(handler_rate) / max(pfadd_rate),
-        "cpu_us": min(cpu),
-    }
+        pfadd_rate.append(_rate(count, partial(pfadd_loop, first, count)))
+        ratio.append(handler_rate[-1] / pfadd_rate[-1])
+    client.close()
+    return (
+        spread("handler_events_per_s", handler_rate)
+        | spread("pfadd_per_s", pfadd_rate)
+        | spread("ratio", ratio)
+        | spread("cpu_us", cpu)
+    )
 
 
 def _get_event(template: dict[str, Any], i: int, **query: str) -> dict[str, Any]:
@@ -87,7 +101,7 @@ def _get_event(template: dict[str, Any], i: int, **query: str) -> dict[str, Any]
 def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
     """CPU per event through handler.handler of a value event (``value`` and ``total`` on a
     value goal) and of a binary one, same exact-mode experiment: this process's CPU, and
-    redis-server's (``INFO cpu``; nothing else uses it meanwhile)."""
+    redis-server's (``INFO cpu``; nothing else uses it meanwhile), over 3 rounds."""
     os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
     import handler
 
@@ -116,7 +130,7 @@ def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
         return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
     cpu: dict[str, list[float]] = {"binary": [], "value": [], "binary_redis": [], "value_redis": []}
-    for round_ in range(4):  # the first warms up (script cached, connection open); best of 3
+    for round_ in range(4):  # the first warms up (script cached, connection open)
         for kind in kinds:
             started, server = time.process_time(), redis_cpu()
             for event in events[kind][round_ * count : (round_ + 1) * count]:
@@ -130,13 +144,17 @@ def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
     for goal in body["goals"]:  # every event counted, none dropped
         (row,) = (r for r in goal["results"] if r["label"] == "b")
         assert row["successes"] == 4 * count, (goal["goal"], row)
-    best = {key: min(values) for key, values in cpu.items()}
-    total = {kind: best[kind] + best[f"{kind}_redis"] for kind in kinds}
-    return {
-        **best,
-        "ratio": best["value"] / best["binary"],
-        "total_ratio": total["value"] / total["binary"],
+    total = {
+        kind: [a + b for a, b in zip(cpu[kind], cpu[f"{kind}_redis"], strict=True)]
+        for kind in kinds
     }
+    figures: dict[str, float] = {}
+    for key, values in cpu.items():
+        figures |= spread(key, values)
+    # Each round's value over its binary, the two taken one after the other.
+    figures |= spread("ratio", [v / b for v, b in zip(cpu["value"], cpu["binary"], strict=True)])
+    ratios = [v / b for v, b in zip(total["value"], total["binary"], strict=True)]
+    return figures | spread("total_ratio", ratios)
 
 
 def _batch_event(template: dict[str, Any], k: int, size: int) -> dict[str, Any]:
@@ -164,37 +182,42 @@ def _batch_event(template: dict[str, Any], k: int, size: int) -> dict[str, Any]:
     return event
 
 
-def batch_vs_pipelined_pfadd(url: str, batches: int = 40, size: int = 500) -> dict[str, float]:
+def batch_vs_pipelined_pfadd(
+    url: str, batches: int = 40, size: int = 500, rounds: int = 5
+) -> dict[str, float]:
     """Events/s of POST /track batches through handler.handler vs pipelined PFADD batches."""
     os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
     import handler
 
     template = json.loads(EVENT.read_text())
-    events = [_batch_event(template, k, size) for k in range(batches)]
     client = redis.Redis.from_url(url)
 
-    def through_handler(n: int) -> None:
-        for event in events[: n // size]:
+    def through_handler(events: list[dict[str, Any]]) -> None:
+        for event in events:
             assert handler.handler(event, None)["statusCode"] == 200
 
-    def pipelined(n: int) -> None:
-        for k in range(n // size):
+    def pipelined(first: int, n: int) -> None:
+        for k in range(first, first + n):
             pipe = client.pipeline(transaction=False)
             for i in range(size):
                 pipe.pfadd(f"bench:pipelined:{i % 12}", f"{k}-{i}")
             pipe.execute()
 
-    through_handler(size)
-    pipelined(size)
-    rates = [], []
-    for _ in range(3):
-        rates[0].append(_rate(batches * size, through_handler))
-        rates[1].append(_rate(batches * size, pipelined))
-    return {
-        "batch_events_per_s": max(rates[0]),
-        "pipelined_pfadd_per_s": max(rates[1]),
-        "ratio": max(rates[0]) / max(rates[1]),
-    }
+    through_handler([_batch_event(template, -1, size)])  # warm up
+    pipelined(-1, 1)
+    ours, theirs = [], []
+    for round_ in range(rounds):  # interleaved, as in handler_vs_pfadd; new visitors each
+        first = round_ * batches
+        events = [_batch_event(template, first + k, size) for k in range(batches)]
+        ours.append(_rate(batches * size, partial(through_handler, events)))
+        theirs.append(_rate(batches * size, partial(pipelined, first, batches)))
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    client.close()
+    return (
+        spread("batch_events_per_s", ours)
+        | spread("pipelined_pfadd_per_s", theirs)
+        | spread("ratio", ratios)
+    )
 
 
 EXACT_SIZES = (10_000, 100_000, 1_000_000)
@@ -257,19 +280,26 @@ def main() -> None:
             memory = exact_bytes_per_uuid(server.url)
         finally:
             server.stop()
-    print(f"handler.handler /track : {speed['handler_events_per_s']:9,.0f} events/s")
-    print(f"redis-py PFADD loop    : {speed['pfadd_per_s']:9,.0f} /s")
-    print(f"ratio                  : {speed['ratio']:9.2f}   (target >= 0.3)")
-    print(f"CPU per event          : {speed['cpu_us']:9.0f} µs (target <= 300)")
+    print("median of the rounds (min, max)")
+    print(f"handler.handler /track : {shown(speed, 'handler_events_per_s', '{:,.0f}', '/s')}")
+    print(f"redis-py PFADD loop    : {shown(speed, 'pfadd_per_s', '{:,.0f}', '/s')}")
+    print(f"ratio                  : {shown(speed, 'ratio', '{:.2f}')} (target >= 0.6)")
+    print(f"CPU per event          : {shown(speed, 'cpu_us', '{:.0f}', ' µs')} (target <= 100)")
     print(
-        f"POST /track batches    : {batch['batch_events_per_s']:9,.0f} events/s (target >= 50,000)"
+        f"POST /track batches    : {shown(batch, 'batch_events_per_s', '{:,.0f}', '/s')}"
+        " (target >= 50,000)"
     )
-    print(f"pipelined PFADD        : {batch['pipelined_pfadd_per_s']:9,.0f} /s")
-    print(f"ratio                  : {batch['ratio']:9.2f}   (target >= 0.6)")
+    print(f"pipelined PFADD        : {shown(batch, 'pipelined_pfadd_per_s', '{:,.0f}', '/s')}")
+    print(f"ratio                  : {shown(batch, 'ratio', '{:.2f}')} (target >= 0.8)")
     print(
-        f"CPU, value / binary    : {cost['value']:.0f} / {cost['binary']:.0f} µs, ratio "
-        f"{cost['ratio']:.2f} (target <= 1.10); with redis-server's "
-        f"{cost['value_redis']:.0f} / {cost['binary_redis']:.0f} µs, {cost['total_ratio']:.2f}"
+        f"CPU, value / binary    : {shown(cost, 'value', '{:.0f}')} / "
+        f"{shown(cost, 'binary', '{:.0f}')} µs, ratio {shown(cost, 'ratio', '{:.2f}')}"
+        " (target <= 1.10)"
+    )
+    print(
+        f"  with redis-server's  : {shown(cost, 'value_redis', '{:.0f}')} / "
+        f"{shown(cost, 'binary_redis', '{:.0f}')} µs, ratio "
+        f"{shown(cost, 'total_ratio', '{:.2f}')} (target <= 1.10)"
     )
     for size, per_uuid in memory.items():
         print(f"exact mode memory      : {per_uuid:9.1f} B per uuid in window at {size:,} uuids")
