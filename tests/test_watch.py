@@ -8,6 +8,7 @@ times each alert came, and in which order.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -236,6 +237,28 @@ def test_each_destination_keeps_its_own_queue(
     assert failed["status"] == 404 and "no_service" in failed["error"]
     assert SLACK_TOKEN not in json.dumps(log) and SECRET not in json.dumps(log)
     assert SLACK_TOKEN not in report.line()
+
+
+def test_slack_gets_a_message_a_person_reads_with_a_link_to_the_experiment(
+    app: Flask, client: FlaskClient, receiver: Callable[..., Receiver]
+) -> None:
+    slack = receiver()
+    declare(client, "checkout")
+    fill(client, "checkout")
+    dashboard = "https://gimel.example.com/prod/dashboard"
+    watcher(app, Slack(f"{slack.url}/services/{SLACK_TOKEN}"), dashboard_url=dashboard).run()
+    (request,) = slack.received
+    assert request.path == f"/services/{SLACK_TOKEN}"
+    assert notify.SIGNATURE_HEADER not in request.headers  # Slack's URL is its secret
+    message = json.loads(request.body)
+    decision = client.get("/experiments/checkout", headers=AUTH).get_json()["decision"]
+    header, section, numbers, context, actions = message["blocks"]
+    assert header["text"]["text"] == "checkout: decided"
+    assert html.unescape(section["text"]["text"]) == decision["text"]  # Slack's &lt; &gt; &amp;
+    assert {"*participants*\n600", "*uplift*\n3"} <= {f["text"] for f in numbers["fields"]}
+    assert "decision ship" in context["elements"][0]["text"]
+    button = actions["elements"][0]
+    assert button["url"] == f"{dashboard}#namespace={NS}&experiment=checkout"
 
 
 def test_a_redirect_is_recorded_and_never_followed(
