@@ -9,6 +9,7 @@ table says how noisy its run was.
 from __future__ import annotations
 
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -65,6 +66,7 @@ def main() -> None:
             single = track.handler_vs_pfadd(server.url)
             batch = track.batch_vs_pipelined_pfadd(server.url)
             cost = track.value_vs_binary(server.url)
+            redis_cpu = track.redis_cpu_per_event(server.url)
             memory = track.exact_bytes_per_uuid(server.url)
         finally:
             server.stop()
@@ -94,6 +96,17 @@ def main() -> None:
         f"ratio {shown(cost, 'total_ratio', RATIO)}",
         "≤ 1.10, both",
         cost["ratio"] <= 1.10 and cost["total_ratio"] <= 1.10,
+    )
+    spread = {shape: sorted(cpus) for shape, cpus in redis_cpu.items()}
+    row(
+        "redis-server CPU per tracked event (`INFO cpu`), steady state, 4 × 5,000 events of"
+        " each shape: min / median / max",
+        "; ".join(
+            f"{shape} {c[0]:.0f} / {statistics.median(c):.0f} / {c[-1]:.0f} µs"
+            for shape, c in spread.items()
+        ),
+        f"≤ {track.REDIS_CPU_TARGET:.0f} µs, median of each",
+        all(statistics.median(c) <= track.REDIS_CPU_TARGET for c in spread.values()),
     )
     print("results and dashboard (100 x 3 x 4)...", file=sys.stderr, flush=True)
     dash = dashboard.measure()

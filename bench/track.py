@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -220,6 +221,51 @@ def batch_vs_pipelined_pfadd(
     )
 
 
+REDIS_CPU_TARGET = 20.0
+"""Most µs of redis-server CPU per tracked event, in every shape."""
+
+
+def redis_cpu_per_event(url: str, count: int = 5_000, rounds: int = 4) -> dict[str, list[float]]:
+    """redis-server's CPU per tracked event (``INFO cpu``, user + sys, over ``count`` events a
+    round), in the steady state: each event a new visitor's from an address of its own, of an
+    experiment seen before, today, of names it holds, in each shape (hll and exact, open and
+    declared). Per shape, one figure per round, the shapes interleaved: a noisy machine moves
+    them all alike."""
+    now = time.time()
+    plan = {"variants": ["a", "b"], "control": "a", "goals": ["signup"]}
+    client = redis.Redis.from_url(url)
+    trackers = {}
+    for counting in ("hll", "exact"):
+        config = Config(redis_url=url, counting=counting, redis_timeout=30.0)
+        for registration in ("open", "declared"):
+            gimel = Gimel(url, config, clock=lambda: now)
+            shape = f"{counting} {registration}"
+            if registration == "declared":
+                gimel.experiments.declare("alephbet", shape, plan)
+            trackers[shape] = gimel.tracker
+    goals = ("participate", "signup")
+
+    def burst(shape: str, first: int, n: int) -> None:
+        for i in range(first, first + n):
+            event = Event("alephbet", shape, "ab"[i % 2], goals[i // 2 % 2], f"uuid-{i}")
+            trackers[shape].track(event, source=f"{i:x}")
+
+    def redis_cpu() -> float:
+        cpu = client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    for shape in trackers:
+        burst(shape, 0, 200)  # created, names and counters held: the steady state
+    found: dict[str, list[float]] = {shape: [] for shape in trackers}
+    for round_ in range(rounds):
+        for shape in trackers:
+            started = redis_cpu()
+            burst(shape, 200 + round_ * count, count)
+            found[shape].append((redis_cpu() - started) / count * 1e6)
+    client.close()
+    return found
+
+
 EXACT_SIZES = (10_000, 100_000, 1_000_000)
 """Uuids in one de-dup bucket at which exact mode's memory is measured."""
 
@@ -277,6 +323,7 @@ def main() -> None:
             speed = handler_vs_pfadd(server.url)
             batch = batch_vs_pipelined_pfadd(server.url)
             cost = value_vs_binary(server.url)
+            redis_cpu = redis_cpu_per_event(server.url)
             memory = exact_bytes_per_uuid(server.url)
         finally:
             server.stop()
@@ -301,6 +348,12 @@ def main() -> None:
         f"{shown(cost, 'binary_redis', '{:.0f}')} µs, ratio "
         f"{shown(cost, 'total_ratio', '{:.2f}')} (target <= 1.10)"
     )
+    for shape, cpus in redis_cpu.items():
+        low, mid, high = min(cpus), statistics.median(cpus), max(cpus)
+        print(
+            f"redis CPU per event   : {shape:14} {low:.0f} / {mid:.0f} / {high:.0f} µs"
+            f" min / median / max (target <= {REDIS_CPU_TARGET:.0f})"
+        )
     for size, per_uuid in memory.items():
         print(f"exact mode memory      : {per_uuid:9.1f} B per uuid in window at {size:,} uuids")
     print(
