@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from flask import Flask
+from flask.testing import FlaskClient
 
 from gimel_core import create_app, defaults, stats
 from gimel_core.embedded import EmbeddedRedis
@@ -77,6 +79,8 @@ class Study:
     """Hours simulated at most; an experiment stops once every test has alerted."""
     wave: int = 250
     """Experiments side by side in one Redis."""
+    rate: float = 0.0
+    """The chance a participant converts on ``signup``, the same in every variant."""
 
     @property
     def variants(self) -> list[str]:
@@ -101,6 +105,58 @@ class Outcome:
     fixed: int | None
 
 
+def bench_app(redis_url: str, clock: dict[str, float]) -> Flask:
+    """The app every simulated experiment is declared and tracked through: exact counting,
+    big batches, its clock ``clock["now"]`` (moved by the simulation)."""
+    return create_app(
+        {
+            "redis_url": redis_url,
+            "api_keys": (API_KEY,),
+            "counting": "exact",
+            "registration": "declared",
+            "max_experiments": 100_000,
+            "batch_max_events": BATCH,
+            "batch_max_bytes": 6_000_000,
+            "source_budget": 0,  # one client stands for every visitor
+            "redis_timeout": 10.0,
+        },
+        clock=lambda: clock["now"],
+    )
+
+
+def declare(client: FlaskClient, study: Study, names: list[str]) -> None:
+    """Each of ``names`` declared with the study's plan, through ``PUT /experiments/<name>``."""
+    for name in names:
+        answer = client.put(f"/experiments/{name}", json=study.plan(), headers=AUTH)
+        assert answer.status_code in (200, 201), answer.get_json()
+
+
+def track_hour(
+    client: FlaskClient, study: Study, names: list[str], hour: int, rng: np.random.Generator
+) -> list[int]:
+    """One hour's participants of each of ``names`` (Poisson around ``per_day / 24``, each
+    variant drawn with the true shares, each converting with the study's ``rate``), tracked
+    through ``POST /track``; returns how many participants each got."""
+    events: list[dict[str, str]] = []
+    arrivals = rng.poisson(study.per_day / 24, len(names))
+    for name, n in zip(names, arrivals, strict=True):
+        split = rng.multinomial(n, study.shares)
+        i = 0
+        for variant, count in zip(study.variants, split, strict=True):
+            one = {"experiment": name, "variant": variant, "event": "participate"}
+            uuids = [f"{hour}.{i + j}" for j in range(count)]
+            events += [{**one, "uuid": uuid} for uuid in uuids]
+            if study.rate:
+                converted = rng.random(count) < study.rate
+                goal = {**one, "event": "signup"}
+                events += [{**goal, "uuid": u} for u, c in zip(uuids, converted, strict=True) if c]
+            i += count
+    for start in range(0, len(events), BATCH):
+        answer = client.post("/track", json=events[start : start + BATCH])
+        assert answer.status_code == 200, answer.get_json()
+    return [int(n) for n in arrivals]
+
+
 def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome]:
     """Replicates of ``study`` on a redis-server of their own, in waves side by side."""
     rng = np.random.default_rng(seed)
@@ -109,20 +165,7 @@ def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome
     with tempfile.TemporaryDirectory() as folder:
         server = EmbeddedRedis(folder).start()
         try:
-            app = create_app(
-                {
-                    "redis_url": server.url,
-                    "api_keys": (API_KEY,),
-                    "counting": "exact",
-                    "registration": "declared",
-                    "max_experiments": 100_000,
-                    "batch_max_events": BATCH,
-                    "batch_max_bytes": 6_000_000,
-                    "source_budget": 0,  # one client stands for every visitor
-                    "redis_timeout": 10.0,
-                },
-                clock=lambda: clock["now"],
-            )
+            app = bench_app(server.url, clock)
             for first in range(0, replicates, study.wave):
                 names = [f"{tag}-{i}" for i in range(first, min(replicates, first + study.wave))]
                 outcomes += _wave(study, names, rng, app, clock)
@@ -132,33 +175,20 @@ def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome
 
 
 def _wave(
-    study: Study, names: list[str], rng: np.random.Generator, app: Any, clock: dict
+    study: Study, names: list[str], rng: np.random.Generator, app: Flask, clock: dict
 ) -> list[Outcome]:
     client = app.test_client()
     experiments = app.extensions["gimel"].experiments
     clock["now"] = float(START + 60)
-    for name in names:
-        answer = client.put(f"/experiments/{name}", json=study.plan(), headers=AUTH)
-        assert answer.status_code in (200, 201), answer.get_json()
+    declare(client, study, names)
     sent = dict.fromkeys(names, 0)
     running = {name: {"sequential": 1.0, "reference": 1.0} for name in names}
     first: dict[str, dict[str, int]] = {name: {} for name in names}
     active = list(names)
     for hour in range(study.hours):
         clock["now"] = float(START + hour * HOUR + 60)
-        events: list[dict[str, str]] = []
-        arrivals = rng.poisson(study.per_day / 24, len(active))
-        for name, n in zip(active, arrivals, strict=True):
-            split = rng.multinomial(n, study.shares)
-            sent[name] += int(n)
-            i = 0
-            for variant, count in zip(study.variants, split, strict=True):
-                one = {"experiment": name, "variant": variant, "event": "participate"}
-                events += [{**one, "uuid": f"{hour}.{i + j}"} for j in range(count)]
-                i += count
-        for start in range(0, len(events), BATCH):
-            answer = client.post("/track", json=events[start : start + BATCH])
-            assert answer.status_code == 200, answer.get_json()
+        for name, n in zip(active, track_hour(client, study, active, hour, rng), strict=True):
+            sent[name] += n
         clock["now"] = float(START + (hour + 1) * HOUR)  # the look at the end of the hour
         for counts in experiments.counts(defaults.NAMESPACE, active):
             name = counts.name
