@@ -80,7 +80,8 @@ class Study:
     wave: int = 250
     """Experiments side by side in one Redis."""
     rate: float = 0.0
-    """The chance a participant converts on ``signup``, the same in every variant."""
+    """The chance a participant converts on each goal, the same in every variant."""
+    goals: tuple[str, ...] = ("signup",)
 
     @property
     def variants(self) -> list[str]:
@@ -90,7 +91,7 @@ class Study:
         return {
             "variants": self.variants,
             "control": self.variants[0],
-            "goals": ["signup"],
+            "goals": list(self.goals),
             "weights": dict(zip(self.variants, self.weights, strict=True)),
         }
 
@@ -135,8 +136,8 @@ def track_hour(
     client: FlaskClient, study: Study, names: list[str], hour: int, rng: np.random.Generator
 ) -> list[int]:
     """One hour's participants of each of ``names`` (Poisson around ``per_day / 24``, each
-    variant drawn with the true shares, each converting with the study's ``rate``), tracked
-    through ``POST /track``; returns how many participants each got."""
+    variant drawn with the true shares, each converting on each goal with the study's
+    ``rate``), tracked through ``POST /track``; returns how many participants each got."""
     events: list[dict[str, str]] = []
     arrivals = rng.poisson(study.per_day / 24, len(names))
     for name, n in zip(names, arrivals, strict=True):
@@ -146,10 +147,10 @@ def track_hour(
             one = {"experiment": name, "variant": variant, "event": "participate"}
             uuids = [f"{hour}.{i + j}" for j in range(count)]
             events += [{**one, "uuid": uuid} for uuid in uuids]
-            if study.rate:
+            for goal in study.goals if study.rate else ():
                 converted = rng.random(count) < study.rate
-                goal = {**one, "event": "signup"}
-                events += [{**goal, "uuid": u} for u, c in zip(uuids, converted, strict=True) if c]
+                done = {**one, "event": goal}
+                events += [{**done, "uuid": u} for u, c in zip(uuids, converted, strict=True) if c]
             i += count
     for start in range(0, len(events), BATCH):
         answer = client.post("/track", json=events[start : start + BATCH])
@@ -248,12 +249,13 @@ class Figure:
     seconds: float
 
 
-def _share(hits: int, n: int) -> str:
+def share_text(hits: int, n: int) -> str:
+    """A share as printed, with its 95% Wilson interval."""
     low, high = wilson(hits, n)
     return f"{hits / n:.2%} [{low:.2%}, {high:.2%}]"
 
 
-def _hours(values: list[float]) -> tuple[float, str]:
+def hours_to_alert(values: list[float]) -> tuple[float, str]:
     """The median hours with its interval, the hours by which 90% alerted, and the share
     that alerted within the first day."""
     median, low, high = median_interval(values)
@@ -262,11 +264,12 @@ def _hours(values: list[float]) -> tuple[float, str]:
     within = sum(v <= 24 for v in values)
     return median, (
         f"{shown[0]} [{shown[1]}, {shown[2]}], 90% by {shown[3]}, "
-        f"{_share(within, len(values))} within a day"
+        f"{share_text(within, len(values))} within a day"
     )
 
 
-def _hour(found: int | None) -> float:
+def hour_or_never(found: int | None) -> float:
+    """An alert's hour, inf for none: what :func:`hours_to_alert` orders."""
     return math.inf if found is None else float(found)
 
 
@@ -294,9 +297,10 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
         yield Figure(
             f"A/A, {len(study.weights)} variants declared {split} at {study.per_day:,} "
             f"participants a day, hourly checks for {DAYS} days: experiments with a false "
-            f"SRM alert (the daily fixed chi-square on the same counts: {_share(daily_hits, n)})",
+            "SRM alert (the daily fixed chi-square on the same counts: "
+            f"{share_text(daily_hits, n)})",
             n,
-            _share(hits, n),
+            share_text(hits, n),
             "≤ 1%, upper ≤ 1%" if judged == "interval" else "≤ 1% (the estimate)",
             high <= 0.01 if judged == "interval" else hits / n <= 0.01,
             hits / n <= 0.01,
@@ -305,12 +309,12 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
     study = Study("mismatch", (1, 1), (0.45, 0.55), 2_000, 10 * 24, wave=300)
     outcomes, s = run(study, replicates["mismatch"], seed)
     n = len(outcomes)
-    sequential = [_hour(o.sequential) for o in outcomes]
-    reference = [_hour(o.reference) for o in outcomes]
-    fixed = [_hour(o.fixed) for o in outcomes]
-    ours, ours_text = _hours(sequential)
-    _, reference_text = _hours(reference)
-    daily, fixed_text = _hours(fixed)
+    sequential = [hour_or_never(o.sequential) for o in outcomes]
+    reference = [hour_or_never(o.reference) for o in outcomes]
+    fixed = [hour_or_never(o.fixed) for o in outcomes]
+    ours, ours_text = hours_to_alert(sequential)
+    _, reference_text = hours_to_alert(reference)
+    daily, fixed_text = hours_to_alert(fixed)
     _, _, ours_high = median_interval(sequential)
     _, daily_low, _ = median_interval(fixed)
     yield Figure(
