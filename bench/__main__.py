@@ -23,6 +23,7 @@ from . import (
     means,
     servers,
     track,
+    watch,
 )
 
 
@@ -214,6 +215,11 @@ def main() -> None:
         runs = f"{f.replicates:,} runs" + (f", {f.seconds:.0f} s" if f.seconds else "")
         figure = f"{f.figure} ({runs}; quick, the estimate judged: `python -m bench.means`)"
         row(figure, f.measured, f.target, f.ok)
+    print("the watcher, a pass every simulated hour (quick)...", file=sys.stderr, flush=True)
+    for f in watch.measure(watch.QUICK):
+        runs = f"{f.replicates:,} runs" + (f", {f.seconds:.0f} s" if f.seconds else "")
+        figure = f"{f.figure} ({runs}; quick, the estimate judged: `python -m bench.watch`)"
+        row(figure, f.measured, f.target, f.reached)
     print("cold start and package size...", file=sys.stderr, flush=True)
     cold = deploy.cold_start()
     row(
