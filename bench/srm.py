@@ -41,10 +41,10 @@ import argparse
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from flask import Flask
@@ -60,6 +60,7 @@ HOUR = 3_600
 BATCH = 10_000
 """Events per ``POST /track`` (the most the config allows: fewer requests, same path)."""
 WORKERS = 2
+R = TypeVar("R")
 REFERENCE_CONCENTRATION = 10_000.0
 """The Dirichlet concentration ssrm-test (the paper's reference implementation) defaults to."""
 
@@ -223,13 +224,19 @@ def _wave(
     ]
 
 
-def run(study: Study, replicates: int, seed: int) -> tuple[list[Outcome], float]:
-    """All replicates, split over the cores; and the wall time taken."""
+def run(
+    study: Study,
+    replicates: int,
+    seed: int,
+    simulation: Callable[[Study, int, int, str], list[R]],
+) -> tuple[list[R], float]:
+    """All replicates, split over the cores, each run by ``simulation`` (this module's, or the
+    watcher's); and the wall time taken."""
     started = time.perf_counter()
     shares = [replicates // WORKERS + (w < replicates % WORKERS) for w in range(WORKERS)]
     with ProcessPoolExecutor(WORKERS) as pool:
         parts = [
-            pool.submit(simulate, study, n, seed * 1_000 + w, f"{study.name}-{w}")
+            pool.submit(simulation, study, n, seed * 1_000 + w, f"{study.name}-{w}")
             for w, n in enumerate(shares)
         ]
         outcomes = [o for part in parts for o in part.result()]
@@ -288,7 +295,7 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
     ):
         if not replicates[key]:
             continue
-        outcomes, s = run(study, replicates[key], seed)
+        outcomes, s = run(study, replicates[key], seed, simulate)
         n = len(outcomes)
         hits = sum(o.sequential is not None for o in outcomes)
         daily_hits = sum(o.fixed is not None for o in outcomes)
@@ -307,7 +314,7 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
             s,
         )
     study = Study("mismatch", (1, 1), (0.45, 0.55), 2_000, 10 * 24, wave=300)
-    outcomes, s = run(study, replicates["mismatch"], seed)
+    outcomes, s = run(study, replicates["mismatch"], seed, simulate)
     n = len(outcomes)
     sequential = [hour_or_never(o.sequential) for o in outcomes]
     reference = [hour_or_never(o.reference) for o in outcomes]

@@ -37,7 +37,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,16 +52,17 @@ from .group_sequential import median_interval
 from .peeking import AUTH, SIMULATION_HEAD, START, simulation_row, wilson
 from .srm import (
     HOUR,
+    Figure,
     Study,
     bench_app,
     declare,
     hour_or_never,
     hours_to_alert,
+    run,
     share_text,
     track_hour,
 )
 
-WORKERS = 2
 DAYS = 30
 FALSE_DECISIONS = frozenset({DecisionKind.SHIP, DecisionKind.KEEP_CONTROL})
 
@@ -129,19 +129,6 @@ def _announced(watcher: Watcher, name: str, first: dict[str, int]) -> None:
             first.setdefault("srm", hour)
         elif alert["kind"] == AlertKind.DECIDED and alert["decision"] in FALSE_DECISIONS:
             first.setdefault("decided", hour)
-
-
-def run(study: Study, replicates: int, seed: int) -> tuple[list[Outcome], float]:
-    """All replicates, split over the cores; and the wall time taken."""
-    started = time.perf_counter()
-    shares = [replicates // WORKERS + (w < replicates % WORKERS) for w in range(WORKERS)]
-    with ProcessPoolExecutor(WORKERS) as pool:
-        parts = [
-            pool.submit(simulate, study, n, seed * 1_000 + w, f"{study.name}-{w}")
-            for w, n in enumerate(shares)
-        ]
-        outcomes = [o for part in parts for o in part.result()]
-    return outcomes, time.perf_counter() - started
 
 
 PASS_SIZES = (100, 1_000)
@@ -227,19 +214,6 @@ def _alike(studies: list[Study]) -> list[list[Study]]:
     return list(groups.values())
 
 
-@dataclass(frozen=True)
-class Figure:
-    figure: str
-    replicates: int
-    measured: str
-    target: str
-    ok: bool
-    """The interval meets the target."""
-    reached: bool
-    """The estimate meets it (what a quick run, with its wide intervals, can check)."""
-    seconds: float
-
-
 AA = Study("aa", (1, 1), (0.5, 0.5), 300, DAYS * 24, rate=0.1)
 """300 participants a day, 10% converting: about 4,500 per arm after 30 days."""
 MISMATCH = Study("mismatch", (1, 1), (0.45, 0.55), 2_000, 10 * 24)
@@ -249,7 +223,7 @@ FULL = {"aa": 640, "mismatch": 600}
 
 def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
     """Every figure, each as soon as it is measured."""
-    outcomes, s = run(AA, replicates["aa"], seed)
+    outcomes, s = run(AA, replicates["aa"], seed, simulate)
     n = len(outcomes)
     decided = sum(o.decided is not None for o in outcomes)
     low, high = wilson(decided, n)
@@ -276,7 +250,7 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
         srm / n <= 0.01,
         0.0,
     )
-    outcomes, s = run(MISMATCH, replicates["mismatch"], seed)
+    outcomes, s = run(MISMATCH, replicates["mismatch"], seed, simulate)
     ours = [hour_or_never(o.srm) for o in outcomes]
     daily = [hour_or_never(o.fixed) for o in outcomes]
     ours_median, ours_text = hours_to_alert(ours)
