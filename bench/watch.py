@@ -25,8 +25,18 @@ The figures, each share with its 95% Wilson interval:
   alert, median with its 95% order-statistic interval, beside the daily fixed chi-square;
 - a pass over 100 and 1,000 declared experiments (2 or 3 variants, 2 or 3 goals, three days
   of history, every one changed since the last pass, as each hour's pass finds them): its
-  wall time, and its Redis round trips per chunk of :data:`gimel_core.watch.CHUNK`
-  experiments (every ``send_packed_command``: one per command or pipeline).
+  wall time and this process's CPU time, and its Redis round trips per chunk of
+  :data:`gimel_core.watch.CHUNK` experiments (every ``send_packed_command``: one per command
+  or pipeline).
+
+The A/A share of false decisions came out at the sequential analysis' whole 5% (33 of 640
+runs, 5.2% [3.7%, 7.2%]; 14 of 300 with seed 2), not below it: a look every hour from the
+first one, about 12 participants apart, is close to the continuous monitoring Ville's bound
+is tight for, and 8 of those 14 came in the first two days, on a few hundred participants
+per arm or fewer, where the normal approximation is loosest (2 before the 100 per arm a
+verdict otherwise waits for). The full run took 22
+minutes on the shared 2-core machine while other work kept its load near 10 (the A/A runs 20
+of them); ``--quick`` about a minute and a half.
 """
 
 from __future__ import annotations
