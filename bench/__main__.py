@@ -26,6 +26,7 @@ from . import (
     means,
     servers,
     track,
+    watch,
 )
 from .spread import shown
 
@@ -245,6 +246,11 @@ def main() -> None:
         runs = f"{f.replicates:,} runs" + (f", {f.seconds:.0f} s" if f.seconds else "")
         figure = f"{f.figure} ({runs}; quick, the estimate judged: `python -m bench.means`)"
         row(figure, f.measured, f.target, f.ok)
+    print("the watcher, a pass every simulated hour (quick)...", file=sys.stderr, flush=True)
+    for seen in watch.measure(watch.QUICK):
+        runs = f"{seen.replicates:,} runs" + (f", {seen.seconds:.0f} s" if seen.seconds else "")
+        figure = f"{seen.figure} ({runs}; quick, the estimate judged: `python -m bench.watch`)"
+        row(figure, seen.measured, seen.target, seen.reached)
     print("cold start and package size...", file=sys.stderr, flush=True)
     cold = deploy.cold_start()
     row(

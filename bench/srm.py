@@ -41,12 +41,14 @@ import argparse
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from flask import Flask
+from flask.testing import FlaskClient
 
 from gimel_core import create_app, defaults, stats
 from gimel_core.embedded import EmbeddedRedis
@@ -58,6 +60,7 @@ HOUR = 3_600
 BATCH = 10_000
 """Events per ``POST /track`` (the most the config allows: fewer requests, same path)."""
 WORKERS = 2
+R = TypeVar("R")
 REFERENCE_CONCENTRATION = 10_000.0
 """The Dirichlet concentration ssrm-test (the paper's reference implementation) defaults to."""
 
@@ -77,6 +80,9 @@ class Study:
     """Hours simulated at most; an experiment stops once every test has alerted."""
     wave: int = 250
     """Experiments side by side in one Redis."""
+    rate: float = 0.0
+    """The chance a participant converts on each goal, the same in every variant."""
+    goals: tuple[str, ...] = ("signup",)
 
     @property
     def variants(self) -> list[str]:
@@ -86,7 +92,7 @@ class Study:
         return {
             "variants": self.variants,
             "control": self.variants[0],
-            "goals": ["signup"],
+            "goals": list(self.goals),
             "weights": dict(zip(self.variants, self.weights, strict=True)),
         }
 
@@ -101,6 +107,58 @@ class Outcome:
     fixed: int | None
 
 
+def bench_app(redis_url: str, clock: dict[str, float]) -> Flask:
+    """The app every simulated experiment is declared and tracked through: exact counting,
+    big batches, its clock ``clock["now"]`` (moved by the simulation)."""
+    return create_app(
+        {
+            "redis_url": redis_url,
+            "api_keys": (API_KEY,),
+            "counting": "exact",
+            "registration": "declared",
+            "max_experiments": 100_000,
+            "batch_max_events": BATCH,
+            "batch_max_bytes": 6_000_000,
+            "source_budget": 0,  # one client stands for every visitor
+            "redis_timeout": 10.0,
+        },
+        clock=lambda: clock["now"],
+    )
+
+
+def declare(client: FlaskClient, study: Study, names: list[str]) -> None:
+    """Each of ``names`` declared with the study's plan, through ``PUT /experiments/<name>``."""
+    for name in names:
+        answer = client.put(f"/experiments/{name}", json=study.plan(), headers=AUTH)
+        assert answer.status_code in (200, 201), answer.get_json()
+
+
+def track_hour(
+    client: FlaskClient, study: Study, names: list[str], hour: int, rng: np.random.Generator
+) -> list[int]:
+    """One hour's participants of each of ``names`` (Poisson around ``per_day / 24``, each
+    variant drawn with the true shares, each converting on each goal with the study's
+    ``rate``), tracked through ``POST /track``; returns how many participants each got."""
+    events: list[dict[str, str]] = []
+    arrivals = rng.poisson(study.per_day / 24, len(names))
+    for name, n in zip(names, arrivals, strict=True):
+        split = rng.multinomial(n, study.shares)
+        i = 0
+        for variant, count in zip(study.variants, split, strict=True):
+            one = {"experiment": name, "variant": variant, "event": "participate"}
+            uuids = [f"{hour}.{i + j}" for j in range(count)]
+            events += [{**one, "uuid": uuid} for uuid in uuids]
+            for goal in study.goals if study.rate else ():
+                converted = rng.random(count) < study.rate
+                done = {**one, "event": goal}
+                events += [{**done, "uuid": u} for u, c in zip(uuids, converted, strict=True) if c]
+            i += count
+    for start in range(0, len(events), BATCH):
+        answer = client.post("/track", json=events[start : start + BATCH])
+        assert answer.status_code == 200, answer.get_json()
+    return [int(n) for n in arrivals]
+
+
 def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome]:
     """Replicates of ``study`` on a redis-server of their own, in waves side by side."""
     rng = np.random.default_rng(seed)
@@ -109,20 +167,7 @@ def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome
     with tempfile.TemporaryDirectory() as folder:
         server = EmbeddedRedis(folder).start()
         try:
-            app = create_app(
-                {
-                    "redis_url": server.url,
-                    "api_keys": (API_KEY,),
-                    "counting": "exact",
-                    "registration": "declared",
-                    "max_experiments": 100_000,
-                    "batch_max_events": BATCH,
-                    "batch_max_bytes": 6_000_000,
-                    "source_budget": 0,  # one client stands for every visitor
-                    "redis_timeout": 10.0,
-                },
-                clock=lambda: clock["now"],
-            )
+            app = bench_app(server.url, clock)
             for first in range(0, replicates, study.wave):
                 names = [f"{tag}-{i}" for i in range(first, min(replicates, first + study.wave))]
                 outcomes += _wave(study, names, rng, app, clock)
@@ -132,33 +177,20 @@ def simulate(study: Study, replicates: int, seed: int, tag: str) -> list[Outcome
 
 
 def _wave(
-    study: Study, names: list[str], rng: np.random.Generator, app: Any, clock: dict
+    study: Study, names: list[str], rng: np.random.Generator, app: Flask, clock: dict
 ) -> list[Outcome]:
     client = app.test_client()
     experiments = app.extensions["gimel"].experiments
     clock["now"] = float(START + 60)
-    for name in names:
-        answer = client.put(f"/experiments/{name}", json=study.plan(), headers=AUTH)
-        assert answer.status_code in (200, 201), answer.get_json()
+    declare(client, study, names)
     sent = dict.fromkeys(names, 0)
     running = {name: {"sequential": 1.0, "reference": 1.0} for name in names}
     first: dict[str, dict[str, int]] = {name: {} for name in names}
     active = list(names)
     for hour in range(study.hours):
         clock["now"] = float(START + hour * HOUR + 60)
-        events: list[dict[str, str]] = []
-        arrivals = rng.poisson(study.per_day / 24, len(active))
-        for name, n in zip(active, arrivals, strict=True):
-            split = rng.multinomial(n, study.shares)
-            sent[name] += int(n)
-            i = 0
-            for variant, count in zip(study.variants, split, strict=True):
-                one = {"experiment": name, "variant": variant, "event": "participate"}
-                events += [{**one, "uuid": f"{hour}.{i + j}"} for j in range(count)]
-                i += count
-        for start in range(0, len(events), BATCH):
-            answer = client.post("/track", json=events[start : start + BATCH])
-            assert answer.status_code == 200, answer.get_json()
+        for name, n in zip(active, track_hour(client, study, active, hour, rng), strict=True):
+            sent[name] += n
         clock["now"] = float(START + (hour + 1) * HOUR)  # the look at the end of the hour
         for counts in experiments.counts(defaults.NAMESPACE, active):
             name = counts.name
@@ -192,13 +224,19 @@ def _wave(
     ]
 
 
-def run(study: Study, replicates: int, seed: int) -> tuple[list[Outcome], float]:
-    """All replicates, split over the cores; and the wall time taken."""
+def run(
+    study: Study,
+    replicates: int,
+    seed: int,
+    simulation: Callable[[Study, int, int, str], list[R]],
+) -> tuple[list[R], float]:
+    """All replicates, split over the cores, each run by ``simulation`` (this module's, or the
+    watcher's); and the wall time taken."""
     started = time.perf_counter()
     shares = [replicates // WORKERS + (w < replicates % WORKERS) for w in range(WORKERS)]
     with ProcessPoolExecutor(WORKERS) as pool:
         parts = [
-            pool.submit(simulate, study, n, seed * 1_000 + w, f"{study.name}-{w}")
+            pool.submit(simulation, study, n, seed * 1_000 + w, f"{study.name}-{w}")
             for w, n in enumerate(shares)
         ]
         outcomes = [o for part in parts for o in part.result()]
@@ -218,12 +256,13 @@ class Figure:
     seconds: float
 
 
-def _share(hits: int, n: int) -> str:
+def share_text(hits: int, n: int) -> str:
+    """A share as printed, with its 95% Wilson interval."""
     low, high = wilson(hits, n)
     return f"{hits / n:.2%} [{low:.2%}, {high:.2%}]"
 
 
-def _hours(values: list[float]) -> tuple[float, str]:
+def hours_to_alert(values: list[float]) -> tuple[float, str]:
     """The median hours with its interval, the hours by which 90% alerted, and the share
     that alerted within the first day."""
     median, low, high = median_interval(values)
@@ -232,11 +271,12 @@ def _hours(values: list[float]) -> tuple[float, str]:
     within = sum(v <= 24 for v in values)
     return median, (
         f"{shown[0]} [{shown[1]}, {shown[2]}], 90% by {shown[3]}, "
-        f"{_share(within, len(values))} within a day"
+        f"{share_text(within, len(values))} within a day"
     )
 
 
-def _hour(found: int | None) -> float:
+def hour_or_never(found: int | None) -> float:
+    """An alert's hour, inf for none: what :func:`hours_to_alert` orders."""
     return math.inf if found is None else float(found)
 
 
@@ -255,7 +295,7 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
     ):
         if not replicates[key]:
             continue
-        outcomes, s = run(study, replicates[key], seed)
+        outcomes, s = run(study, replicates[key], seed, simulate)
         n = len(outcomes)
         hits = sum(o.sequential is not None for o in outcomes)
         daily_hits = sum(o.fixed is not None for o in outcomes)
@@ -264,23 +304,24 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
         yield Figure(
             f"A/A, {len(study.weights)} variants declared {split} at {study.per_day:,} "
             f"participants a day, hourly checks for {DAYS} days: experiments with a false "
-            f"SRM alert (the daily fixed chi-square on the same counts: {_share(daily_hits, n)})",
+            "SRM alert (the daily fixed chi-square on the same counts: "
+            f"{share_text(daily_hits, n)})",
             n,
-            _share(hits, n),
+            share_text(hits, n),
             "≤ 1%, upper ≤ 1%" if judged == "interval" else "≤ 1% (the estimate)",
             high <= 0.01 if judged == "interval" else hits / n <= 0.01,
             hits / n <= 0.01,
             s,
         )
     study = Study("mismatch", (1, 1), (0.45, 0.55), 2_000, 10 * 24, wave=300)
-    outcomes, s = run(study, replicates["mismatch"], seed)
+    outcomes, s = run(study, replicates["mismatch"], seed, simulate)
     n = len(outcomes)
-    sequential = [_hour(o.sequential) for o in outcomes]
-    reference = [_hour(o.reference) for o in outcomes]
-    fixed = [_hour(o.fixed) for o in outcomes]
-    ours, ours_text = _hours(sequential)
-    _, reference_text = _hours(reference)
-    daily, fixed_text = _hours(fixed)
+    sequential = [hour_or_never(o.sequential) for o in outcomes]
+    reference = [hour_or_never(o.reference) for o in outcomes]
+    fixed = [hour_or_never(o.fixed) for o in outcomes]
+    ours, ours_text = hours_to_alert(sequential)
+    _, reference_text = hours_to_alert(reference)
+    daily, fixed_text = hours_to_alert(fixed)
     _, _, ours_high = median_interval(sequential)
     _, daily_low, _ = median_interval(fixed)
     yield Figure(
