@@ -225,12 +225,7 @@ class Watcher:
             self._deliver(exp, stop, report)
             exp.release = True
         if sending:
-            try:
-                self._save(namespace, sending, token)
-            except StoreUnavailable:
-                for exp in sending:
-                    self._unsaved[namespace, exp.name] = (exp.sets, exp.deletes, exp.records)
-                raise
+            self._save(namespace, sending, token)
 
     def _claim(self, namespace: str, names: list[str], token: str) -> list[_Experiment]:
         """The experiments of ``names`` whose lease this pass holds, with what they remember
@@ -339,8 +334,14 @@ class Watcher:
             )
             for exp in exps
         ]
-        with unavailable():
-            tags = self.experiments.scripts.run(calls)
+        try:
+            with unavailable():
+                tags = self.experiments.scripts.run(calls)
+        except StoreUnavailable:  # kept for the next pass: nothing delivered is sent again
+            for exp in exps:
+                if exp.sets or exp.deletes or exp.records:
+                    self._unsaved[namespace, exp.name] = (exp.sets, exp.deletes, exp.records)
+            raise
         for exp, tag in zip(exps, tags, strict=True):
             if tag is not WatchTag.SAVED:  # held by another now, or deleted/reset: forget it
                 exp.result = None
