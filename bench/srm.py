@@ -338,18 +338,26 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def simulation_main(
+    doc: str, measure: Callable[..., Iterator[Figure]], quick: Any, full: Any
+) -> None:
+    """The command line of a simulation bench (this one, ``bench.watch``): its table, each
+    row judged on its estimate with ``--quick``, then the time it all took."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer replicates")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.perf_counter()
     print(SIMULATION_HEAD)
-    for f in measure(QUICK if args.quick else FULL, args.seed):
+    for f in measure(quick if args.quick else full, args.seed):
         ok = f.reached if args.quick else f.ok
         row = simulation_row(f.figure, f.replicates, f.measured, f.target, ok, f.seconds)
         print(row, flush=True)
     print(f"\n{time.perf_counter() - started:.0f} s in all")
+
+
+def main() -> None:
+    simulation_main(__doc__ or "", measure, QUICK, FULL)
 
 
 if __name__ == "__main__":

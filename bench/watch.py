@@ -41,7 +41,6 @@ waits for; holding those two verdicts until then only moved them to hours 16 and
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import tempfile
@@ -59,7 +58,7 @@ from gimel_core.watch import Watcher
 
 from .dashboard import counted_round_trips
 from .group_sequential import median_interval
-from .peeking import AUTH, SIMULATION_HEAD, START, simulation_row, wilson
+from .peeking import AUTH, START, wilson
 from .srm import (
     HOUR,
     Figure,
@@ -70,6 +69,7 @@ from .srm import (
     hours_to_alert,
     run,
     share_text,
+    simulation_main,
     track_hour,
 )
 
@@ -298,17 +298,7 @@ def measure(replicates: dict[str, int], seed: int = 1) -> Iterator[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer replicates")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    started = time.perf_counter()
-    print(SIMULATION_HEAD)
-    for f in measure(QUICK if args.quick else FULL, args.seed):
-        ok = f.reached if args.quick else f.ok
-        row = simulation_row(f.figure, f.replicates, f.measured, f.target, ok, f.seconds)
-        print(row, flush=True)
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    simulation_main(__doc__ or "", measure, QUICK, FULL)
 
 
 if __name__ == "__main__":

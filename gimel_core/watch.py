@@ -47,6 +47,7 @@ from .checks import SILENT_AFTER, Memory, look
 from .errors import StoreUnavailable
 from .notify import Delivery, Destination, Slack
 from .results import ExperimentResult
+from .storage.runner import text as _text
 from .storage.schema import WatchTag
 from .storage.watch_claim import claim
 from .storage.watch_save import save
@@ -411,7 +412,3 @@ def _alert(raw: str) -> Alert:
 
 def _logged(record: Delivery, alert: Alert) -> dict[str, Any]:
     return {**record.to_json(), "kind": alert.kind.value}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
