@@ -12,6 +12,8 @@ The uplift's interval and p-value follow the experiment's analysis method (:func
 - ``sequential``: the always-valid confidence sequence and p-value (:mod:`.stats.sequential`)
   at this look, and, from the daily history, their running intersection and minimum
   (``running_uplift_ci``, ``running_p_value``), which stay valid however often the team looks.
+  A look counts toward them once both arms reach the minimum evidence
+  (:data:`.defaults.MIN_TRIALS` participants, :data:`.defaults.MIN_CONVERSIONS` converting).
   The Holm adjustment and the verdict use the running p-values;
 - ``group_sequential``, for a plan with a size: alpha spent over the closed days toward the
   planned size (:mod:`.looks`), each row's interval the repeated confidence interval at the
@@ -40,7 +42,7 @@ from dataclasses import replace
 from statistics import NormalDist
 from typing import Any
 
-from . import decisions, looks, multiplicity, stats
+from . import decisions, defaults, looks, multiplicity, stats
 from .cache import Caches, Memo, memo, memoized
 from .defaults import PARTICIPATE
 from .results import (
@@ -681,18 +683,29 @@ def _running(counts: ExperimentCounts, through: Running, caches: Caches | None) 
             if variant == control:
                 continue
             arm = counts.sums(goal, variant) if base is not None else None
+            s, n = clamp(counts.count(goal, variant), trials[variant])
+            if not _enough(s, n, s0, n0):
+                # Too little to read the asymptotic sequence by: the running values wait.
+                for adjusted_too in (False, True):
+                    if (key := (goal, variant, adjusted_too)) in through:
+                        running[key] = through[key]
+                continue
             look: stats.Sequential | None
             if valued and arm is not None and base is not None:
                 look = mean_look(arm, base, tuning, False)
             else:
-                s, n = clamp(counts.count(goal, variant), trials[variant])
-                look = sequential_look(s, n, s0, n0, tuning, counting) if n and n0 else None
+                look = sequential_look(s, n, s0, n0, tuning, counting)
             running[goal, variant, False] = stats.step(through.get((goal, variant, False)), look)
             if cuped and arm is not None and base is not None:
                 adjusted = mean_look(arm, base, tuning, True)
                 key = (goal, variant, True)
                 running[key] = stats.step(through.get(key), adjusted)
     return running
+
+
+def _enough(s: int, n: int, s0: int, n0: int) -> bool:
+    """Both arms have the evidence a sequential look needs (:data:`.defaults.MIN_CONVERSIONS`)."""
+    return min(n, n0) >= defaults.MIN_TRIALS and min(s, s0) >= defaults.MIN_CONVERSIONS
 
 
 def _running_from_history(counts: ExperimentCounts, caches: Caches | None) -> Running:

@@ -147,6 +147,14 @@ MIN_TRIALS = 100
 """Below this many participants in either arm, no comparison is decided ("not enough data"),
 so a group-sequential plan must reach it in every variant."""
 
+MIN_CONVERSIONS = 25
+"""In ``sequential`` analysis, a look enters a comparison's running values (and so can decide)
+only once both arms have :data:`MIN_TRIALS` participants and this many converting on the goal.
+The confidence sequence is asymptotic: read every hour from the first visitors on, an A/A test
+was declared a winner on a handful of conversions, 6% of the time instead of at most 5%. The
+same minimum (100 visitors and 25 conversions per variation) is the one Optimizely's Stats
+Engine waits for before it shows significance."""
+
 SEQUENTIAL_TUNING = 5000
 """N*, the sample size at which a sequential interval is tightest relative to a fixed one
 (GrowthBook's default)."""

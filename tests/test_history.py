@@ -92,7 +92,7 @@ def test_the_interval_narrows_and_the_running_values_never_loosen(
     client = make_app(counting="exact", clock=clock).test_client()
     for day in range(6):
         clock.day(day)
-        for variant, rate in (("control", 0.1), ("red", 0.3)):
+        for variant, rate in (("control", 0.15), ("red", 0.3)):
             for i in range(200):
                 uuid = f"{variant}-{day}-{i}"
                 one = {"experiment": "grow", "variant": variant, "uuid": uuid}
@@ -115,6 +115,47 @@ def test_the_interval_narrows_and_the_running_values_never_loosen(
     # Enough evidence by the end: red's interval excludes 0 and the verdict follows.
     assert reds[-1]["running_uplift_ci"][0] > 0
     assert reds[-1]["verdict"]["kind"] == "win"
+
+
+def test_the_running_values_start_at_the_first_look_with_enough_evidence(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A look counts toward the running values only once both arms have 100 participants and
+    25 conversions: an A/A test read every hour was otherwise called on a handful of
+    conversions more often than its 5%."""
+    clock = Clock()
+    client = make_app(counting="exact", clock=clock).test_client()
+    # Day 0: red 2 conversions against the control's 20, of 120 each: far apart, on too few;
+    # day 1: 40 more participants in each, 30 more conversions in red, none in the control.
+    plan = {"control": (120, 20, 40, 0), "red": (120, 2, 40, 30)}
+    for day in range(2):
+        clock.day(day)
+        for variant, shape in plan.items():
+            n, converted = shape[2 * day], shape[2 * day + 1]
+            for i in range(n):
+                one = {"experiment": "few", "variant": variant, "uuid": f"{variant}-{day}-{i}"}
+                events = [{**one, "event": "participate"}]
+                events += [{**one, "event": "signup"}] if i < converted else []
+                assert client.post("/track", json=events).status_code == 200
+    first, second = (p["goals"][0]["results"][1] for p in history(client, "few")["points"])
+    assert first["p_value"] < 0.05  # the look alone would have decided...
+    assert first["running_p_value"] is None and first["running_uplift_ci"] is None
+    assert first["verdict"]["kind"] == "wait"  # ...but 2 conversions are not evidence
+    # Red has 32 of 160, the control still 20: waiting.
+    assert (second["successes"], second["trials"]) == (32, 160)
+    assert second["running_p_value"] is None
+    clock.day(2)
+    for i in range(10):
+        one = {"experiment": "few", "variant": "control", "uuid": f"control-2-{i}"}
+        events = [{**one, "event": "participate"}, {**one, "event": "signup"}]
+        assert client.post("/track", json=events).status_code == 200
+    # 30 of 170 in the control: the first look with enough. The running values are its own,
+    # not the smaller p-value of the look before.
+    now = history(client, "few")["points"][-1]["goals"][0]
+    assert [(r["successes"], r["trials"]) for r in now["results"]] == [(30, 170), (32, 160)]
+    now = now["results"][1]
+    assert now["running_p_value"] == now["p_value"] > first["p_value"]
+    assert now["running_uplift_ci"] == now["uplift_ci"]
 
 
 def test_reset_clears_the_history_and_delete_removes_it(

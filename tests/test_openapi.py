@@ -303,7 +303,7 @@ def test_results_answers_conform_with_statistics(
     make_app: Callable[..., Flask], counting: str
 ) -> None:
     client = make_app(counting=counting).test_client()
-    seed(client, "button", {"control": (300, 45), "red": (310, 70), "blue": (150, 9)})
+    seed(client, "button", {"control": (300, 45), "red": (310, 70), "blue": (150, 27)})
     seed(client, "tiny", {"a": (1, 1)})
     one = {"namespace": "alephbet"}
     path = "/experiments/{name}"
