@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -72,7 +73,7 @@ class LambdaTrack:
         environ |= {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path_info,
-            "QUERY_STRING": _latin1(encode_query_string(event)),
+            "QUERY_STRING": _latin1(_query_string(event)),
             "CONTENT_LENGTH": str(len(body)),
             "CONTENT_TYPE": _latin1(first.get("content-type", "")),
             "REMOTE_ADDR": _latin1(context.get("identity", {}).get("sourceIp", "")),
@@ -100,6 +101,32 @@ def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | N
             if key not in _SKIPPED:
                 environ[key] = value
     return environ, first
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.~ -]*")
+"""Text that ``urlencode`` (``quote_plus``) leaves as it is but for spaces, made ``+``."""
+
+
+def _query_string(event: dict[str, Any]) -> str:
+    """The query string serverless-wsgi re-encodes from the event's parameters
+    (``encode_query_string``); built directly when every name and value is plain text (the
+    usual tracking call), where quoting only turns spaces into ``+``."""
+    params = event.get("multiValueQueryStringParameters")
+    if isinstance(params, dict) and params:
+        pairs = []
+        for name, values in params.items():
+            if type(values) is not list or type(name) is not str or not _PLAIN.fullmatch(name):
+                break
+            for value in values:
+                if type(value) is not str or not _PLAIN.fullmatch(value):
+                    break
+                pairs.append(f"{name}={value}".replace(" ", "+"))
+            else:
+                continue
+            break
+        else:
+            return "&".join(pairs)
+    return str(encode_query_string(event))
 
 
 def _latin1(value: Any) -> Any:

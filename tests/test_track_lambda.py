@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 import serverless_wsgi
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import API_KEY
 from gimel_core.api import malformed_event
+from gimel_core.track_lambda import _query_string
 
 pytestmark = pytest.mark.single_redis  # HTTP details, not storage
 
@@ -177,3 +180,18 @@ def test_the_own_path_counts(handler: ModuleType, monkeypatch: pytest.MonkeyPatc
         None,
     )
     assert json.loads(results["body"])["participants"] == {"a": 5}
+
+
+PARAMS = st.dictionaries(
+    st.text(max_size=8),
+    st.lists(st.one_of(st.text(max_size=12), st.sampled_from(["big red", "a-b_c.d~e", ""]))),
+    max_size=5,
+)
+
+
+@given(params=PARAMS)
+def test_the_query_string_is_the_one_serverless_wsgi_encodes(params: dict) -> None:
+    """The own path's query string (built directly for plain names and values) equals
+    serverless-wsgi's ``encode_query_string`` for any parameters, plain or not."""
+    given = {"multiValueQueryStringParameters": params, "queryStringParameters": None}
+    assert _query_string(given) == serverless_wsgi.encode_query_string(given)

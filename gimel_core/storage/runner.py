@@ -142,16 +142,26 @@ def _pack(args: Sequence[Any]) -> bytes:
     ``repr``), in one bytes object."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        if isinstance(arg, str):
+        kind = type(arg)  # the exact types first: most arguments, one comparison each
+        if kind is str:
             data = arg.encode()
-        elif isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+        elif kind is int or kind is float:
             data = repr(arg).encode()
         else:
-            raise redis.DataError(f"cannot send {type(arg).__name__} to Redis")
+            data = _encoded(arg)
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _encoded(arg: Any) -> bytes:
+    """An argument that is not exactly a str, an int or a float, as redis-py encodes it."""
+    if isinstance(arg, str):  # a StrEnum member
+        return arg.encode()
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, int | float) and not isinstance(arg, bool):  # an IntEnum member
+        return repr(int(arg) if isinstance(arg, int) else float(arg)).encode()
+    raise redis.DataError(f"cannot send {type(arg).__name__} to Redis")
 
 
 def _command(call: Call[Any]) -> list[Any]:
