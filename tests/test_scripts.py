@@ -63,8 +63,8 @@ def test_a_script_binds_its_argv_by_name_in_the_order_the_call_fills(script: str
     """The runner sends prelude, shared functions, binding, then the file."""
     text, _ = source(script)
     named, tail = schema.slots(script), schema.ARGV[script][1]
-    assert text.startswith(schema.PRELUDE)
-    assert text.endswith(STORAGE.joinpath(f"{script}.lua").read_text("utf-8"))
+    assert text.startswith(schema.PRELUDE.split("\nlocal META = ")[0])  # the scalars
+    assert text.endswith(schema.inline(STORAGE.joinpath(f"{script}.lua").read_text("utf-8")))
     bound = re.findall(r"^local (\w+) = (tonumber\()?ARGV\[(\d+)\]", text, re.M)
     assert bound == [
         (name, "tonumber(" if kind is int else "", str(i))
@@ -167,3 +167,20 @@ def test_lost_scripts_are_reloaded(make_app, raw_redis: Any, counting: str) -> N
         "e": {"a": 5},
         "f": {"a": 2},
     }
+
+
+def test_the_prelude_tables_are_written_as_their_values() -> None:
+    """No call builds a table of names the script only reads fields of: each ``TABLE.field``
+    is its value in the source Redis runs, and a field no table has fails at load, not in
+    Redis as nil."""
+    for name in SCRIPTS:
+        text = source(name)[0]
+        left = re.findall(rf"\b(?:{'|'.join(schema.TABLES)})\.\w+", text)
+        assert not left, f"{name}: {left}"
+        tables = re.findall(rf"^local ({'|'.join(schema.TABLES)}) = {{", text, flags=re.M)
+        assert tables == (["OFF_PLAN"] if name == "track" else []), name  # pairs(OFF_PLAN)
+    assert schema.inline("return META.plan, DEDUP.load") == (
+        f"return '{schema.Meta.PLAN}', {dedup.LOAD}"
+    )
+    with pytest.raises(KeyError):
+        schema.inline("return META.nme")
