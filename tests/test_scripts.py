@@ -12,11 +12,13 @@ import redis
 from flask.testing import FlaskClient
 
 from conftest import AUTH, WholeCluster
-from gimel_core import dedup, defaults
+from gimel_core import dedup, defaults, keys
 from gimel_core.storage import schema
-from gimel_core.storage.runner import source
+from gimel_core.storage.read import read, stored
+from gimel_core.storage.runner import Call, Scripts, source
 from gimel_core.storage.schema import TrackSettings
 from gimel_core.storage.track import track_exact
+from gimel_core.store import connect
 from gimel_core.vocabulary import GoalType, Mode, Registration
 from helpers import track
 
@@ -184,3 +186,21 @@ def test_the_prelude_tables_are_written_as_their_values() -> None:
     )
     with pytest.raises(KeyError):
         schema.inline("return META.nme")
+
+
+@pytest.mark.single_redis
+def test_an_error_reply_among_several_leaves_the_connection_in_step(redis_url: str) -> None:
+    """Several calls sent together: an error reply raises once every reply is read, so the
+    connection's next replies are the next calls' own."""
+    client = connect(redis_url)
+    scripts = Scripts(client)
+    for name in ("a", "b"):
+        client.hset(keys.meta("ns", name), schema.Meta.NAME, name)
+    broken = Call("read", [], [], bytes)  # no KEYS: the script's first command fails
+    with pytest.raises(redis.ResponseError):
+        scripts.run([read("ns", "b"), broken, read("ns", "b")])
+    first, second = scripts.run([read("ns", "a"), read("ns", "b")])
+    assert stored(first).meta[schema.Meta.NAME] == "a"
+    assert stored(second).meta[schema.Meta.NAME] == "b"
+    assert stored(scripts.run_one(read("ns", "a"))).meta[schema.Meta.NAME] == "a"
+    client.close()

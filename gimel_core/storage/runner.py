@@ -82,10 +82,16 @@ class Scripts:
         return [call.parse(reply) for call, reply in zip(calls, replies, strict=True)]
 
     def _send(self, calls: Sequence[Call[Any]]) -> list[Any]:
-        if len(calls) == 1:  # the common case, one event: no pipeline
+        if self.pool is not None:  # a single server: packed here, one round trip
+            packed = [_pack(_command(call)) for call in calls]
+            if len(calls) == 1:  # the common case, one event
+                try:
+                    return [self._lean(lambda conn: _round_trip(conn, packed[0]))]
+                except redis.exceptions.NoScriptError as exc:
+                    return [exc]
+            return cast(list[Any], self._lean(lambda conn: _round_trips(conn, packed)))
+        if len(calls) == 1:
             try:
-                if self.pool is not None:
-                    return [self._lean(_pack(_command(calls[0])))]
                 return [self.client.execute_command(*_command(calls[0]))]
             except redis.exceptions.NoScriptError as exc:
                 return [exc]
@@ -96,14 +102,15 @@ class Scripts:
             pipe.execute_command(*_command(call))
         return cast(list[Any], pipe.execute(raise_on_error=False))
 
-    def _lean(self, packed: bytes) -> Any:
-        """One packed command on a connection of the pool: what ``execute_command`` does
-        (the pool's wait, the connection's timeouts, a retry on a dropped connection after
-        closing it), without its per-call argument handling and hooks."""
+    def _lean(self, exchange: Callable[[Any], Any]) -> Any:
+        """``exchange`` (packed commands sent, their replies read) on a connection of the
+        pool: what ``execute_command`` or a pipeline does (the pool's wait, the connection's
+        timeouts, a retry on a dropped connection after closing it), without their
+        per-command argument handling and hooks."""
         conn = self._take()
         try:
             return conn.retry.call_with_retry(
-                lambda: _round_trip(conn, packed), lambda error: conn.disconnect()
+                lambda: exchange(conn), lambda error: conn.disconnect()
             )
         finally:
             self._keep(conn)
@@ -135,6 +142,20 @@ more than the threads of a ``gimel serve`` worker, so each finds one."""
 def _round_trip(conn: Any, packed: bytes) -> Any:
     conn.send_packed_command((packed,))
     return conn.read_response()
+
+
+def _round_trips(conn: Any, packed: list[bytes]) -> list[Any]:
+    """Commands sent together and their replies read in order, an error reply as its
+    exception in the list (as a pipeline's ``execute(raise_on_error=False)``): the
+    connection has read it whole and serves the next reply."""
+    conn.send_packed_command(packed)
+    replies: list[Any] = []
+    for _ in packed:
+        try:
+            replies.append(conn.read_response())
+        except redis.exceptions.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 def _pack(args: Sequence[Any]) -> bytes:
