@@ -21,11 +21,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import defaults
 from .errors import InvalidInput
 from .events import check_name
-from .results import ExperimentResult
+
+if TYPE_CHECKING:  # the API's results: the tracking path never loads them
+    from .results import ExperimentResult
 
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
 _DIGITS = re.compile(r"[0-9]{1,9}")

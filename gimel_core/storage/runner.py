@@ -175,7 +175,8 @@ def _pack(args: Sequence[Any]) -> bytes:
 
 
 def _encoded(arg: Any) -> bytes:
-    """An argument that is not exactly a str, an int or a float, as redis-py encodes it."""
+    """An argument that is not exactly a str, an int or a float: bytes as they are, a str or
+    number subclass (an enum member) as its value."""
     if isinstance(arg, str):  # a StrEnum member
         return arg.encode()
     if isinstance(arg, bytes):
