@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { h } from "./dom.js";
 import { DASH, moment, plural } from "./format.js";
-import { fetchInto } from "./ondemand.js";
+import { onDemandSection } from "./ondemand.js";
 import { state } from "./state.js";
 import { AlertKind } from "./vocabulary.js";
 
@@ -27,25 +27,10 @@ const NO_DELIVERY =
 
 // The card's section; data-state as history's: "closed", "loading", "ready" or "error".
 export function alertsSection(exp) {
-  const body = h("div", { class: "alerts-body" });
-  const details = h(
-    "details",
-    { class: "alerts", "data-state": "closed" },
-    h("summary", {}, "Alerts", h("span", { class: "muted", text: " · what the watcher sent" })),
-    body,
-  );
-  details.addEventListener("toggle", () => {
-    const now = details.dataset.state;
-    if (details.open && (now === "closed" || now === "error")) load(details, body, exp);
-  });
-  return details;
-}
-
-function load(details, body, exp) {
-  const show = async (path) => {
+  const show = async (path, _, body) => {
     draw(body, await api("GET", path + "/alerts", { namespace: state.namespace }));
   };
-  return fetchInto(details, body, exp, "alerts", show, () => load(details, body, exp));
+  return onDemandSection("alerts", "Alerts", " · what the watcher sent", exp, show);
 }
 
 // A delivery still due: a retry that waits, or a first attempt (alerts go out in order, so one

@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { h } from "./dom.js";
 import { DASH, amount, count, pct, plural, raw, signedPct } from "./format.js";
-import { fetchInto } from "./ondemand.js";
+import { onDemandSection } from "./ondemand.js";
 import { loadPlotting, participantsPlot, ratePlot, upliftPlot, variantColours } from "./plots.js";
 import { state } from "./state.js";
 import { timeline } from "./timeline.js";
@@ -22,22 +22,7 @@ matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
 
 // The card's section; data-state: "closed" (not fetched), "loading", "ready" or "error".
 export function historySection(exp) {
-  const body = h("div", { class: "history-body" });
-  const details = h(
-    "details",
-    { class: "history", "data-state": "closed" },
-    h("summary", {}, "History", h("span", { class: "muted", text: " · day by day, UTC" })),
-    body,
-  );
-  details.addEventListener("toggle", () => {
-    const now = details.dataset.state;
-    if (details.open && (now === "closed" || now === "error")) load(details, body, exp);
-  });
-  return details;
-}
-
-function load(details, body, exp) {
-  const show = async (path) => {
+  const show = async (path, details, body) => {
     const [history, uPlot] = await Promise.all([
       api("GET", path + "/history", { namespace: state.namespace }),
       loadPlotting(),
@@ -45,7 +30,7 @@ function load(details, body, exp) {
     draw(body, uPlot, exp, history);
     drawn.set(details, () => draw(body, uPlot, exp, history));
   };
-  return fetchInto(details, body, exp, "history", show, () => load(details, body, exp));
+  return onDemandSection("history", "History", " · day by day, UTC", exp, show);
 }
 
 function swatch(colour, dashed) {

@@ -1,4 +1,4 @@
-// A <details> of a card that fetches what it shows when opened (results, history): its
+// A <details> of a card that fetches what it shows when opened (results, history, alerts): its
 // data-state ("loading", then "ready" or "error"), aria-busy while it waits, and the error
 // in its body with a button to try again. A name with no URL ("." or "..") is an error.
 import { experimentPath } from "./api.js";
@@ -34,4 +34,24 @@ export async function fetchInto(details, body, exp, what, show, retry) {
   } finally {
     details.removeAttribute("aria-busy");
   }
+}
+
+// A card's closed <details> (class `kind`, its body `${kind}-body`) whose summary is `title`
+// and a muted `note`; opened (or opened again after an error) it fetches what it shows:
+// show(path, details, body) fetches and draws into body.
+export function onDemandSection(kind, title, note, exp, show) {
+  const body = h("div", { class: `${kind}-body` });
+  const details = h(
+    "details",
+    { class: kind, "data-state": "closed" },
+    h("summary", {}, title, h("span", { class: "muted", text: note })),
+    body,
+  );
+  const fetched = (path) => show(path, details, body);
+  const load = () => fetchInto(details, body, exp, kind, fetched, load);
+  details.addEventListener("toggle", () => {
+    const now = details.dataset.state;
+    if (details.open && (now === "closed" || now === "error")) load();
+  });
+  return details;
 }
