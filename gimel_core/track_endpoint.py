@@ -33,9 +33,9 @@ from . import defaults
 from .answers import error_response, json_response
 from .config import Config
 from .errors import InvalidInput, StoreUnavailable
-from .events import parse_batch, parse_query, validate
+from .events import Event, parse_batch, parse_query, validate
 from .sources import Sources
-from .tracking import Tracker
+from .tracking import Tally, Tracker
 
 TRACK_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -89,10 +89,7 @@ class TrackEndpoint:
                 event = validate(parse_query(_query(environ)))
                 if self._bot(environ, 1):
                     return self.bot
-                off_plan = self.tracker.track(event, self.sources.of(environ)).off_plan
-                if off_plan:  # 200: a browser would send it again forever
-                    return _answer({"ok": True, "counted": False, "dropped": str(off_plan[0])})
-                return self.tracked
+                return self._counted(self.tracker.track(event, self.sources.of(environ)))
             if method == "POST":
                 events = parse_batch(_body(environ, self.max_bytes), self.max_events)
                 if self._bot(environ, len(events)):
@@ -112,6 +109,44 @@ class TrackEndpoint:
             raise MethodNotAllowed(valid_methods=METHODS)
         except Exception as exc:  # every failure becomes a JSON answer, never a traceback
             return Answer.of(error_response(exc, TRACK_HEADERS))
+
+    def respond_together(self, environs: list[dict[str, Any]]) -> list[Answer | None]:
+        """The answers to requests that arrived together, as :meth:`respond` gives each: the
+        events of their ``GET`` requests are counted in one round trip to Redis
+        (:meth:`Tracker.track_each`), each with its own script call, source and answer. Any
+        other request is left to the app (None)."""
+        answers: list[Answer | None] = [None] * len(environs)
+        todo: list[tuple[int, Event, str | None]] = []
+        for i, environ in enumerate(environs):
+            if environ.get("PATH_INFO") not in self.paths or environ["REQUEST_METHOD"] != "GET":
+                continue
+            try:
+                event = validate(parse_query(_query(environ)))
+                if self._bot(environ, 1):
+                    answers[i] = self.bot
+                else:
+                    todo.append((i, event, self.sources.of(environ)))
+            except Exception as exc:
+                answers[i] = Answer.of(error_response(exc, TRACK_HEADERS))
+        if todo:
+            try:
+                outcomes = self.tracker.track_each([(event, source) for _, event, source in todo])
+                for (i, _, _), outcome in zip(todo, outcomes, strict=True):
+                    answers[i] = (
+                        self._counted(outcome)
+                        if isinstance(outcome, Tally)
+                        else Answer.of(error_response(outcome, TRACK_HEADERS))
+                    )
+            except Exception as exc:  # Redis could not be reached: each is answered so
+                failed = Answer.of(error_response(exc, TRACK_HEADERS))
+                for i, _, _ in todo:
+                    answers[i] = failed
+        return answers
+
+    def _counted(self, tally: Tally) -> Answer:
+        if tally.off_plan:  # 200: a browser would send it again forever
+            return _answer({"ok": True, "counted": False, "dropped": str(tally.off_plan[0])})
+        return self.tracked
 
     def _bot(self, environ: dict[str, Any], events: int) -> bool:
         """Requests from known bots are answered 200 (so they stop) and only tallied."""

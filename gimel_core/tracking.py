@@ -65,6 +65,8 @@ class Tally:
 
 Ident = tuple[str, str]
 """(namespace, experiment)"""
+_Pending = tuple[Ident, list[Event], str | None, Tally]
+"""One script call to make: the experiment, its events, their source, the tally to add to."""
 
 
 class Tracker(StoreBacked):
@@ -95,19 +97,36 @@ class Tracker(StoreBacked):
 
         ``source``: the salted hash of the client's address (``gimel_core.sources``), whose
         budget of new events per experiment and hour the event counts against; None: none."""
-        ident = (event.namespace, event.experiment)
-        tally = Tally()
-        refusal = self._admit(*ident)
-        if refusal is _UNDECLARED:  # answered, not counted: no refusal
-            tally.undeclared, refusal = 1, None
-        elif refusal is None:
-            self._count(ident, [event], tally, *self._assumed(ident), source)
-            refusal = tally.refused[0] if tally.refused else None
-        if refusal or tally.undeclared or tally.over_budget or tally.off_plan:
-            self._record_dropped([refusal] if refusal else [], tally)
-        if refusal:
-            raise refusal
-        return tally
+        (outcome,) = self.track_each([(event, source)])
+        if isinstance(outcome, Refused):
+            raise outcome
+        return outcome
+
+    def track_each(self, events: list[tuple[Event, str | None]]) -> list[Tally | Refused]:
+        """Count events of separate requests, each with its source (as :meth:`track`), in one
+        round trip: one script call per event, so each has its own answer (its tally, or why
+        it was refused), exactly as if each had been sent alone."""
+        outcomes: list[Tally | Refused] = []
+        pending: list[_Pending] = []
+        for event, source in events:
+            ident = (event.namespace, event.experiment)
+            tally = Tally()
+            refusal = self._admit(*ident)
+            if refusal is _UNDECLARED:  # answered, not counted: no refusal
+                tally.undeclared = 1
+            elif refusal is None:
+                pending.append((ident, [event], source, tally))
+            outcomes.append(tally if refusal is None or refusal is _UNDECLARED else refusal)
+        self._count(pending)
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, Refused):
+                self._record_dropped([outcome], Tally())
+                continue
+            if outcome.refused:  # past a cap, found by the script
+                outcomes[i] = outcome.refused[0]
+            if outcome.refused or outcome.undeclared or outcome.over_budget or outcome.off_plan:
+                self._record_dropped(outcome.refused[:1], outcome)
+        return outcomes
 
     def track_many(self, events: list[Event], source: str | None = None) -> Tally:
         """Count events: one script call per experiment, one pipeline, one round trip per node.
@@ -131,23 +150,7 @@ class Tracker(StoreBacked):
                     tally.refused.append(refusal)
                     continue
             groups.setdefault(ident, []).append(event)
-        pending = [(ident, group, *self._assumed(ident)) for ident, group in groups.items()]
-        for _ in range(_ATTEMPTS):
-            calls = [
-                self._call(ident, group, mode, window, source)
-                for ident, group, mode, window in pending
-            ]
-            replies = self.scripts.run(calls)
-            retry = []
-            for (ident, group, mode, window), reply in zip(pending, replies, strict=True):
-                moved = self._settle(ident, group, mode, window, reply, tally)
-                if moved:
-                    retry.append((ident, group, moved.mode, moved.window))
-            if not retry:
-                break
-            pending = retry
-        else:
-            raise StoreUnavailable("experiment settings kept changing during tracking")
+        self._count([(ident, group, source, tally) for ident, group in groups.items()])
         self._record_dropped(tally.refused, tally)
         return tally
 
@@ -157,22 +160,27 @@ class Tracker(StoreBacked):
 
     # -- one experiment -----------------------------------------------------------------
 
-    def _count(
-        self,
-        ident: Ident,
-        events: list[Event],
-        tally: Tally,
-        mode: str,
-        window: int,
-        source: str | None,
-    ) -> None:
+    def _count(self, pending: list[_Pending]) -> None:
+        """One script call per item, all in one round trip, each reply added to its item's
+        tally; sent again for the experiments whose mode was recorded otherwise than assumed
+        (at most :data:`_ATTEMPTS` times)."""
+        todo = [(*item, *self._assumed(item[0])) for item in pending]
         for _ in range(_ATTEMPTS):
-            reply = self.scripts.run_one(self._call(ident, events, mode, window, source))
-            moved = self._settle(ident, events, mode, window, reply, tally)
-            if moved is None:
+            if not todo:
                 return
-            mode, window = moved.mode, moved.window
-        raise StoreUnavailable("experiment settings kept changing during tracking")
+            calls = [
+                self._call(ident, events, mode, window, source)
+                for ident, events, source, _, mode, window in todo
+            ]
+            retry = []
+            for item, reply in zip(todo, self.scripts.run(calls), strict=True):
+                ident, events, source, tally, mode, window = item
+                moved = self._settle(ident, events, mode, window, reply, tally)
+                if moved:
+                    retry.append((ident, events, source, tally, moved.mode, moved.window))
+            todo = retry
+        if todo:
+            raise StoreUnavailable("experiment settings kept changing during tracking")
 
     def _settle(
         self,

@@ -6,9 +6,11 @@ import json
 
 import pytest
 from flask import Flask
-from werkzeug.test import Client
+from werkzeug.test import Client, EnvironBuilder
 
-from gimel_core import api, defaults
+from conftest import API_KEY
+from gimel_core import api, defaults, keys
+from gimel_core.storage.runner import Scripts
 from helpers import track_url
 
 pytestmark = pytest.mark.single_redis  # HTTP details, not storage
@@ -96,3 +98,72 @@ def test_bot_verdicts_are_kept_per_agent_and_bounded(app: Flask) -> None:
     verdicts = endpoint._is_bot.cache_info()  # type: ignore[attr-defined]
     assert (verdicts.misses, verdicts.hits) == (1, 2)  # the pattern ran once for three
     assert verdicts.maxsize == defaults.BOT_VERDICTS
+
+
+def together_requests() -> list[dict]:
+    """WSGI environs of requests a `gimel serve` worker may take together: every kind of
+    ``GET /track`` answer, and requests the tracking endpoint leaves to the app."""
+    get = [
+        track_url(**EVENT, uuid="t1"),
+        track_url(**EVENT, uuid="t1"),  # a duplicate
+        track_url(**EVENT, uuid="t2"),
+        track_url(experiment="e", variant="v"),  # fields missing: 400
+        track_url(**EVENT, uuid="t3", value="9.5"),  # a value on participate: not counted
+        track_url(experiment="e", variant="w", event="participate", uuid="t4"),
+        track_url(experiment="e", variant="x", event="participate", uuid="t5"),  # past the cap
+        track_url(experiment="f", variant="v", event="signup", uuid="t1"),
+        "/track?" + "x" * 9000,  # 414
+    ]
+    environs = [EnvironBuilder(path=url).get_environ() for url in get]
+    bot = EnvironBuilder(path=track_url(**EVENT, uuid="t6"), headers={"User-Agent": "Googlebot"})
+    environs.insert(3, bot.get_environ())
+    batch = json.dumps([{**EVENT, "uuid": "t7"}])
+    environs.insert(5, EnvironBuilder(path="/track", method="POST", data=batch).get_environ())
+    environs.append(EnvironBuilder(path="/health").get_environ())
+    return environs
+
+
+def stored(app: Flask, raw_redis) -> tuple[object, dict]:
+    listing = app.test_client().get("/experiments", headers={"x-api-key": API_KEY})
+    return listing.get_json(), raw_redis.hgetall(keys.abuse())
+
+
+def test_requests_taken_together_are_answered_and_counted_as_each_alone(
+    make_app, raw_redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `gimel serve` does with requests that wait together: their events go to Redis in
+    one round trip, and each answer, each count and each dropped tally is what the same
+    requests get one by one."""
+    now = 1_780_000_000.0
+    settings = {"counting": "exact", "max_variants": 2, "clock": lambda: now}
+    alone_app = make_app(**settings)
+    alone = [
+        alone_app.wsgi_app.respond(environ) if environ["PATH_INFO"] == "/track" else None
+        for environ in together_requests()
+        if environ["REQUEST_METHOD"] == "GET"
+    ]
+    alone_stored = stored(alone_app, raw_redis)
+    raw_redis.flushall()
+
+    app = make_app(**settings)
+    sent: list[list[str]] = []
+    run = Scripts.run
+
+    def recorded(self: Scripts, calls):
+        sent.append([call.script for call in calls])
+        return run(self, calls)
+
+    monkeypatch.setattr(Scripts, "run", recorded)
+    together = app.wsgi_app.respond_together(together_requests())
+    monkeypatch.undo()
+    kinds = [e["REQUEST_METHOD"] for e in together_requests()]
+    assert [a for a, kind in zip(together, kinds, strict=True) if kind == "GET"] == alone
+    assert together[kinds.index("POST")] is None and together[-1] is None  # left to the app
+    codes = [200, 200, 200, 200, 400, 200, 200, 422, 200, 414, None]
+    assert [a.code if a else None for a in alone] == codes
+    assert json.loads(alone[5].body)["counted"] is False  # the value on participate
+    assert stored(app, raw_redis) == alone_stored
+    assert alone_stored[0][1]["participants"] == {"v": 2, "w": 1}
+    # Every event to count in one round trip, one script call each.
+    tracks = [calls for calls in sent if "track" in calls]
+    assert tracks == [["track"] * 7]

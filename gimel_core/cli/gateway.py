@@ -20,6 +20,11 @@ event loop to wake. The request's coroutine must still outlive its answer (grani
 request arrives and every :data:`FINISH_EVERY` seconds, rather than being woken for each.
 (A ``ThreadPoolExecutor`` with ``run_in_executor`` woke the loop for every answer and halved
 the requests a worker serves.)
+
+Under load, requests wait in that queue while the threads work; an app thread takes the one it
+waited for and those queued behind it (at most :data:`TOGETHER`), and Gimel counts their events
+in one round trip to Redis (``TrackEndpoint.respond_together``: still one script call, one
+source budget and one answer per request), answering each once Redis has replied.
 """
 
 from __future__ import annotations
@@ -66,6 +71,13 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 Request = tuple["asyncio.Future[None]", Any, dict[str, Any], float]
 """What the loop hands an app thread: the future to end once answered, granian's protocol to
 answer on, the environ, and when it was queued."""
+Together = Callable[[list[dict[str, Any]]], list[Answer | None]]
+"""The app's answers to requests taken together (None: one the app must run alone)."""
+
+TOGETHER = 32
+"""Most requests an app thread takes at once: the one it waited for and those queued behind it.
+The app counts their events in one round trip to Redis, and each is answered once Redis has
+replied, so nothing acknowledged is lost and none waits for a request that arrived later."""
 
 
 def _json(status: int, error: str, *headers: tuple[str, str]) -> Answer:
@@ -86,8 +98,15 @@ BUSY = _json(503, "the server is busy, retry later", ("Retry-After", RETRY_AFTER
 class Gateway:
     """An RSGI application running the WSGI ``app`` on ``threads`` threads of its own."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], threads: int, max_body: int) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        threads: int,
+        max_body: int,
+        together: Together | None = None,
+    ) -> None:
         self.app = app
+        self.together = together
         self.threads = threads
         self.max_body = max_body
         # Made in each worker by __rsgi_init__: threads and futures do not survive a fork.
@@ -188,12 +207,40 @@ class Gateway:
         self.loop.call_later(FINISH_EVERY, self._finish_every)
 
     def _work(self) -> None:
-        """An app thread: runs and answers requests until it takes a None."""
-        while (request := self.requests.get()) is not None:
-            answered, protocol, environ, queued = request
+        """An app thread: runs and answers requests until it takes a None, with those already
+        waiting when it takes one (at most :data:`TOGETHER`) if the app counts together."""
+        stopping = False
+        while not stopping and (request := self.requests.get()) is not None:
+            batch = [request]
+            while self.together is not None and len(batch) < TOGETHER:
+                try:
+                    waiting = self.requests.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting is None:
+                    stopping = True
+                    break
+                batch.append(waiting)
+            self._answer(batch)
+
+    def _answer(self, batch: list[Request]) -> None:
+        answers: list[Answer | None] = [None] * len(batch)
+        if len(batch) > 1:
+            assert self.together is not None
+            now = time.monotonic()
+            fresh = [i for i, (*_, queued) in enumerate(batch) if now - queued <= QUEUE_TIMEOUT]
+            try:
+                together = self.together([batch[i][2] for i in fresh])
+                for i, answer in zip(fresh, together, strict=True):
+                    answers[i] = answer
+            except BaseException as exc:  # the app's, raised in each request's coroutine
+                for answered, *_ in batch:
+                    self.answered.append((answered, exc))
+                return
+        for (answered, protocol, environ, queued), answer in zip(batch, answers, strict=True):
             error = None
             try:
-                protocol.response_bytes(*self._run(environ, queued))
+                protocol.response_bytes(*(answer or self._run(environ, queued)))
             except BaseException as exc:  # the app's, raised in its coroutine
                 error = exc
             self.answered.append((answered, error))

@@ -26,7 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,8 +36,9 @@ from .. import defaults
 from ..config import Config, registration_beyond_loopback
 from ..errors import GimelError
 from ..snippet import snippet
+from ..track_endpoint import TrackEndpoint
 from . import local_key
-from .gateway import Gateway, IdleReaper
+from .gateway import Answer, Gateway, IdleReaper
 from .options import data_dir_option, one_line_errors
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -269,7 +270,7 @@ def run(
     # The workers must inherit the app built here: fork, whatever the platform's default.
     multiprocessing.set_start_method("fork", force=True)
     port = listener.getsockname()[1]
-    gateway = Gateway(app, threads, max_body)
+    gateway = Gateway(app, threads, max_body, _together(app))
 
     def load() -> Any:
         # In each worker, once forked: its own idle reaper (a thread does not survive a fork).
@@ -288,6 +289,22 @@ def run(
         workers_kill_timeout=STOP_TIMEOUT,
     )
     server.serve(target_loader=load, wrap_loader=False)
+
+
+def _together(app: Any) -> Callable[[list[dict[str, Any]]], list[Answer | None]] | None:
+    """Gimel's tracking answers to requests taken together, as the gateway sends them; None
+    for an app without Gimel's tracking endpoint in front (the bench's no-op app)."""
+    endpoint = getattr(app, "wsgi_app", None)
+    if not isinstance(endpoint, TrackEndpoint):
+        return None
+
+    def together(environs: list[dict[str, Any]]) -> list[Answer | None]:
+        return [
+            None if a is None else (a.code, list(a.headers), a.body)
+            for a in endpoint.respond_together(environs)
+        ]
+
+    return together
 
 
 def _connections_per_worker() -> int:
