@@ -60,6 +60,20 @@ def parse_query(raw: bytes, fields: frozenset[str] = TRACK_FIELDS) -> dict[str, 
     Unlike the usual parsers this refuses, rather than replaces, invalid UTF-8, and refuses
     a field given twice instead of silently picking one.
     """
+    if b"%" not in raw:  # the usual call: nothing to unquote, so decode it whole
+        try:
+            text = raw.replace(b"+", b" ").decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # each field's own answer, below
+        else:
+            found: dict[str, str] = {}
+            for part in text.split("&"):
+                name, _, value = part.partition("=")
+                if name in fields:
+                    if name in found:
+                        raise InvalidInput(name, f"'{name}' is given more than once")
+                    found[name] = value
+            return found
     values: dict[str, str] = {}
     for part in raw.split(b"&"):
         name_raw, _, value_raw = part.partition(b"=")

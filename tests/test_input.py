@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
 import redis
 from flask.testing import FlaskClient
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from conftest import AUTH
+from gimel_core.errors import InvalidInput
+from gimel_core.events import TRACK_FIELDS, parse_query
 
 GOOD = "experiment=e&variant=v&event=participate&uuid=u"
 
@@ -121,3 +127,49 @@ def test_a_lone_surrogate_api_key_is_refused_not_500(client: FlaskClient) -> Non
     response = client.get("/experiments", headers={"x-api-key": "\ud800"})
     assert response.status_code == 403
     assert response.get_json() == {"error": "wrong API key"}
+
+
+_QUERY_TEXT = st.lists(
+    st.sampled_from([b"a", b" ", b"+", b"=", b"\xc3\xa9", b"\xe2\x82\xac", b"\xff", b"\xc3"])
+    | st.sampled_from([b"%41", b"%", b"%e9", b"%2B", b"%26"]),
+    max_size=4,
+).map(b"".join)
+QUERY_BYTES = st.lists(
+    st.tuples(st.sampled_from([b"experiment", b"uuid", b"namespace", b"value", b""]), _QUERY_TEXT)
+    | st.tuples(_QUERY_TEXT, _QUERY_TEXT),
+    max_size=6,
+).map(lambda parts: b"&".join(name + b"=" + value if value else name for name, value in parts))
+"""Query strings of field names and other names, with text, spaces, '+', '=', UTF-8, bytes
+that are not UTF-8 and percent-escapes, valid or not."""
+
+
+@given(QUERY_BYTES)
+@example(b"uuid=a&experiment=e&uuid=b")
+@example(b"uuid=%41&uuid=b")
+@example(b"uuid=caf\xc3\xa9+x&x=\xff")
+@example(b"uuid=\xff&experiment=e")
+@example(b"uuid=%e9")
+def test_a_query_string_is_read_as_the_standard_parser_reads_it(raw: bytes) -> None:
+    """Any query, percent-encoded or not, valid UTF-8 or not: the fields are what the standard
+    library's form parser decodes (its strict UTF-8 as ours), a field twice or a field that is
+    not UTF-8 is refused naming it, and other names are ignored whatever their bytes."""
+    pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    expected: dict[str, str] = {}
+    refused = None
+    for name_latin1, value_latin1 in pairs:
+        name = name_latin1.encode("latin-1").decode("utf-8", "replace")
+        if name not in TRACK_FIELDS:
+            continue
+        if name in expected:
+            refused = refused or f"'{name}' is given more than once"
+            break
+        try:
+            expected[name] = value_latin1.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            refused = refused or f"'{name}' is not valid UTF-8"
+            break
+    if refused:
+        with pytest.raises(InvalidInput, match=refused):
+            parse_query(raw)
+    else:
+        assert parse_query(raw) == expected
