@@ -67,8 +67,8 @@ def parse_query(raw: bytes, fields: frozenset[str] = TRACK_FIELDS) -> dict[str, 
             pass  # each field's own answer, below
         else:
             found: dict[str, str] = {}
-            for part in text.split("&"):
-                name, _, value = part.partition("=")
+            for pair in text.split("&"):
+                name, _, value = pair.partition("=")
                 if name in fields:
                     if name in found:
                         raise InvalidInput(name, f"'{name}' is given more than once")

@@ -45,7 +45,8 @@
 -- plan lists, under no cap: visitors cannot add names to it, and the caps they can fill do not
 -- apply to it. An undeclared one is counted only in open registration, under the caps.
 --
--- Returns {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
+-- Returns, as one text of numbers (and the mode) separated by spaces,
+-- {TRACK.counted, new, dropped_variants, dropped_goals, undeclared, over_source,
 -- over_open, over_records[, off plan...]}: how many events were new (duplicates count 0), how
 -- many were dropped because they would add a variant or a goal past its cap, how many because the
 -- experiment, variant or goal is not declared (in declared registration, an undeclared
@@ -95,8 +96,13 @@ local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.d
 local mode, window, last_day, plan = recorded[1], recorded[2], tonumber(recorded[3]), recorded[4]
 local first_event = fields_at + counters
 local stride = TRACK_STRIDE
+-- A reply's items as one text, separated by spaces: one bulk string is far cheaper for the
+-- client to read than an array of numbers.
+local function reply(items)
+  return table.concat(items, ' ')
+end
 if not plan and registration == REGISTRATION.declared then
-  return {TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0, 0, 0}
+  return reply({TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0, 0, 0})
 end
 local today = math.floor(now / DAY)
 
@@ -156,15 +162,15 @@ end
 -- The TRACK.counted reply of these counts, then one count per OFF_PLAN reason, in its order,
 -- if an event was off the plan (else not: the usual reply stays short).
 local function counted(...)
-  local reply = {TRACK.counted, ...}
+  local items = {TRACK.counted, ...}
   if off then
     local reason = 0
     for _ in pairs(OFF_PLAN) do
       reason = reason + 1
-      reply[#reply + 1] = off[reason] or 0
+      items[#items + 1] = off[reason] or 0
     end
   end
-  return reply
+  return reply(items)
 end
 
 -- An event's numbers slot as its value, total and covariate ('' where none).
@@ -195,19 +201,19 @@ if not mode then
     full = redis.call('SCARD', KEYS[2]) >= max_experiments
   end
   if full then
-    return {TRACK.shard_full}
+    return reply({TRACK.shard_full})
   end
   unbudget(KEYS[7], KEYS[1])  -- an entry left by an expired one of that name is not this one's
   -- meta, variants, goals, history, index or counts, and the entries naming it
   local size = COST.meta + 5 * (COST.key + #KEYS[1]) + 2 * (COST.member + #experiment + #KEYS[1])
   if not afford(size) then
-    return {TRACK.counted, 0, 0, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0}
+    return reply({TRACK.counted, 0, 0, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0})
   end
   mode, window = new_mode, new_window
   last_day = create_experiment(KEYS[1], KEYS[2], experiment, mode, window, new_analysis, now)
 end
 if mode ~= keys_mode or (mode == MODE.exact and tonumber(window) ~= keys_window) then
-  return {TRACK.recorded_otherwise, mode, window}
+  return reply({TRACK.recorded_otherwise, mode, window})
 end
 local exact = mode == MODE.exact
 local life = exact and keys_window == 0

@@ -59,7 +59,8 @@ class ShardFull:
 TrackReply = Counted | RecordedOtherwise | ShardFull
 
 
-def _reply(reply: list[Any]) -> TrackReply:
+def _reply(packed: bytes) -> TrackReply:
+    reply = packed.split()  # one text of numbers (and a mode) separated by spaces
     tag = int(reply[0])
     if tag == TrackTag.COUNTED:
         off_plan = tuple(int(n) for n in reply[8:])
