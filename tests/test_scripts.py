@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import AUTH, WholeCluster
 from gimel_core import dedup, defaults, keys
 from gimel_core.storage import schema
 from gimel_core.storage.read import read, stored
-from gimel_core.storage.runner import Call, Scripts, source
+from gimel_core.storage.runner import Call, Packed, Scripts, _pack, plain, source
 from gimel_core.storage.schema import TrackSettings
 from gimel_core.storage.track import track_exact
 from gimel_core.store import connect
@@ -102,7 +104,8 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         [("v", "g", "1", "f", "2.5", "0", "")],
         source,
     )
-    named = dict(zip((name for name, _ in schema.slots("track")), call.args, strict=False))
+    args = plain(call.args)
+    named = dict(zip((name for name, _ in schema.slots("track")), args, strict=False))
     assert named == {
         "experiment": "exp",
         "keys_mode": "exact",
@@ -113,7 +116,7 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         **new._asdict(),
         **source._asdict(),
     }
-    assert call.args[len(named) :] == ["v", "g", "1", "f", "2.5", "0", ""]
+    assert args[len(named) :] == ["v", "g", "1", "f", "2.5", "0", ""]
 
 
 def test_prelude_defines_what_the_scripts_use() -> None:
@@ -204,3 +207,18 @@ def test_an_error_reply_among_several_leaves_the_connection_in_step(redis_url: s
     assert stored(second).meta[schema.Meta.NAME] == "b"
     assert stored(scripts.run_one(read("ns", "a"))).meta[schema.Meta.NAME] == "a"
     client.close()
+
+
+ARGUMENT = st.text() | st.integers() | st.floats(allow_nan=False) | st.binary()
+
+
+@given(st.lists(ARGUMENT), st.lists(ARGUMENT), st.lists(ARGUMENT))
+def test_a_call_is_packed_as_redis_py_packs_it(
+    before: list[Any], once: list[Any], after: list[Any]
+) -> None:
+    """Gimel's own packing, with a part packed once (``Packed``) among the arguments, sends
+    the bytes redis-py's packer would send for the same arguments."""
+    args = ["EVALSHA", *before, Packed(once), *after]
+    expected = b"".join(redis.Connection().pack_command(*plain(args)))
+    assert _pack(args) == expected
+    assert plain(args) == ["EVALSHA", *before, *once, *after]

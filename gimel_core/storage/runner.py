@@ -92,14 +92,14 @@ class Scripts:
             return cast(list[Any], self._lean(lambda conn: _round_trips(conn, packed)))
         if len(calls) == 1:
             try:
-                return [self.client.execute_command(*_command(calls[0]))]
+                return [self.client.execute_command(*plain(_command(calls[0])))]
             except redis.exceptions.NoScriptError as exc:
                 return [exc]
         pipe = self.client.pipeline(transaction=False)
         for call in calls:
             # execute_command: cluster pipelines refuse .evalsha(), but route this by its
             # first key like any other command.
-            pipe.execute_command(*_command(call))
+            pipe.execute_command(*plain(_command(call)))
         return cast(list[Any], pipe.execute(raise_on_error=False))
 
     def _lean(self, exchange: Callable[[Any], Any]) -> Any:
@@ -160,18 +160,43 @@ def _round_trips(conn: Any, packed: list[bytes]) -> list[Any]:
 
 def _pack(args: Sequence[Any]) -> bytes:
     """A command in RESP, encoded as redis-py encodes arguments (text as UTF-8, numbers by
-    ``repr``), in one bytes object."""
-    parts = [b"*%d\r\n" % len(args)]
+    ``repr``), in one bytes object; a :class:`Packed` argument is its arguments."""
+    parts = [b""]
+    count = len(args)
     for arg in args:
         kind = type(arg)  # the exact types first: most arguments, one comparison each
         if kind is str:
             data = arg.encode()
         elif kind is int or kind is float:
             data = repr(arg).encode()
+        elif kind is Packed:
+            parts.append(arg)
+            count += len(arg.args) - 1
+            continue
         else:
             data = _encoded(arg)
         parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    parts[0] = b"*%d\r\n" % count
     return b"".join(parts)
+
+
+class Packed(bytes):
+    """Arguments in RESP, packed once: a part that every call of a process repeats (the
+    ``EVALSHA`` of a script, a tracker's settings). ``args``: the arguments themselves, for
+    the cluster's path, where redis-py packs (:func:`plain`)."""
+
+    args: tuple[Any, ...]
+
+    def __new__(cls, args: Sequence[Any]) -> Packed:
+        whole = _pack(args)
+        packed = super().__new__(cls, whole[whole.index(b"\n") + 1 :])  # without the "*N"
+        packed.args = tuple(args)
+        return packed
+
+
+def plain(args: Sequence[Any]) -> list[Any]:
+    """``args`` with each :class:`Packed` one replaced by its arguments."""
+    return [a for arg in args for a in (arg.args if type(arg) is Packed else (arg,))]
 
 
 def _encoded(arg: Any) -> bytes:
@@ -187,7 +212,12 @@ def _encoded(arg: Any) -> bytes:
 
 
 def _command(call: Call[Any]) -> list[Any]:
-    return ["EVALSHA", source(call.script)[1], len(call.keys), *call.keys, *call.args]
+    return [_evalsha(call.script), len(call.keys), *call.keys, *call.args]
+
+
+@cache
+def _evalsha(script: str) -> Packed:
+    return Packed(("EVALSHA", source(script)[1]))
 
 
 def text(value: bytes | str) -> str:
