@@ -67,7 +67,7 @@ class LambdaTrack:
         headers = _headers(event)
         if headers is None:
             return None
-        environ, first = headers
+        environ, content_type = headers
         body = get_body_bytes(event, event.get("body") or "")
         authorizer = context.get("authorizer") or {}
         environ |= {
@@ -75,32 +75,45 @@ class LambdaTrack:
             "PATH_INFO": path_info,
             "QUERY_STRING": _latin1(_query_string(event)),
             "CONTENT_LENGTH": str(len(body)),
-            "CONTENT_TYPE": _latin1(first.get("content-type", "")),
+            "CONTENT_TYPE": _latin1(content_type),
             "REMOTE_ADDR": _latin1(context.get("identity", {}).get("sourceIp", "")),
             "REMOTE_USER": _latin1(authorizer.get("principalId", "")),
         }
         return environ
 
 
-def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
-    """The environ's ``HTTP_*`` entries (a repeated header: its last value) and each header's
-    first value by lowercased name; None for headers werkzeug would not take as they are."""
+def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The environ's ``HTTP_*`` entries (a repeated header: its last value) and the first
+    Content-Type; None for headers werkzeug would not take as they are."""
     given = event.get("multiValueHeaders") or event["headers"] or {}
     if not isinstance(given, Mapping):
         return None
     environ: dict[str, Any] = {}
-    first: dict[str, str] = {}
+    content_type = None
     for name, values in given.items():
         if not isinstance(name, str):
             return None
-        for value in values if isinstance(values, list | tuple) else (values,):
+        key = _KEYS.get(name)
+        if key is None:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if len(_KEYS) < _KEYS_KEPT:
+                _KEYS[name] = key
+        if not isinstance(values, list | tuple):
+            values = (values,)
+        for value in values:
             if not isinstance(value, str) or "\n" in value or "\r" in value:
                 return None
-            first.setdefault(name.lower(), value)
-            key = "HTTP_" + name.upper().replace("-", "_")
+        if values:
             if key not in _SKIPPED:
-                environ[key] = value
-    return environ, first
+                environ[key] = values[-1]
+            if content_type is None and name.lower() == "content-type":
+                content_type = values[0]
+    return environ, content_type or ""
+
+
+_KEYS: dict[str, str] = {}
+"""Header name -> its environ key, for the names seen first (most requests send the same)."""
+_KEYS_KEPT = 256
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_.~ -]*")
