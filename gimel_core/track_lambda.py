@@ -40,13 +40,25 @@ class LambdaTrack:
         endpoint = app.wsgi_app
         assert isinstance(endpoint, TrackEndpoint), "built by create_app"
         self.endpoint = endpoint
+        # The replies of the answers that never change (counted, bot), by whether the event
+        # had multiValueHeaders: built once, as _reply builds them.
+        self._static = {id(endpoint.tracked), id(endpoint.bot)}
+        self._replies: dict[tuple[int, bool], dict[str, Any]] = {}
 
     def answer(self, event: Any) -> dict[str, Any] | None:
         """The Lambda answer to ``event``, or None: not one this path answers."""
         environ = self._environ(event)
         if environ is None:
             return None
-        return _reply(self.endpoint.respond(environ), event)
+        answer = self.endpoint.respond(environ)
+        if id(answer) not in self._static:
+            return _reply(answer, event)
+        kind = (id(answer), bool(event.get("multiValueHeaders")))
+        reply = self._replies.get(kind)
+        if reply is None:
+            reply = self._replies[kind] = _reply(answer, event)
+        headers = "multiValueHeaders" if kind[1] else "headers"
+        return {**reply, headers: dict(reply[headers])}  # the caller's own
 
     def _environ(self, event: Any) -> dict[str, Any] | None:
         if not isinstance(event, dict) or event.get("httpMethod") != "GET":
@@ -144,7 +156,9 @@ def _query_string(event: dict[str, Any]) -> str:
 
 def _latin1(value: Any) -> Any:
     """A text value as WSGI carries it: its UTF-8 bytes read as latin-1 (PEP 3333)."""
-    return value.encode("utf-8").decode("latin1", "replace") if isinstance(value, str) else value
+    if not isinstance(value, str) or value.isascii():  # ASCII: the same text
+        return value
+    return value.encode("utf-8").decode("latin1", "replace")
 
 
 def _reply(answer: Answer, event: dict[str, Any]) -> dict[str, Any]:
