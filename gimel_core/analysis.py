@@ -128,13 +128,16 @@ def replan(result: ExperimentResult, counts: ExperimentCounts) -> ExperimentResu
 
 def analyse_history(
     counts: ExperimentCounts, today: int, caches: Caches | None = None
-) -> list[tuple[int, ExperimentResult]]:
-    """The results as they stood at the end of each recorded day, then today's (now)."""
-    past, through = memo(
-        caches.past if caches else None, _fingerprint(counts), lambda: _past(counts, caches)
+) -> tuple[list[tuple[int, ExperimentResult]], dict[str, str]]:
+    """The results as they stood at the end of each recorded day, then today's (now); and
+    where what is derived from the recorded days alone may be kept with them (their JSON)."""
+    past, through, kept = memo(
+        caches.past if caches else None,
+        _fingerprint(counts),
+        lambda: (*_past(counts, caches), {}),
     )
     now = _running(counts, through, caches)
-    return [*past, (today, _analyse(counts, now, caches))]
+    return [*past, (today, _analyse(counts, now, caches))], kept
 
 
 def _fingerprint(counts: ExperimentCounts) -> tuple[object, ...]:

@@ -182,7 +182,7 @@ def update_experiment(name: str) -> Response:
 def experiment_history(name: str) -> Response:
     """Day by day. An experiment whose own name ends in "/history" is read with ?scope=."""
     namespace = namespace_of(query("namespace"))
-    return json_response(store().history(namespace, check_name("experiment", name)).to_json())
+    return encoded_response(store().history(namespace, check_name("experiment", name)).encode())
 
 
 @bp.get("/experiments/<path:name>/alerts")

@@ -196,11 +196,9 @@ class Experiments(StoreBacked):
         if counts.counting is None:
             raise UnknownExperiment(name)
         today = int(self.clock()) // DAY
-        points = [
-            HistoryPoint(_date(day), result)
-            for day, result in analysis.analyse_history(counts, today, self.caches)
-        ]
-        return History(name, counts.settings.analysis, points)
+        days, kept = analysis.analyse_history(counts, today, self.caches)
+        points = [HistoryPoint(_date(day), result) for day, result in days]
+        return History(name, counts.settings.analysis, points, kept)
 
     def ping(self) -> bool:
         return bool(self.client.ping())

@@ -581,14 +581,26 @@ class History:
     experiment: str
     analysis: Analysis
     points: list[HistoryPoint]
+    kept: dict[str, str] | None = field(default=None, compare=False, repr=False)
+    """Where the JSON of the recorded days' points is kept once encoded (they never change,
+    ``analysis.analyse_history``); None: nowhere."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "experiment": self.experiment,
-            "interval": "day",
-            "analysis": _plain(self.analysis),
-            "points": [point.to_json() for point in self.points],
-        }
+        return {**self._about(), "points": [point.to_json() for point in self.points]}
+
+    def _about(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "interval": "day", "analysis": _plain(self.analysis)}
+
+    def encode(self) -> bytes:
+        """``json.dumps(self.to_json())``, the recorded days' points encoded only once."""
+        *past, now = self.points
+        recorded = self.kept.get("past") if self.kept is not None else None
+        if recorded is None:
+            recorded = "".join(json.dumps(point.to_json()) + ", " for point in past)
+            if self.kept is not None:
+                self.kept["past"] = recorded
+        empty = json.dumps({**self._about(), "points": []})  # ends in "[]}"
+        return (empty[:-2] + recorded + json.dumps(now.to_json()) + "]}").encode()
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> History:

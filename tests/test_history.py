@@ -85,6 +85,33 @@ def test_a_point_per_active_day_then_now(make_app: Callable[..., Flask], countin
     assert cumulative(later["points"][-1]) == truth[3]
 
 
+def test_the_answer_is_the_history_as_json_its_recorded_days_encoded_once(
+    make_app: Callable[..., Flask],
+) -> None:
+    clock = Clock()
+    app = make_app(clock=clock)
+    client = app.test_client()
+    seed(client, clock)
+    experiments = app.extensions["gimel"].experiments
+
+    def answer() -> bytes:
+        response = client.get("/experiments/exp/history", headers=AUTH)
+        assert response.status_code == 200
+        return response.get_data()
+
+    first = answer()
+    assert first == json.dumps(experiments.history("alephbet", "exp").to_json()).encode()
+    kept = [entry[2] for entry in app.extensions["gimel"].caches.past._items.values()]
+    assert [list(k) for k in kept] == [["past"]]  # the two recorded days, encoded
+    assert answer() == first
+    # A new day recorded: new recorded days, encoded anew.
+    clock.day(4)
+    assert track(client, "exp", "a", "participate", "late").status_code == 200
+    later = answer()
+    assert later == json.dumps(experiments.history("alephbet", "exp").to_json()).encode()
+    assert [p["date"] for p in json.loads(later)["points"]] == [date(d) for d in (0, 1, 3, 4)]
+
+
 def test_the_interval_narrows_and_the_running_values_never_loosen(
     make_app: Callable[..., Flask],
 ) -> None:

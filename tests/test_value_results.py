@@ -424,10 +424,10 @@ def test_the_same_counts_with_other_sums_give_other_results() -> None:
     history = ((TODAY - 1, {"revenue": {"red": arm, "control": control}}),)
     other = ((TODAY - 1, {"revenue": {"red": doubled, "control": control}}),)
     now = {"revenue": {"red": doubled, "control": control}}
-    one = analyse_history(experiment(now, plan(), "sequential", history=history), TODAY, caches)
-    two = analyse_history(experiment(now, plan(), "sequential", history=other), TODAY, caches)
+    one, _ = analyse_history(experiment(now, plan(), "sequential", history=history), TODAY, caches)
+    two, _ = analyse_history(experiment(now, plan(), "sequential", history=other), TODAY, caches)
     assert row(one[0][1]).mean != row(two[0][1]).mean
-    cold = analyse_history(experiment(now, plan(), "sequential", history=other), TODAY)
+    cold, _ = analyse_history(experiment(now, plan(), "sequential", history=other), TODAY)
     assert two == cold
 
 
