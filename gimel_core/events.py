@@ -94,6 +94,9 @@ def check_name(field: str, value: Any) -> str:
 
     NFC makes a composed and a decomposed "café" one name, wherever names come in.
     """
+    if type(value) is str and value.isascii() and value.isprintable():  # the usual name
+        if 0 < len(value) <= defaults.MAX_NAME_LENGTH:  # ASCII with no control character
+            return value
     if value is None:
         raise InvalidInput(field, f"'{field}' is required")
     if not isinstance(value, str):
