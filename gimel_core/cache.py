@@ -133,8 +133,9 @@ class Caches:
         self.snapshots: Cache[str, Mapping[str, int]] = Cache(65_536)
         """A day's stored snapshot -> its decoded counts: it never changes once written."""
         self.past: Cache[tuple[object, ...], Any] = Cache(256)
-        """An experiment's recorded days -> their results and running values: a recorded day
-        never changes, so a dashboard reopening a history recomputes only "now"."""
+        """An experiment's recorded days -> their results, running values and (once encoded)
+        JSON: a recorded day never changes, so a dashboard reopening a history recomputes and
+        encodes only "now"."""
         self.goals = Memo(4096)
         """One goal's counts and settings -> its rows and verdicts (a few KB each)."""
         self.looks = Memo(262_144)
