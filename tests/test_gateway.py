@@ -4,17 +4,22 @@ their events counted in one round trip, and each answered as it would be alone."
 from __future__ import annotations
 
 import collections
+import http.client
 import json
 import queue
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from werkzeug.test import EnvironBuilder
 
+from conftest import API_KEY
 from gimel_core.cli import gateway, serve
 from gimel_core.storage.runner import Scripts
 from helpers import track_url
+from tests.serving import GimelServe
 
 pytestmark = pytest.mark.single_redis  # the hand-over between threads, not storage
 
@@ -64,3 +69,67 @@ def test_an_app_thread_takes_the_waiting_requests_together(make_app, monkeypatch
     client = app.test_client()
     listed = client.get("/experiments/g", headers={"x-api-key": app.config["GIMEL"].api_keys[0]})
     assert listed.get_json()["participants"] == {"v": 4}
+
+
+SENDERS = 16
+EACH = 60
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_count_exactly(tmp_path: Path) -> None:
+    """Many kept-alive connections at once on `gimel serve` (2 workers), each sending counted,
+    repeated, refused and off-plan events: whichever requests were taken together, every one
+    gets its own answer, and the counts are the ground truth."""
+    env = {"GIMEL_COUNTING": "exact", "GIMEL_API_KEY": API_KEY}
+    event = {"experiment": "busy", "event": "participate"}
+    expected: dict[tuple[int, int], tuple[int, bytes]] = {}
+    uuids = set()
+    for sender in range(SENDERS):
+        for k in range(EACH):
+            kind = k % 4
+            if kind == 3:
+                expected[sender, k] = (400, b"uuid")
+            elif kind == 2:
+                expected[sender, k] = (200, b'"counted": false')
+            else:
+                expected[sender, k] = (200, b'{"ok": true}')
+                uuids.add((sender, k // 8, "ab"[sender % 2]))
+
+    def url(sender: int, k: int) -> str:
+        one = {**event, "variant": "ab"[sender % 2]}
+        if k % 4 == 3:
+            return track_url(**one)  # no uuid: 400
+        extra = {"value": "5"} if k % 4 == 2 else {}  # a value on participate: not counted
+        return track_url(**one, uuid=f"u{sender}-{k // 8}", **extra)
+
+    answers: dict[tuple[int, int], tuple[int, bytes]] = {}
+    with GimelServe(tmp_path, "--workers", "2", env=env) as gimel:
+        start = threading.Barrier(SENDERS)
+
+        def send(sender: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", gimel.port, timeout=30)
+            try:
+                start.wait(timeout=30)
+                for k in range(EACH):
+                    conn.request("GET", url(sender, k))
+                    response = conn.getresponse()
+                    answers[sender, k] = (response.status, response.read())
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(SENDERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        listed = http.client.HTTPConnection("127.0.0.1", gimel.port, timeout=30)
+        try:
+            listed.request("GET", "/experiments/busy", headers={"x-api-key": API_KEY})
+            body = json.loads(listed.getresponse().read())
+        finally:
+            listed.close()
+    assert len(answers) == SENDERS * EACH
+    for key, (status, part) in expected.items():
+        assert answers[key][0] == status and part in answers[key][1], (key, answers[key])
+    assert body["participants"] == {
+        v: sum(1 for *_, variant in uuids if variant == v) for v in "ab"
+    }
