@@ -7,7 +7,7 @@ with the same number of worker processes (the number of cores unless told), and 
 by the same wrk script (`bench.load`, /track with fresh uuids) at 16 and at 256 connections,
 servers taken in turn, round after round, so that a noisy machine slows them alike (each
 figure the median of the rounds, with their min and max; CPU per request of the server's
-own processes beside each rate):
+own processes beside each rate, and of the redis-server they share):
 
 - waitress, 8 threads per process, the processes forked onto one socket (waitress has no
   worker processes of its own; this is how `gimel serve` ran it);
@@ -118,7 +118,9 @@ def compare(seconds: int = 3, rounds: int = 1, workers: int | None = None) -> Ru
             for round_ in range(rounds):
                 for server in SERVERS:
                     print(f"  {server.name}, round {round_ + 1}...", file=sys.stderr, flush=True)
-                    for connections, result in _measure(server, workers, env, script, seconds):
+                    assert redis.process is not None
+                    measured = _measure(server, workers, env, script, seconds, redis.process.pid)
+                    for connections, result in measured:
                         runs[server.name][connections].append(result)
         finally:
             redis.stop()
@@ -126,7 +128,7 @@ def compare(seconds: int = 3, rounds: int = 1, workers: int | None = None) -> Ru
 
 
 def _measure(
-    server: Server, workers: int, env: dict[str, str], script: Path, seconds: int
+    server: Server, workers: int, env: dict[str, str], script: Path, seconds: int, redis: int
 ) -> Iterable[tuple[int, dict[str, float]]]:
     port = free_port()
     process = load.start(server.command(port, workers), env)
@@ -137,10 +139,12 @@ def _measure(
         load.wrk(base, script, 8, 1)  # warm up: imports, script cache, connection pools
         results = []
         for connections in CONNECTIONS:
-            before = load.cpu_s(serving)
+            before, redis_before = load.cpu_s(serving), load.cpu_s([redis])
             result = load.wrk(base, script, connections, seconds)
-            # The server's own processes: not its redis-server, nor wrk.
-            result["cpu_us"] = (load.cpu_s(serving) - before) * 1e6 / max(result["requests"], 1)
+            requests = max(result["requests"], 1)
+            # The server's own processes (not wrk), and apart from them its redis-server's.
+            result["cpu_us"] = (load.cpu_s(serving) - before) * 1e6 / requests
+            result["redis_cpu_us"] = (load.cpu_s([redis]) - redis_before) * 1e6 / requests
             results.append((connections, result))
     finally:
         load.stop(process)
@@ -170,6 +174,8 @@ def describe(result: dict[str, float]) -> str:
     text += f"p99 {shown(result, 'p99_ms', unit=' ms')}"
     if "cpu_us" in result:
         text += f", CPU {shown(result, 'cpu_us', '{:.0f}', ' µs')} a request"
+    if "redis_cpu_us" in result:
+        text += f" (redis-server's {shown(result, 'redis_cpu_us', '{:.0f}', ' µs')})"
     return text
 
 
