@@ -86,10 +86,10 @@ class TrackEndpoint:
         method = environ.get("REQUEST_METHOD")
         try:
             if method == "GET":
-                event = validate(parse_query(_query(environ)))
-                if self._bot(environ, 1):
-                    return self.bot
-                return self._counted(self.tracker.track(event, self.sources.of(environ)))
+                read = self._read(environ)
+                if isinstance(read, Answer):
+                    return read
+                return self._counted(self.tracker.track(*read))
             if method == "POST":
                 events = parse_batch(_body(environ, self.max_bytes), self.max_events)
                 if self._bot(environ, len(events)):
@@ -108,7 +108,7 @@ class TrackEndpoint:
                 return self.preflight
             raise MethodNotAllowed(valid_methods=METHODS)
         except Exception as exc:  # every failure becomes a JSON answer, never a traceback
-            return Answer.of(error_response(exc, TRACK_HEADERS))
+            return _refusal(exc)
 
     def respond_together(self, environs: list[dict[str, Any]]) -> list[Answer | None]:
         """The answers to requests that arrived together, as :meth:`respond` gives each: the
@@ -121,27 +121,34 @@ class TrackEndpoint:
             if environ.get("PATH_INFO") not in self.paths or environ["REQUEST_METHOD"] != "GET":
                 continue
             try:
-                event = validate(parse_query(_query(environ)))
-                if self._bot(environ, 1):
-                    answers[i] = self.bot
-                else:
-                    todo.append((i, event, self.sources.of(environ)))
+                read = self._read(environ)
             except Exception as exc:
-                answers[i] = Answer.of(error_response(exc, TRACK_HEADERS))
+                answers[i] = _refusal(exc)
+                continue
+            if isinstance(read, Answer):
+                answers[i] = read
+            else:
+                todo.append((i, *read))
         if todo:
             try:
                 outcomes = self.tracker.track_each([(event, source) for _, event, source in todo])
                 for (i, _, _), outcome in zip(todo, outcomes, strict=True):
                     answers[i] = (
-                        self._counted(outcome)
-                        if isinstance(outcome, Tally)
-                        else Answer.of(error_response(outcome, TRACK_HEADERS))
+                        self._counted(outcome) if isinstance(outcome, Tally) else _refusal(outcome)
                     )
             except Exception as exc:  # Redis could not be reached: each is answered so
-                failed = Answer.of(error_response(exc, TRACK_HEADERS))
+                failed = _refusal(exc)
                 for i, _, _ in todo:
                     answers[i] = failed
         return answers
+
+    def _read(self, environ: dict[str, Any]) -> Answer | tuple[Event, str | None]:
+        """A ``GET``'s event and the source it counts under, or its answer already (a bot's);
+        raises on bad input."""
+        event = validate(parse_query(_query(environ)))
+        if self._bot(environ, 1):
+            return self.bot
+        return event, self.sources.of(environ)
 
     def _counted(self, tally: Tally) -> Answer:
         if tally.off_plan:  # 200: a browser would send it again forever
@@ -211,6 +218,11 @@ def register(app: Flask, endpoint: TrackEndpoint) -> None:
 
 def _answer(body: Any) -> Answer:
     return Answer.of(json_response(body, 200, TRACK_HEADERS))
+
+
+def _refusal(exc: Exception) -> Answer:
+    """The JSON answer to a failure (bad input, a refusal, Redis out of reach)."""
+    return Answer.of(error_response(exc, TRACK_HEADERS))
 
 
 def _body(environ: dict[str, Any], limit: int) -> bytes:

@@ -118,14 +118,15 @@ class Tracker(StoreBacked):
                 pending.append((ident, [event], source, tally))
             outcomes.append(tally if refusal is None or refusal is _UNDECLARED else refusal)
         self._count(pending)
+        dropped: Counter[str] = Counter()
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Refused):
-                self._record_dropped([outcome], Tally())
+                dropped += _dropped([outcome], Tally())
                 continue
+            dropped += _dropped(outcome.refused[:1], outcome)
             if outcome.refused:  # past a cap, found by the script
                 outcomes[i] = outcome.refused[0]
-            if outcome.refused or outcome.undeclared or outcome.over_budget or outcome.off_plan:
-                self._record_dropped(outcome.refused[:1], outcome)
+        self._record_dropped(dropped)
         return outcomes
 
     def track_many(self, events: list[Event], source: str | None = None) -> Tally:
@@ -151,7 +152,7 @@ class Tracker(StoreBacked):
                     continue
             groups.setdefault(ident, []).append(event)
         self._count([(ident, group, source, tally) for ident, group in groups.items()])
-        self._record_dropped(tally.refused, tally)
+        self._record_dropped(_dropped(tally.refused, tally))
         return tally
 
     def count_filtered(self, n: int) -> None:
@@ -272,14 +273,14 @@ class Tracker(StoreBacked):
                 self._namespaces.add(namespace)
         return None
 
-    def _record_dropped(self, refused: list[Refused], tally: Tally) -> None:
-        dropped = Counter(r.reason for r in (*refused, *tally.off_plan))
-        if tally.undeclared:
-            dropped[UNDECLARED] = tally.undeclared
-        if tally.over_budget:
-            dropped[OVER_BUDGET] = tally.over_budget
+    def _record_dropped(self, dropped: Counter[str]) -> None:
+        """Add to the ``dropped`` counts, by reason: one round trip, none when nothing was."""
+        if not dropped:
+            return
+        pipe = self.client.pipeline(transaction=False)
         for reason, n in dropped.items():
-            self.client.hincrby(keys.abuse(), f"dropped:{reason}", n)
+            pipe.hincrby(keys.abuse(), f"dropped:{reason}", n)
+        pipe.execute()
 
     def _assumed(self, ident: Ident) -> tuple[str, int]:
         return self._modes.get(ident) or (self.config.counting, self.config.dedup_window)
@@ -322,6 +323,16 @@ OFF_PLAN = {
         "covariate", COVARIATE, "not counted: a covariate, but the plan declares none"
     ),
 }
+
+
+def _dropped(refused: list[Refused], tally: Tally) -> Counter[str]:
+    """The events of ``tally`` answered but not counted, and ``refused``, by reason."""
+    dropped = Counter(r.reason for r in (*refused, *tally.off_plan))
+    if tally.undeclared:
+        dropped[UNDECLARED] = tally.undeclared
+    if tally.over_budget:
+        dropped[OVER_BUDGET] = tally.over_budget
+    return dropped
 
 
 def _numbers(e: Event) -> Numbers:
