@@ -555,10 +555,20 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
+def tracked_names(plan: Plan) -> str:
+    """The names track.lua checks an event's against when the plan sums nothing: a newline,
+    then each variant after a ``v`` and each goal after a ``g``, each followed by a newline.
+    Names hold no control character, so ``"\\nv" + name + "\\n"`` is found in it only if the
+    plan declares that variant."""
+    variants = "".join(f"v{name}\n" for name in plan.variants)
+    return "\n" + variants + "".join(f"g{name}\n" for name in plan.goal_names)
+
+
 def meta_fields(plan: Plan) -> dict[str, str]:
     """The meta-hash fields a plan sets (an empty value removes one), itself included."""
     fields = {
         Meta.PLAN: plan.encode(),
+        Meta.NAMES: "" if plan.summed else tracked_names(plan),
         Meta.CONTROL: plan.control,
         Meta.WEIGHTS: json.dumps(plan.weights) if plan.weights else "",
         Meta.DESCRIPTION: plan.description or "",

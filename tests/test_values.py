@@ -380,6 +380,33 @@ def test_a_first_plan_cannot_give_sums_to_a_goal_counted_without(
     assert put(client, plan).status_code == 200
 
 
+def test_a_plan_that_comes_to_sum_values_is_read_whole_by_tracking_and_back(
+    make_app: Callable[..., Flask], raw_redis: Any
+) -> None:
+    # track.lua checks a plan that sums nothing by its names alone (Meta.NAMES): declaring a
+    # value goal or a covariate later must make it read the goals and covariate again.
+    client = make_app(counting="exact").test_client()
+    plain = {"variants": ["a", "b"], "goals": ["signup", "revenue"]}
+    assert put(client, plain).status_code == 201
+    assert track(client, "shop", "a", "revenue", "u1", value="5").get_json()["counted"] is False
+    assert (
+        track(client, "shop", "a", "participate", "u1", covariate="2").get_json()["counted"]
+        is False
+    )
+    assert put(client, PLAN).status_code == 200  # revenue counted nothing yet
+    assert track(client, "shop", "a", "revenue", "u1", value="5").get_json() == {"ok": True}
+    assert track(client, "shop", "a", "participate", "u1", covariate="2").get_json() == {"ok": True}
+    assert sums(raw_redis)[keys.moment_field("revenue", "a", Moment.Y)] == 5
+    assert sums(raw_redis)[keys.moment_field("participate", "a", Moment.X)] == 2
+    # And back: a plan summing nothing again (before any sum) is checked by its names.
+    assert put(client, plain, name="other").status_code == 201
+    assert put(client, {**PLAN, "covariate": None}, name="other").status_code == 200
+    assert put(client, plain, name="other").status_code == 200
+    answer = track(client, "other", "a", "revenue", "u1", value="5")
+    assert answer.get_json()["counted"] is False
+    assert track(client, "other", "a", "revenue", "u2").get_json() == {"ok": True}
+
+
 def test_dropping_undeclared_names_keeps_the_sums_of_kept_ones(
     make_app: Callable[..., Flask], raw_redis: Any
 ) -> None:

@@ -43,6 +43,9 @@ class Meta:
     """``imported:<counts field>``: the legacy count imported last (import-legacy)."""
     PLAN = "plan"
     """The experiment's plan as canonical JSON (``gimel_core.plans``); absent: undeclared."""
+    NAMES = "names"
+    """Written with a plan that sums nothing (no value goal, no covariate): its names as
+    track.lua looks an event's up, without decoding the plan (``plans.tracked_names``)."""
     CONTROL = "control"
     WEIGHTS = "weights"
     DESCRIPTION = "description"
