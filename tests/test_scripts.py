@@ -222,3 +222,23 @@ def test_a_call_is_packed_as_redis_py_packs_it(
     expected = b"".join(redis.Connection().pack_command(*plain(args)))
     assert _pack(args) == expected
     assert plain(args) == ["EVALSHA", *before, *once, *after]
+
+
+def test_a_script_carries_the_shared_functions_it_calls_and_no_other() -> None:
+    # Lua makes a closure of each `local function` on every call, whether it runs or not.
+    shared = (
+        "-- a's comment\nlocal function a()\n  return b()\nend\n\n"
+        "local function b()\nend\n\n"
+        "local function c()\nend\n"
+    )
+    assert schema.called(shared, "return a()") == (
+        "-- a's comment\nlocal function a()\n  return b()\nend\n\nlocal function b()\nend\n\n"
+    )
+    assert schema.called(shared, "return c() + ac()") == "local function c()\nend\n"
+    prelude = STORAGE.joinpath("prelude.lua").read_text("utf-8")
+    for script in SCRIPTS:
+        text = source(script)[0]
+        defined = re.findall(r"^local function (\w+)\(", prelude, re.M)
+        for name in defined:
+            calls = re.search(rf"\b{name}\(", code(f"{script}.lua")) is not None
+            assert (f"local function {name}(" in text) == calls, (script, name)

@@ -19,16 +19,17 @@ from typing import Any, Generic, TypeVar, cast
 import redis
 
 from ..errors import StoreUnavailable
-from .schema import PRELUDE, binding, inline
+from .schema import PRELUDE, binding, called, inline
 
 
 @cache
 def source(name: str) -> tuple[str, str]:
     """The script as Redis runs it, and its SHA1: the generated prelude, the shared
-    functions, the generated ARGV binding, then the file, the prelude's names inlined."""
+    functions it calls, the generated ARGV binding, then the file, the prelude's names
+    inlined."""
     files = resources.files(__package__)
-    shared = files.joinpath("prelude.lua").read_text("utf-8")
     body = files.joinpath(f"{name}.lua").read_text("utf-8")
+    shared = called(files.joinpath("prelude.lua").read_text("utf-8"), body)
     text = inline(PRELUDE + shared + binding(name) + body)
     return text, hashlib.sha1(text.encode()).hexdigest()
 

@@ -406,6 +406,23 @@ def inline(script: str) -> str:
     return script
 
 
+_FUNCTION = re.compile(r"(?:^--[^\n]*\n)*^local function (\w+)\(.*?^end\n\n?", re.M | re.S)
+
+
+def called(shared: str, body: str) -> str:
+    """``shared`` (prelude.lua) without the functions ``body`` never calls, directly or through
+    another: Lua makes a closure of each ``local function`` on every call of a script."""
+    functions = {found[1]: found[0] for found in _FUNCTION.finditer(shared)}
+    calling, kept = body, set()
+    while more := {n for n in functions if n not in kept and re.search(rf"\b{n}\(", calling)}:
+        kept |= more
+        calling = "".join(functions[n] for n in more)
+    for name, text in functions.items():
+        if name not in kept:
+            shared = shared.replace(text, "", 1)
+    return shared
+
+
 def binding(script: str) -> str:
     """The Lua lines that name a script's ARGV (and where its tail starts), from :data:`ARGV`."""
     named, tail = slots(script), ARGV[script][1]

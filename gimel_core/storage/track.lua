@@ -117,45 +117,51 @@ local budgeted = not plan
 local grew = false  -- this call added a key, a name or a counter: renew the expiry
 local pruned = false
 
--- Forgets the entries of experiments gone or declared, at most once an hour; the total.
-local function prune()
-  local total = tonumber(redis.call('HGET', KEYS[7], OPEN.total) or '0')
-  local hour = math.floor(now / PRUNE_INTERVAL)
-  if pruned or tonumber(redis.call('HGET', KEYS[7], OPEN.pruned) or '-1') >= hour then
-    return total
-  end
-  pruned, total = true, 0
-  local flat = redis.call('HGETALL', KEYS[7])
-  for i = 1, #flat, 2 do
-    if flat[i] ~= OPEN.total and flat[i] ~= OPEN.pruned then
-      local held, name = string.match(flat[i + 1], '^(%d+) (.*)$')
-      local found = redis.call('HMGET', flat[i], META.counting, META.plan)
-      if found[1] and not found[2] then
-        total = total + tonumber(held)
-      else
-        redis.call('HDEL', KEYS[7], flat[i])
-        if not found[1] then
-          redis.call('SREM', KEYS[2], name)  -- expired: no dangling registry entry
+-- Made for an undeclared experiment only: Lua makes a closure of each function defined on
+-- every call, whether it runs or not. A group of functions only some calls use is made
+-- in those calls alone (here, and for the sums and the de-dup records below).
+local prune, afford
+if budgeted then
+  -- Forgets the entries of experiments gone or declared, at most once an hour; the total.
+  function prune()
+    local total = tonumber(redis.call('HGET', KEYS[7], OPEN.total) or '0')
+    local hour = math.floor(now / PRUNE_INTERVAL)
+    if pruned or tonumber(redis.call('HGET', KEYS[7], OPEN.pruned) or '-1') >= hour then
+      return total
+    end
+    pruned, total = true, 0
+    local flat = redis.call('HGETALL', KEYS[7])
+    for i = 1, #flat, 2 do
+      if flat[i] ~= OPEN.total and flat[i] ~= OPEN.pruned then
+        local held, name = string.match(flat[i + 1], '^(%d+) (.*)$')
+        local found = redis.call('HMGET', flat[i], META.counting, META.plan)
+        if found[1] and not found[2] then
+          total = total + tonumber(held)
+        else
+          redis.call('HDEL', KEYS[7], flat[i])
+          if not found[1] then
+            redis.call('SREM', KEYS[2], name)  -- expired: no dangling registry entry
+          end
         end
       end
     end
+    redis.call('HSET', KEYS[7], OPEN.total, total, OPEN.pruned, hour)
+    return total
   end
-  redis.call('HSET', KEYS[7], OPEN.total, total, OPEN.pruned, hour)
-  return total
-end
 
--- Charges `bytes` to this experiment if they fit the budget; false (nothing charged) if not.
-local function afford(bytes)
-  local total = tonumber(redis.call('HGET', KEYS[7], OPEN.total) or '0')
-  if total + bytes > open_budget and prune() + bytes > open_budget then
-    return false
+  -- Charges `bytes` to this experiment if they fit the budget; false (nothing charged) if not.
+  function afford(bytes)
+    local total = tonumber(redis.call('HGET', KEYS[7], OPEN.total) or '0')
+    if total + bytes > open_budget and prune() + bytes > open_budget then
+      return false
+    end
+    local entry = redis.call('HGET', KEYS[7], KEYS[1])
+    local held = entry and tonumber(string.match(entry, '^%d+')) or 0
+    redis.call('HSET', KEYS[7], KEYS[1], (held + bytes) .. ' ' .. experiment)
+    redis.call('HINCRBY', KEYS[7], OPEN.total, bytes)
+    grew = true
+    return true
   end
-  local entry = redis.call('HGET', KEYS[7], KEYS[1])
-  local held = entry and tonumber(string.match(entry, '^%d+')) or 0
-  redis.call('HSET', KEYS[7], KEYS[1], (held + bytes) .. ' ' .. experiment)
-  redis.call('HINCRBY', KEYS[7], OPEN.total, bytes)
-  grew = true
-  return true
 end
 -- == end of the open budget's functions ================================================
 
@@ -257,40 +263,44 @@ if day_began then
   end
 end
 
-
--- Adds a name to a set unless that would pass the cap or the budget: true, 'cap' or 'budget'.
-local function admit(key, name, cap)
-  if redis.call('SISMEMBER', key, name) == 1 then
-    return true
-  end
-  if redis.call('SCARD', key) >= cap then
-    return 'cap'
-  end
-  if not afford(COST.member + #name) then
-    return 'budget'
-  end
-  redis.call('SADD', key, name)
-  return true
-end
-
 -- Undeclared: whether a counter exists or its bytes fit the budget (then charged), once per
--- counter and call. hll: `target` is its KEYS index; exact: its counts field.
+-- counter and call (counter_fits, below).
 local afforded = {}
 local fresh = {}  -- hll: the HyperLogLogs charged in this call (keys)
-local function counter_fits(target)
-  if afforded[target] == nil then
-    local field = exact and target or ARGV[fields_at + tonumber(target) - TRACK_FIRST_COUNTER]
-    local fits = redis.call('HEXISTS', KEYS[6], field) == 1
-    if not fits and exact then
-      fits = afford(COST.member + #field)
-    elseif not fits then
-      local key = KEYS[tonumber(target)]
-      fits = afford(COST.key + COST.hll + COST.member + 2 * #key + #field)
-      fresh[key] = fits or nil
+-- Made for an undeclared experiment only, as prune and afford.
+local admit, counter_fits
+if budgeted then
+  -- Adds a name to a set unless that would pass the cap or the budget: true, 'cap' or 'budget'.
+  function admit(key, name, cap)
+    if redis.call('SISMEMBER', key, name) == 1 then
+      return true
     end
-    afforded[target] = fits
+    if redis.call('SCARD', key) >= cap then
+      return 'cap'
+    end
+    if not afford(COST.member + #name) then
+      return 'budget'
+    end
+    redis.call('SADD', key, name)
+    return true
   end
-  return afforded[target]
+
+  -- Whether a counter fits (see above). hll: `target` is its KEYS index; exact: its field.
+  function counter_fits(target)
+    if afforded[target] == nil then
+      local field = exact and target or ARGV[fields_at + tonumber(target) - TRACK_FIRST_COUNTER]
+      local fits = redis.call('HEXISTS', KEYS[6], field) == 1
+      if not fits and exact then
+        fits = afford(COST.member + #field)
+      elseif not fits then
+        local key = KEYS[tonumber(target)]
+        fits = afford(COST.key + COST.hll + COST.member + 2 * #key + #field)
+        fresh[key] = fits or nil
+      end
+      afforded[target] = fits
+    end
+    return afforded[target]
+  end
 end
 
 -- The plan's names, as sets, its goals by name and its covariate, decoded from the plan
@@ -324,20 +334,6 @@ local function planned(variant, goal)
   return variants[variant] and (goal == PARTICIPATE or goals[goal])
 end
 
--- A declared cap (cjson.null when none: nil).
-local function cap_of(spec)
-  return type(spec.cap) == 'number' and spec.cap or nil
-end
-
-local function clip(x, low, high)
-  if low and x < low then
-    return low
-  elseif high and x > high then
-    return high
-  end
-  return x
-end
-
 -- The OFF_PLAN reason an event's numbers do not fit the plan for, or nil (they fit).
 local function off_plan(goal, value, total, covariate)
   local spec = goals and goals[goal]
@@ -359,77 +355,97 @@ local function off_plan(goal, value, total, covariate)
   return nil
 end
 
-local function add(field, amount)
-  redis.call('HINCRBYFLOAT', KEYS[6], field, string.format('%.17g', amount))
-end
-
--- Adds a new event's sums (see above) beside its count, `field`.
-local function add_sums(goal, field, value, total, covariate)
-  local c = 0
-  if plan_covariate and covariate ~= '' then
-    local cap = cap_of(plan_covariate)
-    c = clip(tonumber(covariate), cap and -cap, cap)
+-- The sums (see above): their functions made only for a plan that keeps some.
+local add_sums
+if summed then
+  -- A declared cap (cjson.null when none: nil).
+  local function cap_of(spec)
+    return type(spec.cap) == 'number' and spec.cap or nil
   end
-  local spec = goals[goal]
-  if goal == PARTICIPATE then
-    if plan_covariate then
-      add(field .. MOMENT.x, c)
-      add(field .. MOMENT.x2, c * c)
+
+  local function clip(x, low, high)
+    if low and x < low then
+      return low
+    elseif high and x > high then
+      return high
     end
-  elseif spec.type == GOAL_TYPE.value then
-    local cap, low = cap_of(spec), 0
-    if spec.negative == true then
-      low = cap and -cap
+    return x
+  end
+
+  local function add(field, amount)
+    redis.call('HINCRBYFLOAT', KEYS[6], field, string.format('%.17g', amount))
+  end
+
+  -- Adds a new event's sums (see above) beside its count, `field`.
+  function add_sums(goal, field, value, total, covariate)
+    local c = 0
+    if plan_covariate and covariate ~= '' then
+      local cap = cap_of(plan_covariate)
+      c = clip(tonumber(covariate), cap and -cap, cap)
     end
-    local before = clip(tonumber(total), low, cap)
-    local after = clip(tonumber(total) + tonumber(value), low, cap)
-    add(field .. MOMENT.y, after - before)
-    add(field .. MOMENT.y2, after * after - before * before)
-    if plan_covariate then
-      add(field .. MOMENT.xy, c * (after - before))
+    local spec = goals[goal]
+    if goal == PARTICIPATE then
+      if plan_covariate then
+        add(field .. MOMENT.x, c)
+        add(field .. MOMENT.x2, c * c)
+      end
+    elseif spec.type == GOAL_TYPE.value then
+      local cap, low = cap_of(spec), 0
+      if spec.negative == true then
+        low = cap and -cap
+      end
+      local before = clip(tonumber(total), low, cap)
+      local after = clip(tonumber(total) + tonumber(value), low, cap)
+      add(field .. MOMENT.y, after - before)
+      add(field .. MOMENT.y2, after * after - before * before)
+      if plan_covariate then
+        add(field .. MOMENT.xy, c * (after - before))
+      end
+    elseif plan_covariate then
+      add(field .. MOMENT.xy, c)
     end
-  elseif plan_covariate then
-    add(field .. MOMENT.xy, c)
   end
 end
 
--- exact: the sets of a bucket of `count` records, and the largest power of two not above.
-local function shape(count)
-  local sets, low = math.min(1 + math.floor(count / DEDUP.load), DEDUP.sets), 1
-  while low * 2 <= sets do
-    low = low * 2
-  end
-  return sets, low
-end
-
--- exact: the index of a path's set in a bucket of `count` records (dedup.set_index).
-local function set_index(count, path)
-  local sets, low = shape(count)
-  local index = path % low
-  if index < sets - low then
-    index = path % (2 * low)
-  end
-  return index
-end
-
-local function path_of(member)
-  return tonumber(string.sub(member, -DEDUP.path_digits))
-end
-
-local function set_key(k, index)
-  return KEYS[k] .. DEDUP.separator .. index
-end
-
-local function add_all(key, members)
-  for first = 1, #members, 1000 do
-    redis.call('SADD', key, unpack(members, first, math.min(first + 999, #members)))
-  end
-end
-
--- exact: each bucket's count of records.
-local current = TRACK_FIRST_COUNTER  -- exact: the KEYS index of the current bucket
-local counts = {}
+-- exact: the de-dup records (see above); their functions made in exact mode only.
+local current = TRACK_FIRST_COUNTER  -- the KEYS index of the current bucket
+local counts = {}  -- each bucket's count of records
+local written = {}  -- keys of the current bucket written, to expire with it
+local set_index, path_of, set_key, record
 if exact then
+  -- The sets of a bucket of `count` records, and the largest power of two not above.
+  local function shape(count)
+    local sets, low = math.min(1 + math.floor(count / DEDUP.load), DEDUP.sets), 1
+    while low * 2 <= sets do
+      low = low * 2
+    end
+    return sets, low
+  end
+
+  -- The index of a path's set in a bucket of `count` records (dedup.set_index).
+  function set_index(count, path)
+    local sets, low = shape(count)
+    local index = path % low
+    if index < sets - low then
+      index = path % (2 * low)
+    end
+    return index
+  end
+
+  function path_of(member)
+    return tonumber(string.sub(member, -DEDUP.path_digits))
+  end
+
+  function set_key(k, index)
+    return KEYS[k] .. DEDUP.separator .. index
+  end
+
+  local function add_all(key, members)
+    for first = 1, #members, 1000 do
+      redis.call('SADD', key, unpack(members, first, math.min(first + 999, #members)))
+    end
+  end
+
   local sizes = {}
   for k = current, #KEYS do
     sizes[#sizes + 1] = KEYS[k] .. DEDUP.separator .. DEDUP.size
@@ -437,37 +453,35 @@ if exact then
   for j, count in ipairs(redis.call('MGET', unpack(sizes))) do
     counts[current - 1 + j] = tonumber(count or '0')
   end
-end
-local written = {}  -- exact: keys of the current bucket written, to expire with it
 
--- Records a new member in the current bucket, then splits a set if that was a LOAD-th record:
--- set `sets - low` in two, its members whose path has the next bit set moving to `sets`.
-local function record(member)
-  local before = counts[current]
-  local path = path_of(member)
-  local into = set_key(current, set_index(before, path))
-  redis.call('SADD', into, member)
-  written[into] = true
-  counts[current] = before + 1
-  local sets, low = shape(before)
-  if shape(counts[current]) == sets then
-    return
-  end
-  local from, to = set_key(current, sets - low), set_key(current, sets)
-  local stay, move = {}, {}
-  for _, m in ipairs(redis.call('SMEMBERS', from)) do
-    if math.floor(path_of(m) / low) % 2 == 1 then
-      move[#move + 1] = m
-    else
-      stay[#stay + 1] = m
+  -- Records a new member in the current bucket, then splits a set if that was a LOAD-th record:
+  -- set `sets - low` in two, its members whose path has the next bit set moving to `sets`.
+  function record(member)
+    local before = counts[current]
+    local path = path_of(member)
+    local into = set_key(current, set_index(before, path))
+    redis.call('SADD', into, member)
+    written[into] = true
+    counts[current] = before + 1
+    local sets, low = shape(before)
+    if shape(counts[current]) == sets then
+      return
     end
+    local from, to = set_key(current, sets - low), set_key(current, sets)
+    local stay, move = {}, {}
+    for _, m in ipairs(redis.call('SMEMBERS', from)) do
+      if math.floor(path_of(m) / low) % 2 == 1 then
+        move[#move + 1] = m
+      else
+        stay[#stay + 1] = m
+      end
+    end
+    redis.call('DEL', from)  -- rebuilt: an intset again, should it have grown past one
+    add_all(from, stay)
+    add_all(to, move)
+    written[from], written[to] = true, true
   end
-  redis.call('DEL', from)  -- rebuilt: an intset again, should it have grown past one
-  add_all(from, stay)
-  add_all(to, move)
-  written[from], written[to] = true, true
 end
-
 -- One source's budget: what it added this hour (nil: not budgeted).
 local spent, spent_before = nil, 0
 if source ~= '' then
