@@ -99,10 +99,13 @@ def _get_event(template: dict[str, Any], i: int, **query: str) -> dict[str, Any]
     return event
 
 
-def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
+def value_vs_binary(url: str, count: int = 4_000, rounds: int = 8) -> dict[str, float]:
     """CPU per event through handler.handler of a value event (``value`` and ``total`` on a
     value goal) and of a binary one, same exact-mode experiment: this process's CPU, and
-    redis-server's (``INFO cpu``; nothing else uses it meanwhile), over 3 rounds."""
+    redis-server's (``INFO cpu``; nothing else uses it meanwhile), over ``rounds`` rounds
+    of ``count`` events of each kind after one to warm up. Within a round the two kinds run
+    one after the other, which goes first alternating: a machine that slows down or speeds
+    up moves both alike, and each round's ratio is taken within it."""
     os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
     import handler
 
@@ -121,7 +124,10 @@ def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
         "value": {**one, "event": "purchase", "value": "12.5", "total": "30"},
     }
     events = {
-        kind: [_get_event(template, k * 10 * count + i, **query) for i in range(4 * count)]
+        kind: [
+            _get_event(template, k * 10 * rounds * count + i, **query)
+            for i in range((rounds + 1) * count)
+        ]
         for k, (kind, query) in enumerate(kinds.items())
     }
     client = redis.Redis.from_url(url)
@@ -131,8 +137,8 @@ def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
         return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
     cpu: dict[str, list[float]] = {"binary": [], "value": [], "binary_redis": [], "value_redis": []}
-    for round_ in range(4):  # the first warms up (script cached, connection open)
-        for kind in kinds:
+    for round_ in range(rounds + 1):  # the first warms up (script cached, connection open)
+        for kind in sorted(kinds, reverse=round_ % 2 == 1):
             started, server = time.process_time(), redis_cpu()
             for event in events[kind][round_ * count : (round_ + 1) * count]:
                 assert handler.handler(event, None)["statusCode"] == 200
@@ -144,7 +150,7 @@ def value_vs_binary(url: str, count: int = 10_000) -> dict[str, float]:
     gimel.client.close()
     for goal in body["goals"]:  # every event counted, none dropped
         (row,) = (r for r in goal["results"] if r["label"] == "b")
-        assert row["successes"] == 4 * count, (goal["goal"], row)
+        assert row["successes"] == (rounds + 1) * count, (goal["goal"], row)
     total = {
         kind: [a + b for a, b in zip(cpu[kind], cpu[f"{kind}_redis"], strict=True)]
         for kind in kinds
