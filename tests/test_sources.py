@@ -202,6 +202,16 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
         if source.encode() in key or (value is not None and source.encode() in value):
             assert 0 < raw_redis.ttl(key) <= 3_600, key
 
+    # A source's one event: its hour's key expires too.
+    answer = client.get(
+        track_url(experiment="solo", variant="red", event="participate", uuid="u"),
+        environ_base={"REMOTE_ADDR": "198.51.100.7", "HTTP_USER_AGENT": BROWSER},
+    )
+    assert answer.get_json() == {"ok": True}
+    solo = keys.sources("alephbet", "solo", now // 3_600)
+    assert raw_redis.hlen(solo) == 1
+    assert end - time.time() - 5 <= raw_redis.ttl(solo) <= 3_600
+
     clock.now += 3_600  # the next hour: a fresh budget, in a key of its own
     get(client, ATTACKER, "red", "participate", "next-hour")
     assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1))

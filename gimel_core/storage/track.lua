@@ -578,10 +578,13 @@ elseif budgeted then  -- for life, undeclared: the records go idle with the expe
     redis.call('EXPIRE', key, idle_seconds + DAY)
   end
 end
--- One source's budget: its count, kept until the hour ends.
+-- One source's budget: its count, kept until the hour ends (the hour's key is given its
+-- expiry by the first event of each source: one that counted before this hour set it).
 if spent and spent > spent_before then
   redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
-  redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
+  if spent_before == 0 then
+    redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
+  end
 end
 
 -- == Idle expiry of an undeclared experiment: renewed when it grew or a day began ======
