@@ -121,9 +121,10 @@ class Tracker(StoreBacked):
         dropped: Counter[str] = Counter()
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Refused):
-                dropped += _dropped([outcome], Tally())
+                dropped[outcome.reason] += 1
                 continue
-            dropped += _dropped(outcome.refused[:1], outcome)
+            if outcome.refused or outcome.undeclared or outcome.over_budget or outcome.off_plan:
+                dropped += _dropped(outcome.refused[:1], outcome)
             if outcome.refused:  # past a cap, found by the script
                 outcomes[i] = outcome.refused[0]
         self._record_dropped(dropped)
