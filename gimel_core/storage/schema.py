@@ -429,7 +429,9 @@ def binding(script: str) -> str:
     lines = ["-- Generated from gimel_core/storage/schema.py's ARGV."]
     for i, (name, kind) in enumerate(named, 1):
         value = f"ARGV[{i}]"
-        lines.append(f"local {name} = " + (f"tonumber({value})" if kind is int else value))
+        # An int slot is always a number's text (runner packs it): `+ 0` reads it once,
+        # where Lua 5.1's tonumber reads it twice (lua_isnumber, then lua_tonumber).
+        lines.append(f"local {name} = " + (f"{value} + 0" if kind is int else value))
     if tail:
         lines.append(f"local {tail} = {len(named) + 1}")
     return "\n".join(lines) + "\n"
