@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .. import keys
-from .runner import Call
+from .runner import Call, prepacked
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +50,24 @@ def stored(reply: bytes) -> Stored:
     )
 
 
+@lru_cache(maxsize=4_096)
 def read(namespace: str, experiment: str) -> Call[bytes]:
     """Everything results and history are computed from, in one call: the reply as it came
-    (one JSON string; :func:`stored` parses it), so that it can also key a cache."""
-    return Call(
-        "read",
-        [
-            keys.meta(namespace, experiment),
-            keys.variants(namespace, experiment),
-            keys.goals(namespace, experiment),
-            keys.history(namespace, experiment),
-            keys.hll_index(namespace, experiment),
-            keys.counts(namespace, experiment),
-        ],
-        [],
-        bytes,
+    (one JSON string; :func:`stored` parses it), so that it can also key a cache. The same
+    for every read of an experiment: built and packed once per process (a dashboard's
+    refresh reads every experiment of a page)."""
+    return prepacked(
+        Call(
+            "read",
+            [
+                keys.meta(namespace, experiment),
+                keys.variants(namespace, experiment),
+                keys.goals(namespace, experiment),
+                keys.history(namespace, experiment),
+                keys.hll_index(namespace, experiment),
+                keys.counts(namespace, experiment),
+            ],
+            [],
+            bytes,
+        )
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Generic, TypeVar, cast
@@ -45,6 +45,14 @@ class Call(Generic[T]):
     keys: list[str]
     args: list[Any]
     parse: Callable[[Any], T]
+    packed: bytes = b""
+    """The whole command in RESP, for a call made again and again (:func:`prepacked`); empty:
+    packed when sent."""
+
+
+def prepacked(call: Call[T]) -> Call[T]:
+    """``call`` with its command packed once, for a builder that keeps its calls."""
+    return replace(call, packed=_pack(_command(call)))
 
 
 class Scripts:
@@ -84,7 +92,7 @@ class Scripts:
 
     def _send(self, calls: Sequence[Call[Any]]) -> list[Any]:
         if self.pool is not None:  # a single server: packed here, one round trip
-            packed = [_pack(_command(call)) for call in calls]
+            packed = [call.packed or _pack(_command(call)) for call in calls]
             if len(calls) == 1:  # the common case, one event
                 try:
                     return [self._lean(lambda conn: _round_trip(conn, packed[0]))]
