@@ -95,7 +95,7 @@
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan,
                             META.names)
 -- `text + 0` reads a number's text once; Lua 5.1's tonumber reads it twice. Used where the
--- text is always a number's (written by Gimel), on the path every call takes.
+-- text is always a number's, as Gimel wrote it (an event's numbers: by `repr`).
 local mode, window, plan = recorded[1], recorded[2], recorded[4]
 local last_day = recorded[3] and recorded[3] + 0
 local names = recorded[5]  -- a plan that sums nothing: its names (plans.tracked_names)
@@ -346,7 +346,7 @@ local function off_plan(goal, value, total, covariate)
       return OFF_PLAN.not_summed
     elseif not valued then
       return OFF_PLAN.not_value_goal
-    elseif spec.negative ~= true and (tonumber(value) < 0 or tonumber(total) < 0) then
+    elseif spec.negative ~= true and (value + 0 < 0 or total + 0 < 0) then
       return OFF_PLAN.negative
     end
   elseif valued then
@@ -384,7 +384,7 @@ if summed then
     local c = 0
     if plan_covariate and covariate ~= '' then
       local cap = cap_of(plan_covariate)
-      c = clip(tonumber(covariate), cap and -cap, cap)
+      c = clip(covariate + 0, cap and -cap, cap)
     end
     local spec = goals[goal]
     if goal == PARTICIPATE then
@@ -397,8 +397,8 @@ if summed then
       if spec.negative == true then
         low = cap and -cap
       end
-      local before = clip(tonumber(total), low, cap)
-      local after = clip(tonumber(total) + tonumber(value), low, cap)
+      local before = clip(total + 0, low, cap)
+      local after = clip(total + value, low, cap)
       add(field .. MOMENT.y, after - before)
       add(field .. MOMENT.y2, after * after - before * before)
       if plan_covariate then
