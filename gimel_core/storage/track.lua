@@ -188,12 +188,14 @@ local function counted(...)
   return reply(items)
 end
 
--- An event's numbers slot as its value, total and covariate ('' where none).
+-- An event's numbers slot as its value, total and covariate, each read once (nil where none).
 local function split(numbers)
   if numbers == '' then
-    return '', '', ''
+    return nil, nil, nil
   end
-  return string.match(numbers, '^([^,]*),([^,]*),([^,]*)$')
+  local value, total, covariate = string.match(numbers, '^([^,]*),([^,]*),([^,]*)$')
+  return value ~= '' and value + 0 or nil, total ~= '' and total + 0 or nil,
+    covariate ~= '' and covariate + 0 or nil
 end
 
 if not mode then
@@ -201,8 +203,8 @@ if not mode then
   local numbered = 0
   for i = first_event, #ARGV, stride do
     local value, _, covariate = split(ARGV[i + stride - 1])
-    if value ~= '' or covariate ~= '' then
-      drop(value ~= '' and OFF_PLAN.not_summed or OFF_PLAN.no_covariate)
+    if value or covariate then
+      drop(value and OFF_PLAN.not_summed or OFF_PLAN.no_covariate)
       numbered = numbered + 1
     end
   end
@@ -341,18 +343,18 @@ end
 local function off_plan(goal, value, total, covariate)
   local spec = goals and goals[goal]
   local valued = spec and spec.type == GOAL_TYPE.value
-  if value ~= '' then
+  if value then
     if not plan or not exact then
       return OFF_PLAN.not_summed
     elseif not valued then
       return OFF_PLAN.not_value_goal
-    elseif spec.negative ~= true and (value + 0 < 0 or total + 0 < 0) then
+    elseif spec.negative ~= true and (value < 0 or total < 0) then
       return OFF_PLAN.negative
     end
   elseif valued then
     return OFF_PLAN.no_value
   end
-  if covariate ~= '' and not plan_covariate then
+  if covariate and not plan_covariate then
     return OFF_PLAN.no_covariate
   end
   return nil
@@ -375,38 +377,59 @@ if summed then
     return x
   end
 
-  local function add(field, amount)
-    redis.call('HINCRBYFLOAT', KEYS[6], field, string.format('%.17g', amount))
+  -- Adds 1 to the count at `field` and each amount to its moment's field beside it (one to
+  -- three of them), read and written back in one HMGET and one HSET: one HINCRBYFLOAT each
+  -- would cost more (each redis.call costs, and each of those parses and writes a long
+  -- double). Redis writes a Lua number given to a command as its shortest text or by
+  -- "%.17g": the same double is read back.
+  local function write(field, m1, a1, m2, a2, m3, a3)
+    local f1 = field .. m1
+    if not m2 then
+      local now = redis.call('HMGET', KEYS[6], field, f1)
+      redis.call('HSET', KEYS[6], field, (now[1] or 0) + 1, f1, (now[2] or 0) + a1)
+      return
+    end
+    local f2 = field .. m2
+    if not m3 then
+      local now = redis.call('HMGET', KEYS[6], field, f1, f2)
+      redis.call('HSET', KEYS[6], field, (now[1] or 0) + 1, f1, (now[2] or 0) + a1,
+                 f2, (now[3] or 0) + a2)
+      return
+    end
+    local f3 = field .. m3
+    local now = redis.call('HMGET', KEYS[6], field, f1, f2, f3)
+    redis.call('HSET', KEYS[6], field, (now[1] or 0) + 1, f1, (now[2] or 0) + a1,
+               f2, (now[3] or 0) + a2, f3, (now[4] or 0) + a3)
   end
 
-  -- Adds a new event's sums (see above) beside its count, `field`.
+  -- Adds a new event's count, 1 at `field`, and its sums (see above) beside it.
   function add_sums(goal, field, value, total, covariate)
     local c = 0
-    if plan_covariate and covariate ~= '' then
+    if plan_covariate and covariate then
       local cap = cap_of(plan_covariate)
-      c = clip(covariate + 0, cap and -cap, cap)
+      c = clip(covariate, cap and -cap, cap)
     end
     local spec = goals[goal]
     if goal == PARTICIPATE then
       if plan_covariate then
-        add(field .. MOMENT.x, c)
-        add(field .. MOMENT.x2, c * c)
+        return write(field, MOMENT.x, c, MOMENT.x2, c * c)
       end
     elseif spec.type == GOAL_TYPE.value then
       local cap, low = cap_of(spec), 0
       if spec.negative == true then
         low = cap and -cap
       end
-      local before = clip(total + 0, low, cap)
+      local before = clip(total, low, cap)
       local after = clip(total + value, low, cap)
-      add(field .. MOMENT.y, after - before)
-      add(field .. MOMENT.y2, after * after - before * before)
+      local y, y2 = after - before, after * after - before * before
       if plan_covariate then
-        add(field .. MOMENT.xy, c * (after - before))
+        return write(field, MOMENT.y, y, MOMENT.y2, y2, MOMENT.xy, c * y)
       end
+      return write(field, MOMENT.y, y, MOMENT.y2, y2)
     elseif plan_covariate then
-      add(field .. MOMENT.xy, c)
+      return write(field, MOMENT.xy, c)
     end
+    redis.call('HINCRBY', KEYS[6], field, 1)
   end
 end
 
@@ -500,7 +523,7 @@ for i = first_event, #ARGV, stride do
   local value, total, covariate = split(numbers)
   local counted = false
   local broke = spent and spent >= source_budget  -- one source's budget spent
-  local numbered = value ~= '' or covariate ~= ''
+  local numbered = value or covariate
   local reason = (numbered or summed) and off_plan(goal, value, total, covariate)
   if plan and not planned(variant, goal) then
     undeclared = undeclared + 1
@@ -548,11 +571,12 @@ for i = first_event, #ARGV, stride do
       over_records = over_records + 1
     elseif not seen then
       record(member)
-      redis.call('HINCRBY', KEYS[6], target, 1)
-      new = new + 1
       if summed then
         add_sums(goal, target, value, total, covariate)
+      else
+        redis.call('HINCRBY', KEYS[6], target, 1)
       end
+      new = new + 1
     end
   end
   if spent then  -- one source's budget: only new events cost
