@@ -26,9 +26,9 @@ NUMBERS = ("value", "total", "covariate")
 that goal before it, and the visitor's pre-experiment covariate."""
 
 TRACK_FIELDS = frozenset((*FIELDS, "namespace", *NUMBERS))
-# A plain decimal: no nan, inf, hex, underscores, spaces or non-ASCII digits, which float()
-# would all take.
-_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+# A plain decimal's characters. Text of these only is one float() reads as a decimal, or
+# refuses: no nan, inf, hex, underscores, spaces or non-ASCII digits, which it would all take.
+_DECIMAL = "0123456789+-.eE"
 # C0 and C1 control characters, DEL, and lone surrogates (which only JSON can smuggle in).
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Invisible or look-alike: format characters (zero-width space U+200B, BOM U+FEFF, the bidi
@@ -122,11 +122,14 @@ def check_number(field: str, value: Any) -> float:
     """A finite decimal of magnitude at most ``defaults.MAX_VALUE``: a JSON number, or text
     in plain decimal syntax; else :class:`InvalidInput` naming the field."""
     if isinstance(value, str):
-        if len(value) > _MAX_DIGITS:  # before the pattern: a bounded cost
+        if len(value) > _MAX_DIGITS:  # before reading it: a bounded cost
             raise InvalidInput(field, f"'{field}' must be at most {_MAX_DIGITS} characters long")
-        if not _DECIMAL.fullmatch(value):
+        try:
+            number = None if value.strip(_DECIMAL) else float(value)
+        except ValueError:
+            number = None
+        if number is None:
             raise InvalidInput(field, f"'{field}' must be a decimal number, such as 12.5")
-        number = float(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value) if abs(value) <= defaults.MAX_VALUE else math.inf
     else:

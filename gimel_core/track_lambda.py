@@ -128,29 +128,37 @@ _KEYS: dict[str, str] = {}
 _KEYS_KEPT = 256
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9_.~ -]*")
-"""Text that ``urlencode`` (``quote_plus``) leaves as it is but for spaces, made ``+``."""
+_PLAIN = re.compile(r"[A-Za-z0-9_.~ =&-]*")
+"""Text that ``urlencode`` (``quote_plus``) leaves as it is but for spaces, made ``+``, and
+the ``=`` and ``&`` that join the pairs."""
 
 
 def _query_string(event: dict[str, Any]) -> str:
     """The query string serverless-wsgi re-encodes from the event's parameters
     (``encode_query_string``); built directly when every name and value is plain text (the
-    usual tracking call), where quoting only turns spaces into ``+``."""
+    usual tracking call), where quoting only turns spaces into ``+``. One match over the
+    joined pairs checks them all: a ``=`` or ``&`` in a name or value shows in the counts."""
     params = event.get("multiValueQueryStringParameters")
     if isinstance(params, dict) and params:
         pairs = []
         for name, values in params.items():
-            if type(values) is not list or type(name) is not str or not _PLAIN.fullmatch(name):
+            if type(values) is not list or type(name) is not str:
                 break
             for value in values:
-                if type(value) is not str or not _PLAIN.fullmatch(value):
+                if type(value) is not str:
                     break
-                pairs.append(f"{name}={value}".replace(" ", "+"))
+                pairs.append(f"{name}={value}")
             else:
                 continue
             break
         else:
-            return "&".join(pairs)
+            query = "&".join(pairs)
+            if (
+                _PLAIN.fullmatch(query)
+                and query.count("=") == len(pairs)
+                and query.count("&") == len(pairs) - 1
+            ):
+                return query.replace(" ", "+")
     return str(encode_query_string(event))
 
 

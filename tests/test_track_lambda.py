@@ -183,8 +183,13 @@ def test_the_own_path_counts(handler: ModuleType, monkeypatch: pytest.MonkeyPatc
 
 
 PARAMS = st.dictionaries(
-    st.text(max_size=8),
-    st.lists(st.one_of(st.text(max_size=12), st.sampled_from(["big red", "a-b_c.d~e", ""]))),
+    st.one_of(st.text(max_size=8), st.sampled_from(["a=", "&b", "c"])),
+    st.lists(
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(["big red", "a-b_c.d~e", "", "a=b", "x&y", "&", "="]),
+        )
+    ),
     max_size=5,
 )
 
