@@ -159,6 +159,33 @@ def test_a_plan_can_drop_a_name_nothing_counted_yet(client: FlaskClient) -> None
     assert results(client)["participants"] == {"blue": 40, "red": 40}
 
 
+@pytest.mark.parametrize("counting", ["hll", "exact"])
+def test_what_a_declared_experiment_counts_binds_its_plan_and_goes_with_it(
+    make_app: Callable[..., Flask], raw_redis: Any, counting: str
+) -> None:
+    """A name counted under a plan binds it as one counted before a plan does: a plan that
+    leaves it out is refused. Delete finds every counter by the names counted, and leaves
+    no key behind."""
+    client = make_app(counting=counting).test_client()
+    track(client, "stays", "v", "participate", "u")
+    kept = set(raw_redis.keys("*"))
+    valued = [{"name": "revenue", "type": "value"}] if counting == "exact" else []
+    put(client, {**PLAN, "variants": ["blue", "red", "green"], "goals": [*PLAN["goals"], *valued]})
+    seed(client, variants=("blue", "red", "green"))
+    track(client, "checkout", "green", "refund", "green1")
+    if valued:
+        track(client, "checkout", "red", "revenue", "red2", value="5")
+    before = snapshot(raw_redis)
+    response = put(client, {**PLAN, "goals": PLAN["goals"][:1]})
+    assert response.status_code == 409, response.get_json()
+    body = response.get_json()
+    assert body["variants"] == ["green"]
+    assert body["goals"] == ["refund", *(["revenue"] if valued else [])]
+    assert snapshot(raw_redis) == before
+    assert client.delete("/experiments/checkout", headers=AUTH).status_code == 200
+    assert set(raw_redis.keys("*")) - {b"gimel:abuse"} == kept
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

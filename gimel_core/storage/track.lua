@@ -339,6 +339,16 @@ local function planned(variant, goal)
   return variants[variant] and (goal == PARTICIPATE or goals[goal])
 end
 
+-- Lists a declared experiment's variant and goal once, with their counter's first count, not
+-- with every event: plan.lua refuses a plan that leaves out a listed name, and clear.lua
+-- finds the counters by them.
+local function list(variant, goal)
+  redis.call('SADD', KEYS[3], variant)
+  if goal ~= PARTICIPATE then
+    redis.call('SADD', KEYS[4], goal)
+  end
+end
+
 -- The OFF_PLAN reason an event's numbers do not fit the plan for, or nil (they fit).
 local function off_plan(goal, value, total, covariate)
   local spec = goals and goals[goal]
@@ -381,28 +391,31 @@ if summed then
   -- three of them), read and written back in one HMGET and one HSET: one HINCRBYFLOAT each
   -- would cost more (each redis.call costs, and each of those parses and writes a long
   -- double). Redis writes a Lua number given to a command as its shortest text or by
-  -- "%.17g": the same double is read back.
+  -- "%.17g": the same double is read back. Returns the new count.
   local function write(field, m1, a1, m2, a2, m3, a3)
     local f1 = field .. m1
     if not m2 then
       local now = redis.call('HMGET', KEYS[6], field, f1)
-      redis.call('HSET', KEYS[6], field, (now[1] or 0) + 1, f1, (now[2] or 0) + a1)
-      return
+      local count = (now[1] or 0) + 1
+      redis.call('HSET', KEYS[6], field, count, f1, (now[2] or 0) + a1)
+      return count
     end
     local f2 = field .. m2
     if not m3 then
       local now = redis.call('HMGET', KEYS[6], field, f1, f2)
-      redis.call('HSET', KEYS[6], field, (now[1] or 0) + 1, f1, (now[2] or 0) + a1,
-                 f2, (now[3] or 0) + a2)
-      return
+      local count = (now[1] or 0) + 1
+      redis.call('HSET', KEYS[6], field, count, f1, (now[2] or 0) + a1, f2, (now[3] or 0) + a2)
+      return count
     end
     local f3 = field .. m3
     local now = redis.call('HMGET', KEYS[6], field, f1, f2, f3)
-    redis.call('HSET', KEYS[6], field, (now[1] or 0) + 1, f1, (now[2] or 0) + a1,
-               f2, (now[3] or 0) + a2, f3, (now[4] or 0) + a3)
+    local count = (now[1] or 0) + 1
+    redis.call('HSET', KEYS[6], field, count, f1, (now[2] or 0) + a1, f2, (now[3] or 0) + a2,
+               f3, (now[4] or 0) + a3)
+    return count
   end
 
-  -- Adds a new event's count, 1 at `field`, and its sums (see above) beside it.
+  -- Adds a new event's count, 1 at `field`, and its sums (see above) beside it; the new count.
   function add_sums(goal, field, value, total, covariate)
     local c = 0
     if plan_covariate and covariate then
@@ -429,7 +442,7 @@ if summed then
     elseif plan_covariate then
       return write(field, MOMENT.xy, c)
     end
-    redis.call('HINCRBY', KEYS[6], field, 1)
+    return redis.call('HINCRBY', KEYS[6], field, 1)
   end
 end
 
@@ -517,7 +530,7 @@ end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local over_source, over_open, over_records = 0, 0, 0
-local used = {}  -- hll: KEYS indexes of the HyperLogLogs counted into
+local used = {}  -- hll: KEYS index of each HyperLogLog counted into -> an event's index
 for i = first_event, #ARGV, stride do
   local variant, goal, member, target, numbers = unpack(ARGV, i, i + stride - 1)
   local value, total, covariate = split(numbers)
@@ -529,11 +542,7 @@ for i = first_event, #ARGV, stride do
     undeclared = undeclared + 1
   elseif reason then  -- nothing admitted nor written for it
     drop(reason)
-  elseif plan then
-    redis.call('SADD', KEYS[3], variant)
-    if goal ~= PARTICIPATE then
-      redis.call('SADD', KEYS[4], goal)
-    end
+  elseif plan then  -- its names are listed with its counter's first count (below)
     counted = true
   elseif broke then  -- nothing admitted nor charged for it
     over_source = over_source + 1
@@ -556,7 +565,7 @@ for i = first_event, #ARGV, stride do
   local new_before = new
   if counted and not exact then
     local k = target + 0
-    used[k] = true
+    used[k] = i
     new = new + redis.call('PFADD', KEYS[k], member)
   elseif counted then
     local seen = false
@@ -571,10 +580,14 @@ for i = first_event, #ARGV, stride do
       over_records = over_records + 1
     elseif not seen then
       record(member)
+      local count
       if summed then
-        add_sums(goal, target, value, total, covariate)
+        count = add_sums(goal, target, value, total, covariate)
       else
-        redis.call('HINCRBY', KEYS[6], target, 1)
+        count = redis.call('HINCRBY', KEYS[6], target, 1)
+      end
+      if count == 1 and plan then
+        list(variant, goal)
       end
       new = new + 1
     end
@@ -584,8 +597,11 @@ for i = first_event, #ARGV, stride do
   end
 end
 -- Index only the HyperLogLogs that counted something: a dropped name leaves no trace.
-for k in pairs(used) do
-  redis.call('HSETNX', KEYS[6], ARGV[fields_at + k - TRACK_FIRST_COUNTER], KEYS[k])
+for k, i in pairs(used) do
+  if redis.call('HSETNX', KEYS[6], ARGV[fields_at + k - TRACK_FIRST_COUNTER], KEYS[k]) == 1
+      and plan then
+    list(ARGV[i], ARGV[i + 1])
+  end
 end
 if exact and new > 0 then
   local size = KEYS[current] .. DEDUP.separator .. DEDUP.size
