@@ -99,13 +99,16 @@ def _get_event(template: dict[str, Any], i: int, **query: str) -> dict[str, Any]
     return event
 
 
-def value_vs_binary(url: str, count: int = 4_000, rounds: int = 8) -> dict[str, float]:
+def value_vs_binary(
+    url: str, count: int = 4_000, rounds: int = 8, turn: int = 250
+) -> dict[str, float]:
     """CPU per event through handler.handler of a value event (``value`` and ``total`` on a
     value goal) and of a binary one, same exact-mode experiment: this process's CPU, and
     redis-server's (``INFO cpu``; nothing else uses it meanwhile), over ``rounds`` rounds
-    of ``count`` events of each kind after one to warm up. Within a round the two kinds run
-    one after the other, which goes first alternating: a machine that slows down or speeds
-    up moves both alike, and each round's ratio is taken within it."""
+    of ``count`` events of each kind after one to warm up. Within a round the two kinds take
+    turns of ``turn`` events (a fraction of a second each), which goes first alternating: a
+    machine that slows down or speeds up moves both alike, and each round's ratio is taken
+    within it."""
     os.environ.update(GIMEL_REDIS_URL=url, GIMEL_API_KEY=API_KEY, GIMEL_COUNTING="hll")
     import handler
 
@@ -138,13 +141,19 @@ def value_vs_binary(url: str, count: int = 4_000, rounds: int = 8) -> dict[str, 
 
     cpu: dict[str, list[float]] = {"binary": [], "value": [], "binary_redis": [], "value_redis": []}
     for round_ in range(rounds + 1):  # the first warms up (script cached, connection open)
-        for kind in sorted(kinds, reverse=round_ % 2 == 1):
-            started, server = time.process_time(), redis_cpu()
-            for event in events[kind][round_ * count : (round_ + 1) * count]:
-                assert handler.handler(event, None)["statusCode"] == 200
-            if round_:
-                cpu[kind].append((time.process_time() - started) / count * 1e6)
-                cpu[f"{kind}_redis"].append((redis_cpu() - server) / count * 1e6)
+        spent = dict.fromkeys(cpu, 0.0)
+        order = sorted(kinds, reverse=round_ % 2 == 1)
+        for start in range(round_ * count, (round_ + 1) * count, turn):
+            for kind in order:
+                server = redis_cpu()  # INFO's own cost in this process: outside the turn
+                started = time.process_time()
+                for event in events[kind][start : min(start + turn, (round_ + 1) * count)]:
+                    assert handler.handler(event, None)["statusCode"] == 200
+                spent[kind] += time.process_time() - started
+                spent[f"{kind}_redis"] += redis_cpu() - server
+        if round_:
+            for key, seconds in spent.items():
+                cpu[key].append(seconds / count * 1e6)
     client.close()
     body = gimel.experiments.experiment("alephbet", "cost").to_json()
     gimel.client.close()
