@@ -125,11 +125,11 @@ def check_number(field: str, value: Any) -> float:
         if len(value) > _MAX_DIGITS:  # before reading it: a bounded cost
             raise InvalidInput(field, f"'{field}' must be at most {_MAX_DIGITS} characters long")
         try:
-            number = None if value.strip(_DECIMAL) else float(value)
+            if value.strip(_DECIMAL):  # a character no plain decimal has
+                raise ValueError
+            number = float(value)
         except ValueError:
-            number = None
-        if number is None:
-            raise InvalidInput(field, f"'{field}' must be a decimal number, such as 12.5")
+            raise InvalidInput(field, f"'{field}' must be a decimal number, such as 12.5") from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value) if abs(value) <= defaults.MAX_VALUE else math.inf
     else:
