@@ -167,7 +167,7 @@ def value_vs_binary(
     figures: dict[str, float] = {}
     for key, values in cpu.items():
         figures |= spread(key, values)
-    # Each round's value over its binary, the two taken one after the other.
+    # Each round's value over its binary, the two taken in turns within it.
     figures |= spread("ratio", [v / b for v, b in zip(cpu["value"], cpu["binary"], strict=True)])
     ratios = [v / b for v, b in zip(total["value"], total["binary"], strict=True)]
     return figures | spread("total_ratio", ratios)
