@@ -44,6 +44,38 @@ def test_inventing_variants_and_goals_stops_at_the_caps(
     assert len(raw_redis.keys("gimel:{*:hll:*")) == 3 + 2 * 1 + 1  # nothing past the caps
 
 
+def test_one_batch_repeating_names_past_the_caps_drops_every_repeat(
+    make_app: Callable[..., Flask], raw_redis: redis.Redis
+) -> None:
+    """The events of one experiment in a batch are counted by one script call, which decides
+    each name once: a name past a cap stays past it for every event that repeats it."""
+    client = make_app(max_variants=2, max_goals=1).test_client()
+    names = [
+        ("v0", "participate"),
+        ("v1", "participate"),
+        ("v2", "participate"),  # a third variant
+        ("v2", "participate"),
+        ("v0", "g0"),
+        ("v0", "g1"),  # a second goal
+        ("v1", "g1"),
+        ("v1", "g0"),
+    ]
+    batch = [
+        {"experiment": "e", "variant": v, "event": g, "uuid": f"u{i}"}
+        for i, (v, g) in enumerate(names)
+    ]
+    answer = client.post("/track", json=batch).get_json()
+    assert answer["accepted"] == 4
+    assert sorted(d["field"] for d in answer["dropped"]) == ["event", "event", "variant", "variant"]
+    exp = client.get("/experiments/e", headers=AUTH).get_json()
+    assert exp["participants"] == {"v0": 1, "v1": 1}
+    assert [(g["goal"], sorted(r["label"] for r in g["results"])) for g in exp["goals"]] == [
+        ("g0", ["v0", "v1"])
+    ]
+    assert meta(client)["dropped"] == {"goals": 2, "variants": 2}
+    assert len(raw_redis.keys("gimel:{*:hll:*")) == 2 + 2  # nothing past the caps
+
+
 def test_the_experiment_cap_holds_per_namespace(make_app: Callable[..., Flask]) -> None:
     client = make_app(max_experiments=keys.SHARDS).test_client()  # one per registry shard
     names = [f"exp-{i}" for i in range(60)]

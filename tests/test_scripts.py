@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from conftest import AUTH, WholeCluster
 from gimel_core import dedup, defaults, keys
 from gimel_core.storage import schema
 from gimel_core.storage.read import read, stored
-from gimel_core.storage.runner import Call, Packed, Scripts, _pack, plain, source
+from gimel_core.storage.runner import _REPEATING, Call, Packed, Scripts, _pack, plain, source
 from gimel_core.storage.schema import TrackSettings
 from gimel_core.storage.track import track_exact
 from gimel_core.store import connect
@@ -211,16 +211,18 @@ def test_an_error_reply_among_several_leaves_the_connection_in_step(redis_url: s
 ARGUMENT = st.text() | st.integers() | st.floats(allow_nan=False) | st.binary()
 
 
-@given(st.lists(ARGUMENT), st.lists(ARGUMENT), st.lists(ARGUMENT))
+@given(st.lists(ARGUMENT), st.lists(ARGUMENT), st.lists(ARGUMENT), st.sampled_from([1, _REPEATING]))
+@example([], [], [1, 1.0, "1", b"1", -0.0, 0, 0.0], _REPEATING)  # equal keys of a dict
 def test_a_call_is_packed_as_redis_py_packs_it(
-    before: list[Any], once: list[Any], after: list[Any]
+    before: list[Any], once: list[Any], after: list[Any], times: int
 ) -> None:
     """Gimel's own packing, with a part packed once (``Packed``) among the arguments, sends
-    the bytes redis-py's packer would send for the same arguments."""
-    args = ["EVALSHA", *before, Packed(once), *after]
+    the bytes redis-py's packer would send for the same arguments; so does a long call's,
+    whose repeated arguments are encoded once (a batch's)."""
+    args = ["EVALSHA", *before, Packed(once), *after * times]
     expected = b"".join(redis.Connection().pack_command(*plain(args)))
     assert _pack(args) == expected
-    assert plain(args) == ["EVALSHA", *before, *once, *after]
+    assert plain(args) == ["EVALSHA", *before, *once, *after * times]
 
 
 def test_a_script_carries_the_shared_functions_it_calls_and_no_other() -> None:

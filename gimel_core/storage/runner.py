@@ -167,13 +167,26 @@ def _round_trips(conn: Any, packed: list[bytes]) -> list[Any]:
     return replies
 
 
+_REPEATING = 100
+"""Arguments from which a command's texts are encoded once each (:func:`_pack`): a batch's
+events repeat their variant, goal and numbers; a single event's call repeats nothing."""
+
+
 def _pack(args: Sequence[Any]) -> bytes:
     """A command in RESP, encoded as redis-py encodes arguments (text as UTF-8, numbers by
     ``repr``), in one bytes object; a :class:`Packed` argument is its arguments."""
     parts = [b""]
     count = len(args)
+    texts: dict[str, bytes] | None = {} if count > _REPEATING else None
     for arg in args:
         kind = type(arg)  # the exact types first: most arguments, one comparison each
+        if texts is not None and (kind is str or kind is int):  # never equal to each other
+            part = texts.get(arg)
+            if part is None:
+                data = arg.encode() if kind is str else repr(arg).encode()
+                part = texts[arg] = b"$%d\r\n%b\r\n" % (len(data), data)
+            parts.append(part)
+            continue
         if kind is str:
             data = arg.encode()
         elif kind is int or kind is float:

@@ -269,14 +269,18 @@ if day_began then
 end
 
 -- Undeclared: whether a counter exists or its bytes fit the budget (then charged), once per
--- counter and call (counter_fits, below).
+-- counter and call (counter_fits, below); whether a name is admitted, once per name and call
+-- (admit, below: a batch's events mostly repeat a few names).
 local afforded = {}
+local admitted = {[KEYS[3]] = {}, [KEYS[4]] = {}}
 local fresh = {}  -- hll: the HyperLogLogs charged in this call (keys)
 -- Made for an undeclared experiment only, as prune and afford.
 local admit, counter_fits
 if budgeted then
   -- Adds a name to a set unless that would pass the cap or the budget: true, 'cap' or 'budget'.
-  function admit(key, name, cap)
+  -- Within a call each verdict stands: the set, the budget's total and the names' costs only
+  -- grow.
+  local function verdict(key, name, cap)
     if redis.call('SISMEMBER', key, name) == 1 then
       return true
     end
@@ -288,6 +292,16 @@ if budgeted then
     end
     redis.call('SADD', key, name)
     return true
+  end
+
+  function admit(key, name, cap)
+    local known = admitted[key]
+    local found = known[name]
+    if found == nil then
+      found = verdict(key, name, cap)
+      known[name] = found
+    end
+    return found
   end
 
   -- Whether a counter fits (see above). hll: `target` is its KEYS index; exact: its field.
