@@ -274,6 +274,7 @@ end
 local afforded = {}
 local admitted = {[KEYS[3]] = {}, [KEYS[4]] = {}}
 local fresh = {}  -- hll: the HyperLogLogs charged in this call (keys)
+local indexed = {}  -- hll: KEYS indexes of HyperLogLogs found in the counter index
 -- Made for an undeclared experiment only, as prune and afford.
 local admit, counter_fits
 if budgeted then
@@ -309,7 +310,9 @@ if budgeted then
     if afforded[target] == nil then
       local field = exact and target or ARGV[fields_at + tonumber(target) - TRACK_FIRST_COUNTER]
       local fits = redis.call('HEXISTS', KEYS[6], field) == 1
-      if not fits and exact then
+      if fits and not exact then
+        indexed[tonumber(target)] = true
+      elseif not fits and exact then
         fits = afford(COST.member + #field)
       elseif not fits then
         local key = KEYS[tonumber(target)]
@@ -612,7 +615,8 @@ for i = first_event, #ARGV, stride do
 end
 -- Index only the HyperLogLogs that counted something: a dropped name leaves no trace.
 for k, i in pairs(used) do
-  if redis.call('HSETNX', KEYS[6], ARGV[fields_at + k - TRACK_FIRST_COUNTER], KEYS[k]) == 1
+  if not indexed[k]
+      and redis.call('HSETNX', KEYS[6], ARGV[fields_at + k - TRACK_FIRST_COUNTER], KEYS[k]) == 1
       and plan then
     list(ARGV[i], ARGV[i + 1])
   end
