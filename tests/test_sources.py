@@ -29,7 +29,7 @@ from gimel_core import defaults, keys
 from gimel_core.config import Config
 from gimel_core.errors import ConfigError
 from gimel_core.sources import Sources
-from gimel_core.storage.schema import OpenBudget
+from gimel_core.storage.schema import SOURCES_EXPIRING, OpenBudget
 from helpers import track_url
 
 
@@ -192,7 +192,8 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
     source = sources.hash(ATTACKER)
     now = int(clock.now)
     hour = keys.sources("alephbet", "checkout", now // 3_600)
-    assert raw_redis.hgetall(hour) == {source.encode(): str(BUDGET).encode()}
+    expiring = SOURCES_EXPIRING.encode()  # the key has its expiry: set once an hour
+    assert raw_redis.hgetall(hour) == {source.encode(): str(BUDGET).encode(), expiring: b"1"}
     end = (now // 3_600 + 1) * 3_600
     assert end - time.time() - 5 <= raw_redis.ttl(hour) <= 3_600
     forbidden = [ATTACKER.encode(), salt, salt.hex().encode(), b"a-secret-of-twenty-chars"]
@@ -209,7 +210,7 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
     )
     assert answer.get_json() == {"ok": True}
     solo = keys.sources("alephbet", "solo", now // 3_600)
-    assert raw_redis.hlen(solo) == 1
+    assert raw_redis.hlen(solo) == 2  # its source, and the field saying the key expires
     assert end - time.time() - 5 <= raw_redis.ttl(solo) <= 3_600
 
     clock.now += 3_600  # the next hour: a fresh budget, in a key of its own

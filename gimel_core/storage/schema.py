@@ -113,6 +113,11 @@ TRACK_SOURCES = 8
 """KEYS index (1-based) of track.lua's per-source counts of the current hour (``keys.sources``),
 after the experiment's seven (the last its registry shard's open budget, ``keys.open_budget``)."""
 
+SOURCES_EXPIRING = "expiring"
+"""The field of an hour's per-source counts present once track.lua gave the key its expiry
+(so that it does once an hour, not with each new source): no source's salted hash, 16 hex
+digits, is this text."""
+
 TRACK_FIRST_COUNTER = 9
 """KEYS index (1-based) of track.lua's first HyperLogLog (hll) or de-dup bucket (exact)."""
 
@@ -377,6 +382,7 @@ PRELUDE = "\n".join(
         f"local TRACK_STRIDE = {TRACK_STRIDE}",
         f"local SUM_FIELD = {_lua(SUM_FIELD)}",
         f"local TRACK_SOURCES = {TRACK_SOURCES}",
+        f"local SOURCES_EXPIRING = {_lua(SOURCES_EXPIRING)}",
         f"local TRACK_FIRST_COUNTER = {TRACK_FIRST_COUNTER}",
         f"local PRUNE_INTERVAL = {PRUNE_INTERVAL}",
         *(f"local {name} = {_table(fields)}" for name, fields in TABLES.items()),

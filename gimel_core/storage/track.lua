@@ -87,9 +87,9 @@
 -- first call of a day, expire a day later than that (the other keys' expiry may be renewed
 -- later in the day, when the experiment grows: the records never go before them).
 --
--- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, TRACK_FIRST_COUNTER,
--- TRACK_STRIDE, OFF_PLAN, GOAL_TYPE, MOMENT, SUM_FIELD, DEDUP, OPEN, PRUNE_INTERVAL and COST
--- come from the prelude (gimel_core/storage/schema.py),
+-- PARTICIPATE, DAY, META, MODE, REGISTRATION, TRACK, TRACK_SOURCES, SOURCES_EXPIRING,
+-- TRACK_FIRST_COUNTER, TRACK_STRIDE, OFF_PLAN, GOAL_TYPE, MOMENT, SUM_FIELD, DEDUP, OPEN,
+-- PRUNE_INTERVAL and COST come from the prelude (gimel_core/storage/schema.py),
 -- create_experiment, unbudget and bucket_keys from prelude.lua.
 
 local recorded = redis.call('HMGET', KEYS[1], META.counting, META.window, META.day, META.plan,
@@ -539,10 +539,11 @@ if exact then
   end
 end
 -- One source's budget: what it added this hour (nil: not budgeted).
-local spent, spent_before = nil, 0
+local spent, spent_before, expiring = nil, 0, true
 if source ~= '' then
-  spent = (redis.call('HGET', KEYS[TRACK_SOURCES], source) or 0) + 0
-  spent_before = spent
+  local held = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
+  spent = (held[1] or 0) + 0
+  spent_before, expiring = spent, held[2]
 end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
@@ -640,10 +641,12 @@ elseif budgeted then  -- for life, undeclared: the records go idle with the expe
   end
 end
 -- One source's budget: its count, kept until the hour ends (the hour's key is given its
--- expiry by the first event of each source: one that counted before this hour set it).
+-- expiry once, with the SOURCES_EXPIRING field that says so).
 if spent and spent > spent_before then
-  redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
-  if spent_before == 0 then
+  if expiring then
+    redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
+  else
+    redis.call('HSET', KEYS[TRACK_SOURCES], source, spent, SOURCES_EXPIRING, 1)
     redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
   end
 end
