@@ -273,10 +273,11 @@ end
 -- (admit, below: a batch's events mostly repeat a few names).
 local afforded = {}
 local admitted = {[KEYS[3]] = {}, [KEYS[4]] = {}}
+local held = {}  -- whether a counter was there when the call began, once per counter
 local fresh = {}  -- hll: the HyperLogLogs charged in this call (keys)
 local indexed = {}  -- hll: KEYS indexes of HyperLogLogs found in the counter index
 -- Made for an undeclared experiment only, as prune and afford.
-local admit, counter_fits
+local admit, counter_held, counter_fits
 if budgeted then
   -- Adds a name to a set unless that would pass the cap or the budget: true, 'cap' or 'budget'.
   -- Within a call each verdict stands: the set, the budget's total and the names' costs only
@@ -305,14 +306,31 @@ if budgeted then
     return found
   end
 
-  -- Whether a counter fits (see above). hll: `target` is its KEYS index; exact: its field.
+  -- The counts field of a counter. hll: `target` is its KEYS index; exact: its field.
+  local function field_of(target)
+    return exact and target or ARGV[fields_at + tonumber(target) - TRACK_FIRST_COUNTER]
+  end
+
+  -- Whether the counter was in the index (hll) or the counts (exact) when the call began.
+  -- One that was has its variant and goal admitted: they were, before it was made.
+  function counter_held(target)
+    local found = held[target]
+    if found == nil then
+      found = redis.call('HEXISTS', KEYS[6], field_of(target)) == 1
+      held[target] = found
+      if found and not exact then
+        indexed[tonumber(target)] = true
+      end
+    end
+    return found
+  end
+
+  -- Whether a counter fits (see above).
   function counter_fits(target)
     if afforded[target] == nil then
-      local field = exact and target or ARGV[fields_at + tonumber(target) - TRACK_FIRST_COUNTER]
-      local fits = redis.call('HEXISTS', KEYS[6], field) == 1
-      if fits and not exact then
-        indexed[tonumber(target)] = true
-      elseif not fits and exact then
+      local fits = counter_held(target)
+      local field = field_of(target)
+      if not fits and exact then
         fits = afford(COST.member + #field)
       elseif not fits then
         local key = KEYS[tonumber(target)]
@@ -565,8 +583,11 @@ for i = first_event, #ARGV, stride do
   elseif broke then  -- nothing admitted nor charged for it
     over_source = over_source + 1
   else
-    local variant_in = admit(KEYS[3], variant, max_variants)
-    local goal_in = variant_in == true and (goal == PARTICIPATE or admit(KEYS[4], goal, max_goals))
+    local variant_in, goal_in = true, true
+    if not counter_held(target) then  -- else its names are admitted (above)
+      variant_in = admit(KEYS[3], variant, max_variants)
+      goal_in = variant_in == true and (goal == PARTICIPATE or admit(KEYS[4], goal, max_goals))
+    end
     if variant_in == 'cap' then
       dropped_variants = dropped_variants + 1
     elseif goal_in == 'cap' then
