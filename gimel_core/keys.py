@@ -137,10 +137,12 @@ def seen(namespace: str, experiment: str, bucket: int) -> str:
     return f"{_base(namespace, experiment)}:seen:{bucket}"
 
 
-def sources(namespace: str, experiment: str, hour: int) -> str:
-    """Hash of one clock hour (unix seconds // 3600): salted source hash -> new events it
-    added to the experiment (``gimel_core.sources``); it expires when the hour ends."""
-    return f"{_base(namespace, experiment)}:sources:{hour}"
+def sources(namespace: str, experiment: str, hour: int, source: str) -> str:
+    """Hash of one clock hour (unix seconds // 3600) and sixteenth of the sources (the first
+    hex digit of their salted hash): source -> new events it added to the experiment
+    (``gimel_core.sources``); it expires when the hour ends. Redis keeps a small hash as one
+    list it searches end to end: split in sixteen, each search is a sixteenth as long."""
+    return f"{_base(namespace, experiment)}:sources:{hour}:{source[:1]}"
 
 
 def alerts(namespace: str, experiment: str) -> str:

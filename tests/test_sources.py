@@ -191,7 +191,7 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
     salt = sources._salt[1]
     source = sources.hash(ATTACKER)
     now = int(clock.now)
-    hour = keys.sources("alephbet", "checkout", now // 3_600)
+    hour = keys.sources("alephbet", "checkout", now // 3_600, source)
     expiring = SOURCES_EXPIRING.encode()  # the key has its expiry: set once an hour
     assert raw_redis.hgetall(hour) == {source.encode(): str(BUDGET).encode(), expiring: b"1"}
     end = (now // 3_600 + 1) * 3_600
@@ -209,13 +209,39 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
         environ_base={"REMOTE_ADDR": "198.51.100.7", "HTTP_USER_AGENT": BROWSER},
     )
     assert answer.get_json() == {"ok": True}
-    solo = keys.sources("alephbet", "solo", now // 3_600)
+    solo = keys.sources("alephbet", "solo", now // 3_600, sources.hash("198.51.100.7"))
     assert raw_redis.hlen(solo) == 2  # its source, and the field saying the key expires
     assert end - time.time() - 5 <= raw_redis.ttl(solo) <= 3_600
 
     clock.now += 3_600  # the next hour: a fresh budget, in a key of its own
     get(client, ATTACKER, "red", "participate", "next-hour")
-    assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1))
+    assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1, source))
+
+
+def test_an_hours_sources_are_split_in_sixteen_by_their_hash(
+    make_app: Callable[..., Flask], raw_redis: Any
+) -> None:
+    """Redis searches a small hash end to end: each sixteenth of the sources (by the first
+    hex digit of their hash) has a hash of its own, and every source's count is in its own."""
+    clock = Clock()
+    app = make_app(clock=clock)
+    client = app.test_client()
+    addresses = [f"198.51.100.{i}" for i in range(1, 97)]
+    for i, address in enumerate(addresses):
+        get(client, address, "red", "participate", f"u{i}")
+    sources: Sources = app.wsgi_app.sources  # type: ignore[attr-defined]
+    hour = int(clock.now) // 3_600
+    digits = set()
+    for address in addresses:
+        source = sources.hash(address)
+        digits.add(source[0])
+        key = keys.sources("alephbet", "checkout", hour, source)
+        assert key.endswith(f":{source[0]}")
+        assert raw_redis.hget(key, source) == b"1"
+    split = raw_redis.keys("*:sources:*")
+    assert len(split) == len(digits) > 8
+    held = sum(raw_redis.hlen(key) - 1 for key in split)  # each: its sources, and "expiring"
+    assert held == len(addresses)
 
 
 @pytest.mark.parametrize("counting", ["hll", "exact"])
@@ -408,8 +434,9 @@ def test_on_lambda_the_source_is_the_request_contexts_address(
             event["multiValueQueryStringParameters"]["uuid"] = [uuid]
         assert handler.handler(event, None)["statusCode"] == 200
     sources: Sources = handler.app.wsgi_app.sources
-    hour = keys.sources("alephbet", "checkout button", int(time.time()) // 3_600)
-    assert raw_redis.hget(hour, sources.hash(address)) == str(BUDGET).encode()
+    source = sources.hash(address)
+    hour = keys.sources("alephbet", "checkout button", int(time.time()) // 3_600, source)
+    assert raw_redis.hget(hour, source) == str(BUDGET).encode()
     listing = handler.handler(json.loads((EVENTS / "experiments.json").read_text()), None)
     assert json.loads(listing["body"])[0]["meta"]["dropped"] == {"source": 4}
 

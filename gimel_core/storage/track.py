@@ -110,9 +110,9 @@ def numbers(value: float | None, total: float, covariate: float | None) -> Numbe
     )
 
 
-def _sources(namespace: str, experiment: str, now: int) -> str:
-    """KEYS[TRACK_SOURCES]: the per-source counts of the current clock hour."""
-    return keys.sources(namespace, experiment, now // defaults.SOURCE_WINDOW)
+def _sources(namespace: str, experiment: str, now: int, source: TrackSource) -> str:
+    """KEYS[TRACK_SOURCES]: the current clock hour's per-source counts holding the source's."""
+    return keys.sources(namespace, experiment, now // defaults.SOURCE_WINDOW, source.source)
 
 
 def source_budget(source: str, budget: int, now: int) -> TrackSource:
@@ -159,7 +159,7 @@ def track_hll(
     args += [field for _, field in counters]
     for event in events:
         args += event
-    head = [*_head(namespace, experiment, Mode.HLL), _sources(namespace, experiment, now)]
+    head = [*_head(namespace, experiment, Mode.HLL), _sources(namespace, experiment, now, source)]
     return Call("track", [*head, *(key for key, _ in counters)], args, _reply)
 
 
@@ -188,5 +188,5 @@ def track_exact(
     args: list[Any] = [*call, _settings(new), *source]
     for event in events:
         args += event
-    head = [*_head(namespace, experiment, Mode.EXACT), _sources(namespace, experiment, now)]
+    head = [*_head(namespace, experiment, Mode.EXACT), _sources(namespace, experiment, now, source)]
     return Call("track", [*head, *buckets], args, _reply)
