@@ -567,7 +567,7 @@ end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
 local over_source, over_open, over_records = 0, 0, 0
-local used = {}  -- hll: KEYS index of each HyperLogLog counted into -> an event's index
+local used = {}  -- hll: KEYS index of each HyperLogLog a PFADD changed -> an event's index
 for i = first_event, #ARGV, stride do
   local variant, goal, member, target, numbers = unpack(ARGV, i, i + stride - 1)
   local value, total, covariate = split(numbers)
@@ -605,8 +605,11 @@ for i = first_event, #ARGV, stride do
   local new_before = new
   if counted and not exact then
     local k = target + 0
-    used[k] = i
-    new = new + redis.call('PFADD', KEYS[k], member)
+    local added = redis.call('PFADD', KEYS[k], member)
+    if added == 1 then  -- 0: the HyperLogLog was there already, so it is indexed
+      used[k] = i
+    end
+    new = new + added
   elseif counted then
     local seen = false
     local path = path_of(member)
