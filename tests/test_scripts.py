@@ -213,6 +213,7 @@ ARGUMENT = st.text() | st.integers() | st.floats(allow_nan=False) | st.binary()
 
 @given(st.lists(ARGUMENT), st.lists(ARGUMENT), st.lists(ARGUMENT), st.sampled_from([1, _REPEATING]))
 @example([], [], [1, 1.0, "1", b"1", -0.0, 0, 0.0], _REPEATING)  # equal keys of a dict
+@example([b"x" * 255, b"x" * 256], [], ["é" * 200], 1)  # lengths past the heads kept
 def test_a_call_is_packed_as_redis_py_packs_it(
     before: list[Any], once: list[Any], after: list[Any], times: int
 ) -> None:

@@ -197,9 +197,15 @@ def _pack(args: Sequence[Any]) -> bytes:
             continue
         else:
             data = _encoded(arg)
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        size = len(data)
+        parts += (_HEADS[size] if size < _HEADED else b"$%d\r\n" % size, data, b"\r\n")
     parts[0] = b"*%d\r\n" % count
     return b"".join(parts)
+
+
+_HEADED = 256
+_HEADS = [b"$%d\r\n" % size for size in range(_HEADED)]
+"""The head of a bulk string of each short length: taken, not formatted, for each argument."""
 
 
 class Packed(bytes):
