@@ -118,16 +118,18 @@ class Tracker(StoreBacked):
                 pending.append((ident, [event], source, tally))
             outcomes.append(tally if refusal is None or refusal is _UNDECLARED else refusal)
         self._count(pending)
-        dropped: Counter[str] = Counter()
+        dropped: Counter[str] | None = None  # made for the rare call that drops an event
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, Refused):
+                dropped = dropped or Counter()
                 dropped[outcome.reason] += 1
                 continue
             if outcome.refused or outcome.undeclared or outcome.over_budget or outcome.off_plan:
-                dropped += _dropped(outcome.refused[:1], outcome)
+                dropped = (dropped or Counter()) + _dropped(outcome.refused[:1], outcome)
             if outcome.refused:  # past a cap, found by the script
                 outcomes[i] = outcome.refused[0]
-        self._record_dropped(dropped)
+        if dropped:
+            self._record_dropped(dropped)
         return outcomes
 
     def track_many(self, events: list[Event], source: str | None = None) -> Tally:
@@ -202,6 +204,9 @@ class Tracker(StoreBacked):
         assert isinstance(reply, Counted)
         self._remember(ident, mode, window)
         tally.new += reply.new
+        if reply.new == len(events):  # the usual reply: every event new, none dropped
+            tally.counted += reply.new
+            return None
         dropped = {
             "variants": reply.dropped_variants,
             "goals": reply.dropped_goals,
