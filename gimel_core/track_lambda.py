@@ -80,7 +80,8 @@ class LambdaTrack:
         if headers is None:
             return None
         environ, content_type = headers
-        body = get_body_bytes(event, event.get("body") or "")
+        body = event.get("body")
+        body = get_body_bytes(event, body) if body else b""  # a GET's: none
         authorizer = context.get("authorizer") or {}
         environ |= {
             "REQUEST_METHOD": "GET",
@@ -103,28 +104,31 @@ def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     environ: dict[str, Any] = {}
     content_type = None
     for name, values in given.items():
-        if not isinstance(name, str):
-            return None
-        key = _KEYS.get(name)
-        if key is None:
+        known = _KEYS.get(name)
+        if known is None:
+            if not isinstance(name, str):
+                return None
             key = "HTTP_" + name.upper().replace("-", "_")
+            known = (key, key not in _SKIPPED, name.lower() == "content-type")
             if len(_KEYS) < _KEYS_KEPT:
-                _KEYS[name] = key
+                _KEYS[name] = known
         if not isinstance(values, list | tuple):
             values = (values,)
         for value in values:
             if not isinstance(value, str) or "\n" in value or "\r" in value:
                 return None
         if values:
-            if key not in _SKIPPED:
+            key, kept, typed = known
+            if kept:
                 environ[key] = values[-1]
-            if content_type is None and name.lower() == "content-type":
+            if typed and content_type is None:
                 content_type = values[0]
     return environ, content_type or ""
 
 
-_KEYS: dict[str, str] = {}
-"""Header name -> its environ key, for the names seen first (most requests send the same)."""
+_KEYS: dict[str, tuple[str, bool, bool]] = {}
+"""Header name -> its environ key, whether the environ keeps it there, whether it is the
+Content-Type: for the names seen first (most requests send the same)."""
 _KEYS_KEPT = 256
 
 
