@@ -43,6 +43,9 @@ class LambdaTrack:
         # The replies of the answers that never change (counted, bot), by whether the event
         # had multiValueHeaders: built once, as _reply builds them.
         self._static = {id(endpoint.tracked), id(endpoint.bot)}
+        # serverless-wsgi strips this prefix from paths; a Lambda's environment is set when
+        # its container starts, so it is read once.
+        self._base_path = os.environ.get("API_GATEWAY_BASE_PATH")
         self._replies: dict[tuple[int, bool], dict[str, Any]] = {}
 
     def answer(self, event: Any) -> dict[str, Any] | None:
@@ -71,9 +74,9 @@ class LambdaTrack:
         if isinstance(context, dict) and context.get("elb"):
             return None  # an ALB event: its query is read otherwise
         path = event.get("path")
-        if not isinstance(path, str) or os.environ.get("API_GATEWAY_BASE_PATH"):
+        if not isinstance(path, str) or self._base_path:
             return None
-        path_info = _latin1(unquote(path.split("?")[0]))
+        path_info = _latin1(unquote(path.partition("?")[0]))
         if path_info not in self.endpoint.paths:
             return None
         headers = _headers(event)

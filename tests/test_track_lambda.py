@@ -189,6 +189,26 @@ def test_the_own_path_counts(handler: ModuleType, monkeypatch: pytest.MonkeyPatc
     assert json.loads(results["body"])["participants"] == {"a": 5}
 
 
+def test_behind_a_base_path_serverless_wsgi_answers(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """With API_GATEWAY_BASE_PATH (a custom domain's base path mapping) serverless-wsgi strips
+    the prefix: the own path leaves those events to it."""
+    monkeypatch.setenv("GIMEL_REDIS_URL", redis_url)
+    monkeypatch.setenv("GIMEL_API_KEY", API_KEY)
+    monkeypatch.setenv("API_GATEWAY_BASE_PATH", "v1")
+    sys.modules.pop("handler", None)
+    try:
+        handler = importlib.import_module("handler")
+        given = event(good("b1"), path="/v1/track")
+        assert handler.track.answer(copy.deepcopy(given)) is None
+        answered = handler.handler(copy.deepcopy(given), None)
+        assert json.dumps(answered) == json.dumps(through_wsgi(handler, given))
+        assert answered["statusCode"] == 200
+    finally:
+        sys.modules.pop("handler", None)
+
+
 PARAMS = st.dictionaries(
     st.one_of(st.text(max_size=8), st.sampled_from(["a=", "&b", "c"])),
     st.lists(
