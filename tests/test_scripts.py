@@ -29,6 +29,25 @@ LUA = sorted(p.name for p in STORAGE.iterdir() if p.name.endswith(".lua"))
 SCRIPTS = [name.removesuffix(".lua") for name in LUA if name != "prelude.lua"]
 
 
+SETTINGS = TrackSettings(
+    new_mode="exact",
+    new_window=60,
+    new_analysis="fixed",
+    max_experiments=3,
+    max_variants=4,
+    max_goals=5,
+    registration="open",
+    open_budget=6,
+    idle_seconds=7,
+    max_records=8,
+)
+
+
+def text_of(script: str) -> str:
+    """The script as Redis runs it (one written with settings: with :data:`SETTINGS`)."""
+    return source(script, SETTINGS if script in schema.BAKED else None)[0]
+
+
 def shared_names() -> set[str]:
     names = {defaults.PARTICIPATE, *Mode, *Registration, *schema.ClearAction, *GoalType}
     return names | set(schema.meta_fields().values())
@@ -58,14 +77,16 @@ def test_every_script_has_its_argv_and_uses_each_slot() -> None:
     assert sorted(schema.ARGV) == sorted(SCRIPTS)
     for script, (_, tail) in schema.ARGV.items():
         body = code(f"{script}.lua")
-        for name in [*(name for name, _ in schema.slots(script)), *([tail] if tail else [])]:
+        baked = list(schema.BAKED[script]._fields) if script in schema.BAKED else []
+        named = [name for name, _ in schema.slots(script)]
+        for name in [*named, *baked, *([tail] if tail else [])]:
             assert re.search(rf"\b{name}\b", body), f"{script}.lua never reads {name}"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_script_binds_its_argv_by_name_in_the_order_the_call_fills(script: str) -> None:
     """The runner sends prelude, shared functions, binding, then the file."""
-    text, _ = source(script)
+    text = text_of(script)
     named, tail = schema.slots(script), schema.ARGV[script][1]
     assert text.startswith(schema.PRELUDE.split("\nlocal META = ")[0])  # the scalars
     assert text.endswith(schema.inline(STORAGE.joinpath(f"{script}.lua").read_text("utf-8")))
@@ -77,20 +98,25 @@ def test_a_script_binds_its_argv_by_name_in_the_order_the_call_fills(script: str
         assert f"local {tail} = {len(named) + 1}\n" in text
 
 
+def test_a_script_with_settings_is_written_with_them() -> None:
+    """track.lua's settings are constants of its text: one script, and one SHA, for each
+    value of them; none goes in ARGV, and the script is refused without them."""
+    text, sha = source("track", SETTINGS)
+    assert "local new_mode = 'exact'\nlocal new_window = 60\nlocal new_analysis = 'fixed'\n" in text
+    assert "local max_records = 8\n" in text
+    other = source("track", SETTINGS._replace(max_goals=6))
+    assert "local max_goals = 6\n" in other[0] and other[1] != sha
+    assert not {name for name, _ in schema.slots("track")} & set(SETTINGS._fields)
+    with pytest.raises(TypeError):
+        source("track")
+    with pytest.raises(TypeError):
+        source("read", SETTINGS)
+
+
 def test_a_call_fills_the_slots_the_script_reads() -> None:
-    """The builder's list starts with the named slots, in the layout's order."""
-    new = TrackSettings(
-        new_mode="exact",
-        new_window=60,
-        new_analysis="fixed",
-        max_experiments=3,
-        max_variants=4,
-        max_goals=5,
-        registration="open",
-        open_budget=6,
-        idle_seconds=7,
-        max_records=8,
-    )
+    """The builder's list starts with the named slots, in the layout's order, and names the
+    settings its script is written with."""
+    new = SETTINGS
     source = schema.TrackSource("5f0c", 30, 3_600)
     call = track_exact(
         "ns",
@@ -112,9 +138,9 @@ def test_a_call_fills_the_slots_the_script_reads() -> None:
         "now": 1_000,
         "bucket_expiry": 2_000,
         "counters": 0,
-        **new._asdict(),
         **source._asdict(),
     }
+    assert call.settings == new
     assert args[len(named) :] == ["v", "g", "1", "f", "2.5", "0", ""]
 
 
@@ -178,7 +204,7 @@ def test_the_prelude_tables_are_written_as_their_values() -> None:
     is its value in the source Redis runs, and a field no table has fails at load, not in
     Redis as nil."""
     for name in SCRIPTS:
-        text = source(name)[0]
+        text = text_of(name)
         left = re.findall(rf"\b(?:{'|'.join(schema.TABLES)})\.\w+", text)
         assert not left, f"{name}: {left}"
         tables = re.findall(rf"^local ({'|'.join(schema.TABLES)}) = {{", text, flags=re.M)
@@ -239,7 +265,7 @@ def test_a_script_carries_the_shared_functions_it_calls_and_no_other() -> None:
     assert schema.called(shared, "return c() + ac()") == "local function c()\nend\n"
     prelude = STORAGE.joinpath("prelude.lua").read_text("utf-8")
     for script in SCRIPTS:
-        text = source(script)[0]
+        text = text_of(script)
         defined = re.findall(r"^local function (\w+)\(", prelude, re.M)
         for name in defined:
             calls = re.search(rf"\b{name}\(", code(f"{script}.lua")) is not None

@@ -12,7 +12,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import lru_cache
 from importlib import resources
 from typing import Any, Generic, TypeVar, cast
 
@@ -22,15 +22,15 @@ from ..errors import StoreUnavailable
 from .schema import PRELUDE, binding, called, inline
 
 
-@cache
-def source(name: str) -> tuple[str, str]:
+@lru_cache(maxsize=256)
+def source(name: str, settings: tuple[Any, ...] | None = None) -> tuple[str, str]:
     """The script as Redis runs it, and its SHA1: the generated prelude, the shared
-    functions it calls, the generated ARGV binding, then the file, the prelude's names
-    inlined."""
+    functions it calls, the generated ARGV binding (with ``settings``, for a script that is
+    written with them: ``schema.BAKED``), then the file, the prelude's names inlined."""
     files = resources.files(__package__)
     body = files.joinpath(f"{name}.lua").read_text("utf-8")
     shared = called(files.joinpath("prelude.lua").read_text("utf-8"), body)
-    text = inline(PRELUDE + shared + binding(name) + body)
+    text = inline(PRELUDE + shared + binding(name, settings) + body)
     return text, hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -48,6 +48,8 @@ class Call(Generic[T]):
     packed: bytes = b""
     """The whole command in RESP, for a call made again and again (:func:`prepacked`); empty:
     packed when sent."""
+    settings: tuple[Any, ...] | None = None
+    """What the script is written with (``schema.BAKED``); None: a script that has none."""
 
 
 def prepacked(call: Call[T]) -> Call[T]:
@@ -79,8 +81,8 @@ class Scripts:
         replies = self._send(calls)
         lost = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
         if lost:  # flushed or restarted since the last call: load once, send those again
-            for name in {calls[i].script for i in lost}:
-                self.client.script_load(source(name)[0])
+            for name, settings in {(calls[i].script, calls[i].settings) for i in lost}:
+                self.client.script_load(source(name, settings)[0])
             for i, reply in zip(lost, self._send([calls[i] for i in lost]), strict=True):
                 replies[i] = reply
         for reply in replies:
@@ -240,12 +242,12 @@ def _encoded(arg: Any) -> bytes:
 
 
 def _command(call: Call[Any]) -> list[Any]:
-    return [_evalsha(call.script), len(call.keys), *call.keys, *call.args]
+    return [_evalsha(call.script, call.settings), len(call.keys), *call.keys, *call.args]
 
 
-@cache
-def _evalsha(script: str) -> Packed:
-    return Packed(("EVALSHA", source(script)[1]))
+@lru_cache(maxsize=256)
+def _evalsha(script: str, settings: tuple[Any, ...] | None) -> Packed:
+    return Packed(("EVALSHA", source(script, settings)[1]))
 
 
 def text(value: bytes | str) -> str:

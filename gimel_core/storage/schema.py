@@ -189,7 +189,7 @@ class TrackArgv(NamedTuple):
 
 class TrackSettings(NamedTuple):
     """What a new experiment is created with, and the caps on names: the same for every call
-    of a process, so built once (``tracking.Tracker``) and sent after :class:`TrackArgv`."""
+    of a process, so written into track.lua's text (:data:`BAKED`), not sent with each call."""
 
     new_mode: str
     new_window: int
@@ -214,7 +214,7 @@ class TrackSettings(NamedTuple):
 
 class TrackSource(NamedTuple):
     """Whose events these are, and how many new ones a source may add this hour (after
-    :class:`TrackSettings`; ``gimel_core.sources``)."""
+    :class:`TrackArgv`; ``gimel_core.sources``)."""
 
     source: str
     """The request's salted source hash; empty: not budgeted."""
@@ -318,7 +318,7 @@ class ImportArgv(NamedTuple):
 
 
 ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
-    "track": ((TrackArgv, TrackSettings, TrackSource), "fields_at"),
+    "track": ((TrackArgv, TrackSource), "fields_at"),
     "read": ((), None),
     "plan": ((PlanArgv,), "variants_at"),
     "settings": ((), "fields_at"),
@@ -330,6 +330,12 @@ ARGV: dict[str, tuple[tuple[Any, ...], str | None]] = {
 }
 """Script -> its ARGV's named slots (the fields of these NamedTuples, one after the other), and
 the name of the local holding the index where the variable-length tail starts (None: none)."""
+
+
+BAKED: dict[str, Any] = {"track": TrackSettings}
+"""Script -> the NamedTuple of its settings: the same in every call a process makes, so each
+is a constant in the script's text (one script for each value of them; a process has one),
+costing no ARGV slot, no parsing and no conversion in each call."""
 
 
 def slots(script: str) -> list[tuple[str, type]]:
@@ -429,10 +435,20 @@ def called(shared: str, body: str) -> str:
     return shared
 
 
-def binding(script: str) -> str:
-    """The Lua lines that name a script's ARGV (and where its tail starts), from :data:`ARGV`."""
+def binding(script: str, settings: tuple[Any, ...] | None = None) -> str:
+    """The Lua lines that name a script's ARGV (and where its tail starts), from :data:`ARGV`,
+    and its settings (:data:`BAKED`), written as their values."""
     named, tail = slots(script), ARGV[script][1]
     lines = ["-- Generated from gimel_core/storage/schema.py's ARGV."]
+    baked = BAKED.get(script)
+    if baked is not None:
+        if not isinstance(settings, baked):
+            raise TypeError(f"{script}.lua is written with its {baked.__name__}")
+        for name, value in settings._asdict().items():
+            written = _lua(value) if isinstance(value, str) else str(value)
+            lines.append(f"local {name} = {written}")
+    elif settings is not None:
+        raise TypeError(f"{script}.lua has no settings")
     for i, (name, kind) in enumerate(named, 1):
         value = f"ARGV[{i}]"
         # An int slot is always a number's text (runner packs it): `+ 0` reads it once,

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import defaults, keys
 from ..vocabulary import Mode
-from .runner import Call, Packed, text
+from .runner import Call, text
 from .schema import (
     NO_SOURCE,
     OffPlan,
@@ -121,12 +121,6 @@ def source_budget(source: str, budget: int, now: int) -> TrackSource:
     return TrackSource(source, budget, (hour + 1) * defaults.SOURCE_WINDOW)
 
 
-@lru_cache(maxsize=16)
-def _settings(new: TrackSettings) -> Packed:
-    """The ARGV of a tracker's settings: the same in every call of a process, packed once."""
-    return Packed(new)
-
-
 @lru_cache(maxsize=4_096)
 def _head(namespace: str, experiment: str, mode: str) -> tuple[str, ...]:
     """KEYS[1..7]: the same for every call of an experiment, so built once per process."""
@@ -155,12 +149,12 @@ def track_hll(
         bucket_expiry=0,
         counters=len(counters),
     )
-    args: list[Any] = [*call, _settings(new), *source]
+    args: list[Any] = [*call, *source]
     args += [field for _, field in counters]
     for event in events:
         args += event
     head = [*_head(namespace, experiment, Mode.HLL), _sources(namespace, experiment, now, source)]
-    return Call("track", [*head, *(key for key, _ in counters)], args, _reply)
+    return Call("track", [*head, *(key for key, _ in counters)], args, _reply, settings=new)
 
 
 def track_exact(
@@ -185,8 +179,8 @@ def track_exact(
         bucket_expiry=bucket_expiry,
         counters=0,
     )
-    args: list[Any] = [*call, _settings(new), *source]
+    args: list[Any] = [*call, *source]
     for event in events:
         args += event
     head = [*_head(namespace, experiment, Mode.EXACT), _sources(namespace, experiment, now, source)]
-    return Call("track", [*head, *buckets], args, _reply)
+    return Call("track", [*head, *buckets], args, _reply, settings=new)
