@@ -237,7 +237,7 @@ def batch_vs_pipelined_pfadd(
 
 
 REDIS_CPU_TARGET = 20.0
-"""Most µs of redis-server CPU per tracked event, in every shape."""
+"""Most µs of Redis CPU inside a tracked event's ``EVALSHA``, the median of each shape."""
 
 
 def redis_cpu_per_event(

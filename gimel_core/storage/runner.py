@@ -212,8 +212,8 @@ _HEADS = [b"$%d\r\n" % size for size in range(_HEADED)]
 
 class Packed(bytes):
     """Arguments in RESP, packed once: a part that every call of a process repeats (the
-    ``EVALSHA`` of a script, a tracker's settings). ``args``: the arguments themselves, for
-    the cluster's path, where redis-py packs (:func:`plain`)."""
+    ``EVALSHA`` of a script and its SHA). ``args``: the arguments themselves, for the
+    cluster's path, where redis-py packs (:func:`plain`)."""
 
     args: tuple[Any, ...]
 

@@ -330,12 +330,11 @@ if budgeted then
   function counter_fits(target)
     if afforded[target] == nil then
       local fits = counter_held(target)
-      local field = field_of(target)
       if not fits and exact then
-        fits = afford(COST.member + #field)
+        fits = afford(COST.member + #target)
       elseif not fits then
         local key = KEYS[tonumber(target)]
-        fits = afford(COST.key + COST.hll + COST.member + 2 * #key + #field)
+        fits = afford(COST.key + COST.hll + COST.member + 2 * #key + #field_of(target))
         fresh[key] = fits or nil
       end
       afforded[target] = fits
@@ -560,9 +559,9 @@ end
 -- One source's budget: what it added this hour (nil: not budgeted).
 local spent, spent_before, expiring = nil, 0, true
 if source ~= '' then
-  local held = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
-  spent = (held[1] or 0) + 0
-  spent_before, expiring = spent, held[2]
+  local hour = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
+  spent = (hour[1] or 0) + 0
+  spent_before, expiring = spent, hour[2]
 end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
