@@ -128,8 +128,7 @@ class Tracker(StoreBacked):
                 dropped = (dropped or Counter()) + _dropped(outcome.refused[:1], outcome)
             if outcome.refused:  # past a cap, found by the script
                 outcomes[i] = outcome.refused[0]
-        if dropped:
-            self._record_dropped(dropped)
+        self._record_dropped(dropped)
         return outcomes
 
     def track_many(self, events: list[Event], source: str | None = None) -> Tally:
@@ -279,7 +278,7 @@ class Tracker(StoreBacked):
                 self._namespaces.add(namespace)
         return None
 
-    def _record_dropped(self, dropped: Counter[str]) -> None:
+    def _record_dropped(self, dropped: Counter[str] | None) -> None:
         """Add to the ``dropped`` counts, by reason: one round trip, none when nothing was."""
         if not dropped:
             return

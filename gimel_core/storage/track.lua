@@ -273,13 +273,14 @@ end
 -- counter and call (counter_fits, below); whether a name is admitted, once per name and call
 -- (admit, below: a batch's events mostly repeat a few names).
 local afforded = {}
-local admitted = {[KEYS[3]] = {}, [KEYS[4]] = {}}
-local held = {}  -- whether a counter was there when the call began, once per counter
 local fresh = {}  -- hll: the HyperLogLogs charged in this call (keys)
 local indexed = {}  -- hll: KEYS indexes of HyperLogLogs found in the counter index
 -- Made for an undeclared experiment only, as prune and afford.
 local admit, counter_held, counter_fits
 if budgeted then
+  local admitted = {[KEYS[3]] = {}, [KEYS[4]] = {}}  -- set -> name -> its verdict
+  local held = {}  -- whether a counter was there when the call began, once per counter
+
   -- Adds a name to a set unless that would pass the cap or the budget: true, 'cap' or 'budget'.
   -- Within a call each verdict stands: the set, the budget's total and the names' costs only
   -- grow.
