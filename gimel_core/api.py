@@ -289,7 +289,13 @@ def dashboard(asset: str = "index.html") -> Response:
     if file is None:
         raise NotFound()
     content_type = DASHBOARD_TYPES[match[1]]
-    return Response(file.read_bytes(), 200, content_type=content_type, headers=DASHBOARD_HEADERS)
+    response = Response(
+        file.read_bytes(), 200, content_type=content_type, headers=DASHBOARD_HEADERS
+    )
+    # no-cache: a browser asks again each time, and an unchanged file is a 304 without a body.
+    response.add_etag()
+    response.make_conditional(request)
+    return response
 
 
 @bp.get("/openapi.json")

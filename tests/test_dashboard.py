@@ -8,6 +8,7 @@ that a failure.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import math
@@ -357,6 +358,49 @@ def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
         "%2e%2e%2fapi.py",
     ):
         assert client.get(f"/dashboard/{unknown}").status_code == 404, unknown
+
+
+STATIC_IMPORT = re.compile(r'\bfrom "\./([^"]+)"')
+PRELOADED = re.compile(r'<link rel="modulepreload" href="dashboard/([^"]+)">')
+
+
+def test_the_page_asks_for_every_module_at_once(client: FlaskClient) -> None:
+    """index.html preloads each module main.js imports, at any depth, and only those: the
+    browser asks for them all with the page, instead of one level of imports per round trip
+    (four levels deep: main, board, card, goal, chart). uPlot, imported on demand, waits."""
+    page = client.get("/dashboard").get_data(as_text=True)
+    reached: set[str] = set()
+    todo = ["main.js"]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo += STATIC_IMPORT.findall((DASHBOARD / name).read_text())
+    preloaded = PRELOADED.findall(page)
+    assert sorted(preloaded) == sorted(reached - {"main.js"})
+    assert len(preloaded) == len(set(preloaded)) and "uplot.js" not in preloaded
+    # After the module script: it is what the page runs, and the preloads only feed it.
+    assert page.index('src="dashboard/main.js"') < page.index('rel="modulepreload"')
+
+
+def test_an_unchanged_file_is_not_sent_again(client: FlaskClient) -> None:
+    """Each file has a strong ETag of its bytes: asked again with it (no-cache makes a browser
+    ask each time), the answer is a 304 without a body, with the page's security headers."""
+    for asset in ("", "/main.js", "/app.css", "/uplot.js"):
+        first = client.get(f"/dashboard{asset}")
+        etag = first.headers["ETag"]
+        assert first.status_code == 200 and first.headers["Cache-Control"] == "no-cache"
+        assert etag == f'"{hashlib.sha1(first.data).hexdigest()}"', asset
+        again = client.get(f"/dashboard{asset}", headers={"If-None-Match": f'"old", {etag}'})
+        assert again.status_code == 304 and again.data == b"", asset
+        assert again.headers["ETag"] == etag
+        assert again.headers["Content-Security-Policy"] == first.headers["Content-Security-Policy"]
+        assert again.headers["X-Content-Type-Options"] == "nosniff"
+        changed = client.get(f"/dashboard{asset}", headers={"If-None-Match": '"old"'})
+        assert changed.status_code == 200 and changed.data == first.data, asset
+    # Another file's tag is not this one's.
+    main = client.get("/dashboard/main.js").headers["ETag"]
+    assert client.get("/dashboard/api.js", headers={"If-None-Match": main}).status_code == 200
 
 
 def test_the_page_shows_the_api_numbers(served: str, watch: Callable[[str], Watched]) -> None:
