@@ -100,15 +100,19 @@ def main() -> None:
     )
     script = {shape: sorted(times) for shape, times in redis_cpu["script"].items()}
     server = {shape: statistics.median(cpus) for shape, cpus in redis_cpu["server"].items()}
+    floor = sorted(redis_cpu["floor"]["floor"])
     row(
         "Redis CPU per tracked event, steady state, 4 × 5,000 events of each shape: inside its"
         " `EVALSHA` (`INFO commandstats`) min / median / max; redis-server's whole CPU"
-        " (`INFO cpu`: reading the command, the reply, the AOF), median",
+        " (`INFO cpu`: reading the command, the reply, the AOF), median; beside them, the floor"
+        " on this server: a script of only the four calls a declared `hll` event needs (read"
+        " the settings, read and write the source's budget, `PFADD`)",
         "; ".join(
             f"{shape} {c[0]:.0f} / {statistics.median(c):.0f} / {c[-1]:.0f} µs"
             f" ({server[shape]:.0f} µs)"
             for shape, c in script.items()
-        ),
+        )
+        + f"; floor {floor[0]:.0f} / {statistics.median(floor):.0f} / {floor[-1]:.0f} µs",
         f"≤ {track.REDIS_CPU_TARGET:.0f} µs inside `EVALSHA`, median of each",
         all(statistics.median(c) <= track.REDIS_CPU_TARGET for c in script.values()),
     )

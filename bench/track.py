@@ -239,6 +239,16 @@ def batch_vs_pipelined_pfadd(
 REDIS_CPU_TARGET = 20.0
 """Most µs of Redis CPU inside a tracked event's ``EVALSHA``, the median of each shape."""
 
+FLOOR_SCRIPT = """
+local settings = redis.call('HMGET', KEYS[1], 'counting', 'window', 'day', 'plan')
+local spent = redis.call('HGET', KEYS[2], ARGV[2])
+local added = redis.call('PFADD', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], (tonumber(spent) or 0) + added)
+return added
+"""
+"""The least a script counting a declared experiment's event does, and nothing else: read the
+experiment's settings, read and write its source's budget, PFADD (``floor``)."""
+
 
 def redis_cpu_per_event(
     url: str, count: int = 5_000, rounds: int = 4
@@ -249,7 +259,10 @@ def redis_cpu_per_event(
     figures per shape and round, the shapes interleaved (a noisy machine moves them all
     alike): ``script``, the time Redis spent inside the event's ``EVALSHA`` (``INFO
     commandstats``, which counts the commands the script runs inside it); ``server``, its
-    whole CPU (``INFO cpu``, user + sys: reading each command, the reply, the AOF)."""
+    whole CPU (``INFO cpu``, user + sys: reading each command, the reply, the AOF). And
+    ``floor``: the time inside an ``EVALSHA`` of :data:`FLOOR_SCRIPT`, in the same rounds,
+    for a new visitor from an address of its own each time: what this server takes for those
+    four calls alone."""
     now = time.time()
     plan = {"variants": ["a", "b"], "control": "a", "goals": ["signup"]}
     client = redis.Redis.from_url(url)
@@ -273,10 +286,24 @@ def redis_cpu_per_event(
         cpu = client.info("cpu")
         return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
+    floor = client.script_load(FLOOR_SCRIPT)
+    floor_keys = ("{floor}:meta", "{floor}:sources", "{floor}:hll")
+    client.hset(floor_keys[0], mapping={"counting": "hll", "window": 0, "day": 1, "plan": "{}"})
+
+    def floor_burst(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            client.evalsha(floor, len(floor_keys), *floor_keys, f"uuid-{i}", f"{i:x}")
+
     for shape in trackers:
         burst(shape, 0, 200)  # created, names and counters held: the steady state
-    found: dict[str, dict[str, list[float]]] = {"script": {}, "server": {}}
+    floor_burst(0, 200)
+    found: dict[str, dict[str, list[float]]] = {"script": {}, "server": {}, "floor": {}}
     for round_ in range(rounds):
+        client.config_resetstat()
+        floor_burst(200 + round_ * count, count)
+        calls = client.info("commandstats")["cmdstat_evalsha"]
+        assert calls["calls"] == count, calls
+        found["floor"].setdefault("floor", []).append(calls["usec"] / count)
         for shape in trackers:
             client.config_resetstat()
             started = redis_cpu()
@@ -379,6 +406,11 @@ def main() -> None:
             f" min / median / max (target <= {REDIS_CPU_TARGET:.0f}); redis-server's CPU"
             f" {statistics.median(redis_cpu['server'][shape]):.0f} µs"
         )
+    floor = redis_cpu["floor"]["floor"]
+    print(
+        f"EVALSHA, the floor     : {min(floor):.0f} / {statistics.median(floor):.0f} /"
+        f" {max(floor):.0f} µs, a script of the four calls alone (FLOOR_SCRIPT)"
+    )
     for size, per_uuid in memory.items():
         print(f"exact mode memory      : {per_uuid:9.1f} B per uuid in window at {size:,} uuids")
     print(
