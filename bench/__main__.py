@@ -120,18 +120,20 @@ def main() -> None:
     dash = dashboard.measure()
     row(
         "results for 100 experiments × 3 variants × 4 goals, one page: Redis round trips, time"
-        " in-process; nothing computed yet",
-        f"{dash['results_round_trips']:.0f} round trips, {shown(dash, 'results_ms', unit=' ms')};"
-        f" {shown(dash, 'results_cold_ms', unit=' ms')}",
+        " in-process (of which redis-server's, inside the page's script calls); nothing"
+        " computed yet",
+        f"{dash['results_round_trips']:.0f} round trips, {shown(dash, 'results_ms', unit=' ms')}"
+        f" (Redis {dash['results_redis_ms']:.1f} ms); {shown(dash, 'results_cold_ms', unit=' ms')}",
         "≤ 4, ≤ 5 ms; ≤ 20 ms",
         dash["results_round_trips"] <= 4
         and dash["results_ms"] <= 5
         and dash["results_cold_ms"] <= 20,
     )
     row(
-        "the summary the dashboard loads first (`view=summary`), same data: time in-process;"
-        " nothing computed yet",
-        f"{shown(dash, 'summary_ms', unit=' ms')}; {shown(dash, 'summary_cold_ms', unit=' ms')}",
+        "the summary the dashboard loads first (`view=summary`), same data: time in-process (of"
+        " which redis-server's); nothing computed yet",
+        f"{shown(dash, 'summary_ms', unit=' ms')} (Redis {dash['summary_redis_ms']:.1f} ms);"
+        f" {shown(dash, 'summary_cold_ms', unit=' ms')}",
         "≤ 3 ms; ≤ 10 ms",
         dash["summary_ms"] <= 3 and dash["summary_cold_ms"] <= 10,
     )
