@@ -1041,7 +1041,8 @@ def test_summaries_first_then_results_only_of_the_cards_opened(
     make_app: Callable[..., Flask], watch: Callable[[str], Watched]
 ) -> None:
     """Over a hundred experiments: two pages of summaries, the first few small cards open by
-    themselves, every other card fetches its results only when opened."""
+    themselves, their results in one request, every other card fetches its results only when
+    opened."""
     app = make_app()
     names = [f"exp {i:03}" for i in range(105)]
     events = []
@@ -1056,20 +1057,25 @@ def test_summaries_first_then_results_only_of_the_cards_opened(
         page.open()
         calls = fetched(page)
         lists = [(p, q) for p, q in calls if p == "/experiments"]
-        assert [q.get("view") for _, q in lists] == ["summary", "summary"]
+        assert [q.get("view") for _, q in lists] == ["summary", "summary", None]
         assert "cursor" not in lists[0][1] and lists[1][1]["cursor"]
         # Every summary before any experiment's results.
-        first_detail = next(i for i, (p, _) in enumerate(calls) if p.startswith("/experiments/"))
-        assert all(p == "/experiments" for p, _ in calls[:first_detail])
-        assert first_detail == 2
+        assert calls.index(lists[2]) == 2
         cards = page.page.locator("article.exp")
         assert cards.count() == 105
         assert [c["name"] for c in page.read()] == names
-        # The first six open by themselves (2 variants x 1 goal each), the others wait.
-        auto = ["/experiments/" + name for name in names[:6]]
-        assert sorted(details_paths(page)) == auto
+        # The first six open by themselves (2 variants x 1 goal each), in one request for the
+        # six, and show what each one's own GET gives; the others wait.
+        assert lists[2][1] == {"namespace": "alephbet", "scope": ",".join(names[:6])}
+        assert details_paths(page) == []
         opened = page.page.locator('details.results-section[data-state="ready"]')
         assert opened.count() == 6
+        for name in names[:6]:
+            (shown,) = (c for c in page.read() if c["name"] == name)
+            api = api_get(root, "experiments/" + quote(name))
+            rows = {r["label"]: r["cells"] for r in shown["goals"][0]["rows"]}
+            for row in api["goals"][0]["results"]:
+                assert_row(rows[row["label"]], row, control=row["label"] == api["control"])
         assert page.page.locator('details.results-section[data-state="closed"]').count() == 99
         assert page.card(names[50]).locator("section.goal").count() == 0
         assert "1 goal: signup" in page.card(names[50]).locator(".results-section").text_content()
@@ -1078,7 +1084,7 @@ def test_summaries_first_then_results_only_of_the_cards_opened(
         card = page.card(names[50])
         card.locator("details.results-section > summary").click()
         card.locator('details.results-section[data-state="ready"]').wait_for()
-        assert sorted(details_paths(page)) == [*auto, "/experiments/exp 050"]
+        assert details_paths(page) == ["/experiments/exp 050"]
         assert fetched(page)[-1][1] == {"namespace": "alephbet"}
         api = api_get(root, "experiments/" + quote(names[50]))
         (shown,) = (c for c in page.read() if c["name"] == names[50])
@@ -1089,7 +1095,7 @@ def test_summaries_first_then_results_only_of_the_cards_opened(
         # Closed and opened again: not fetched again.
         card.locator("details.results-section > summary").click()
         card.locator("details.results-section > summary").click()
-        assert len(details_paths(page)) == 7
+        assert len(details_paths(page)) == 1
 
         # An action on a closed card: its answer carries the results, shown at once.
         other = page.card(names[80])
@@ -1097,10 +1103,43 @@ def test_summaries_first_then_results_only_of_the_cards_opened(
         page.page.wait_for_selector(
             f'article[data-experiment="{names[80]}"] details.results-section[data-state="ready"]'
         )
-        assert len(details_paths(page)) == 8  # the POST .../reset, nothing else
+        assert len(details_paths(page)) == 2  # the POST .../reset, nothing else
         # The text, not innerText: a card of a long list (content-visibility: auto) may not be
         # laid out yet in the frame it was replaced in, and innerText of such a cell is "".
         assert other.locator('td[data-field="trials"]').all_text_contents() == ["0", "0"]
+        page.assert_clean()
+
+
+def test_cards_a_scope_cannot_name_open_by_themselves(
+    make_app: Callable[..., Flask], watch: Callable[[str], Watched]
+) -> None:
+    """The first cards' results come in one request, GET /experiments?scope=…, which names
+    them with commas: a name holding a comma fetches its own, and shows the same."""
+    app = make_app()
+    names = ["a,b", "c", "d"]
+    post_events(
+        app,
+        [
+            {"experiment": name, "variant": variant, "event": event, "uuid": f"{variant}-{i}"}
+            for name in names
+            for variant in ("x", "y")
+            for i in range(3)
+            for event in ("participate", "signup")[: 1 + i % 2]
+        ],
+    )
+    with serving(app) as root:
+        page = watch(root)
+        page.open()
+        scoped = [q for p, q in fetched(page) if p == "/experiments" and "scope" in q]
+        assert scoped == [{"namespace": "alephbet", "scope": "c,d"}]
+        assert details_paths(page) == ["/experiments/a,b"]
+        assert page.page.locator('details.results-section[data-state="ready"]').count() == 3
+        for name in names:
+            (shown,) = (c for c in page.read() if c["name"] == name)
+            api = api_get(root, "experiments/" + quote(name))
+            rows = {r["label"]: r["cells"] for r in shown["goals"][0]["rows"]}
+            for row in api["goals"][0]["results"]:
+                assert_row(rows[row["label"]], row, control=row["label"] == api["control"])
         page.assert_clean()
 
 

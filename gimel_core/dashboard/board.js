@@ -5,7 +5,7 @@ import { API_ROOT } from "./api.js";
 import { experimentCard } from "./card.js";
 import { h } from "./dom.js";
 import { count, plural } from "./format.js";
-import { openResults, resultRows } from "./results.js";
+import { openTogether, resultRows } from "./results.js";
 import { state } from "./state.js";
 import { markReady, ui } from "./ui.js";
 
@@ -31,9 +31,9 @@ export function render() {
     if (!details) continue; // no goal yet: nothing to fetch
     rows += resultRows(exp);
     if (rows > AUTO_OPEN_ROWS) break;
-    opened.push(openResults(details, exp));
+    opened.push([details, exp]);
   }
-  Promise.allSettled(opened).then(() => markReady("board"));
+  Promise.allSettled(openTogether(opened)).then(() => markReady("board"));
 }
 
 export function applyFilter() {

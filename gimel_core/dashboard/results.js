@@ -55,20 +55,45 @@ export function resultsSection(exp) {
 }
 
 // Open the section and fetch its results unless done or under way; resolves when shown.
-export function openResults(details, exp) {
+// together: a promise of results fetched with other cards' (openTogether), by name.
+export function openResults(details, exp, together = null) {
   details.open = true;
   const now = details.dataset.state;
   if (now === "ready") return Promise.resolve();
   if (now === "loading") return loading.get(details);
-  const done = load(details, details.querySelector(".results-body"), exp);
+  const done = load(details, details.querySelector(".results-body"), exp, together);
   loading.set(details, done);
   return done;
 }
 
-function load(details, body, exp) {
+// Several cards opened at once (the first ones of the board): their results in one request,
+// GET /experiments?scope=a,b,… (one call to the server, not one per card), each card then
+// shown as if opened alone. A card the answer leaves out (a name with a comma, which a scope
+// cannot hold; a page cut short; an experiment gone since, which a scope lists without a
+// counting mode) fetches its own.
+export function openTogether(cards) {
+  const names = cards.map(([, exp]) => exp.experiment).filter((name) => !name.includes(","));
+  let together = null;
+  if (names.length > 1) {
+    const params = { namespace: state.namespace, scope: names.join(",") };
+    together = api("GET", "experiments", params).then(
+      (found) =>
+        new Map(
+          (Array.isArray(found) ? found : [])
+            .filter((e) => e && typeof e.counting === "string" && hasResults(e))
+            .map((e) => [e.experiment, e]),
+        ),
+      () => new Map(), // each card tries by itself, and says so if it fails too
+    );
+  }
+  return cards.map(([details, exp]) => openResults(details, exp, together));
+}
+
+function load(details, body, exp, together) {
   const seq = state.loadSeq;
   const show = async (path) => {
-    const full = await api("GET", path, { namespace: state.namespace });
+    const shared = together && (await together).get(exp.experiment);
+    const full = shared || (await api("GET", path, { namespace: state.namespace }));
     fill(body, full);
     // Kept, so that the card is drawn again with them (after an action on another card).
     const index = state.experiments.findIndex((e) => e.experiment === exp.experiment);
