@@ -13,7 +13,7 @@ Layout (``<x>`` is :func:`escape` of a user-supplied name)::
     gimel:{<ns>:<shard>}:<exp>:seen:<bucket>:size string  records in that bucket (exact mode)
     gimel:{<ns>:<shard>}:<exp>:index              hash  "<goal>:<var>" -> HyperLogLog key (hll)
     gimel:{<ns>:<shard>}:<exp>:history            hash  UTC day -> JSON of the counts that day
-    gimel:{<ns>:<shard>}:<exp>:sources:<hour>     hash  source hash -> new events that hour
+    gimel:{<ns>:<shard>}:<exp>:sources:<hour>:<xx> hash  source hash -> new events that hour
     gimel:{<ns>:<shard>}:<exp>:alerts             hash  what the watcher announced, and what
                                                         it still has to deliver (watch.py)
     gimel:{<ns>:<shard>}:<exp>:deliveries         list  the latest delivery attempts, newest first
@@ -138,11 +138,12 @@ def seen(namespace: str, experiment: str, bucket: int) -> str:
 
 
 def sources(namespace: str, experiment: str, hour: int, source: str) -> str:
-    """Hash of one clock hour (unix seconds // 3600) and sixteenth of the sources (the first
-    hex digit of their salted hash): source -> new events it added to the experiment
-    (``gimel_core.sources``); it expires when the hour ends. Redis keeps a small hash as one
-    list it searches end to end: split in sixteen, each search is a sixteenth as long."""
-    return f"{_base(namespace, experiment)}:sources:{hour}:{source[:1]}"
+    """Hash of one clock hour (unix seconds // 3600) and 256th of the sources (the first two
+    hex digits of their salted hash): source -> new events it added to the experiment
+    (``gimel_core.sources``); it expires when the hour ends. Redis keeps a hash of up to 512
+    fields (128 on Redis 7 and Valkey) as one list it searches end to end, twice an event:
+    split in 256, an hour's lists stay short up to tens of thousands of sources."""
+    return f"{_base(namespace, experiment)}:sources:{hour}:{source[:2]}"
 
 
 def alerts(namespace: str, experiment: str) -> str:

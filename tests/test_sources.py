@@ -218,11 +218,11 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
     assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1, source))
 
 
-def test_an_hours_sources_are_split_in_sixteen_by_their_hash(
+def test_an_hours_sources_are_split_in_256_by_their_hash(
     make_app: Callable[..., Flask], raw_redis: Any
 ) -> None:
-    """Redis searches a small hash end to end: each sixteenth of the sources (by the first
-    hex digit of their hash) has a hash of its own, and every source's count is in its own."""
+    """Redis searches a small hash end to end: each 256th of the sources (by the first two hex
+    digits of their hash) has a hash of its own, and every source's count is in its own."""
     clock = Clock()
     app = make_app(clock=clock)
     client = app.test_client()
@@ -234,12 +234,12 @@ def test_an_hours_sources_are_split_in_sixteen_by_their_hash(
     digits = set()
     for address in addresses:
         source = sources.hash(address)
-        digits.add(source[0])
+        digits.add(source[:2])
         key = keys.sources("alephbet", "checkout", hour, source)
-        assert key.endswith(f":{source[0]}")
+        assert key.endswith(f":{source[:2]}")
         assert raw_redis.hget(key, source) == b"1"
     split = raw_redis.keys("*:sources:*")
-    assert len(split) == len(digits) > 8
+    assert len(split) == len(digits) > 64
     held = sum(raw_redis.hlen(key) - 1 for key in split)  # each: its sources, and "expiring"
     assert held == len(addresses)
 

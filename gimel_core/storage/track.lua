@@ -9,7 +9,7 @@
 -- KEYS[6]  hll: the counter index (counts field -> HyperLogLog key); exact: the counts hash
 -- KEYS[7]  the registry shard's open budget hash (keys.open_budget; see below)
 -- KEYS[TRACK_SOURCES]
---          this clock hour's per-source counts of the sixteenth of sources holding `source`
+--          this clock hour's per-source counts of the 256th of sources holding `source`
 --          (keys.sources): salted source hash -> new events it added
 -- KEYS[TRACK_FIRST_COUNTER..]
 --          hll: the HyperLogLogs the events count into
