@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
 import redis.connection
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -120,13 +119,12 @@ def results_endpoint(app: Flask, view: str = "full") -> dict[str, float]:
     with counted_round_trips() as calls:
         assert client.get(url, headers=headers).status_code == 200
     prefix = "results" if view == "full" else view
-    store = redis.Redis.from_url(app.extensions["gimel"].config.redis_url)
+    store = app.extensions["gimel"].client
     store.config_resetstat()
     warm = timed_ms(lambda: client.get(url, headers=headers), CALLS)
     # What redis-server spent inside the page's script calls: the part of each call in-process
     # that is Redis's own, not this process's.
     inside = store.info("commandstats")["cmdstat_evalsha"]["usec"] / CALLS / 1000
-    store.close()
     return (
         spread(f"{prefix}_ms", warm)
         | {f"{prefix}_redis_ms": inside}

@@ -350,8 +350,13 @@ def _lua(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _literal(value: str | int) -> str:
+    """A text or a number as Lua source."""
+    return _lua(value) if isinstance(value, str) else str(value)
+
+
 def _table(items: Mapping[str, str | int]) -> str:
-    fields = (f"{k} = {_lua(v) if isinstance(v, str) else v}" for k, v in items.items())
+    fields = (f"{k} = {_literal(v)}" for k, v in items.items())
     return "{" + ", ".join(fields) + "}"
 
 
@@ -445,8 +450,7 @@ def binding(script: str, settings: tuple[Any, ...] | None = None) -> str:
         if not isinstance(settings, baked):
             raise TypeError(f"{script}.lua is written with its {baked.__name__}")
         for name, value in settings._asdict().items():
-            written = _lua(value) if isinstance(value, str) else str(value)
-            lines.append(f"local {name} = {written}")
+            lines.append(f"local {name} = {_literal(value)}")
     elif settings is not None:
         raise TypeError(f"{script}.lua has no settings")
     for i, (name, kind) in enumerate(named, 1):
