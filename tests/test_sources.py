@@ -215,7 +215,12 @@ def test_the_counts_last_the_hour_and_hold_no_address_nor_salt(
 
     clock.now += 3_600  # the next hour: a fresh budget, in a key of its own
     get(client, ATTACKER, "red", "participate", "next-hour")
-    assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1, source))
+    later = sources.hash(ATTACKER)  # another source once the hour starts a new UTC day
+    assert later == source or now // 3_600 % 24 == 23
+    assert raw_redis.hgetall(keys.sources("alephbet", "checkout", now // 3_600 + 1, later)) == {
+        later.encode(): b"1",
+        expiring: b"1",
+    }
 
 
 def test_an_hours_sources_are_split_in_256_by_their_hash(
