@@ -138,8 +138,9 @@ def main() -> None:
         dash["summary_ms"] <= 3 and dash["summary_cold_ms"] <= 10,
     )
     row(
-        "dashboard first paint in headless Chromium for that data (every card, from summaries)",
-        shown(dash, "load_ms", US, " ms"),
+        "dashboard first paint in headless Chromium for that data (every card, from summaries),"
+        " opened again in the same browser; requests the server answered",
+        f"{shown(dash, 'load_ms', US, ' ms')}; {dash['load_requests']} requests",
         "≤ 500 ms",
         dash["load_ms"] <= 500,
     )

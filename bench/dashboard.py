@@ -5,7 +5,9 @@ atomic script as ``/track``) on an embedded redis-server, then:
 
 - the page is opened in Debian's chromium (Playwright, no download) with the API key already
   in sessionStorage, and timed from navigation start until every experiment is rendered and
-  painted (the page sets ``performance.mark("gimel:rendered")`` and ``data-ready``);
+  painted (the page sets ``performance.mark("gimel:rendered")`` and ``data-ready``); each
+  time in a new tab of the same browser, after a first load that fills its cache (a team
+  member opening the dashboard again), counting the requests the server answered;
 - ``GET /experiments`` is timed in-process through Flask's test client, and the Redis round
   trips it makes are counted (every ``send_packed_command``: one per command or pipeline).
 
@@ -153,17 +155,24 @@ def page_load(app: Flask) -> dict[str, float]:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         raise SystemExit("bench.dashboard needs the playwright package") from exc
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    answered: list[str] = []  # paths the server answered, for the load under way
+
+    def counted(environ: dict[str, Any], start_response: Any) -> Any:
+        answered.append(environ["PATH_INFO"])
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, counted, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/dashboard"
-    loads, fetches, renders = [], [], []
+    loads, fetches, renders, requests = [], [], [], []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.add_init_script(f"sessionStorage.setItem('gimel.apiKey', {API_KEY!r});")
             for attempt in range(LOADS + 1):  # the first one warms the server and the browser
+                answered.clear()
                 page = context.new_page()
                 page.goto(url)
                 # Poll on a timer: a selector wait would observe every DOM mutation and slow
@@ -190,6 +199,7 @@ def page_load(app: Flask) -> dict[str, float]:
                     loads.append(figures["rendered"])
                     fetches.append(figures["fetch"])
                     renders.append(figures["rendered"] - figures["data"])
+                    requests.append(len(answered))
             browser.close()
     finally:
         server.shutdown()
@@ -199,6 +209,7 @@ def page_load(app: Flask) -> dict[str, float]:
         **spread("load_ms", loads),
         "load_fetch_ms": statistics.median(fetches),
         "load_render_ms": statistics.median(renders),
+        "load_requests": max(requests),
     }
 
 
@@ -238,6 +249,7 @@ def main() -> None:
             "",
         ),
         ("  of which building and painting the page", f"{figures['load_render_ms']:.0f} ms", ""),
+        ("  requests the server answered, most of a load", f"{figures['load_requests']}", ""),
     ]
     for key, label in (
         ("results", "GET /experiments"),

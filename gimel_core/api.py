@@ -4,12 +4,13 @@ track_endpoint.py."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import re
 from collections.abc import Callable
-from functools import wraps
+from functools import cache, wraps
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -268,6 +269,11 @@ DASHBOARD_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+DASHBOARD_VERSION = re.compile(r"[0-9a-f]{12}")
+KEPT_FOR_GOOD = "public, max-age=31536000, immutable"
+"""A file under the current version: it never changes (another release, another version)."""
+VERSION_MARK = "{version}"
+"""Where index.html names the version its files are asked for under."""
 
 
 @bp.get("/")
@@ -280,22 +286,67 @@ def root() -> Response:
 @bp.get("/dashboard")
 @bp.get("/dashboard/<asset>")
 def dashboard(asset: str = "index.html") -> Response:
-    match = DASHBOARD_ASSET.fullmatch(asset)
-    if not match:
+    """The page, which asks for every other file under the version (:func:`versioned`), and
+    each file by its name alone: always asked for again (``no-cache``), a 304 when unchanged."""
+    data = _dashboard_file(asset)
+    if asset == "index.html":
+        data = data.replace(VERSION_MARK.encode(), dashboard_version().encode())
+    return _dashboard_response(data, asset)
+
+
+@bp.get("/dashboard/v/<version>/<asset>")
+def versioned(version: str, asset: str) -> Response:
+    """A file of the page under the dashboard's version: kept by the browser for good, so that
+    opening the dashboard again asks only for the page (on Lambda: one invocation, not one
+    per file). Under another version (a page opened before a release), the file as it is now,
+    asked for again each time like the page."""
+    if not DASHBOARD_VERSION.fullmatch(version) or asset.endswith(".html"):
+        raise NotFound()
+    response = _dashboard_response(_dashboard_file(asset), asset)
+    if version == dashboard_version():
+        response.headers["Cache-Control"] = KEPT_FOR_GOOD
+    return response
+
+
+def _dashboard_file(asset: str) -> bytes:
+    if not DASHBOARD_ASSET.fullmatch(asset):
         raise NotFound()
     package = resources.files("gimel_core")
     files = (package.joinpath(*folder, asset) for folder in DASHBOARD_FOLDERS)
     file = next((f for f in files if f.is_file()), None)
     if file is None:
         raise NotFound()
-    content_type = DASHBOARD_TYPES[match[1]]
-    response = Response(
-        file.read_bytes(), 200, content_type=content_type, headers=DASHBOARD_HEADERS
-    )
-    # no-cache: a browser asks again each time, and an unchanged file is a 304 without a body.
+    return file.read_bytes()
+
+
+def _dashboard_response(data: bytes, asset: str) -> Response:
+    content_type = DASHBOARD_TYPES[asset.rpartition(".")[2]]
+    response = Response(data, 200, content_type=content_type, headers=DASHBOARD_HEADERS)
+    # An unchanged file asked for again with its ETag is a 304 without a body.
     response.add_etag()
     response.make_conditional(request)
     return response
+
+
+@cache
+def dashboard_version() -> str:
+    """The version of the dashboard's files this process serves (they ship with it)."""
+    package = resources.files("gimel_core")
+    files = [
+        (file.name, file.read_bytes())
+        for folder in DASHBOARD_FOLDERS
+        for file in package.joinpath(*folder).iterdir()
+        if DASHBOARD_ASSET.fullmatch(file.name)
+    ]
+    return version_of(files)
+
+
+def version_of(files: list[tuple[str, bytes]]) -> str:
+    """12 hex digits of a hash of every file's name and bytes: any change, another version."""
+    digest = hashlib.sha256()
+    for name, data in sorted(files):
+        digest.update(b"%d %b %d\n%b" % (len(name), name.encode(), len(data), data))
+    return digest.hexdigest()[:12]
 
 
 @bp.get("/openapi.json")

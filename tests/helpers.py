@@ -23,6 +23,7 @@ PUBLIC = {
     ("GET", "/"),
     ("GET", "/dashboard"),
     ("GET", "/dashboard/{asset}"),
+    ("GET", "/dashboard/v/{version}/{asset}"),
     ("GET", "/openapi.json"),
 }
 """serverless.yml's public routes (method, path): what visitors and the dashboard page call."""

@@ -34,7 +34,7 @@ from werkzeug.serving import WSGIRequestHandler
 import gimel_core
 import helpers
 from conftest import API_KEY
-from gimel_core import create_app
+from gimel_core import api, create_app
 from gimel_core.embedded import free_port
 from gimel_core.notify import Slack, Webhook
 from gimel_core.watch import Watcher
@@ -321,13 +321,23 @@ def assert_verdict(text: str, start: str, row: dict[str, Any], flip: bool = Fals
 
 
 IMPORTED = re.compile(r'\bfrom "\./([^"]+)"|\bimport\("\./([^"]+)"\)')
+VERSIONED = re.compile(r'"dashboard/v/([0-9a-f]{12})/([^"]+)"')
+"""A file the page asks for, under the dashboard's version: (version, name)."""
+KEPT_FOR_GOOD = "public, max-age=31536000, immutable"
+
+
+def page_version(client: FlaskClient) -> str:
+    """The one version the page asks for its files under."""
+    (version,) = {v for v, _ in VERSIONED.findall(client.get("/dashboard").get_data(as_text=True))}
+    return version
 
 
 def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
     """The page loads main.js as a module; every module it imports (uPlot on demand), and only
     those, exists."""
     page = client.get("/dashboard").get_data(as_text=True)
-    assert '<script type="module" src="dashboard/main.js"></script>' in page
+    version = page_version(client)
+    assert f'<script type="module" src="dashboard/v/{version}/main.js"></script>' in page
     reached: set[str] = set()
     todo = ["main.js"]
     while todo:
@@ -335,11 +345,12 @@ def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
         if name in reached:
             continue
         reached.add(name)
-        response = client.get(f"/dashboard/{name}")
+        response = client.get(f"/dashboard/v/{version}/{name}")
         assert response.status_code == 200, name
         assert response.headers["Content-Type"] == "text/javascript; charset=utf-8", name
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert client.get(f"/dashboard/{name}").data == response.data, name  # by name alone
         todo += [a or b for a, b in IMPORTED.findall(response.get_data(as_text=True))]
     assert sorted(reached) == sorted(MODULES + VENDORED)  # none missing, none unused
     assert VENDORED == ["uplot.js"] and not set(MODULES) & set(VENDORED)
@@ -358,10 +369,11 @@ def test_every_module_is_served_as_javascript(client: FlaskClient) -> None:
         "%2e%2e%2fapi.py",
     ):
         assert client.get(f"/dashboard/{unknown}").status_code == 404, unknown
+        assert client.get(f"/dashboard/v/{version}/{unknown}").status_code == 404, unknown
 
 
 STATIC_IMPORT = re.compile(r'\bfrom "\./([^"]+)"')
-PRELOADED = re.compile(r'<link rel="modulepreload" href="dashboard/([^"]+)">')
+PRELOADED = re.compile(r'<link rel="modulepreload" href="dashboard/v/[0-9a-f]{12}/([^"]+)">')
 
 
 def test_the_page_asks_for_every_module_at_once(client: FlaskClient) -> None:
@@ -380,16 +392,70 @@ def test_the_page_asks_for_every_module_at_once(client: FlaskClient) -> None:
     assert sorted(preloaded) == sorted(reached - {"main.js"})
     assert len(preloaded) == len(set(preloaded)) and "uplot.js" not in preloaded
     # After the module script: it is what the page runs, and the preloads only feed it.
-    assert page.index('src="dashboard/main.js"') < page.index('rel="modulepreload"')
+    assert page.index('/main.js"></script>') < page.index('rel="modulepreload"')
+
+
+def dashboard_files() -> list[tuple[str, bytes]]:
+    """Every file the dashboard serves, read here: the page, its styles and scripts, uPlot's."""
+    return [
+        (path.name, path.read_bytes())
+        for folder in (DASHBOARD, DASHBOARD / "vendor")
+        for path in folder.iterdir()
+        if path.suffix in (".js", ".css", ".html")
+    ]
+
+
+def test_the_files_are_kept_for_good_under_their_version(client: FlaskClient) -> None:
+    """The page asks for every file under one version, a hash of all of them: a browser keeps
+    each for good, and a release that changes any file (or adds one) has another version, so
+    its page asks for new ones. Under another version (a page opened before a release), a file
+    is sent as it is now and asked for again each time, never kept."""
+    page = client.get("/dashboard").get_data(as_text=True)
+    asked = VERSIONED.findall(page)
+    version = page_version(client)
+    assert {name for _, name in asked} == {"uplot.css", "app.css", *MODULES}
+    files = dashboard_files()
+    assert version == api.version_of(files)
+    name, data = files[0]
+    for changed in (
+        [(name, data + b" "), *files[1:]],  # a byte more
+        [(name, data[:-1] + bytes([data[-1] ^ 1])), *files[1:]],  # a bit flipped
+        [*files, ("new.js", b"")],  # a file more
+        [(name + "x", data), *files[1:]],  # a file renamed
+    ):
+        assert api.version_of(changed) != version
+    assert api.version_of(list(reversed(files))) == version  # their order is not theirs
+    for name in ("main.js", "app.css", "uplot.js", "uplot.css"):
+        kept = client.get(f"/dashboard/v/{version}/{name}")
+        assert kept.status_code == 200 and kept.headers["Cache-Control"] == KEPT_FOR_GOOD, name
+        assert kept.data == client.get(f"/dashboard/{name}").data
+        assert "default-src 'none'" in kept.headers["Content-Security-Policy"]
+        older = client.get(f"/dashboard/v/{'0' * 12}/{name}")
+        assert older.data == kept.data and older.headers["Cache-Control"] == "no-cache", name
+    # The page itself is asked for again each time: it is what names the version.
+    assert client.get("/dashboard").headers["Cache-Control"] == "no-cache"
+    for path in (
+        f"/dashboard/v/{version}/index.html",  # its relative URLs hold only at /dashboard
+        f"/dashboard/v/{version.upper()}/main.js",
+        f"/dashboard/v/{version[:-1]}/main.js",
+        f"/dashboard/v/{version}0/main.js",
+        "/dashboard/v/main.js",
+        f"/dashboard/v/{version}",
+        f"/dashboard/v/{version}/vendor/uplot.js",
+        f"/dashboard/v/{version}/..%2fapi.py",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 404 and "error" in answer.get_json(), path
 
 
 def test_an_unchanged_file_is_not_sent_again(client: FlaskClient) -> None:
     """Each file has a strong ETag of its bytes: asked again with it (no-cache makes a browser
     ask each time), the answer is a 304 without a body, with the page's security headers."""
-    for asset in ("", "/main.js", "/app.css", "/uplot.js"):
+    version = page_version(client)
+    for asset in ("", "/main.js", "/app.css", "/uplot.js", f"/v/{version}/main.js"):
         first = client.get(f"/dashboard{asset}")
         etag = first.headers["ETag"]
-        assert first.status_code == 200 and first.headers["Cache-Control"] == "no-cache"
+        assert first.status_code == 200
         assert etag == f'"{hashlib.sha1(first.data).hexdigest()}"', asset
         again = client.get(f"/dashboard{asset}", headers={"If-None-Match": f'"old", {etag}'})
         assert again.status_code == 304 and again.data == b"", asset
@@ -401,6 +467,39 @@ def test_an_unchanged_file_is_not_sent_again(client: FlaskClient) -> None:
     # Another file's tag is not this one's.
     main = client.get("/dashboard/main.js").headers["ETag"]
     assert client.get("/dashboard/api.js", headers={"If-None-Match": main}).status_code == 200
+
+
+def test_a_browser_opening_the_dashboard_again_asks_for_the_page_alone(
+    make_app: Callable[..., Flask], browser: Any
+) -> None:
+    """The files come from the browser's cache: the server (on Lambda, one invocation each)
+    sees the page and the data, not the 25 files."""
+    seen: list[str] = []
+    app = make_app()
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        seen.append(environ["PATH_INFO"])
+        return app(environ, start_response)
+
+    with serving(counting) as root:
+        send_events(root, visitors("button", "control", 3, {"signup": 1}))
+        context = browser.new_context()
+        context.add_init_script(f"sessionStorage.setItem('gimel.apiKey', {API_KEY!r});")
+        try:
+            for visit in range(2):
+                seen.clear()
+                page = context.new_page()
+                page.goto(root + "dashboard")
+                page.wait_for_selector('body[data-ready="board"]', state="attached")
+                page.close()
+                files = [path for path in seen if path.startswith("/dashboard/")]
+                if visit == 0:
+                    assert len(files) == len(MODULES) + 2, files  # the styles, the modules
+                else:
+                    assert files == [], files
+            assert "/dashboard" in seen and "/experiments" in seen
+        finally:
+            context.close()
 
 
 def test_the_page_shows_the_api_numbers(served: str, watch: Callable[[str], Watched]) -> None:
@@ -609,7 +708,8 @@ def test_verdicts_are_the_apis(served: str, watch: Callable[[str], Watched]) -> 
     api = api_get(served, "experiments")[1:]
     assert page.page.evaluate(READ_VERDICTS) == expected_verdicts(api)
     scripts = {urlsplit(r.url).path for r in page.requests if r.resource_type == "script"}
-    assert scripts == {f"/dashboard/{name}" for name in MODULES}
+    (version,) = {path.split("/")[3] for path in scripts}
+    assert scripts == {f"/dashboard/v/{version}/{name}" for name in MODULES}
 
     # Every kind, an unknown kind, null and no verdict at all, each on a goal of its own.
     givens: list[Any] = [{"kind": kind, "text": f"{kind}: {WEIRD}"} for kind in KINDS]
@@ -809,7 +909,8 @@ def test_history_charts_are_drawn_on_demand_from_the_api(
     shown = page.page.evaluate(READ_HISTORY, {"name": "checkout", "days": len(points)})
     # Fetched when opened, for this experiment only, with uPlot loaded then.
     assert [p for p in paths() if p.endswith("/history")] == ["/experiments/checkout/history"]
-    assert paths().count("/dashboard/uplot.js") == 1
+    (main,) = [p for p in paths() if p.endswith("/main.js")]
+    assert [p for p in paths() if p.endswith("/uplot.js")] == [main.replace("main", "uplot")]
 
     assert shown["range"].startswith(f"{len(DAYS)} days with events, {dates[0]} to {dates[-1]}")
     last, before = points[-1], points[-2]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -251,8 +252,14 @@ def test_every_public_route_answers(emulator: Emulator, stack: Stack) -> None:
     assert (status, json.loads(body)) == (200, {"accepted": 1}), body
     status, headers, body = emulator.request("GET", f"{stack.endpoint}/dashboard")
     assert status == 200 and headers["content-type"].startswith("text/html"), body[:200]
+    # The page's files, under the version it names: the stage's route for them is there.
+    (version,) = set(re.findall(r'"dashboard/v/([0-9a-f]{12})/', body.decode()))
     status, headers, body = emulator.request("GET", f"{stack.endpoint}/dashboard/app.css")
     assert status == 200 and headers["content-type"].startswith("text/css"), body[:200]
+    url = f"{stack.endpoint}/dashboard/v/{version}/main.js"
+    status, headers, kept = emulator.request("GET", url)
+    assert status == 200 and headers["content-type"].startswith("text/javascript"), kept[:200]
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
     spec = emulator.json("GET", f"{stack.endpoint}/openapi.json")
     assert spec["openapi"].startswith("3.")
     assert_cors_preflight(emulator, f"{stack.endpoint}/track")

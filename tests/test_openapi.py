@@ -435,6 +435,10 @@ def test_service_answers_conform(client: FlaskClient) -> None:
     missing = client.get("/dashboard/secret.txt")
     assert missing.status_code == 404
     conforms(missing, "/dashboard/{asset}")
+    page = client.get("/dashboard").get_data(as_text=True)
+    version = re.search(r"dashboard/v/(\w+)/main\.js", page)[1]  # type: ignore[index]
+    for path in (f"{version}/main.js", f"{'0' * 12}/app.css", f"{version}/index.html", "x/a.js"):
+        conforms(client.get(f"/dashboard/v/{path}"), "/dashboard/v/{version}/{asset}")
     conforms(client.get("/openapi.json"), "/openapi.json")
 
 

@@ -1,10 +1,11 @@
 // Calls to the Gimel API with the key in the x-api-key header (never in a URL).
 //
-// URLs are relative to this module (…/dashboard/api.js), so the API root is "../": "/" when
-// the page is served at /dashboard, "/prod/" at /prod/dashboard on API Gateway.
+// URLs are relative to the page's, so the API root is "./": "/" when the page is served at
+// /dashboard, "/prod/" at /prod/dashboard on API Gateway (the modules are a version's
+// folder deeper: …/dashboard/v/<version>/api.js).
 import { state } from "./state.js";
 
-export const API_ROOT = new URL("../", import.meta.url);
+export const API_ROOT = new URL("./", document.baseURI);
 
 // status is 0 when the server could not be reached; retryAfter is in seconds, or null.
 export class ApiError extends Error {
