@@ -6,7 +6,8 @@ Memory: ``--uuids`` uuids, each in 5 counters (``participate`` and 4 goals, so 5
 each), written through the real Tracker in one declared experiment (a plan: its records never
 expire, as in production) that remembers them for life;
 ``INFO memory`` (used_memory) before and after, as bench/track.py reads it (the tracker's
-connection closed and the slow log emptied first), divided by the uuids and by the records.
+connection closed, the slow log emptied and no rewrite of the append-only file under way
+first), divided by the uuids and by the records.
 
 Re-sends: ``--resent`` uuids, each in the same 5 counters, tracked on day 0 and every event
 sent again on days 1, 3 and 30 (the app's clock moved; Redis's own is not); the counts read
@@ -30,6 +31,8 @@ from gimel_core import create_app
 from gimel_core.embedded import EmbeddedRedis
 from gimel_core.events import Event
 from gimel_core.storage.schema import DAY
+
+from .track import redis_memory
 
 API_KEY = "bench-key-0123456789abcdef"
 AUTH = {"X-Api-Key": API_KEY}
@@ -101,11 +104,7 @@ def bytes_per_uuid(url: str, uuids: int) -> dict[str, float]:
 
     def used() -> int:
         app.extensions["gimel"].client.close()
-        deadline = time.monotonic() + 10
-        while len(client.client_list()) > others and time.monotonic() < deadline:
-            time.sleep(0.01)
-        client.slowlog_reset()
-        return int(client.info("memory")["used_memory"])
+        return redis_memory(client, others)
 
     plan = {"variants": ["a", "b"], "goals": list(GOALS[1:])}
     answer = app.test_client().put("/experiments/mem", json=plan, headers=AUTH)

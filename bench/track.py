@@ -338,7 +338,8 @@ def exact_bytes_per_uuid(url: str, sizes: tuple[int, ...] = EXACT_SIZES) -> dict
     Tracker in batches of 1,000 (one script call each) at one fixed time, so every record
     lands in one bucket. Before each reading the tracker's connection is closed (and gone
     from the server) and the slow log emptied: neither client buffers nor the arguments the
-    slow log keeps of long script calls (a bounded 128 of them) are records.
+    slow log keeps of long script calls (a bounded 128 of them) are records
+    (:func:`redis_memory`).
     """
     client = redis.Redis.from_url(url)
     client.flushall()
@@ -351,11 +352,7 @@ def exact_bytes_per_uuid(url: str, sizes: tuple[int, ...] = EXACT_SIZES) -> dict
 
     def used() -> int:
         gimel.client.close()
-        deadline = time.monotonic() + 10
-        while len(client.client_list()) > others and time.monotonic() < deadline:
-            time.sleep(0.01)
-        client.slowlog_reset()
-        return int(client.info("memory")["used_memory"])
+        return redis_memory(client, others)
 
     tracker.track(Event("alephbet", "mem", "v", "participate", "warm-up"))
     before, done = used(), 0
@@ -371,6 +368,22 @@ def exact_bytes_per_uuid(url: str, sizes: tuple[int, ...] = EXACT_SIZES) -> dict
         found[size] = (used() - before) / size
     client.close()
     return found
+
+
+def redis_memory(client: redis.Redis, others: int) -> int:
+    """``used_memory`` once only what is stored is left in it: the measured app's connections
+    gone from the server (down to ``others``), the slow log emptied, and no rewrite of the
+    append-only file under way (one keeps every write made meanwhile in a buffer, counted in
+    ``used_memory``: 10 MB more at 1M uuids, read while one ran)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        persistence = client.info("persistence")
+        busy = persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"]
+        if not busy and len(client.client_list()) <= others:
+            break
+        time.sleep(0.01)
+    client.slowlog_reset()
+    return int(client.info("memory")["used_memory"])
 
 
 def main() -> None:
