@@ -455,6 +455,8 @@ def test_an_unchanged_file_is_not_sent_again(client: FlaskClient) -> None:
     for asset in ("", "/main.js", "/app.css", "/uplot.js", f"/v/{version}/main.js"):
         first = client.get(f"/dashboard{asset}")
         etag = first.headers["ETag"]
+        kept = "/v/" in asset  # else asked for again each time
+        assert first.headers["Cache-Control"] == (KEPT_FOR_GOOD if kept else "no-cache"), asset
         assert first.status_code == 200
         assert etag == f'"{hashlib.sha1(first.data).hexdigest()}"', asset
         again = client.get(f"/dashboard{asset}", headers={"If-None-Match": f'"old", {etag}'})
@@ -473,7 +475,7 @@ def test_a_browser_opening_the_dashboard_again_asks_for_the_page_alone(
     make_app: Callable[..., Flask], browser: Any
 ) -> None:
     """The files come from the browser's cache: the server (on Lambda, one invocation each)
-    sees the page and the data, not the 25 files."""
+    sees the page and the data, not the page's 24 files."""
     seen: list[str] = []
     app = make_app()
 
