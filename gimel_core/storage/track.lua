@@ -116,6 +116,66 @@ if not plan and registration == REGISTRATION.declared then
 end
 local today = math.floor(now / DAY)
 
+-- Whether a plan's names (plans.tracked_names) list the variant and goal.
+local function listed(variant, goal)
+  return string.find(names, '\nv' .. variant .. '\n', 1, true)
+    and (goal == PARTICIPATE or string.find(names, '\ng' .. goal .. '\n', 1, true))
+end
+
+-- Lists a declared experiment's variant and goal once, with their counter's first count, not
+-- with every event: plan.lua refuses a plan that leaves out a listed name, and clear.lua
+-- finds the counters by them.
+local function list(variant, goal)
+  redis.call('SADD', KEYS[3], variant)
+  if goal ~= PARTICIPATE then
+    redis.call('SADD', KEYS[4], goal)
+  end
+end
+
+-- One source's budget: its count, kept until the hour ends (the hour's key is given its
+-- expiry once, with the SOURCES_EXPIRING field that says so).
+local function spend(spent, expiring)
+  if expiring then
+    redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
+  else
+    redis.call('HSET', KEYS[TRACK_SOURCES], source, spent, SOURCES_EXPIRING, 1)
+    redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
+  end
+end
+
+-- == The steady state, counted with only the calls it needs ===========================
+-- One hll event without numbers, of an experiment recorded in hll mode whose history is
+-- recorded up to today, into a counter the plan lists (declared) or that has counted before
+-- (open: its names were admitted and its bytes charged then), from a source within its
+-- budget: the whole path below would count it the same way (a PFADD, the counter indexed,
+-- the source's count), after making the functions and tables other calls need. Anything
+-- else goes on below, nothing written here.
+if mode == MODE.hll and keys_mode == MODE.hll and last_day and last_day >= today
+    and #ARGV == first_event + stride - 1 and (names or not plan) then
+  local variant, goal, member, target, numbers = unpack(ARGV, first_event, #ARGV)
+  local k = target + 0
+  local field = ARGV[fields_at + k - TRACK_FIRST_COUNTER]
+  local countable = numbers == '' and (plan and listed(variant, goal) or not plan
+    and redis.call('HEXISTS', KEYS[6], field) == 1)
+  local spent, expiring = 0, true
+  if countable and source ~= '' then
+    local hour = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
+    spent, expiring = (hour[1] or 0) + 0, hour[2]
+  end
+  if countable and spent < source_budget then
+    local added = redis.call('PFADD', KEYS[k], member)
+    if added == 1 then
+      if plan and redis.call('HSETNX', KEYS[6], field, KEYS[k]) == 1 then
+        list(variant, goal)
+      end
+      if source ~= '' then
+        spend(spent + 1, expiring)
+      end
+    end
+    return reply({TRACK.counted, added, 0, 0, 0, 0, 0, 0})
+  end
+end
+
 -- == Open budget: the bytes undeclared experiments hold (see above) ====================
 local budgeted = not plan
 local grew = false  -- this call added a key, a name or a counter: renew the expiry
@@ -369,20 +429,9 @@ end
 -- Whether the plan names the event's variant and goal.
 local function planned(variant, goal)
   if names then
-    return string.find(names, '\nv' .. variant .. '\n', 1, true)
-      and (goal == PARTICIPATE or string.find(names, '\ng' .. goal .. '\n', 1, true))
+    return listed(variant, goal)
   end
   return variants[variant] and (goal == PARTICIPATE or goals[goal])
-end
-
--- Lists a declared experiment's variant and goal once, with their counter's first count, not
--- with every event: plan.lua refuses a plan that leaves out a listed name, and clear.lua
--- finds the counters by them.
-local function list(variant, goal)
-  redis.call('SADD', KEYS[3], variant)
-  if goal ~= PARTICIPATE then
-    redis.call('SADD', KEYS[4], goal)
-  end
 end
 
 -- The OFF_PLAN reason an event's numbers do not fit the plan for, or nil (they fit).
@@ -665,15 +714,9 @@ elseif budgeted then  -- for life, undeclared: the records go idle with the expe
     redis.call('EXPIRE', key, idle_seconds + DAY)
   end
 end
--- One source's budget: its count, kept until the hour ends (the hour's key is given its
--- expiry once, with the SOURCES_EXPIRING field that says so).
+-- One source's budget: only new events cost.
 if spent and spent > spent_before then
-  if expiring then
-    redis.call('HSET', KEYS[TRACK_SOURCES], source, spent)
-  else
-    redis.call('HSET', KEYS[TRACK_SOURCES], source, spent, SOURCES_EXPIRING, 1)
-    redis.call('EXPIREAT', KEYS[TRACK_SOURCES], source_expiry)
-  end
+  spend(spent, expiring)
 end
 
 -- == Idle expiry of an undeclared experiment: renewed when it grew or a day began ======
