@@ -115,6 +115,13 @@ if not plan and registration == REGISTRATION.declared then
   return reply({TRACK.counted, 0, 0, 0, (#ARGV - first_event + 1) / stride, 0, 0, 0})
 end
 local today = math.floor(now / DAY)
+local budgeted = not plan  -- an undeclared experiment: the open budget and idle expiry apply
+-- The mode the keys were built for; once the recorded one is found the same (below), the
+-- experiment's.
+local exact = keys_mode == MODE.exact
+local life = exact and keys_window == 0
+-- exact: most records of the current bucket (for life, the experiment's only one)
+local record_cap = life and max_records or math.floor(max_records / (DEDUP.buckets + 1))
 
 -- Whether a plan's names (plans.tracked_names) list the variant and goal.
 local function listed(variant, goal)
@@ -143,18 +150,132 @@ local function spend(spent, expiring)
   end
 end
 
+-- exact: the de-dup records (see above). load_records makes their functions and reads each
+-- bucket's count; it and keep_records are made in exact mode only.
+local current = TRACK_FIRST_COUNTER  -- the KEYS index of the current bucket
+local counts = {}  -- each bucket's count of records
+local written = {}  -- keys of the current bucket written, to expire with it
+local set_index, path_of, set_key, record, known
+local load_records, keep_records
+if exact then
+  function load_records()
+    -- The sets of a bucket of `count` records, and the largest power of two not above.
+    local function shape(count)
+      local sets, low = math.min(1 + math.floor(count / DEDUP.load), DEDUP.sets), 1
+      while low * 2 <= sets do
+        low = low * 2
+      end
+      return sets, low
+    end
+
+    -- The index of a path's set in a bucket of `count` records (dedup.set_index).
+    function set_index(count, path)
+      local sets, low = shape(count)
+      local index = path % low
+      if index < sets - low then
+        index = path % (2 * low)
+      end
+      return index
+    end
+
+    function path_of(member)
+      return string.sub(member, -DEDUP.path_digits) + 0
+    end
+
+    function set_key(k, index)
+      return KEYS[k] .. DEDUP.separator .. index
+    end
+
+    local function add_all(key, members)
+      for first = 1, #members, 1000 do
+        redis.call('SADD', key, unpack(members, first, math.min(first + 999, #members)))
+      end
+    end
+
+    local sizes = {}
+    for k = current, #KEYS do
+      sizes[#sizes + 1] = KEYS[k] .. DEDUP.separator .. DEDUP.size
+    end
+    for j, count in ipairs(redis.call('MGET', unpack(sizes))) do
+      counts[current - 1 + j] = (count or 0) + 0
+    end
+
+    -- Records a new member in the current bucket, then splits a set if that was a LOAD-th record:
+    -- set `sets - low` in two, its members whose path has the next bit set moving to `sets`.
+    function record(member)
+      local before = counts[current]
+      local path = path_of(member)
+      local into = set_key(current, set_index(before, path))
+      redis.call('SADD', into, member)
+      written[into] = true
+      counts[current] = before + 1
+      local sets, low = shape(before)
+      if shape(counts[current]) == sets then
+        return
+      end
+      local from, to = set_key(current, sets - low), set_key(current, sets)
+      local stay, move = {}, {}
+      for _, m in ipairs(redis.call('SMEMBERS', from)) do
+        if math.floor(path_of(m) / low) % 2 == 1 then
+          move[#move + 1] = m
+        else
+          stay[#stay + 1] = m
+        end
+      end
+      redis.call('DEL', from)  -- rebuilt: an intset again, should it have grown past one
+      add_all(from, stay)
+      add_all(to, move)
+      written[from], written[to] = true, true
+    end
+
+    -- Whether a bucket holds the member's record.
+    function known(member)
+      local path = path_of(member)
+      for k = current, #KEYS do
+        if redis.call('SISMEMBER', set_key(k, set_index(counts[k], path)), member) == 1 then
+          return true
+        end
+      end
+      return false
+    end
+  end
+
+  -- The current bucket's count once `new` records went in, and the expiry of its keys written
+  -- (see above); on the first call of a day, of every set of the bucket.
+  function keep_records(new, day_began)
+    if new > 0 then
+      local size = KEYS[current] .. DEDUP.separator .. DEDUP.size
+      redis.call('SET', size, counts[current])
+      written[size] = true
+    end
+    if not life then
+      for key in pairs(written) do
+        redis.call('EXPIREAT', key, bucket_expiry)
+      end
+    elseif budgeted then  -- for life, undeclared: the records go idle with the experiment
+      local renewed = day_began and bucket_keys(KEYS[current]) or {}
+      for key in pairs(written) do
+        renewed[#renewed + 1] = key
+      end
+      for _, key in ipairs(renewed) do
+        redis.call('EXPIRE', key, idle_seconds + DAY)
+      end
+    end
+  end
+end
+
 -- == The steady state, counted with only the calls it needs ===========================
--- One hll event without numbers, of an experiment recorded in hll mode whose history is
--- recorded up to today, into a counter the plan lists (declared) or that has counted before
--- (open: its names were admitted and its bytes charged then), from a source within its
--- budget: the whole path below would count it the same way (a PFADD, the counter indexed,
--- the source's count), after making the functions and tables other calls need. Anything
--- else goes on below, nothing written here.
-if mode == MODE.hll and keys_mode == MODE.hll and last_day and last_day >= today
-    and #ARGV == first_event + stride - 1 and (names or not plan) then
+-- One event without numbers, of an experiment recorded in the keys' mode (exact: and
+-- window) whose history is recorded up to today, into a counter the plan lists (declared)
+-- or that has counted before (open: its names were admitted and its bytes charged then),
+-- from a source within its budget: the whole path below would count it the same way (hll: a
+-- PFADD and the counter indexed; exact: the uuid looked up, then its record and the count;
+-- then the source's count), after making the functions and tables other calls need.
+-- Anything else goes on below, nothing written here.
+if mode == keys_mode and (not exact or window + 0 == keys_window) and last_day
+    and last_day >= today and #ARGV == first_event + stride - 1 and (names or not plan) then
   local variant, goal, member, target, numbers = unpack(ARGV, first_event, #ARGV)
-  local k = target + 0
-  local field = ARGV[fields_at + k - TRACK_FIRST_COUNTER]
+  local field = exact and target or ARGV[fields_at + target - TRACK_FIRST_COUNTER]
   local countable = numbers == '' and (plan and listed(variant, goal) or not plan
     and redis.call('HEXISTS', KEYS[6], field) == 1)
   local spent, expiring = 0, true
@@ -162,22 +283,35 @@ if mode == MODE.hll and keys_mode == MODE.hll and last_day and last_day >= today
     local hour = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
     spent, expiring = (hour[1] or 0) + 0, hour[2]
   end
-  if countable and spent < source_budget then
-    local added = redis.call('PFADD', KEYS[k], member)
-    if added == 1 then
-      if plan and redis.call('HSETNX', KEYS[6], field, KEYS[k]) == 1 then
+  local new
+  if countable and spent < source_budget and not exact then
+    local k = target + 0
+    new = redis.call('PFADD', KEYS[k], member)
+    if new == 1 and plan and redis.call('HSETNX', KEYS[6], field, KEYS[k]) == 1 then
+      list(variant, goal)
+    end
+  elseif countable and spent < source_budget then
+    load_records()
+    if known(member) then
+      new = 0
+    elseif counts[current] < record_cap then  -- else over it: below
+      new = 1
+      record(member)
+      if redis.call('HINCRBY', KEYS[6], field, 1) == 1 and plan then
         list(variant, goal)
       end
-      if source ~= '' then
-        spend(spent + 1, expiring)
-      end
+      keep_records(new, false)
     end
-    return reply({TRACK.counted, added, 0, 0, 0, 0, 0, 0})
+  end
+  if new then
+    if new == 1 and source ~= '' then
+      spend(spent + 1, expiring)
+    end
+    return reply({TRACK.counted, new, 0, 0, 0, 0, 0, 0})
   end
 end
 
 -- == Open budget: the bytes undeclared experiments hold (see above) ====================
-local budgeted = not plan
 local grew = false  -- this call added a key, a name or a counter: renew the expiry
 local pruned = false
 
@@ -293,25 +427,20 @@ end
 if mode ~= keys_mode or (mode == MODE.exact and window + 0 ~= keys_window) then
   return reply({TRACK.recorded_otherwise, mode, window})
 end
-local exact = mode == MODE.exact
-local life = exact and keys_window == 0
--- exact: most records of the current bucket (for life, the experiment's only one)
-local record_cap = life and max_records or math.floor(max_records / (DEDUP.buckets + 1))
-
 local day_began = last_day < today
 if day_began then
-  local counts, flat = {}, redis.call('HGETALL', KEYS[6])
+  local totals, flat = {}, redis.call('HGETALL', KEYS[6])
   for i = 1, #flat, 2 do
     if not exact then
-      counts[flat[i]] = redis.call('PFCOUNT', flat[i + 1])
+      totals[flat[i]] = redis.call('PFCOUNT', flat[i + 1])
     elseif string.find(flat[i], SUM_FIELD) then
-      counts[flat[i]] = flat[i + 1]  -- a sum: as text, every digit kept
+      totals[flat[i]] = flat[i + 1]  -- a sum: as text, every digit kept
     else
-      counts[flat[i]] = tonumber(flat[i + 1])
+      totals[flat[i]] = tonumber(flat[i + 1])
     end
   end
-  if next(counts) then
-    local snapshot = cjson.encode(counts)
+  if next(totals) then
+    local snapshot = cjson.encode(totals)
     if not budgeted or afford(COST.member + #snapshot) then
       redis.call('HSET', KEYS[5], last_day, snapshot)
     end
@@ -531,80 +660,8 @@ if summed then
   end
 end
 
--- exact: the de-dup records (see above); their functions made in exact mode only.
-local current = TRACK_FIRST_COUNTER  -- the KEYS index of the current bucket
-local counts = {}  -- each bucket's count of records
-local written = {}  -- keys of the current bucket written, to expire with it
-local set_index, path_of, set_key, record
 if exact then
-  -- The sets of a bucket of `count` records, and the largest power of two not above.
-  local function shape(count)
-    local sets, low = math.min(1 + math.floor(count / DEDUP.load), DEDUP.sets), 1
-    while low * 2 <= sets do
-      low = low * 2
-    end
-    return sets, low
-  end
-
-  -- The index of a path's set in a bucket of `count` records (dedup.set_index).
-  function set_index(count, path)
-    local sets, low = shape(count)
-    local index = path % low
-    if index < sets - low then
-      index = path % (2 * low)
-    end
-    return index
-  end
-
-  function path_of(member)
-    return string.sub(member, -DEDUP.path_digits) + 0
-  end
-
-  function set_key(k, index)
-    return KEYS[k] .. DEDUP.separator .. index
-  end
-
-  local function add_all(key, members)
-    for first = 1, #members, 1000 do
-      redis.call('SADD', key, unpack(members, first, math.min(first + 999, #members)))
-    end
-  end
-
-  local sizes = {}
-  for k = current, #KEYS do
-    sizes[#sizes + 1] = KEYS[k] .. DEDUP.separator .. DEDUP.size
-  end
-  for j, count in ipairs(redis.call('MGET', unpack(sizes))) do
-    counts[current - 1 + j] = (count or 0) + 0
-  end
-
-  -- Records a new member in the current bucket, then splits a set if that was a LOAD-th record:
-  -- set `sets - low` in two, its members whose path has the next bit set moving to `sets`.
-  function record(member)
-    local before = counts[current]
-    local path = path_of(member)
-    local into = set_key(current, set_index(before, path))
-    redis.call('SADD', into, member)
-    written[into] = true
-    counts[current] = before + 1
-    local sets, low = shape(before)
-    if shape(counts[current]) == sets then
-      return
-    end
-    local from, to = set_key(current, sets - low), set_key(current, sets)
-    local stay, move = {}, {}
-    for _, m in ipairs(redis.call('SMEMBERS', from)) do
-      if math.floor(path_of(m) / low) % 2 == 1 then
-        move[#move + 1] = m
-      else
-        stay[#stay + 1] = m
-      end
-    end
-    redis.call('DEL', from)  -- rebuilt: an intset again, should it have grown past one
-    add_all(from, stay)
-    add_all(to, move)
-    written[from], written[to] = true, true
-  end
+  load_records()
 end
 -- One source's budget: what it added this hour (nil: not budgeted).
 local spent, spent_before, expiring = nil, 0, true
@@ -660,14 +717,7 @@ for i = first_event, #ARGV, stride do
     end
     new = new + added
   elseif counted then
-    local seen = false
-    local path = path_of(member)
-    for k = current, #KEYS do
-      seen = redis.call('SISMEMBER', set_key(k, set_index(counts[k], path)), member) == 1
-      if seen then
-        break
-      end
-    end
+    local seen = known(member)
     if not seen and counts[current] >= record_cap then
       over_records = over_records + 1
     elseif not seen then
@@ -696,23 +746,8 @@ for k, i in pairs(used) do
     list(ARGV[i], ARGV[i + 1])
   end
 end
-if exact and new > 0 then
-  local size = KEYS[current] .. DEDUP.separator .. DEDUP.size
-  redis.call('SET', size, counts[current])
-  written[size] = true
-end
-if not life then
-  for key in pairs(written) do
-    redis.call('EXPIREAT', key, bucket_expiry)
-  end
-elseif budgeted then  -- for life, undeclared: the records go idle with the experiment
-  local renewed = day_began and bucket_keys(KEYS[current]) or {}
-  for key in pairs(written) do
-    renewed[#renewed + 1] = key
-  end
-  for _, key in ipairs(renewed) do
-    redis.call('EXPIRE', key, idle_seconds + DAY)
-  end
+if exact then
+  keep_records(new, day_began)
 end
 -- One source's budget: only new events cost.
 if spent and spent > spent_before then
