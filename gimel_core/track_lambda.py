@@ -9,7 +9,8 @@ query string re-encoded from the event's parameters, values passed through as UT
 latin-1), and turns the endpoint's :class:`~.track_endpoint.Answer` into the dict
 serverless-wsgi returns (``headers`` or ``multiValueHeaders`` as the event had them, a JSON
 body as text). Every other event, and any event it cannot read as serverless-wsgi would
-(a header that is not text, a warm-up or non-REST event), goes on to serverless-wsgi:
+(a header that is not text, a body that is not text, a host or forwarded header that is not
+UTF-8, a warm-up or non-REST event), goes on to serverless-wsgi:
 :meth:`LambdaTrack.answer` returns None for it. tests/test_track_lambda.py holds both paths
 to the same answers, byte for byte.
 """
@@ -29,6 +30,10 @@ from serverless_wsgi import TEXT_MIME_TYPES, encode_query_string, get_body_bytes
 from .track_endpoint import Answer, TrackEndpoint
 
 _SKIPPED = ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH")
+_ENCODED = ("HTTP_HOST", "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PROTO")
+"""Headers whose value serverless-wsgi puts in the environ as UTF-8 read as latin-1 (the server
+name and port, the URL scheme): text that is not UTF-8 (a lone surrogate) makes it refuse the
+event, so this path leaves such an event to it."""
 _DEFAULT_TYPE = ("Content-Type", "text/plain; charset=utf-8")
 """What werkzeug's Response adds to an answer that has no Content-Type."""
 
@@ -60,8 +65,10 @@ class LambdaTrack:
         reply = self._replies.get(kind)
         if reply is None:
             reply = self._replies[kind] = _reply(answer, event)
-        headers = "multiValueHeaders" if kind[1] else "headers"
-        return {**reply, headers: dict(reply[headers])}  # the caller's own
+        if kind[1]:  # the caller's own, down to each header's list of values
+            values = reply["multiValueHeaders"]
+            return {**reply, "multiValueHeaders": {name: [*v] for name, v in values.items()}}
+        return {**reply, "headers": dict(reply["headers"])}
 
     def _environ(self, event: Any) -> dict[str, Any] | None:
         if not isinstance(event, dict) or event.get("httpMethod") != "GET":
@@ -85,6 +92,8 @@ class LambdaTrack:
         environ, content_type = headers
         body = event.get("body")
         body = get_body_bytes(event, body) if body else b""  # a GET's: none
+        if not isinstance(body, bytes):
+            return None  # serverless-wsgi cannot read it either: it refuses the event
         authorizer = context.get("authorizer") or {}
         environ |= {
             "REQUEST_METHOD": "GET",
@@ -112,16 +121,18 @@ def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
             if not isinstance(name, str):
                 return None
             key = "HTTP_" + name.upper().replace("-", "_")
-            known = (key, key not in _SKIPPED, name.lower() == "content-type")
+            known = (key, key not in _SKIPPED, name.lower() == "content-type", key in _ENCODED)
             if len(_KEYS) < _KEYS_KEPT:
                 _KEYS[name] = known
         if not isinstance(values, list | tuple):
             values = (values,)
+        key, kept, typed, encoded = known
         for value in values:
             if not isinstance(value, str) or "\n" in value or "\r" in value:
                 return None
+            if encoded and not value.isascii() and not _utf8(value):
+                return None
         if values:
-            key, kept, typed = known
             if kept:
                 environ[key] = values[-1]
             if typed and content_type is None:
@@ -129,9 +140,10 @@ def _headers(event: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     return environ, content_type or ""
 
 
-_KEYS: dict[str, tuple[str, bool, bool]] = {}
+_KEYS: dict[str, tuple[str, bool, bool, bool]] = {}
 """Header name -> its environ key, whether the environ keeps it there, whether it is the
-Content-Type: for the names seen first (most requests send the same)."""
+Content-Type, whether serverless-wsgi encodes its value (:data:`_ENCODED`): for the names seen
+first (most requests send the same)."""
 _KEYS_KEPT = 256
 
 
@@ -167,6 +179,14 @@ def _query_string(event: dict[str, Any]) -> str:
             ):
                 return query.replace(" ", "+")
     return str(encode_query_string(event))
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _latin1(value: Any) -> Any:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import AUTH, WholeCluster
 from gimel_core import dedup, defaults, keys
-from gimel_core.storage import schema
+from gimel_core.storage import runner, schema
 from gimel_core.storage.read import read, stored
 from gimel_core.storage.runner import _REPEATING, Call, Packed, Scripts, _pack, plain, source
 from gimel_core.storage.schema import TrackSettings
@@ -230,6 +230,31 @@ def test_an_error_reply_among_several_leaves_the_connection_in_step(redis_url: s
     first, second = scripts.run([read("ns", "a"), read("ns", "b")])
     assert stored(first).meta[schema.Meta.NAME] == "a"
     assert stored(second).meta[schema.Meta.NAME] == "b"
+    assert stored(scripts.run_one(read("ns", "a"))).meta[schema.Meta.NAME] == "a"
+    client.close()
+
+
+@pytest.mark.single_redis
+def test_a_call_interrupted_before_its_reply_leaves_none_for_the_next(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call sent whose reply was never read (a signal between the two) does not leave that
+    reply on a connection the next call is sent on: the next call reads its own."""
+    client = connect(redis_url)
+    scripts = Scripts(client)
+    for name in ("a", "b"):
+        client.hset(keys.meta("ns", name), schema.Meta.NAME, name)
+    scripts.run_one(read("ns", "a"))  # loaded, and a connection kept
+
+    def interrupted(conn: Any, packed: bytes) -> Any:
+        conn.send_packed_command((packed,))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_round_trip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scripts.run_one(read("ns", "a"))
+    monkeypatch.undo()
+    assert stored(scripts.run_one(read("ns", "b"))).meta[schema.Meta.NAME] == "b"
     assert stored(scripts.run_one(read("ns", "a"))).meta[schema.Meta.NAME] == "a"
     client.close()
 

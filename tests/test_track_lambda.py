@@ -118,6 +118,22 @@ def events() -> list[tuple[str, dict[str, Any], bool]]:
         ("a bad base64 body", event(good("u23"), body="%%%", isBase64Encoded=True), True),
         ("a header not text", event(good("u24"), {**HEADERS, "X-Count": [3]}), False),
         ("a newline in a header", event(good("u25"), {**HEADERS, "X-A": ["a\nb"]}), False),
+        ("a body not text", event(good("u33"), body=["x"]), False),
+        ("a body an object", event(good("u34"), body={"a": 1}), False),
+        # serverless-wsgi encodes these as UTF-8: a lone surrogate makes it refuse the event.
+        ("a lone surrogate in Host", event(good("u35"), {**HEADERS, "Host": ["a\ud800"]}), False),
+        (
+            "a lone surrogate in a forwarded port",
+            event(good("u36"), {**HEADERS, "x-forwarded-port": ["4\udc00"]}),
+            False,
+        ),
+        (
+            "a lone surrogate in a forwarded scheme",
+            event(good("u37"), {**HEADERS, "X-Forwarded-Proto": ["\ud83d"]}, True),
+            False,
+        ),
+        ("a lone surrogate elsewhere", event(good("u38"), {**HEADERS, "X-A": ["\ud800"]}), True),
+        ("UTF-8 in Host", event(good("u39"), {**HEADERS, "Host": ["café.example"]}), True),
         ("preflight", event(good("u26"), httpMethod="OPTIONS"), False),
         (
             "a batch",
@@ -175,6 +191,22 @@ def test_each_answer_is_the_wsgi_paths(handler: ModuleType, what: str, given: di
     except Exception:
         taken = True  # read as far as serverless-wsgi reads it, and refused alike
     assert taken == own
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["multi-value headers", "headers"])
+def test_each_answer_is_the_callers_own(handler: ModuleType, single: bool) -> None:
+    """The answers that never change are built once; what a caller does to one (a middleware
+    adding a header) does not show in the next."""
+    first = handler.handler(event(good("own1"), single=single), None)
+    for name, values in first["headers" if single else "multiValueHeaders"].items():
+        if single:
+            first["headers"][name] = "changed"
+        else:
+            values.append("changed")
+    expected = through_wsgi(handler, event(good("own2"), single=single))
+    assert json.dumps(handler.handler(event(good("own3"), single=single), None)) == json.dumps(
+        expected
+    )
 
 
 def test_the_own_path_counts(handler: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -123,6 +123,13 @@ class Scripts:
             return conn.retry.call_with_retry(
                 lambda: exchange(conn), lambda error: conn.disconnect()
             )
+        except redis.exceptions.ResponseError:
+            raise  # an error reply, read whole: the connection is in step
+        except BaseException:
+            # Interrupted (a signal, a timeout of the caller's), perhaps with a reply still
+            # unread: the connection is not used as it is again.
+            conn.disconnect()
+            raise
         finally:
             self._keep(conn)
 
@@ -137,7 +144,8 @@ class Scripts:
 
     def _keep(self, conn: Any) -> None:
         # A connection is only ever kept with its whole reply read: read_response
-        # closes it on any error (a timeout, a dropped connection) before raising.
+        # closes it on any error (a timeout, a dropped connection) before raising, and _lean
+        # on any other interruption.
         if len(self._idle) < KEPT:
             self._idle.append(conn)
         else:
