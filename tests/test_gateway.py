@@ -4,9 +4,11 @@ their events counted in one round trip, and each answered as it would be alone."
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import json
 import queue
+import socket
 import threading
 import time
 from pathlib import Path
@@ -133,3 +135,35 @@ def test_concurrent_requests_each_get_their_own_answer_and_count_exactly(tmp_pat
     assert body["participants"] == {
         v: sum(1 for *_, variant in uuids if variant == v) for v in "ab"
     }
+
+
+def test_a_client_still_downloading_its_answer_is_not_cut_as_idle() -> None:
+    """A client on a slow link sends nothing while its answer comes in: the connection is
+    idle only once nothing goes either way (then it is cut)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    reaper = gateway.IdleReaper(listener.getsockname()[1], idle=0.5, every=0.1).start()
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    parts, part = 30, b"x" * 100
+
+    def answer() -> None:  # six times the idle time, a part every 0.1 s
+        with contextlib.suppress(OSError):  # cut: the client sees it
+            for _ in range(parts):
+                served.sendall(part)
+                time.sleep(0.1)
+
+    sending = threading.Thread(target=answer)
+    try:
+        sending.start()
+        client.settimeout(5)
+        received = b""
+        while len(received) < parts * len(part) and (data := client.recv(65536)):
+            received += data
+        assert len(received) == parts * len(part)  # not cut while the answer went out
+        assert client.recv(65536) == b""  # then silent both ways: cut, within seconds
+        assert reaper.closed == 1
+    finally:
+        reaper.stopping.set()
+        sending.join()
+        for sock in (client, served, listener):
+            sock.close()

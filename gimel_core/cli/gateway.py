@@ -50,8 +50,9 @@ BODY_TIMEOUT = 10
 """Seconds a client has to send a request's body once its headers are in."""
 
 IDLE_TIMEOUT = 10
-"""Seconds a connection may stay silent (before its first request, or between two requests on
-a kept-alive connection) before it is closed."""
+"""Seconds a connection may stay silent both ways (before its first request, between two
+requests on a kept-alive connection, or a client that stopped reading its answer) before it is
+closed."""
 
 QUEUE_TIMEOUT = 0.5
 """Seconds a complete request may wait for a free app thread: one that waited longer is
@@ -303,20 +304,24 @@ def _environ(scope: Any, body: bytes) -> dict[str, Any]:
 _TCP_ESTABLISHED = 1
 _TCP_INFO = struct.Struct("B" * 8 + "I" * 24)
 """The start of Linux's ``struct tcp_info``: 8 bytes of state and options, then 32-bit
-fields of which ``tcpi_last_data_recv`` (milliseconds since data last arrived) is the 12th."""
+fields of which ``tcpi_last_data_sent`` and ``tcpi_last_data_recv`` (milliseconds since data
+last left and arrived) are the 10th and the 12th."""
+_LAST_DATA_SENT = 8 + 9
 _LAST_DATA_RECV = 8 + 11
 
 
 class IdleReaper:
-    """Closes the connections of this process, accepted on ``port``, on which the client has
-    sent nothing for :data:`IDLE_TIMEOUT` seconds.
+    """Closes the connections of this process, accepted on ``port``, on which nothing has gone
+    either way for :data:`IDLE_TIMEOUT` seconds: the client sent nothing, and no answer went
+    out to it (a client downloading a large answer over a slow link sends nothing meanwhile;
+    one that stopped reading lets nothing more go out).
 
     The HTTP side keeps a silent connection open for ever; the kernel knows when data last
-    arrived on each socket (``TCP_INFO``), so a thread looks every second at this process's
-    sockets and shuts down the silent ones, which the server then drops as closed by the
-    client. It works on a duplicate of each descriptor, so a socket closed and its number
-    reused meanwhile is never touched: the duplicate still names the old one. Linux only
-    (elsewhere it does nothing)."""
+    arrived on each socket and when it last left (``TCP_INFO``), so a thread looks every
+    second at this process's sockets and shuts down the silent ones, which the server then
+    drops as closed by the client. It works on a duplicate of each descriptor, so a socket
+    closed and its number reused meanwhile is never touched: the duplicate still names the old
+    one. Linux only (elsewhere it does nothing)."""
 
     def __init__(self, port: int, idle: float = IDLE_TIMEOUT, every: float = 1.0) -> None:
         self.port = port
@@ -359,7 +364,8 @@ class IdleReaper:
             if sock.getsockname()[1] != self.port:
                 return  # a client socket of this process (Redis), or another listener
             info = _TCP_INFO.unpack(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104))
-            if info[0] == _TCP_ESTABLISHED and info[_LAST_DATA_RECV] > self.idle_ms:
+            silent = min(info[_LAST_DATA_RECV], info[_LAST_DATA_SENT])
+            if info[0] == _TCP_ESTABLISHED and silent > self.idle_ms:
                 sock.shutdown(socket.SHUT_RDWR)
                 self.closed += 1
         except OSError:
