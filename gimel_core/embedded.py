@@ -194,17 +194,23 @@ class EmbeddedRedis:
                 stderr=subprocess.DEVNULL,  # it logs to redis.log; never hold a caller's pipe
                 start_new_session=True,  # Ctrl-C goes to us; we stop the server cleanly
             )
-            deadline = time.monotonic() + 15
-            while not _answers(self.port, self.tls):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    log = self.data_dir / "redis.log"
-                    tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
-                    self.process.kill()
-                    self.process.wait()
-                    raise RuntimeError(f"embedded redis-server did not start: {tail}")
-                time.sleep(0.01)
+            try:
+                self._wait_until_up()
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM) while it loads its data
+                self.stop()  # not left running, unknown to the next start, on this folder
+                raise
             port_file.write_text(str(self.port))
         return self
+
+    def _wait_until_up(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + 15
+        while not _answers(self.port, self.tls):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = self.data_dir / "redis.log"
+                tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
+                raise RuntimeError(f"embedded redis-server did not start: {tail}")
+            time.sleep(0.01)
 
     def stop(self) -> None:
         """Stop a server this object started: SIGTERM makes Redis flush its append-only file."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from gimel_core import embedded
 from gimel_core.embedded import EmbeddedRedis
 from tests.serving import GimelServe
 
@@ -56,6 +59,36 @@ def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers={"x-api-key": key, **headers} if key else headers)
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status, response.read()
+
+
+def test_a_start_interrupted_while_redis_loads_leaves_no_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C or SIGTERM while the embedded Redis loads its data (a large append-only file
+    takes seconds) stops it: none is left running on the folder, unknown to the next start,
+    which would start a second server on the same file."""
+    started: list[subprocess.Popen[bytes]] = []
+    popen = subprocess.Popen
+
+    def recorded(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupted(port: int, tls: Any = None) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedded.subprocess, "Popen", recorded)
+    monkeypatch.setattr(embedded, "_answers", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        EmbeddedRedis(tmp_path).start()
+    (server,) = started
+    assert server.poll() is not None  # stopped, not left running
+    monkeypatch.undo()
+    again = EmbeddedRedis(tmp_path).start()  # a start afterwards starts its own, alone
+    try:
+        assert again.process is not None and redis.Redis.from_url(again.url).ping()
+    finally:
+        again.stop()
 
 
 def test_gimel_serve_prints_url_and_key_counts_and_keeps_data(tmp_path: Path) -> None:
