@@ -203,7 +203,7 @@ class EmbeddedRedis:
         return self
 
     def _wait_until_up(self) -> None:
-        assert self.process is not None
+        assert self.process is not None and self.port is not None
         deadline = time.monotonic() + 15
         while not _answers(self.port, self.tls):
             if self.process.poll() is not None or time.monotonic() > deadline:
