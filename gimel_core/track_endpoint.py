@@ -87,12 +87,15 @@ class TrackEndpoint:
         try:
             if method == "GET":
                 read = self._read(environ)
+                if read is self.bot:
+                    self._filtered(1)
                 if isinstance(read, Answer):
                     return read
                 return self._counted(self.tracker.track(*read))
             if method == "POST":
                 events = parse_batch(_body(environ, self.max_bytes), self.max_events)
-                if self._bot(environ, len(events)):
+                if self._bot(environ):
+                    self._filtered(len(events))
                     return _answer({"accepted": 0, "filtered": len(events)})
                 tally = self.tracker.track_many(events, self.sources.of(environ))
                 body: dict[str, Any] = {"accepted": tally.counted}
@@ -113,10 +116,13 @@ class TrackEndpoint:
     def respond_together(self, environs: list[dict[str, Any]]) -> list[Answer | None]:
         """The answers to requests that arrived together, as :meth:`respond` gives each: the
         events of their ``GET`` requests are counted in one round trip to Redis
-        (:meth:`Tracker.track_each`), each with its own script call, source and answer. Any
+        (:meth:`Tracker.track_each`), each with its own script call, source and answer, and
+        the bots among them tallied in one more (none if Redis could not be reached: each
+        round trip to a stalled Redis is a timeout every request of the batch waits). Any
         other request is left to the app (None)."""
         answers: list[Answer | None] = [None] * len(environs)
         todo: list[tuple[int, Event, str | None]] = []
+        bots = 0
         for i, environ in enumerate(environs):
             if environ.get("PATH_INFO") not in self.paths or environ["REQUEST_METHOD"] != "GET":
                 continue
@@ -127,6 +133,7 @@ class TrackEndpoint:
                 continue
             if isinstance(read, Answer):
                 answers[i] = read
+                bots += read is self.bot
             else:
                 todo.append((i, *read))
         if todo:
@@ -140,13 +147,16 @@ class TrackEndpoint:
                 failed = _refusal(exc)
                 for i, _, _ in todo:
                     answers[i] = failed
+                bots = 0
+        if bots:
+            self._filtered(bots)
         return answers
 
     def _read(self, environ: dict[str, Any]) -> Answer | tuple[Event, str | None]:
-        """A ``GET``'s event and the source it counts under, or its answer already (a bot's);
-        raises on bad input."""
+        """A ``GET``'s event and the source it counts under, or its answer already (a bot's,
+        not yet tallied); raises on bad input."""
         event = validate(parse_query(_query(environ)))
-        if self._bot(environ, 1):
+        if self._bot(environ):
             return self.bot
         return event, self.sources.of(environ)
 
@@ -155,15 +165,17 @@ class TrackEndpoint:
             return _answer({"ok": True, "counted": False, "dropped": str(tally.off_plan[0])})
         return self.tracked
 
-    def _bot(self, environ: dict[str, Any], events: int) -> bool:
-        """Requests from known bots are answered 200 (so they stop) and only tallied."""
+    def _bot(self, environ: dict[str, Any]) -> bool:
+        """Whether a request comes from a known bot: answered 200 (so it stops) and only
+        tallied (:meth:`_filtered`)."""
         # Bounded: a regex over a 250 KB header would cost every other client latency.
         agent = environ.get("HTTP_USER_AGENT", "")[: defaults.BOT_AGENT_CHARS]
-        if self.bots is None or not agent or not self._is_bot(agent):
-            return False
+        return self.bots is not None and bool(agent) and self._is_bot(agent)
+
+    def _filtered(self, events: int) -> None:
+        """Tallies events of bots, if Redis can be reached."""
         with contextlib.suppress(StoreUnavailable):
             self.tracker.count_filtered(events)
-        return True
 
     def _matches(self, agent: str) -> bool:
         assert self.bots is not None

@@ -19,6 +19,7 @@ from werkzeug.test import EnvironBuilder
 
 from conftest import API_KEY
 from gimel_core.cli import gateway, serve
+from gimel_core.errors import StoreUnavailable
 from gimel_core.storage.runner import Scripts
 from helpers import track_url
 from tests.serving import GimelServe
@@ -71,6 +72,40 @@ def test_an_app_thread_takes_the_waiting_requests_together(make_app, monkeypatch
     client = app.test_client()
     listed = client.get("/experiments/g", headers={"x-api-key": app.config["GIMEL"].api_keys[0]})
     assert listed.get_json()["participants"] == {"v": 4}
+
+
+BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["Redis answers", "Redis out of reach"])
+def test_the_bots_among_requests_taken_together_cost_one_round_trip(
+    make_app, monkeypatch, reachable: bool
+) -> None:
+    """Each round trip to a stalled Redis is a timeout that every request of the batch waits:
+    a batch's bots are tallied in one, after its events, and in none when the events' own
+    could not reach Redis (their answers are already 503)."""
+    app = make_app()
+    endpoint = app.wsgi_app
+    event = {"experiment": "g", "variant": "v", "event": "participate"}
+    environs = [
+        EnvironBuilder(
+            path=track_url(**event, uuid=f"u{i}"),
+            headers={"User-Agent": BOT if i % 4 else "Mozilla/5.0 (X11; Linux x86_64)"},
+        ).get_environ()
+        for i in range(12)
+    ]
+    tallies: list[int] = []
+    tally = endpoint.tracker.count_filtered
+    monkeypatch.setattr(endpoint.tracker, "count_filtered", lambda n: tallies.append(n) or tally(n))
+    if not reachable:
+
+        def stalled(*args: Any) -> Any:
+            raise StoreUnavailable("Redis timed out")
+
+        monkeypatch.setattr(endpoint.tracker, "track_each", stalled)
+    answers = endpoint.respond_together(environs)
+    assert [answer.code for answer in answers] == [200 if reachable else 503, 200, 200, 200] * 3
+    assert tallies == ([9] if reachable else [])
 
 
 SENDERS = 16
