@@ -202,3 +202,29 @@ def test_a_client_still_downloading_its_answer_is_not_cut_as_idle() -> None:
         sending.join()
         for sock in (client, served, listener):
             sock.close()
+
+
+def test_a_body_cut_short_of_its_content_length_is_refused(tmp_path: Path) -> None:
+    """A client that closes its side before the body it announced has come sent another
+    request than it meant: answered 400, nothing counted."""
+    body = b'{"experiment": "half", "variant": "b", "event": "participate", "uuid": "h1"}'
+    with GimelServe(tmp_path, "--workers", "1") as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            head = b"POST /track HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+            sock.sendall(head % (len(body) + 50) + body)
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 400 Bad Request", answer
+        assert b"ended after" in rest
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+        try:
+            connection.request("POST", "/track", body, {"Content-Type": "application/json"})
+            assert json.loads(connection.getresponse().read()) == {"accepted": 1}  # whole
+            key = {"X-Api-Key": served.api_key()}
+            connection.request("GET", "/experiments/half", headers=key)
+            assert json.loads(connection.getresponse().read())["participants"] == {"b": 1}
+        finally:
+            connection.close()

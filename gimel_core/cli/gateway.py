@@ -170,6 +170,12 @@ class Gateway:
                 protocol.response_bytes(*answer)
                 return
             body = reading.result()
+            declared = headers.get("content-length", "")
+            if declared.isdigit() and len(body) < int(declared) <= self.max_body:
+                # The client closed its side early: what came is not the request it announced.
+                short = f"the request body ended after {len(body)} of its {declared} bytes"
+                protocol.response_bytes(*_json(400, short, CLOSE))
+                return
         answered = self.loop.create_future()
         self.requests.put((answered, protocol, _environ(scope, body), time.monotonic()))
         await answered
