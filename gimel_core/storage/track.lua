@@ -139,6 +139,12 @@ local function list(variant, goal)
   end
 end
 
+-- One source's budget: what it added this hour, and whether the hour's key has its expiry.
+local function spent_this_hour()
+  local hour = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
+  return (hour[1] or 0) + 0, hour[2]
+end
+
 -- One source's budget: its count, kept until the hour ends (the hour's key is given its
 -- expiry once, with the SOURCES_EXPIRING field that says so).
 local function spend(spent, expiring)
@@ -280,8 +286,7 @@ if mode == keys_mode and (not exact or window + 0 == keys_window) and last_day
     and redis.call('HEXISTS', KEYS[6], field) == 1)
   local spent, expiring = 0, true
   if countable and source ~= '' then
-    local hour = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
-    spent, expiring = (hour[1] or 0) + 0, hour[2]
+    spent, expiring = spent_this_hour()
   end
   local new
   if countable and spent < source_budget and not exact then
@@ -666,9 +671,8 @@ end
 -- One source's budget: what it added this hour (nil: not budgeted).
 local spent, spent_before, expiring = nil, 0, true
 if source ~= '' then
-  local hour = redis.call('HMGET', KEYS[TRACK_SOURCES], source, SOURCES_EXPIRING)
-  spent = (hour[1] or 0) + 0
-  spent_before, expiring = spent, hour[2]
+  spent, expiring = spent_this_hour()
+  spent_before = spent
 end
 
 local new, dropped_variants, dropped_goals, undeclared = 0, 0, 0, 0
