@@ -66,7 +66,7 @@ def fill(client: redis.Redis) -> int:
         try:
             client.set(f"filler:{i}", "x" * 10_000)
         except redis.exceptions.OutOfMemoryError:
-            client.config_set("maxmemory", client.info("memory")["used_memory"] - 100_000)
+            client.config_set("maxmemory", client.info("memory")["used_memory"] - 1_000_000)
             return i
     raise AssertionError("Redis never refused a write")
 
